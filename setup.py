@@ -1,0 +1,31 @@
+"""pip installation of st4r_ros: library, `st4r` CLI, training, replay and CI.
+
+ROS builds the same sources with colcon through CMakeLists.txt (ament_cmake); see README.md.
+"""
+
+from setuptools import find_packages, setup
+
+setup(
+    name="st4r_ros",
+    version="0.1.0",
+    description="Spatio-temporal referring queries over 4D Gaussian Splatting scenes, for ROS 2",
+    license="Apache-2.0",
+    python_requires=">=3.10,<3.13",
+    packages=find_packages(include=["st4r_ros", "st4r_ros.*"]),
+    package_data={"st4r_ros": ["py.typed"]},
+    data_files=[("share/st4r_ros/models/demo", ["models/demo/demo.json"])],
+    install_requires=[
+        # torch is not pinned: the Makefile installs the CPU build or keeps a CUDA build present.
+        "torch>=2.1",
+        "numpy>=1.24",
+        "plyfile>=1.0",
+        "safetensors>=0.4",
+        "pillow>=9.0",
+        "rich>=13.0",
+    ],
+    extras_require={
+        "cuda": ["gsplat==1.5.3"],
+        "test": ["pytest>=7.4", "hypothesis>=6.90"],
+    },
+    entry_points={"console_scripts": ["st4r = st4r_ros.cli:main"]},
+)

@@ -1,0 +1,135 @@
+"""The `st4r` command."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import sys
+from pathlib import Path
+from typing import Optional, Sequence
+
+import torch
+from rich.console import Console
+from rich.table import Table
+
+from st4r_ros.errors import St4rError
+from st4r_ros.render.api import BACKENDS, render
+from st4r_ros.render.camera import Camera
+from st4r_ros.render.images import depth_to_gray, save_png
+from st4r_ros.scene.loading import FORMATS, load_scene
+from st4r_ros.scene.ply import write_ply
+from st4r_ros.scene.scene4d import SceneInfo
+
+console = Console()
+
+
+def _info_table(info: SceneInfo) -> Table:
+    table = Table(title=f"scene {info.path}", show_header=False)
+    rows = dataclasses.asdict(info)
+    details = rows.pop("details")
+    for key, value in {**rows, **details}.items():
+        table.add_row(key, ", ".join(map(str, value)) if isinstance(value, (list, tuple)) else str(value))
+    return table
+
+
+def cmd_scene_info(args: argparse.Namespace) -> None:
+    info = load_scene(args.scene, args.format).info()
+    if args.json:
+        print(json.dumps(dataclasses.asdict(info), indent=2))
+    else:
+        console.print(_info_table(info))
+
+
+def cmd_scene_export(args: argparse.Namespace) -> None:
+    gaussians = load_scene(args.scene, args.format).at(args.time)
+    path = write_ply(args.out, gaussians)
+    console.print(f"wrote {len(gaussians)} Gaussians at t={args.time} to {path or args.out}")
+
+
+def _device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+def cmd_render(args: argparse.Namespace) -> None:
+    camera = Camera.load(args.camera)
+    gaussians = load_scene(args.scene, args.format).at(args.time, _device(args.device))
+    out = render(gaussians, camera, backend=args.backend, background=args.background)
+    save_png(args.out, out.image)
+    written = [args.out]
+    if args.depth:
+        written.append(save_png(args.depth, depth_to_gray(out.depth, out.alpha)))
+    console.print("wrote " + ", ".join(map(str, written)))
+
+
+def cmd_synth(args: argparse.Namespace) -> None:
+    from st4r_ros.scene.synthetic import SynthConfig, write_synthetic
+
+    config = SynthConfig(seed=args.seed, num_frames=args.frames)
+    paths = write_synthetic(args.out, config)
+    console.print(f"wrote synthetic scene (seed {args.seed}) to {paths}")
+
+
+def cmd_demo(args: argparse.Namespace) -> None:
+    from st4r_ros.demo import run_demo
+
+    run_demo(Path(args.out), console)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="st4r", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    def with_scene(p: argparse.ArgumentParser) -> None:
+        p.add_argument("scene", help="scene folder (bundle, 4DGaussians output, PLY sequence) or .ply")
+        p.add_argument("--format", choices=FORMATS, help="skip format detection")
+
+    scene = commands.add_parser("scene", help="inspect and convert scenes")
+    scene_commands = scene.add_subparsers(dest="scene_command", required=True)
+    info = scene_commands.add_parser("info", help="format, size, time range, semantic layers")
+    with_scene(info)
+    info.add_argument("--json", action="store_true", help="machine-readable output")
+    info.set_defaults(run=cmd_scene_info)
+    export = scene_commands.add_parser("export", help="the Gaussians at one time as a 3DGS PLY")
+    with_scene(export)
+    export.add_argument("--time", type=float, required=True, help="normalised scene time in [0, 1]")
+    export.add_argument("--out", required=True, help="output .ply")
+    export.set_defaults(run=cmd_scene_export)
+
+    rend = commands.add_parser("render", help="render the scene at one time from one camera")
+    with_scene(rend)
+    rend.add_argument("--time", type=float, required=True, help="normalised scene time in [0, 1]")
+    rend.add_argument("--camera", required=True, help="camera JSON (see README)")
+    rend.add_argument("--out", required=True, help="output .png (RGB)")
+    rend.add_argument("--depth", help="also write the expected depth as a grey .png")
+    rend.add_argument("--backend", choices=BACKENDS, default="auto")
+    rend.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1 ...")
+    rend.add_argument("--background", type=float, default=0.0, help="background grey level")
+    rend.set_defaults(run=cmd_render)
+
+    synth = commands.add_parser("synth", help="write a synthetic dynamic scene with ground truth")
+    synth.add_argument("out", help="output folder")
+    synth.add_argument("--seed", type=int, default=0)
+    synth.add_argument("--frames", type=int, default=24)
+    synth.set_defaults(run=cmd_synth)
+
+    demo = commands.add_parser("demo", help="run the main job on the embedded demo scene")
+    demo.add_argument("--out", default="out/demo", help="output folder")
+    demo.set_defaults(run=cmd_demo)
+    return parser
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        args.run(args)
+    except St4rError as err:
+        console.print(f"[bold red]st4r: error:[/] {err}", highlight=False)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,34 @@
+"""Rendered tensors to pictures people look at (PNG files)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+from torch import Tensor
+
+
+def to_uint8(image: Tensor) -> np.ndarray:
+    """[H, W, C] floats in [0, 1] (C = 1 or 3) -> [H, W] or [H, W, 3] uint8."""
+    array = (image.detach().float().clamp(0.0, 1.0) * 255.0 + 0.5).to(torch.uint8).cpu().numpy()
+    return array[..., 0] if array.shape[-1] == 1 else array
+
+
+def depth_to_gray(depth: Tensor, alpha: Tensor) -> Tensor:
+    """Expected depth [H, W, 1] -> [H, W, 1] in [0, 1], near bright, far dark, empty black."""
+    hit = alpha[..., 0] > 0.5
+    if not bool(hit.any()):
+        return torch.zeros_like(depth)
+    near, far = depth[..., 0][hit].min(), depth[..., 0][hit].max()
+    gray = 1.0 - (depth - near) / (far - near).clamp(min=1e-6)
+    return torch.where(hit[..., None], 0.2 + 0.8 * gray.clamp(0.0, 1.0), torch.zeros_like(depth))
+
+
+def save_png(path: str | Path, image: Tensor) -> Path:
+    """Write [H, W, 1|3] floats in [0, 1] as a PNG; returns the path."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(to_uint8(image)).save(path)
+    return path

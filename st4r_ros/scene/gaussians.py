@@ -1,0 +1,120 @@
+"""The state of a Gaussian scene at one instant, with activated parameters."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, fields, replace
+from typing import Dict, Optional
+
+import torch
+from torch import Tensor
+
+from st4r_ros.errors import SceneFormatError
+
+# Zeroth-order real spherical harmonic constant: colour = SH_C0 * f_dc + 0.5.
+SH_C0 = 0.28209479177387814
+
+
+def sh_degree_for(num_coeffs: int) -> int:
+    """Spherical-harmonics degree whose basis has ``num_coeffs`` = (degree + 1)^2 functions."""
+    degree = math.isqrt(num_coeffs) - 1
+    if degree < 0 or (degree + 1) ** 2 != num_coeffs:
+        raise SceneFormatError(
+            f"sh: {num_coeffs} coefficients per channel is not (degree + 1)^2 for any degree"
+        )
+    return degree
+
+
+@dataclass(frozen=True)
+class Gaussians:
+    """N anisotropic 3D Gaussians, activated and ready to render.
+
+    Attributes:
+        means: centres in world coordinates, [N, 3].
+        quats: unit rotation quaternions, (w, x, y, z), [N, 4].
+        scales: standard deviations along the rotated axes (positive), [N, 3].
+        opacities: in [0, 1], [N].
+        sh: spherical-harmonics colour coefficients, [N, K, 3] with K = (degree + 1)^2;
+            ``sh[:, 0]`` is the DC term (``rgb = SH_C0 * sh[:, 0] + 0.5``).
+        instance_ids: optional ground-truth instance of each Gaussian, [N] int64 (-1: none).
+    """
+
+    means: Tensor
+    quats: Tensor
+    scales: Tensor
+    opacities: Tensor
+    sh: Tensor
+    instance_ids: Optional[Tensor] = None
+
+    def __post_init__(self) -> None:
+        n = self.means.shape[0]
+        expected = {
+            "means": (n, 3),
+            "quats": (n, 4),
+            "scales": (n, 3),
+            "opacities": (n,),
+        }
+        for name, shape in expected.items():
+            got = tuple(getattr(self, name).shape)
+            if got != shape:
+                raise SceneFormatError(f"Gaussians.{name}: expected shape {shape}, got {got}")
+        if self.sh.dim() != 3 or self.sh.shape[0] != n or self.sh.shape[2] != 3:
+            raise SceneFormatError(
+                f"Gaussians.sh: expected shape ({n}, K, 3), got {tuple(self.sh.shape)}"
+            )
+        sh_degree_for(self.sh.shape[1])
+        if self.instance_ids is not None and tuple(self.instance_ids.shape) != (n,):
+            raise SceneFormatError(
+                f"Gaussians.instance_ids: expected shape ({n},), "
+                f"got {tuple(self.instance_ids.shape)}"
+            )
+
+    def __len__(self) -> int:
+        return self.means.shape[0]
+
+    @property
+    def sh_degree(self) -> int:
+        return sh_degree_for(self.sh.shape[1])
+
+    @property
+    def device(self) -> torch.device:
+        return self.means.device
+
+    @property
+    def rgb(self) -> Tensor:
+        """View-independent base colour from the DC term, clamped to [0, 1], [N, 3]."""
+        return (SH_C0 * self.sh[:, 0] + 0.5).clamp(0.0, 1.0)
+
+    def to(self, device: torch.device | str) -> "Gaussians":
+        """The same Gaussians on ``device`` (no copy when already there)."""
+        return replace(self, **{f.name: _to(getattr(self, f.name), device) for f in fields(self)})
+
+    def select(self, index: Tensor) -> "Gaussians":
+        """A subset by boolean mask [N] or integer indices [M]."""
+        return replace(
+            self,
+            **{
+                f.name: None if getattr(self, f.name) is None else getattr(self, f.name)[index]
+                for f in fields(self)
+            },
+        )
+
+    def tensors(self) -> Dict[str, Tensor]:
+        """Name -> tensor for every field that is set (the bundle's storage layout)."""
+        return {f.name: getattr(self, f.name) for f in fields(self) if getattr(self, f.name) is not None}
+
+    def check_finite(self, source: str) -> None:
+        """Raise SceneFormatError naming ``source`` and the field if any value is NaN or inf."""
+        for name, tensor in self.tensors().items():
+            if not tensor.is_floating_point():
+                continue
+            bad_rows = int((~torch.isfinite(tensor)).reshape(len(tensor), -1).any(dim=1).sum())
+            if bad_rows:
+                raise SceneFormatError(
+                    f"{source}: field '{name}' has {bad_rows} Gaussian(s) with NaN or inf "
+                    "values; expected finite numbers"
+                )
+
+
+def _to(tensor: Optional[Tensor], device: torch.device | str) -> Optional[Tensor]:
+    return None if tensor is None else tensor.to(device)

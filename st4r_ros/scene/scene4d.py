@@ -1,0 +1,72 @@
+"""Scene4D: what exists where and when, whatever file format it came from."""
+
+from __future__ import annotations
+
+import abc
+import math
+from dataclasses import dataclass, field
+from typing import List, Optional, Tuple
+
+import torch
+
+from st4r_ros.errors import TimeRangeError
+from st4r_ros.scene.gaussians import Gaussians
+
+
+@dataclass(frozen=True)
+class SceneInfo:
+    """What `st4r scene info` reports about a scene."""
+
+    path: str
+    format: str
+    num_gaussians: int
+    sh_degree: int
+    time_range: Tuple[float, float] = (0.0, 1.0)
+    num_frames: Optional[int] = None
+    duration_s: Optional[float] = None
+    semantic_layers: List[str] = field(default_factory=list)
+    details: dict = field(default_factory=dict)
+
+
+def check_time(t: float) -> float:
+    """Return ``t`` as a float if it is a finite normalised scene time in [0, 1]."""
+    try:
+        value = float(t)
+    except (TypeError, ValueError):
+        raise TimeRangeError(f"time: expected a number in [0, 1], got {t!r}") from None
+    if not math.isfinite(value) or not 0.0 <= value <= 1.0:
+        raise TimeRangeError(f"time: expected a normalised scene time in [0, 1], got {t!r}")
+    return value
+
+
+class Scene4D(abc.ABC):
+    """A dynamic Gaussian scene queried by normalised time t in [0, 1].
+
+    Subclasses implement `_at`; `at` validates the time and keeps the last result so that a
+    caller asking again for the same instant (scene time standing still while the camera
+    moves) gets the deformed Gaussians without recomputing them.
+    """
+
+    def __init__(self) -> None:
+        self._last: Optional[Tuple[float, torch.device, Gaussians]] = None
+
+    @abc.abstractmethod
+    def info(self) -> SceneInfo:
+        """Format, size and time range of the scene."""
+
+    @abc.abstractmethod
+    def _at(self, t: float, device: torch.device) -> Gaussians:
+        """The Gaussians at validated time ``t`` on ``device``."""
+
+    def at(self, t: float, device: torch.device | str = "cpu") -> Gaussians:
+        """The activated Gaussians at normalised time ``t`` on ``device``."""
+        t = check_time(t)
+        device = torch.device(device)
+        if self._last is not None and self._last[0] == t and self._last[1] == device:
+            return self._last[2]
+        gaussians = self._at(t, device)
+        self._last = (t, device, gaussians)
+        return gaussians
+
+    def __len__(self) -> int:
+        return self.info().num_gaussians
