@@ -1,0 +1,201 @@
+"""A trained 4DGaussians (hustvl, CVPR 2024) output folder as a Scene4D.
+
+Folder layout, as the public trainer writes it (``Scene.save``):
+
+    cfg_args                                      Namespace(...) text of every training argument
+    point_cloud/iteration_N/point_cloud.ply       canonical Gaussians, Inria 3DGS PLY
+    point_cloud/iteration_N/deformation.pth       state_dict of deform_network
+    point_cloud/iteration_N/deformation_table.pth, deformation_accum.pth   (training only)
+    point_cloud/coarse_iteration_N/...            coarse stage, not deformed: ignored
+
+The Gaussians at time t are the canonical pre-activation values deformed by the network, then
+activated (exp scales, sigmoid opacities, normalised quaternions), as the public renderer does.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from typing import Any, Callable, Dict, List, Mapping, Optional
+
+import torch
+
+from st4r_ros.errors import SceneFormatError
+from st4r_ros.scene.deformation import DeformationConfig, DeformationNetwork
+from st4r_ros.scene.gaussians import Gaussians
+from st4r_ros.scene.ply import RawGaussians, read_ply
+from st4r_ros.scene.scene4d import SceneInfo, Scene4D, check_time
+
+# (canonical pre-activation Gaussians, t) -> deformed pre-activation Gaussians.
+DeformFn = Callable[[RawGaussians, float], RawGaussians]
+
+_ITERATION_DIR = re.compile(r"iteration_(\d+)$")
+
+
+class FourDGaussiansScene(Scene4D):
+    """A 4DGaussians output folder: canonical Gaussians + deformation network.
+
+    Args:
+        path: the output folder (the one holding ``cfg_args``).
+        iteration: which ``point_cloud/iteration_N`` to load; the highest N when None.
+        deformation_factory: builds an alternative deformation (e.g. a fused CUDA kernel)
+            from the loaded `DeformationNetwork`; the network itself is used when None. The
+            ``deformation`` attribute can also be replaced later.
+
+    The canonical tensors, the network and the deformation live on the device of the last
+    query; they move only when the device changes.
+    """
+
+    def __init__(
+        self,
+        path: str | os.PathLike,
+        iteration: Optional[int] = None,
+        deformation_factory: Optional[Callable[[DeformationNetwork], DeformFn]] = None,
+    ) -> None:
+        super().__init__()
+        self.path = os.fspath(path)
+        if not os.path.isdir(self.path):
+            raise SceneFormatError(f"{self.path}: 4DGaussians output folder not found")
+        self.config = DeformationConfig.from_cfg_args(os.path.join(self.path, "cfg_args"))
+        self.iterations = find_iterations(self.path)
+        self.iteration = _choose_iteration(self.path, self.iterations, iteration)
+        folder = os.path.join(self.path, "point_cloud", f"iteration_{self.iteration}")
+        self._canonical = _read_canonical(os.path.join(folder, "point_cloud.ply"), self.config)
+        self.network = DeformationNetwork(self.config).eval()
+        weights_path = os.path.join(folder, "deformation.pth")
+        self.network.load_checked(load_deformation_state(weights_path), weights_path)
+        self._device = torch.device("cpu")
+        self._deformation: DeformFn = (
+            deformation_factory(self.network) if deformation_factory else self.network
+        )
+
+    @property
+    def deformation(self) -> DeformFn:
+        """The callable (canonical RawGaussians, t) -> deformed RawGaussians in use."""
+        return self._deformation
+
+    @deformation.setter
+    def deformation(self, deformation: DeformFn) -> None:
+        self._deformation = deformation
+        self._last = None  # Scene4D.at's cached state came from the previous deformation.
+        if isinstance(deformation, torch.nn.Module):
+            deformation.to(self._device)
+
+    @property
+    def canonical(self) -> RawGaussians:
+        """The undeformed pre-activation Gaussians, [N] each, on the last used device."""
+        return self._canonical
+
+    def deform_raw(self, t: float, device: torch.device | str | None = None) -> RawGaussians:
+        """Pre-activation Gaussians at normalised time t in [0, 1] (e.g. for PLY export).
+
+        ``device``: where to compute; the last used device when None.
+        """
+        t = check_time(t)
+        self._use_device(self._device if device is None else torch.device(device))
+        with torch.no_grad():
+            return self._deformation(self._canonical, t)
+
+    def _at(self, t: float, device: torch.device) -> Gaussians:
+        return self.deform_raw(t, device).activate()
+
+    def _use_device(self, device: torch.device) -> None:
+        if device == self._device:
+            return
+        self._canonical = self._canonical.to(device)
+        self.network.to(device)
+        if isinstance(self._deformation, torch.nn.Module):
+            self._deformation.to(device)
+        self._device = device
+
+    def info(self) -> SceneInfo:
+        config = self.config
+        deltas = [name for name, off in (("means", config.no_dx), ("scales", config.no_ds),
+                                         ("rotations", config.no_dr), ("opacities", config.no_do),
+                                         ("sh", config.no_dshs)) if not off]
+        return SceneInfo(
+            path=self.path,
+            format="4dgaussians",
+            num_gaussians=len(self._canonical),
+            sh_degree=self._canonical.sh_degree,
+            time_range=(0.0, 1.0),
+            details={
+                "iteration": self.iteration,
+                "iterations": list(self.iterations),
+                "config": config.name,
+                "preset": config.matching_preset() or "custom",
+                "deformed": deltas,
+                "multires": list(config.multires),
+                "grid_resolution": list(config.kplanes_config.resolution),
+                "grid_channels": config.kplanes_config.output_coordinate_dim,
+                "net_width": config.net_width,
+                "aabb": self.network.deformation_net.grid.aabb.tolist(),
+            },
+        )
+
+
+def find_iterations(path: str) -> List[int]:
+    """The N of every ``point_cloud/iteration_N`` folder under ``path``, ascending."""
+    cloud_dir = os.path.join(path, "point_cloud")
+    if not os.path.isdir(cloud_dir):
+        raise SceneFormatError(f"{cloud_dir}: folder not found; expected point_cloud/iteration_N")
+    entries = os.listdir(cloud_dir)
+    iterations = sorted(
+        int(match.group(1))
+        for match in map(_ITERATION_DIR.match, entries)
+        if match and os.path.isdir(os.path.join(cloud_dir, match.group(0)))
+    )
+    if not iterations:
+        raise SceneFormatError(
+            f"{cloud_dir}: no iteration_N folder (found {sorted(entries)}); expected the fine "
+            "stage output point_cloud/iteration_N (coarse_iteration_N is not deformed)"
+        )
+    return iterations
+
+
+def _choose_iteration(path: str, iterations: List[int], wanted: Optional[int]) -> int:
+    if wanted is None:
+        return iterations[-1]
+    if wanted not in iterations:
+        raise SceneFormatError(
+            f"{path}: iteration {wanted} not found; available iterations {iterations}"
+        )
+    return wanted
+
+
+def _read_canonical(ply_path: str, config: DeformationConfig) -> RawGaussians:
+    canonical = read_ply(ply_path)
+    # The public loader asserts this count; a mismatch means the PLY is from another run.
+    if canonical.sh_degree != config.sh_degree:
+        raise SceneFormatError(
+            f"{ply_path}: SH degree {canonical.sh_degree} "
+            f"({3 * (canonical.sh.shape[1] - 1)} f_rest properties), but cfg_args has "
+            f"sh_degree={config.sh_degree}"
+        )
+    return canonical
+
+
+def load_deformation_state(path: str) -> Dict[str, Any]:
+    """The state_dict in a ``deformation.pth``, loaded on the CPU with ``weights_only=True``.
+
+    weights_only refuses any pickled global that is not a tensor type, so a file crafted to
+    run code when unpickled fails here without running it.
+    """
+    if not os.path.isfile(path):
+        raise SceneFormatError(
+            f"{path}: deformation.pth not found; the trainer saves it next to point_cloud.ply"
+        )
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    # torch reports refused globals and corrupt archives through several types
+    # (UnpicklingError, RuntimeError, EOFError, ValueError, ...).
+    except Exception as exc:
+        raise SceneFormatError(
+            f"{path}: not a loadable weights-only state_dict (corrupt, or pickles objects other "
+            f"than tensors, which are refused): {exc}"
+        ) from exc
+    if not isinstance(state, Mapping) or not all(isinstance(key, str) for key in state):
+        raise SceneFormatError(
+            f"{path}: holds a {type(state).__name__}; expected a state_dict (str -> tensor)"
+        )
+    return dict(state)

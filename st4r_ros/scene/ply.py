@@ -1,0 +1,261 @@
+"""Inria 3D Gaussian Splatting PLY files: read and write, pre-activation values.
+
+Layout (one ``vertex`` element, float32, as written by the Inria trainer and by 4DGaussians):
+
+    x y z  nx ny nz  f_dc_0..2  f_rest_0..(3*(K-1)-1)  opacity  scale_0..2  rot_0..3
+
+Values are stored before activation: opacity is a logit, scales are logarithms and the
+quaternion (w, x, y, z) is not normalised. ``f_rest`` is channel-major: the K-1 higher-order
+coefficients of red, then of green, then of blue. Normals are written as zeros and ignored on
+reading; any other per-vertex property is ignored too.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass, fields, replace
+from typing import Dict, Sequence, Tuple, Union
+
+import numpy as np
+import plyfile
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from st4r_ros.errors import SceneFormatError
+from st4r_ros.scene.gaussians import Gaussians, sh_degree_for
+
+PathLike = Union[str, os.PathLike]
+
+# Opacities are clamped into [eps, 1 - eps] before the logit so that 0 and 1 stay finite;
+# in float32 1 - 1e-6 is still below 1.
+_OPACITY_EPS = 1e-6
+_F_REST = re.compile(r"f_rest_(\d+)$")
+
+MEANS_PROPS = ("x", "y", "z")
+NORMAL_PROPS = ("nx", "ny", "nz")
+DC_PROPS = ("f_dc_0", "f_dc_1", "f_dc_2")
+OPACITY_PROP = "opacity"
+SCALE_PROPS = ("scale_0", "scale_1", "scale_2")
+ROT_PROPS = ("rot_0", "rot_1", "rot_2", "rot_3")
+REQUIRED_PROPS = MEANS_PROPS + DC_PROPS + (OPACITY_PROP,) + SCALE_PROPS + ROT_PROPS
+
+
+@dataclass(frozen=True)
+class RawGaussians:
+    """N Gaussians as stored and as deformed by 4DGaussians: values before activation.
+
+    Attributes:
+        means: centres, [N, 3].
+        quats_raw: rotation quaternions (w, x, y, z), not normalised, [N, 4].
+        log_scales: natural logarithm of the scales, [N, 3].
+        opacity_logits: logit of the opacities, [N].
+        sh: spherical-harmonics coefficients, [N, K, 3], ``sh[:, 0]`` the DC term.
+    """
+
+    means: Tensor
+    quats_raw: Tensor
+    log_scales: Tensor
+    opacity_logits: Tensor
+    sh: Tensor
+
+    def __post_init__(self) -> None:
+        n = self.means.shape[0]
+        expected = {
+            "means": (n, 3), "quats_raw": (n, 4), "log_scales": (n, 3), "opacity_logits": (n,)
+        }
+        for name, shape in expected.items():
+            got = tuple(getattr(self, name).shape)
+            if got != shape:
+                raise SceneFormatError(f"RawGaussians.{name}: expected shape {shape}, got {got}")
+        if self.sh.dim() != 3 or self.sh.shape[0] != n or self.sh.shape[2] != 3:
+            raise SceneFormatError(
+                f"RawGaussians.sh: expected shape ({n}, K, 3), got {tuple(self.sh.shape)}"
+            )
+        sh_degree_for(self.sh.shape[1])
+
+    def __len__(self) -> int:
+        return self.means.shape[0]
+
+    @property
+    def sh_degree(self) -> int:
+        return sh_degree_for(self.sh.shape[1])
+
+    @property
+    def device(self) -> torch.device:
+        return self.means.device
+
+    def to(self, device: torch.device | str) -> "RawGaussians":
+        """The same Gaussians on ``device`` (no copy when already there)."""
+        return replace(self, **{f.name: getattr(self, f.name).to(device) for f in fields(self)})
+
+    def activate(self) -> Gaussians:
+        """Activated Gaussians: normalised quaternions, exp scales, sigmoid opacities.
+
+        The same activations as the 3DGS / 4DGaussians renderers (``F.normalize``, ``exp``,
+        ``sigmoid``), so a deformed state renders as the original would render it.
+        """
+        return Gaussians(
+            means=self.means,
+            quats=F.normalize(self.quats_raw, dim=-1),
+            scales=torch.exp(self.log_scales),
+            opacities=torch.sigmoid(self.opacity_logits),
+            sh=self.sh,
+        )
+
+    @classmethod
+    def from_gaussians(cls, gaussians: Gaussians) -> "RawGaussians":
+        """Invert the activations of ``gaussians`` (opacities clamped so 0 and 1 stay finite)."""
+        # float64 for the logit: near 0 and 1 float32 loses most of its digits.
+        opacities = gaussians.opacities.double().clamp(_OPACITY_EPS, 1.0 - _OPACITY_EPS)
+        scales = gaussians.scales.clamp_min(torch.finfo(gaussians.scales.dtype).tiny)
+        return cls(
+            means=gaussians.means,
+            quats_raw=gaussians.quats,
+            log_scales=torch.log(scales),
+            opacity_logits=torch.logit(opacities).to(gaussians.opacities.dtype),
+            sh=gaussians.sh,
+        )
+
+
+def read_ply(path: PathLike) -> RawGaussians:
+    """Read an Inria 3DGS PLY into pre-activation float32 tensors on the CPU.
+
+    Raises:
+        SceneFormatError: the file is missing, not a PLY, truncated, has no ``vertex`` element,
+            lacks a required property, has an f_rest count that is not 3 * ((d + 1)^2 - 1),
+            or holds NaN / inf values. The message names the file and the property.
+    """
+    path = os.fspath(path)
+    vertex = _vertex_element(path, _read_plydata(path))
+    f_rest_names = _f_rest_names(path, vertex)
+    values = {name: _scalar_property(path, vertex, name) for name in REQUIRED_PROPS + f_rest_names}
+    for name, array in values.items():
+        bad = int(np.count_nonzero(~np.isfinite(array)))
+        if bad:
+            raise SceneFormatError(
+                f"{path}: property '{name}' has {bad} NaN or inf value(s); expected finite numbers"
+            )
+
+    n = vertex.count
+
+    def stack(names: Sequence[str]) -> Tensor:
+        columns = [values[name] for name in names]
+        if not columns:  # SH degree 0: no f_rest
+            return torch.empty((n, 0))
+        return torch.from_numpy(np.stack(columns, axis=1))
+
+    rest_per_channel = len(f_rest_names) // 3
+    # [N, 3 * (K-1)] channel-major -> [N, 3, K-1] -> [N, K-1, 3].
+    sh_rest = stack(f_rest_names).reshape(n, 3, rest_per_channel).transpose(1, 2)
+    sh = torch.cat([stack(DC_PROPS).unsqueeze(1), sh_rest], dim=1).contiguous()
+    return RawGaussians(
+        means=stack(MEANS_PROPS),
+        quats_raw=stack(ROT_PROPS),
+        log_scales=stack(SCALE_PROPS),
+        opacity_logits=torch.from_numpy(values[OPACITY_PROP]),
+        sh=sh,
+    )
+
+
+def write_ply(path: PathLike, gaussians: Union[Gaussians, RawGaussians]) -> None:
+    """Write Gaussians as a binary little-endian Inria 3DGS PLY that any 3DGS viewer opens.
+
+    Activated ``Gaussians`` are inverted first (log scales, logit opacities clamped to
+    [1e-6, 1 - 1e-6]); ``RawGaussians`` are written as they are. Normals are zeros.
+    Parent folders are created.
+    """
+    raw = (RawGaussians.from_gaussians(gaussians) if isinstance(gaussians, Gaussians)
+           else gaussians)
+    columns = _ply_columns(raw)
+    vertices = np.empty(len(raw), dtype=[(name, "<f4") for name in columns])
+    for name, column in columns.items():
+        vertices[name] = column
+    path = os.fspath(path)
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    element = plyfile.PlyElement.describe(vertices, "vertex")
+    plyfile.PlyData([element], byte_order="<").write(path)
+
+
+def _ply_columns(raw: RawGaussians) -> Dict[str, np.ndarray]:
+    """Property name -> float32 column [N], in the Inria order."""
+    n, k = len(raw), raw.sh.shape[1]
+
+    def numpy(tensor: Tensor) -> np.ndarray:
+        return tensor.detach().to("cpu", torch.float32).numpy()
+
+    # [N, K-1, 3] -> [N, 3, K-1] -> [N, 3 * (K-1)]: channel-major, as the trainer writes it.
+    f_rest = numpy(raw.sh[:, 1:].transpose(1, 2).reshape(n, 3 * (k - 1)))
+    groups = [
+        (MEANS_PROPS, numpy(raw.means)),
+        (NORMAL_PROPS, np.zeros((n, 3), dtype=np.float32)),
+        (DC_PROPS, numpy(raw.sh[:, 0])),
+        (tuple(f"f_rest_{i}" for i in range(3 * (k - 1))), f_rest),
+        ((OPACITY_PROP,), numpy(raw.opacity_logits).reshape(n, 1)),
+        (SCALE_PROPS, numpy(raw.log_scales)),
+        (ROT_PROPS, numpy(raw.quats_raw)),
+    ]
+    return {name: block[:, i] for names, block in groups for i, name in enumerate(names)}
+
+
+def _read_plydata(path: str) -> plyfile.PlyData:
+    if not os.path.isfile(path):
+        raise SceneFormatError(f"{path}: PLY file not found")
+    try:
+        # mmap=False: read everything now, so a truncated body fails here and the file is
+        # not kept mapped after loading.
+        return plyfile.PlyData.read(path, mmap=False)
+    # plyfile reports malformed input through many exception types (PlyParseError,
+    # UnicodeDecodeError, ValueError, EOFError, ...); all mean "not a readable PLY".
+    except Exception as exc:
+        raise SceneFormatError(
+            f"{path}: not a readable PLY file (truncated or malformed): {exc}"
+        ) from exc
+
+
+def _vertex_element(path: str, ply: plyfile.PlyData) -> plyfile.PlyElement:
+    names = [element.name for element in ply.elements]
+    if "vertex" not in names:
+        raise SceneFormatError(
+            f"{path}: no 'vertex' element (found {names}); expected a 3DGS PLY whose "
+            "'vertex' element holds the Gaussians"
+        )
+    return ply["vertex"]
+
+
+def _f_rest_names(path: str, vertex: plyfile.PlyElement) -> Tuple[str, ...]:
+    """Names f_rest_0..f_rest_{M-1}, after checking that every required property is there."""
+    present = {prop.name for prop in vertex.properties}
+    indices = sorted(int(m.group(1)) for m in map(_F_REST.match, present) if m)
+    count = len(indices)
+    rest_per_channel, remainder = divmod(count, 3)
+    degree = _sh_degree_or_none(rest_per_channel + 1) if remainder == 0 else None
+    if degree is None:
+        raise SceneFormatError(
+            f"{path}: {count} 'f_rest_*' properties; expected 3 * ((d + 1)^2 - 1) for an SH "
+            "degree d (0, 9, 24 or 45 for degrees 0..3)"
+        )
+    rest = tuple(f"f_rest_{i}" for i in range(count))
+    missing = [name for name in REQUIRED_PROPS + rest if name not in present]
+    if missing:
+        raise SceneFormatError(
+            f"{path}: 'vertex' element lacks properties {missing}; expected "
+            f"{list(REQUIRED_PROPS)} and f_rest_0..f_rest_{count - 1}"
+        )
+    return rest
+
+
+def _sh_degree_or_none(num_coeffs: int) -> int | None:
+    try:
+        return sh_degree_for(num_coeffs)
+    except SceneFormatError:
+        return None
+
+
+def _scalar_property(path: str, vertex: plyfile.PlyElement, name: str) -> np.ndarray:
+    """One property as a float32 column [N]."""
+    prop = vertex.ply_property(name)
+    if isinstance(prop, plyfile.PlyListProperty):
+        raise SceneFormatError(f"{path}: property '{name}' is a list; expected a scalar number")
+    return np.ascontiguousarray(vertex[name], dtype=np.float32)
