@@ -65,11 +65,10 @@ def cmd_render(args: argparse.Namespace) -> None:
 
 
 def cmd_synth(args: argparse.Namespace) -> None:
-    from st4r_ros.scene.synthetic import SynthConfig, write_synthetic
+    from st4r_ros.scene.synthetic import synth_main
 
-    config = SynthConfig(seed=args.seed, num_frames=args.frames)
-    paths = write_synthetic(args.out, config)
-    console.print(f"wrote synthetic scene (seed {args.seed}) to {paths}")
+    synth_main(args.out, seed=args.seed, num_frames=args.frames)
+    console.print(f"wrote synthetic scene (seed {args.seed}) to {args.out}")
 
 
 def cmd_demo(args: argparse.Namespace) -> None:
