@@ -51,7 +51,7 @@ def known_scene(request, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def known_loaded(known_scene):
-    return FourDGaussiansScene(known_scene.path)
+    return FourDGaussiansScene.load(known_scene.path)
 
 
 @pytest.fixture(scope="module")
@@ -233,7 +233,7 @@ def test_known_deformation_exercises_time_space_and_border(known_scene):
 
 
 def test_grid_features_and_heads_compose_to_forward(random_scene):
-    scene = FourDGaussiansScene(random_scene.path)
+    scene = FourDGaussiansScene.load(random_scene.path)
     network, canonical = scene.network, scene.canonical
     with torch.no_grad():
         features = network.grid_features(canonical.means, 0.4)
@@ -245,7 +245,7 @@ def test_grid_features_and_heads_compose_to_forward(random_scene):
 
 
 def test_random_scene_moves_with_time(random_scene):
-    scene = FourDGaussiansScene(random_scene.path)
+    scene = FourDGaussiansScene.load(random_scene.path)
     early, late = scene.at(0.1), scene.at(0.9)
     for g in (early, late):
         g.check_finite("test")
@@ -256,7 +256,7 @@ def test_random_scene_moves_with_time(random_scene):
 def test_opacity_and_sh_deform_when_enabled(tmp_path):
     overrides = {**small_grid("dnerf"), "no_do": False, "no_dshs": False}
     fixture = write_fourdgs_scene(tmp_path, "dnerf", n=16, variant="random", overrides=overrides)
-    scene = FourDGaussiansScene(fixture.path)
+    scene = FourDGaussiansScene.load(fixture.path)
     raw = scene.deform_raw(0.5)
     assert not torch.equal(raw.opacity_logits, fixture.canonical.opacity_logits)
     assert not torch.equal(raw.sh, fixture.canonical.sh)
@@ -271,7 +271,7 @@ def test_deformed_state_exports_as_ply(known_loaded, tmp_path):
 # --- the scene ----------------------------------------------------------------------------------
 
 def test_time_outside_unit_interval(random_scene):
-    scene = FourDGaussiansScene(random_scene.path)
+    scene = FourDGaussiansScene.load(random_scene.path)
     for t in (-0.01, 1.5, float("nan")):
         with pytest.raises(TimeRangeError):
             scene.at(t)
@@ -293,11 +293,11 @@ def test_info(known_scene, known_loaded):
 def test_iteration_choice(tmp_path):
     fixture = write_fourdgs_scene(tmp_path, "dnerf", n=8, iterations=(3000, 500),
                                   overrides=small_grid("dnerf"))
-    assert FourDGaussiansScene(fixture.path).iteration == 3000   # not coarse_iteration_3000
-    assert FourDGaussiansScene(fixture.path, iteration=500).iteration == 500
+    assert FourDGaussiansScene.load(fixture.path).iteration == 3000   # not coarse_iteration_3000
+    assert FourDGaussiansScene.load(fixture.path, iteration=500).iteration == 500
     message = r"iteration 42 not found; available iterations \[500, 3000\]"
     with pytest.raises(SceneFormatError, match=message):
-        FourDGaussiansScene(fixture.path, iteration=42)
+        FourDGaussiansScene.load(fixture.path, iteration=42)
 
 
 def in_iteration(root, name=""):
@@ -321,12 +321,12 @@ def test_broken_folders(tmp_path, damage, message):
                                   overrides=small_grid("dnerf"))
     damage(fixture.path)
     with pytest.raises(SceneFormatError, match=message):
-        FourDGaussiansScene(fixture.path)
+        FourDGaussiansScene.load(fixture.path)
 
 
 def test_missing_folder(tmp_path):
     with pytest.raises(SceneFormatError, match="output folder not found"):
-        FourDGaussiansScene(tmp_path / "absent")
+        FourDGaussiansScene.load(tmp_path / "absent")
 
 
 def test_sh_degree_must_match_cfg_args(tmp_path):
@@ -337,7 +337,7 @@ def test_sh_degree_must_match_cfg_args(tmp_path):
     write_ply(ply, RawGaussians(c.means, c.quats_raw, c.log_scales, c.opacity_logits, c.sh[:, :4]))
     message = r"SH degree 1 \(9 f_rest properties\), but cfg_args has sh_degree=3"
     with pytest.raises(SceneFormatError, match=message):
-        FourDGaussiansScene(fixture.path)
+        FourDGaussiansScene.load(fixture.path)
 
 
 class _Payload:
@@ -359,7 +359,7 @@ def test_pickle_payload_is_not_executed(tmp_path):
     state["deformation_net.grid.aabb"] = _Payload(marker)
     torch.save(state, pth)
     with pytest.raises(SceneFormatError, match="deformation.pth: not a loadable weights-only"):
-        FourDGaussiansScene(fixture.path)
+        FourDGaussiansScene.load(fixture.path)
     assert not marker.exists()
     # The payload is live: an unrestricted unpickler runs it.
     torch.load(pth, weights_only=False)
@@ -375,8 +375,8 @@ def test_pluggable_deformation(random_scene):
             return network(raw, t)
         return deform
 
-    scene = FourDGaussiansScene(random_scene.path, deformation_factory=factory)
-    reference = FourDGaussiansScene(random_scene.path)
+    scene = FourDGaussiansScene.load(random_scene.path, deformation_factory=factory)
+    reference = FourDGaussiansScene.load(random_scene.path)
     torch.testing.assert_close(scene.at(0.3).means, reference.at(0.3).means, rtol=0, atol=0)
     assert calls == [0.3]
     scene.at(0.3)
@@ -390,7 +390,7 @@ def test_pluggable_deformation(random_scene):
 
 
 def test_tensors_move_once_per_device(random_scene):
-    scene = FourDGaussiansScene(random_scene.path)
+    scene = FourDGaussiansScene.load(random_scene.path)
     scene.at(0.2, "cpu")
     means = scene.canonical.means
     scene.at(0.7, "cpu")

@@ -60,6 +60,9 @@ def render_gsplat(
         sh_degree=sh_degree,
         backgrounds=background[None],
         render_mode="RGB+ED",
+        # gsplat 1.5.3's packed mode fails an assertion when backgrounds are given
+        # (nerfstudio-project/gsplat#764).
+        packed=False,
     )
     # gsplat renders a batch of one camera: [1, H, W, D + 1] with expected depth last.
     return RenderOutput(image=images[0, ..., :-1], alpha=alphas[0], depth=images[0, ..., -1:])

@@ -16,12 +16,13 @@ from __future__ import annotations
 
 import os
 import re
-from typing import Any, Callable, Dict, List, Mapping, Optional
+from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence
 
 import torch
 
 from st4r_ros.errors import SceneFormatError
 from st4r_ros.scene.deformation import DeformationConfig, DeformationNetwork
+from st4r_ros.scene.deformation_fused import AutoDeformation
 from st4r_ros.scene.gaussians import Gaussians
 from st4r_ros.scene.ply import RawGaussians, read_ply
 from st4r_ros.scene.scene4d import SceneInfo, Scene4D, check_time
@@ -33,14 +34,17 @@ _ITERATION_DIR = re.compile(r"iteration_(\d+)$")
 
 
 class FourDGaussiansScene(Scene4D):
-    """A 4DGaussians output folder: canonical Gaussians + deformation network.
+    """Canonical Gaussians + the 4DGaussians deformation network; `load` reads an output folder.
 
     Args:
-        path: the output folder (the one holding ``cfg_args``).
-        iteration: which ``point_cloud/iteration_N`` to load; the highest N when None.
-        deformation_factory: builds an alternative deformation (e.g. a fused CUDA kernel)
-            from the loaded `DeformationNetwork`; the network itself is used when None. The
-            ``deformation`` attribute can also be replaced later.
+        canonical: the undeformed pre-activation Gaussians, [N] each.
+        network: the loaded `DeformationNetwork`.
+        path: where the scene came from (for messages and `info`).
+        iteration, iterations: the ``point_cloud/iteration_N`` loaded and those available.
+        deformation_factory: builds the deformation from ``network``; by default
+            `AutoDeformation` (fused kernels on CUDA, the network elsewhere);
+            ``lambda net: net`` forces the reference. The ``deformation`` attribute can also
+            be replaced later.
 
     The canonical tensors, the network and the deformation live on the device of the last
     query; they move only when the device changes.
@@ -48,26 +52,46 @@ class FourDGaussiansScene(Scene4D):
 
     def __init__(
         self,
-        path: str | os.PathLike,
+        canonical: RawGaussians,
+        network: DeformationNetwork,
+        path: str = "<memory>",
         iteration: Optional[int] = None,
+        iterations: Sequence[int] = (),
         deformation_factory: Optional[Callable[[DeformationNetwork], DeformFn]] = None,
     ) -> None:
         super().__init__()
-        self.path = os.fspath(path)
-        if not os.path.isdir(self.path):
-            raise SceneFormatError(f"{self.path}: 4DGaussians output folder not found")
-        self.config = DeformationConfig.from_cfg_args(os.path.join(self.path, "cfg_args"))
-        self.iterations = find_iterations(self.path)
-        self.iteration = _choose_iteration(self.path, self.iterations, iteration)
-        folder = os.path.join(self.path, "point_cloud", f"iteration_{self.iteration}")
-        self._canonical = _read_canonical(os.path.join(folder, "point_cloud.ply"), self.config)
-        self.network = DeformationNetwork(self.config).eval()
+        self.path = path
+        self.config = network.config
+        self.iteration = iteration
+        self.iterations = list(iterations)
+        self._canonical = canonical
+        self.network = network.eval()
+        self._device = canonical.device
+        self.network.to(self._device)
+        factory = deformation_factory or AutoDeformation.from_network
+        self._deformation: DeformFn = factory(self.network)
+
+    @classmethod
+    def load(
+        cls,
+        path: str | os.PathLike,
+        iteration: Optional[int] = None,
+        deformation_factory: Optional[Callable[[DeformationNetwork], DeformFn]] = None,
+    ) -> "FourDGaussiansScene":
+        """Read a 4DGaussians output folder (the one holding ``cfg_args``); ``iteration``
+        picks ``point_cloud/iteration_N``, the highest N when None."""
+        path = os.fspath(path)
+        if not os.path.isdir(path):
+            raise SceneFormatError(f"{path}: 4DGaussians output folder not found")
+        config = DeformationConfig.from_cfg_args(os.path.join(path, "cfg_args"))
+        iterations = find_iterations(path)
+        chosen = _choose_iteration(path, iterations, iteration)
+        folder = os.path.join(path, "point_cloud", f"iteration_{chosen}")
+        canonical = _read_canonical(os.path.join(folder, "point_cloud.ply"), config)
+        network = DeformationNetwork(config)
         weights_path = os.path.join(folder, "deformation.pth")
-        self.network.load_checked(load_deformation_state(weights_path), weights_path)
-        self._device = torch.device("cpu")
-        self._deformation: DeformFn = (
-            deformation_factory(self.network) if deformation_factory else self.network
-        )
+        network.load_checked(load_deformation_state(weights_path), weights_path)
+        return cls(canonical, network, path, chosen, iterations, deformation_factory)
 
     @property
     def deformation(self) -> DeformFn:
@@ -130,6 +154,8 @@ class FourDGaussiansScene(Scene4D):
                 "grid_channels": config.kplanes_config.output_coordinate_dim,
                 "net_width": config.net_width,
                 "aabb": self.network.deformation_net.grid.aabb.tolist(),
+                "deformation": getattr(self._deformation, "backend",
+                                       type(self._deformation).__name__),
             },
         )
 

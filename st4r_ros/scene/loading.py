@@ -41,7 +41,7 @@ def load_scene(path: str | Path, scene_format: str | None = None) -> Scene4D:
     if scene_format == "4dgaussians":
         from st4r_ros.scene.fourdgs import FourDGaussiansScene
 
-        return FourDGaussiansScene(path)
+        return FourDGaussiansScene.load(path)
     if scene_format == "ply-sequence":
         from st4r_ros.scene.keyframes import KeyframedScene
 
