@@ -726,6 +726,7 @@ def main() -> int:
                 cwd=ROOT, capture_output=True, text=True, timeout=remaining)
             entry["returncode"] = proc.returncode
             entry["output_tail"] = (proc.stdout + proc.stderr)[-3000:]
+            (out_dir / "pytest.txt").write_text(proc.stdout + proc.stderr)
             log("   pytest: " + (proc.stdout.strip().splitlines() or ["(no output)"])[-1])
             if proc.returncode != 0:
                 raise RuntimeError(f"pytest exited {proc.returncode}")
