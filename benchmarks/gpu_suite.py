@@ -499,7 +499,7 @@ def step_timings_for_n(report: Report, timer: Timer, device: torch.device, n: in
         if row and "median_ms" in row and n in TARGETS_MS:
             row["target_ms"] = TARGETS_MS[n]
             row["meets_target"] = row["median_ms"] <= TARGETS_MS[n]
-        if name == "fused torch-mlp tf32 graph":  # the CUDA default (AutoDeformation)
+        if name == "fused triton-mlp tf32 graph":  # the CUDA default (AutoDeformation)
             timer("e2e", "e2e 1ch cached (same t)", n,
                   lambda i, scene=scene: render(scene.at(0.5, device), camera, feature,
                                                 backend=render_backend))
@@ -582,7 +582,7 @@ def summary(report: Report) -> str:
                      f"{get('render RGB 1280x720', n)}")
         lines.append(f"  e2e 1ch reference {get('e2e 1ch reference fp32', n)} | best fused "
                      f"{best('e2e 1ch fused', n, 'e2e')} | cached {get('e2e 1ch cached (same t)', n)}"
-                     f" | RGB720 tf32-graph {get('e2e RGB 1280x720 fused torch-mlp tf32 graph', n)}")
+                     f" | RGB720 default {get('e2e RGB 1280x720 fused triton-mlp tf32 graph', n)}")
         if n in TARGETS_MS:
             verdicts = [f"{r['variant'].replace('fused ', '')}: {'PASS' if r['meets_target'] else 'miss'}"
                         for r in rows if r["n"] == n and "meets_target" in r]

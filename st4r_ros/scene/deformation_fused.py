@@ -815,12 +815,13 @@ class AutoDeformation:
     reference network elsewhere or where the fused path does not support the configuration.
 
     The choice is made per call from the Gaussians' device, so one scene can serve CPU and
-    CUDA callers. ``fused_options`` go to `FusedDeformation`; the default, TF32 matmuls in a
-    CUDA graph, stays within ~1e-4 of the fp32 reference on the deformed values (BENCHMARKS.md)
-    and meets the frame-time targets; ``precision='fp32'`` reproduces the reference to ~1e-6.
+    CUDA callers. ``fused_options`` go to `FusedDeformation`. The default, the one-kernel MLP
+    with TF32 dots replayed as a CUDA graph, stays within ~1.2e-4 of the fp32 reference on the
+    deformed values, meets the frame-time targets and keeps no [N, width] intermediates
+    (BENCHMARKS.md); ``precision='fp32'`` reproduces the reference to ~1e-6.
     """
 
-    DEFAULTS = {"precision": "tf32", "mlp": "torch", "cuda_graph": True}
+    DEFAULTS = {"precision": "tf32", "mlp": "triton", "cuda_graph": True}
 
     def __init__(self, net: nn.Module, **fused_options) -> None:
         self.net = net
