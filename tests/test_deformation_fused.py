@@ -107,7 +107,10 @@ def test_fp32_matches_reference(name, mlp):
         for t in TIMES:
             want = net(raw, t)
             features = fused.grid_features(raw.means, t)
-            assert float((features - net.grid_features(raw.means, t)).abs().max()) <= 1e-5
+            expected = net.grid_features(raw.means, t)
+            # Products of six bilinear samples: rounding grows with the features' magnitude.
+            tolerance = 1e-6 * float(expected.abs().max()) + 1e-5
+            assert float((features - expected).abs().max()) <= tolerance
             got = fused(raw, t)
             diffs = max_diffs(got, want)
             assert all(d <= FP32_ATOL for d in diffs.values()), (name, mlp, t, diffs)
