@@ -108,9 +108,10 @@ def test_fp32_matches_reference(name, mlp):
             want = net(raw, t)
             features = fused.grid_features(raw.means, t)
             expected = net.grid_features(raw.means, t)
-            # Products of six bilinear samples: rounding grows with the features' magnitude.
-            tolerance = 1e-6 * float(expected.abs().max()) + 1e-5
-            assert float((features - expected).abs().max()) <= tolerance
+            # A last-ulp difference in a normalised coordinate moves a bilinear sample by up to
+            # resolution x texel step (~1e-5 at these grids, seen on the H200 against CUDA's
+            # grid_sample); the deformed outputs below are held to FP32_ATOL.
+            assert float((features - expected).abs().max()) <= 5e-5
             got = fused(raw, t)
             diffs = max_diffs(got, want)
             assert all(d <= FP32_ATOL for d in diffs.values()), (name, mlp, t, diffs)
