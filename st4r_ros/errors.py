@@ -23,3 +23,15 @@ class CameraError(St4rError, ValueError):
 
 class RenderError(St4rError, RuntimeError):
     """A render request that cannot be served (unknown backend, bad channels, no CUDA)."""
+
+
+class TextEncoderError(St4rError, RuntimeError):
+    """A text encoder that cannot be loaded (missing weights, unreadable folder)."""
+
+
+class QueryError(St4rError, ValueError):
+    """A referring expression or query that cannot be answered as given."""
+
+
+class SupervisionFormatError(St4rError, ValueError):
+    """A supervision or benchmark folder that is missing, malformed or inconsistent."""
