@@ -29,7 +29,8 @@ def _info_table(info: SceneInfo) -> Table:
     rows = dataclasses.asdict(info)
     details = rows.pop("details")
     for key, value in {**rows, **details}.items():
-        table.add_row(key, ", ".join(map(str, value)) if isinstance(value, (list, tuple)) else str(value))
+        shown = ", ".join(map(str, value)) if isinstance(value, (list, tuple)) else str(value)
+        table.add_row(key, shown)
     return table
 
 
@@ -82,7 +83,8 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True)
 
     def with_scene(p: argparse.ArgumentParser) -> None:
-        p.add_argument("scene", help="scene folder (bundle, 4DGaussians output, PLY sequence) or .ply")
+        p.add_argument("scene", help="scene folder (bundle, 4DGaussians output, PLY sequence) "
+                                     "or a .ply file")
         p.add_argument("--format", choices=FORMATS, help="skip format detection")
 
     scene = commands.add_parser("scene", help="inspect and convert scenes")
@@ -93,7 +95,8 @@ def build_parser() -> argparse.ArgumentParser:
     info.set_defaults(run=cmd_scene_info)
     export = scene_commands.add_parser("export", help="the Gaussians at one time as a 3DGS PLY")
     with_scene(export)
-    export.add_argument("--time", type=float, required=True, help="normalised scene time in [0, 1]")
+    export.add_argument("--time", type=float, required=True,
+                        help="normalised scene time in [0, 1]")
     export.add_argument("--out", required=True, help="output .ply")
     export.set_defaults(run=cmd_scene_export)
 

@@ -68,25 +68,32 @@ class Camera:
                 f"{tuple(self.K.shape)} and {tuple(self.world_to_cam.shape)}"
             )
         if not (isinstance(self.width, int) and isinstance(self.height, int)):
-            raise CameraError(f"camera: width and height must be ints, got {self.width!r}, {self.height!r}")
+            raise CameraError(
+                f"camera: width and height must be ints, got {self.width!r}, {self.height!r}"
+            )
         if not (0 < self.width <= 16384 and 0 < self.height <= 16384):
             raise CameraError(
-                f"camera: width and height must be in 1..16384 pixels, got {self.width}x{self.height}"
+                "camera: width and height must be in 1..16384 pixels, "
+                f"got {self.width}x{self.height}"
             )
-        if not (bool(torch.isfinite(self.K).all()) and bool(torch.isfinite(self.world_to_cam).all())):
+        if not all(bool(torch.isfinite(m).all()) for m in (self.K, self.world_to_cam)):
             raise CameraError("camera: K and world_to_cam must be finite (found NaN or inf)")
         fx, fy = float(self.K[0, 0]), float(self.K[1, 1])
         if fx <= 0 or fy <= 0:
             raise CameraError(f"camera: focal lengths must be positive, got fx={fx}, fy={fy}")
         rotation = self.world_to_cam[:3, :3].double()
-        orthogonality = (rotation @ rotation.T - torch.eye(3, dtype=torch.float64)).abs().max()
-        if float(orthogonality) > 1e-3 or float(torch.linalg.det(rotation)) < 0:
+        identity = torch.eye(3, dtype=torch.float64)
+        orthogonality = float((rotation @ rotation.T - identity).abs().max())
+        det = float(torch.linalg.det(rotation))
+        if orthogonality > 1e-3 or det < 0:
             raise CameraError(
                 "camera: world_to_cam[:3, :3] must be a proper rotation "
-                f"(|R R^T - I| = {float(orthogonality):.3g}, det = {float(torch.linalg.det(rotation)):.3g})"
+                f"(|R R^T - I| = {orthogonality:.3g}, det = {det:.3g})"
             )
         if not 0 < self.near < self.far:
-            raise CameraError(f"camera: expected 0 < near < far, got near={self.near}, far={self.far}")
+            raise CameraError(
+                f"camera: expected 0 < near < far, got near={self.near}, far={self.far}"
+            )
 
     @classmethod
     def from_intrinsics(
@@ -102,16 +109,20 @@ class Camera:
     ) -> "Camera":
         """A camera from pinhole intrinsics; identity pose unless ``world_to_cam`` is given."""
         K = torch.tensor([[fx, 0.0, cx], [0.0, fy, cy], [0.0, 0.0, 1.0]], dtype=torch.float32)
-        w2c = torch.eye(4) if world_to_cam is None else torch.as_tensor(world_to_cam, dtype=torch.float32)
+        w2c = torch.eye(4) if world_to_cam is None else torch.as_tensor(world_to_cam)
+        w2c = w2c.to(torch.float32)
         return cls(K=K, world_to_cam=w2c, width=int(width), height=int(height), **kwargs)
 
     @classmethod
-    def from_fov(cls, fov_x_deg: float, width: int, height: int, world_to_cam: Tensor | None = None) -> "Camera":
+    def from_fov(
+        cls, fov_x_deg: float, width: int, height: int, world_to_cam: Tensor | None = None
+    ) -> "Camera":
         """A camera with square pixels, the principal point at the centre and horizontal FoV."""
         if not 0.0 < fov_x_deg < 180.0:
             raise CameraError(f"camera: fov_x must be in (0, 180) degrees, got {fov_x_deg}")
         focal = 0.5 * width / math.tan(math.radians(fov_x_deg) / 2)
-        return cls.from_intrinsics(focal, focal, width / 2, height / 2, width, height, world_to_cam)
+        return cls.from_intrinsics(focal, focal, width / 2, height / 2, width, height,
+                                   world_to_cam)
 
     @classmethod
     def from_pose(
@@ -140,7 +151,8 @@ class Camera:
         w2c = torch.eye(4, dtype=torch.float64)
         w2c[:3, :3] = cam_to_world_rot.T
         w2c[:3, 3] = -cam_to_world_rot.T @ origin
-        return cls(K=torch.as_tensor(K, dtype=torch.float32), world_to_cam=w2c.float(), width=int(width), height=int(height))
+        return cls(K=torch.as_tensor(K, dtype=torch.float32), world_to_cam=w2c.float(),
+                   width=int(width), height=int(height))
 
     @classmethod
     def look_at(
@@ -187,7 +199,8 @@ class Camera:
     @classmethod
     def from_json(cls, data: dict, source: str = "camera") -> "Camera":
         """A camera from ``to_json``'s layout, or from a pose:
-        ``{"width", "height", "K" | "fx","fy","cx","cy", "position", "orientation_xyzw", "optical"}``.
+        ``{"width", "height", "K" | "fx", "fy", "cx", "cy",
+        "position", "orientation_xyzw", "optical"}``.
         """
         if not isinstance(data, dict):
             raise CameraError(f"{source}: expected a JSON object, got {type(data).__name__}")
@@ -196,18 +209,18 @@ class Camera:
             if "K" in data:
                 K = torch.tensor(data["K"], dtype=torch.float32)
             else:
-                K = torch.tensor(
-                    [[data["fx"], 0.0, data["cx"]], [0.0, data["fy"], data["cy"]], [0.0, 0.0, 1.0]],
-                    dtype=torch.float32,
-                )
+                K = torch.tensor([[data["fx"], 0.0, data["cx"]],
+                                  [0.0, data["fy"], data["cy"]],
+                                  [0.0, 0.0, 1.0]], dtype=torch.float32)
             extra = {k: float(data[k]) for k in ("near", "far") if k in data}
             if "world_to_cam" in data:
-                return cls(K=K, world_to_cam=torch.tensor(data["world_to_cam"], dtype=torch.float32),
-                           width=width, height=height, **extra)
+                w2c = torch.tensor(data["world_to_cam"], dtype=torch.float32)
+                return cls(K=K, world_to_cam=w2c, width=width, height=height, **extra)
             if "position" in data:
                 cam = cls.from_pose(K, width, height, data["position"], data["orientation_xyzw"],
                                     optical=bool(data.get("optical", True)))
-                return cls(K=cam.K, world_to_cam=cam.world_to_cam, width=width, height=height, **extra)
+                return cls(K=cam.K, world_to_cam=cam.world_to_cam, width=width, height=height,
+                           **extra)
         except KeyError as missing:
             raise CameraError(f"{source}: missing field {missing}") from None
         except (TypeError, ValueError, RuntimeError) as err:

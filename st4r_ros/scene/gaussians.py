@@ -101,7 +101,8 @@ class Gaussians:
 
     def tensors(self) -> Dict[str, Tensor]:
         """Name -> tensor for every field that is set (the bundle's storage layout)."""
-        return {f.name: getattr(self, f.name) for f in fields(self) if getattr(self, f.name) is not None}
+        values = {f.name: getattr(self, f.name) for f in fields(self)}
+        return {name: value for name, value in values.items() if value is not None}
 
     def check_finite(self, source: str) -> None:
         """Raise SceneFormatError naming ``source`` and the field if any value is NaN or inf."""

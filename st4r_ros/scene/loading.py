@@ -50,5 +50,6 @@ def load_scene(path: str | Path, scene_format: str | None = None) -> Scene4D:
         from st4r_ros.scene.keyframes import KeyframedScene
         from st4r_ros.scene.ply import read_ply
 
-        return KeyframedScene([(0.0, read_ply(path).activate())], source=str(path), scene_format="ply")
+        return KeyframedScene([(0.0, read_ply(path).activate())], source=str(path),
+                              scene_format="ply")
     raise SceneFormatError(f"format: expected one of {FORMATS}, got {scene_format!r}")
