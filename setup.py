@@ -13,7 +13,13 @@ setup(
     python_requires=">=3.10,<3.13",
     packages=find_packages(include=["st4r_ros", "st4r_ros.*"]),
     package_data={"st4r_ros": ["py.typed"]},
-    data_files=[("share/st4r_ros/models/demo", ["models/demo/demo.json"])],
+    # Installed beside the package for pip users: the demo config, and the interface
+    # definitions that offline replay registers with rosbags (no ROS needed).
+    data_files=[
+        ("share/st4r_ros/models/demo", ["models/demo/demo.json"]),
+        ("share/st4r_ros/msg", ["msg/ReferringResult.msg", "msg/TimeSpan.msg"]),
+        ("share/st4r_ros/srv", ["srv/Query.srv"]),
+    ],
     install_requires=[
         # torch is not pinned: the Makefile installs the CPU build or keeps a CUDA build present.
         "torch>=2.1",
@@ -22,6 +28,7 @@ setup(
         "safetensors>=0.4",
         "pillow>=9.0",
         "rich>=13.0",
+        "rosbags>=0.10",
     ],
     extras_require={
         "cuda": ["gsplat==1.5.3"],
