@@ -1,0 +1,625 @@
+"""Language for the synthetic scenes: training captions and a held-out benchmark, with answers
+known exactly from the generator's ground truth (objects.json, cameras.json, masks).
+
+What is said
+------------
+
+Every sentence, caption or expression, is made from one *referent*: a head (some of the
+target's colour, shape, size, or a shape property such as "round") and optionally a spatial
+relation to other objects, e.g. (head = red cube, relation = left of, anchor = blue torus).
+A referent *holds* at a frame when, among the objects visible at that frame, exactly the
+target fits it: heads without a relation are kept only when they name one object of the
+scene; anchors are named by colour and shape, words that must fit one object ("the blue
+torus") or two, the twins ("the other white torus", said of one twin). So
+every training caption and every evaluation expression is a true, unambiguous referring
+expression at each frame it is attached to, and relations are evaluated frame by frame from
+the objects' positions at that time (a moving object's relations change).
+
+Kinds: "appearance" (colour and shape, maybe size), "attribute" (part of the look: colour
+alone, shape alone, size, shape property), "spatial" (a unique look plus a true relation),
+"relation-only" (the head fits several objects, e.g. the twins, and only the relation tells
+which one is meant).
+
+Spatial convention (world frame, independent of the camera)
+-----------------------------------------------------------
+
+Relations are read as seen by a viewer standing at the table's front edge, on the -y side,
+looking along +y with z up: *left* = -x, *right* = +x, *in front of* = -y (nearer the viewer),
+*behind* = +y. The synthetic cameras orbit the table at every azimuth (the training ring turns
+by a golden-ratio step per frame, novel cameras are random), so a camera-relative "left" would
+flip between training views and could not be learnt; a world-frame relation is a fixed
+direction in the very coordinates the referring field conditions on (its position-aware
+attention sees the Gaussians' world positions mu_i(t)). -y was picked so that a plot of the
+xy plane (x to the right, y up the page) reads like the sentences.
+
+Geometry (centres on the table plane, metres; SLOT_SPACING = 0.7 in the generator):
+A is *left of* B when B.x - A.x >= SIDE_MARGIN and that offset is at least half the offset
+across (y) - so a diagonal neighbour is both left of and behind; likewise for the other sides.
+*next to*: centres within NEXT_TO_DISTANCE. *between* B and C: A projects into the middle
+half of the segment BC and lies within a quarter of its length from it. Superlatives (*nearest to*,
+*leftmost*, ...) pick a clear winner (by NEAREST_MARGIN or SIDE_MARGIN) among the objects the
+head fits, or among all visible objects when the head fits one only (so "the red cube nearest
+to the blue torus" is then also the nearest object to it).
+
+Two template families
+---------------------
+
+Training captions (family A, ``TRAINING_WORDS``), noun phrases in the words of objects.json:
+"a large red sphere", "the flat-faced object", "the red sphere to the left of the blue cube",
+"the white torus in front of the other white torus", "the object between the green cylinder
+and the pink cube", "the leftmost object".
+
+Evaluation expressions (family B, ``EVALUATION_WORDS``), other nouns (ball, box/block,
+can/tube, ring/donut), other colour and size words (crimson, cobalt, big, little...; plain
+colour words a third of the time), other relation words and clause-shaped sentences:
+"find the crimson box", "point to the ball-shaped thing", "the one that is further left than the
+cobalt ring", "of the two ivory donuts, the one closer to the front", "find the item flanked
+by the emerald can and the rose block", "which one is furthest back?". No evaluation sentence
+is a training sentence, and no evaluation shape noun occurs in training: the benchmark scores
+generalisation, not template matching.
+
+Outputs: ``write_synthetic_supervision`` (training views = the synthetic train views, masks
+copied into the supervision folder), ``write_synthetic_benchmark`` (held-out novel views,
+masks referenced relative to the benchmark file), ``build_synthetic_task`` (both, inside the
+synthetic folder). Deterministic for a seed.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import shutil
+from dataclasses import dataclass, replace
+from itertools import combinations
+from pathlib import Path
+from typing import Any, Callable, Dict, List, Optional, Sequence, Set, Tuple
+
+import numpy as np
+
+from st4r_ros.errors import CameraError, SupervisionFormatError
+from st4r_ros.render.camera import Camera
+from st4r_ros.scene.synthetic import PALETTE, SHAPES, SIZES, SLOT_SPACING
+from st4r_ros.supervision.format import (
+    Benchmark,
+    Caption,
+    Expression,
+    InstanceCaptions,
+    Supervision,
+    SupervisionView,
+    load_benchmark,
+    load_supervision,
+    save_benchmark,
+    save_supervision,
+)
+
+KINDS = ("appearance", "attribute", "spatial", "relation-only")
+APPEARANCE, ATTRIBUTE, SPATIAL, RELATION_ONLY = KINDS
+LEFT_OF, RIGHT_OF, IN_FRONT_OF, BEHIND = "left_of", "right_of", "in_front_of", "behind"
+NEXT_TO, NEAREST_TO, BETWEEN = "next_to", "nearest_to", "between"
+LEFTMOST, RIGHTMOST, FRONTMOST, REARMOST = "leftmost", "rightmost", "frontmost", "rearmost"
+# (axis, sign): the side's direction in the world frame (module doc, "Spatial convention").
+SIDE_OF = {LEFT_OF: (0, -1.0), RIGHT_OF: (0, 1.0), IN_FRONT_OF: (1, -1.0), BEHIND: (1, 1.0)}
+EXTREME = {LEFTMOST: (0, -1.0), RIGHTMOST: (0, 1.0), FRONTMOST: (1, -1.0), REARMOST: (1, 1.0)}
+SPATIAL_FRAME = {
+    "viewer": "at the table's front edge (-y side), looking along +y, z up",
+    "left": [-1, 0, 0], "right": [1, 0, 0], "front": [0, -1, 0], "behind": [0, 1, 0],
+    "up": [0, 0, 1],
+}
+# Margins in metres, tied to the generator's slot grid: static objects sit 0 or >= one slot
+# apart, so only an object in transit can come near a margin (and then no relation is said).
+SIDE_MARGIN = 0.4 * SLOT_SPACING
+NEXT_TO_DISTANCE = 1.15 * SLOT_SPACING  # 4-neighbours, not diagonals
+NEAREST_MARGIN = 0.2 * SLOT_SPACING
+# How many referents of each kind are said per instance: per frame in training, in all in
+# the benchmark.
+TRAINING_QUOTA = {APPEARANCE: 1, ATTRIBUTE: 1, SPATIAL: 2, RELATION_ONLY: 2}
+EVALUATION_QUOTA = {APPEARANCE: 1, ATTRIBUTE: 2, SPATIAL: 2, RELATION_ONLY: 2}
+GENERATOR = "st4r_ros.supervision.synthetic_language"
+
+
+@dataclass(frozen=True)
+class Words:
+    """One template family's vocabulary: words per concept (a seeded choice among them), and
+    relation phrases as format strings over the anchors' noun phrases."""
+
+    colours: Dict[str, Tuple[str, ...]]
+    shapes: Dict[str, Tuple[str, ...]]
+    plurals: Dict[str, str]  # shape noun -> plural
+    sizes: Dict[str, Tuple[str, ...]]
+    properties: Dict[str, Tuple[str, ...]]  # shape -> adjective
+    generic: Tuple[str, ...]  # the noun of a head that names no shape
+    relations: Dict[str, Tuple[str, ...]]
+
+
+TRAINING_WORDS = Words(
+    colours={colour: (colour,) for colour in PALETTE},
+    shapes={shape: (shape,) for shape in SHAPES},
+    plurals={},
+    sizes={size: (size,) for size in SIZES},
+    properties={"sphere": ("round",), "cube": ("flat-faced",), "cylinder": ("pillar-like",),
+                "torus": ("hollow-centred",)},
+    generic=("object",),
+    relations={
+        LEFT_OF: ("to the left of {0}",), RIGHT_OF: ("to the right of {0}",),
+        IN_FRONT_OF: ("in front of {0}",), BEHIND: ("behind {0}",), NEXT_TO: ("next to {0}",),
+        NEAREST_TO: ("nearest to {0}",), BETWEEN: ("between {0} and {1}",),
+        LEFTMOST: ("leftmost",), RIGHTMOST: ("rightmost",), FRONTMOST: ("frontmost",),
+        REARMOST: ("rearmost",),
+    },
+)
+
+EVALUATION_WORDS = Words(
+    colours={
+        "red": ("red", "crimson", "scarlet"), "green": ("green", "emerald", "grass-green"),
+        "blue": ("blue", "cobalt", "royal-blue"), "yellow": ("yellow", "golden", "lemon"),
+        "orange": ("orange", "tangerine", "amber"), "purple": ("purple", "violet", "amethyst"),
+        "cyan": ("cyan", "turquoise", "aqua"), "pink": ("pink", "rose", "blush"),
+        "white": ("white", "ivory", "snow-white"), "black": ("black", "jet-black", "ebony"),
+    },
+    shapes={"sphere": ("ball", "orb"), "cube": ("box", "block"),
+            "cylinder": ("can", "tube", "canister"), "torus": ("ring", "donut", "doughnut")},
+    plurals={"ball": "balls", "orb": "orbs", "box": "boxes", "block": "blocks", "can": "cans",
+             "tube": "tubes", "canister": "canisters", "ring": "rings", "donut": "donuts",
+             "doughnut": "doughnuts"},
+    sizes={"small": ("little",), "medium": ("mid-sized",), "large": ("big",)},
+    properties={"sphere": ("ball-shaped",), "cube": ("box-shaped",), "cylinder": ("can-shaped",),
+                "torus": ("ring-shaped", "donut-shaped")},
+    generic=("thing", "item", "one"),
+    relations={
+        LEFT_OF: ("further left than {0}", "on the left-hand side of {0}"),
+        RIGHT_OF: ("further right than {0}", "on the right-hand side of {0}"),
+        IN_FRONT_OF: ("closer to the front than {0}", "nearer the front than {0}"),
+        BEHIND: ("further back than {0}", "farther from the front than {0}"),
+        NEXT_TO: ("beside {0}", "adjacent to {0}"), NEAREST_TO: ("closest to {0}",),
+        BETWEEN: ("flanked by {0} and {1}", "in the middle of {0} and {1}"),
+        LEFTMOST: ("furthest to the left",), RIGHTMOST: ("furthest to the right",),
+        FRONTMOST: ("closest to the front",), REARMOST: ("furthest back",),
+    },
+)
+# Family B's comparison of a twin with the other one: "of the two ..., the one further left".
+EVALUATION_COMPARATIVES = {LEFT_OF: "further left", RIGHT_OF: "further right",
+                           IN_FRONT_OF: "closer to the front", BEHIND: "further back"}
+
+
+@dataclass(frozen=True)
+class Head:
+    """The part of an object's look a sentence names; None = not named."""
+
+    colour: Optional[str] = None
+    shape: Optional[str] = None
+    size: Optional[str] = None
+    shape_as_property: bool = False  # "the round object" rather than "the sphere"
+
+    def fits(self, thing: "_Thing") -> bool:
+        return ((self.colour is None or self.colour == thing.colour)
+                and (self.shape is None or self.shape == thing.shape)
+                and (self.size is None or self.size == thing.size))
+
+
+@dataclass(frozen=True)
+class Referent:
+    """What a sentence says about its target: a head and optionally a relation to anchors."""
+
+    target: int
+    head: Head
+    relation: Optional[str] = None
+    anchors: Tuple[int, ...] = ()
+
+    def metadata(self) -> Dict[str, Any]:
+        head: Dict[str, Any] = {k: v for k, v in (("colour", self.head.colour),
+                                                  ("shape", self.head.shape),
+                                                  ("size", self.head.size)) if v is not None}
+        if self.head.shape_as_property:
+            head["shape_as_property"] = True
+        return {"head": head, "relation": self.relation, "anchors": list(self.anchors)}
+
+
+@dataclass(frozen=True)
+class _Thing:
+    """An object of objects.json: look and, per frame, table-plane centre and visibility."""
+
+    id: int
+    name: str
+    shape: str
+    colour: str
+    size: str
+    xy: Tuple[Tuple[float, float], ...]
+    visible: Tuple[bool, ...]
+
+
+@dataclass(frozen=True)
+class _Scene:
+    root: Path
+    things: Tuple[_Thing, ...]
+    times: Tuple[float, ...]
+    views: Dict[str, List[Dict]]  # cameras.json's "train" and "novel" entries
+    by_id: Dict[int, _Thing]
+    namesakes: Dict[int, Tuple[int, ...]]  # id -> the other objects of its colour and shape
+
+    def thing(self, key: int) -> _Thing:
+        return self.by_id[key]
+
+
+# ---- public API ---------------------------------------------------------------------------
+
+
+def write_synthetic_supervision(synthetic_dir: str | Path, out_supervision_dir: str | Path,
+                                seed: int = 0) -> Supervision:
+    """Training supervision of a synthetic scene: its train views (masks copied into
+    ``out_supervision_dir/masks``) and family-A captions per instance and frame."""
+    scene = _load_scene(Path(synthetic_dir))
+    return _write_supervision(scene, _holding_frames(scene), Path(out_supervision_dir), seed)
+
+
+def write_synthetic_benchmark(synthetic_dir: str | Path, out_bench_path: str | Path,
+                              seed: int = 0) -> Benchmark:
+    """Benchmark of a synthetic scene: its novel views and family-B expressions, each with
+    its instance, kind and the frames where it holds."""
+    scene = _load_scene(Path(synthetic_dir))
+    return _write_benchmark(scene, _holding_frames(scene), Path(out_bench_path), seed)
+
+
+def build_synthetic_task(synthetic_dir: str | Path, seed: int = 0) -> Tuple[Path, Path]:
+    """Write ``synthetic_dir/bench.json`` and ``synthetic_dir/supervision/``; their paths."""
+    scene = _load_scene(Path(synthetic_dir))
+    holding = _holding_frames(scene)  # the costly part, shared by both
+    _write_benchmark(scene, holding, scene.root / "bench.json", seed)
+    _write_supervision(scene, holding, scene.root / "supervision", seed)
+    return scene.root / "supervision", scene.root / "bench.json"
+
+
+def _write_supervision(scene: _Scene, holding: Dict[Referent, Tuple[int, ...]], out: Path,
+                       seed: int) -> Supervision:
+    rng = np.random.default_rng([seed, 0])
+    views = [_copy_mask(_view(scene, entry, f"train[{i}]"), out / "masks")
+             for i, entry in enumerate(scene.views["train"])]
+    instances = [_training_captions(scene, thing, holding, rng) for thing in scene.things]
+    metadata = {"generator": GENERATOR, "seed": seed, "template_family": "training (A)",
+                "spatial_frame": SPATIAL_FRAME}
+    save_supervision(out, Supervision(views, instances, out, metadata))
+    return load_supervision(out)
+
+
+def _write_benchmark(scene: _Scene, holding: Dict[Referent, Tuple[int, ...]], out: Path,
+                     seed: int) -> Benchmark:
+    if not scene.views["novel"]:
+        raise SupervisionFormatError(f"{scene.root / 'cameras.json'}: novel: expected at least "
+                                     "one held-out view for a benchmark, got none")
+    rng = np.random.default_rng([seed, 1])
+    views = [_view(scene, entry, f"novel[{i}]") for i, entry in enumerate(scene.views["novel"])]
+    seen_frames = {view.frame for view in views}
+    expressions: List[Expression] = []
+    for thing in scene.things:
+        for ref in _evaluation_referents(scene, thing, holding, seen_frames, rng):
+            expressions.append(Expression(
+                f"e{len(expressions) + 1:04d}", _evaluation_text(scene, ref, rng), thing.id,
+                _kind(scene, ref), list(holding[ref]), None, ref.metadata()))
+    metadata = {"generator": GENERATOR, "seed": seed, "template_family": "evaluation (B)",
+                "spatial_frame": SPATIAL_FRAME, "kinds": list(KINDS)}
+    instances = {thing.id: thing.name for thing in scene.things}
+    save_benchmark(out, Benchmark(views, expressions, instances, out.parent, metadata))
+    return load_benchmark(out)
+
+
+# ---- reading the synthetic folder ---------------------------------------------------------
+
+
+def _load_scene(root: Path) -> _Scene:
+    objects = _read_document(root / "objects.json", "st4r-synthetic-objects")
+    cameras = _read_document(root / "cameras.json", "st4r-synthetic-cameras")
+    try:
+        times = tuple(float(u) for u in objects["frame_times"])
+        things = tuple(_thing(entry, len(times)) for entry in objects["objects"])
+    except (KeyError, TypeError, ValueError, IndexError) as err:
+        raise SupervisionFormatError(f"{root / 'objects.json'}: expected st4r synthetic "
+                                     f"objects, missing or malformed field ({err!r})") from None
+    for i, thing in enumerate(things):
+        for key, known in (("shape", SHAPES), ("colour", PALETTE), ("size", SIZES)):
+            if getattr(thing, key) not in known:
+                raise SupervisionFormatError(
+                    f"{root / 'objects.json'}: objects[{i}].{key}: expected one of "
+                    f"{sorted(known)}, got {getattr(thing, key)!r}")
+    views = {}
+    for split in ("train", "novel"):
+        if not isinstance(cameras.get(split), list):
+            raise SupervisionFormatError(f"{root / 'cameras.json'}: {split}: expected a list "
+                                         "of views")
+        views[split] = cameras[split]
+    namesakes = {t.id: tuple(o.id for o in things if o.id != t.id and o.colour == t.colour
+                             and o.shape == t.shape) for t in things}
+    return _Scene(root, things, times, views, {t.id: t for t in things}, namesakes)
+
+
+def _read_document(file: Path, expected_format: str) -> Dict:
+    try:
+        document = json.loads(file.read_text())
+    except FileNotFoundError:
+        raise SupervisionFormatError(f"{file}: file not found (expected the output of "
+                                     "`st4r synth`)") from None
+    except (OSError, ValueError) as err:
+        raise SupervisionFormatError(f"{file}: not a readable JSON file ({err})") from None
+    if not isinstance(document, dict) or document.get("format") != expected_format:
+        raise SupervisionFormatError(f"{file}: format: expected {expected_format!r}")
+    return document
+
+
+def _thing(entry: Dict, num_frames: int) -> _Thing:
+    frames = entry["frames"]
+    if len(frames) != num_frames:
+        raise ValueError(f"object {entry['id']}: {len(frames)} frames, not {num_frames}")
+    xy = tuple((float(f["position"][0]), float(f["position"][1])) for f in frames)
+    return _Thing(int(entry["id"]), str(entry["name"]), entry["shape"], entry["colour"],
+                  entry["size"], xy, tuple(bool(f["visible"]) for f in frames))
+
+
+def _view(scene: _Scene, entry: Any, where: str) -> SupervisionView:
+    """A view of cameras.json; its mask path points into the synthetic folder."""
+    source = scene.root / "cameras.json"
+    try:
+        camera = Camera.from_json(entry["camera"], source=f"{source}: {where}.camera")
+        return SupervisionView(str(entry["name"]), float(entry["time"]), int(entry["frame"]),
+                               camera, scene.root / entry["mask"])
+    except CameraError as err:
+        raise SupervisionFormatError(str(err)) from None
+    except (KeyError, TypeError, ValueError) as err:
+        raise SupervisionFormatError(f"{source}: {where}: expected name, time, frame, camera "
+                                     f"and mask ({err!r})") from None
+
+
+def _copy_mask(view: SupervisionView, folder: Path) -> SupervisionView:
+    """The view with its mask copied into ``folder`` (a self-contained supervision folder)."""
+    if not view.mask_path.is_file():
+        raise SupervisionFormatError(f"{view.mask_path}: mask of view {view.name!r} not found "
+                                     "(expected the masks written by `st4r synth`)")
+    copy = folder / f"{view.name}.png"
+    copy.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(view.mask_path, copy)
+    return replace(view, mask_path=copy)
+
+
+# ---- truth --------------------------------------------------------------------------------
+
+
+def _referents(scene: _Scene, target: _Thing) -> List[Referent]:
+    """Everything that could be said of ``target``, true or not: the caller keeps what holds."""
+    look = Head(target.colour, target.shape)
+    plain = [look, Head(target.colour, target.shape, target.size), Head(colour=target.colour),
+             Head(shape=target.shape), Head(shape=target.shape, size=target.size),
+             Head(size=target.size), Head(shape=target.shape, shape_as_property=True),
+             Head(target.colour, target.shape, shape_as_property=True)]
+    # A head without a relation must name one object of the scene: then it holds whenever the
+    # target is visible, as a time-agnostic description should.
+    refs = [Referent(target.id, head) for head in plain
+            if sum(head.fits(t) for t in scene.things) == 1]
+    # Anchors are named by colour and shape: "the blue torus", or "the other white torus"
+    # after the same words when exactly two objects share them (the twins).
+    nameable = [t.id for t in scene.things if t.id != target.id and not scene.namesakes[t.id]]
+    twin = list(scene.namesakes[target.id]) if len(scene.namesakes[target.id]) == 1 else []
+    for head in (look, Head(shape=target.shape), Head()):
+        anchors = nameable + (twin if head == look else [])
+        refs += [Referent(target.id, head, rel, (a,))
+                 for rel in (*SIDE_OF, NEXT_TO, NEAREST_TO) for a in anchors]
+        refs += [Referent(target.id, head, BETWEEN, pair) for pair in combinations(nameable, 2)]
+        refs += [Referent(target.id, head, rel) for rel in EXTREME]
+    return refs
+
+
+def _holding_frames(scene: _Scene) -> Dict[Referent, Tuple[int, ...]]:
+    """Each referent that holds somewhere -> the frames where it picks out exactly its target."""
+    holding = {}
+    for target in scene.things:
+        for ref in _referents(scene, target):
+            frames = tuple(f for f in range(len(scene.times)) if _holds(scene, ref, f))
+            if frames:
+                holding[ref] = frames
+    return holding
+
+
+def _holds(scene: _Scene, ref: Referent, frame: int) -> bool:
+    """``ref`` describes its target and nothing else at ``frame``."""
+    target = scene.thing(ref.target)
+    if not all(scene.thing(k).visible[frame] for k in (ref.target, *ref.anchors)):
+        return False
+    if ref.relation in EXTREME or ref.relation == NEAREST_TO:
+        return _superlative(scene, ref, frame) is target
+    # Most referents already fail on the target itself: test that before any rival.
+    if ref.relation is not None and not _satisfies(scene, ref, target, frame):
+        return False
+    rivals = (t for t in _candidates(scene, ref, frame) if t is not target)
+    return not any(ref.relation is None or _satisfies(scene, ref, t, frame) for t in rivals)
+
+
+def _candidates(scene: _Scene, ref: Referent, frame: int) -> List[_Thing]:
+    """The objects visible at ``frame`` that ``ref``'s head fits, anchors excluded."""
+    return [t for t in scene.things
+            if t.visible[frame] and t.id not in ref.anchors and ref.head.fits(t)]
+
+
+def _superlative(scene: _Scene, ref: Referent, frame: int) -> Optional[_Thing]:
+    """The clear winner of ``ref``'s superlative among the head's objects, or among all
+    visible objects when the head fits one (module doc); None without a clear winner."""
+    candidates = _candidates(scene, ref, frame)
+    pool = candidates
+    if len(candidates) == 1:
+        pool = _candidates(scene, Referent(ref.target, Head(), ref.relation, ref.anchors), frame)
+    if ref.relation == NEAREST_TO:
+        anchor = scene.thing(ref.anchors[0]).xy[frame]
+        winner = _clear_winner(pool, lambda t: -math.dist(t.xy[frame], anchor), NEAREST_MARGIN)
+    else:
+        axis, sign = EXTREME[ref.relation]
+        winner = _clear_winner(pool, lambda t: sign * t.xy[frame][axis], SIDE_MARGIN)
+    return winner if winner in candidates else None
+
+
+def _satisfies(scene: _Scene, ref: Referent, thing: _Thing, frame: int) -> bool:
+    """``thing`` stands in ``ref``'s side, next-to or between relation at ``frame``."""
+    here = thing.xy[frame]
+    anchors = [scene.thing(a).xy[frame] for a in ref.anchors]
+    if ref.relation in SIDE_OF:
+        return _on_side(here, anchors[0], *SIDE_OF[ref.relation])
+    if ref.relation == NEXT_TO:
+        return math.dist(here, anchors[0]) <= NEXT_TO_DISTANCE
+    return _between(here, *anchors)
+
+
+def _on_side(a: Sequence[float], b: Sequence[float], axis: int, sign: float) -> bool:
+    """``a`` lies on the ``sign`` side of ``b`` along ``axis``: clearly, and more along that
+    axis than half its offset across."""
+    along = sign * (a[axis] - b[axis])
+    return along >= SIDE_MARGIN and along >= abs(a[1 - axis] - b[1 - axis]) / 2
+
+
+def _between(a: Sequence[float], b: Sequence[float], c: Sequence[float]) -> bool:
+    """``a`` projects into the middle half of segment bc, within a quarter of its length."""
+    bx, by = c[0] - b[0], c[1] - b[1]
+    ax, ay = a[0] - b[0], a[1] - b[1]
+    length = math.hypot(bx, by)
+    if length == 0.0:
+        return False
+    along = (ax * bx + ay * by) / length ** 2
+    across = abs(bx * ay - by * ax) / length
+    return 0.25 <= along <= 0.75 and across <= 0.25 * length
+
+
+def _clear_winner(pool: List[_Thing], score: Callable[[_Thing], float],
+                  margin: float) -> Optional[_Thing]:
+    """The best of at least two objects, if it beats the runner-up by ``margin``."""
+    if len(pool) < 2:
+        return None
+    ranked = sorted(pool, key=score, reverse=True)
+    return ranked[0] if score(ranked[0]) - score(ranked[1]) >= margin else None
+
+
+def _kind(scene: _Scene, ref: Referent) -> str:
+    if ref.relation is None:
+        named = ref.head.colour and ref.head.shape and not ref.head.shape_as_property
+        return APPEARANCE if named else ATTRIBUTE
+    unique = sum(ref.head.fits(t) for t in scene.things) == 1
+    return SPATIAL if unique else RELATION_ONLY
+
+
+def _is_twin_comparison(scene: _Scene, ref: Referent) -> bool:
+    """A side relation to the target's namesake: what tells a twin from the other."""
+    return (ref.relation in SIDE_OF and len(ref.anchors) == 1
+            and ref.anchors[0] in scene.namesakes[ref.target])
+
+
+# ---- choosing what to say -----------------------------------------------------------------
+
+
+def _select(scene: _Scene, refs: List[Referent], quota: Dict[str, int],
+            priority: Callable[[Referent], int], rng: np.random.Generator) -> List[Referent]:
+    """Up to ``quota[kind]`` referents of each kind: highest priority first, then at random."""
+    chosen = []
+    for kind in KINDS:
+        options = [ref for ref in refs if _kind(scene, ref) == kind]
+        tie_break = rng.random(len(options))
+        order = sorted(range(len(options)), key=lambda i: (-priority(options[i]), tie_break[i]))
+        chosen += [options[i] for i in order[:quota[kind]]]
+    return chosen
+
+
+def _training_captions(scene: _Scene, thing: _Thing, holding: Dict[Referent, Tuple[int, ...]],
+                       rng: np.random.Generator) -> InstanceCaptions:
+    """Family-A captions of ``thing`` at each frame, from what holds at that frame; a twin
+    always gets the relation that tells it from the other."""
+    mine = [ref for ref in holding if ref.target == thing.id]
+    captions = []
+    for frame, time in enumerate(scene.times):
+        now = [ref for ref in mine if frame in holding[ref]]
+        for ref in _select(scene, now, TRAINING_QUOTA,
+                           lambda r: int(_is_twin_comparison(scene, r)), rng):
+            captions.append(Caption(frame, time, _training_text(scene, ref, rng)))
+    return InstanceCaptions(thing.id, thing.name, captions, [])
+
+
+def _evaluation_referents(scene: _Scene, thing: _Thing, holding: Dict[Referent, Tuple[int, ...]],
+                          seen_frames: Set[int], rng: np.random.Generator) -> List[Referent]:
+    """What the benchmark asks about ``thing``: referents holding at some evaluated frame; the
+    twin comparison first, then relations that change over time (they test that the field
+    reads positions at the queried time)."""
+    visible = tuple(f for f, shown in enumerate(thing.visible) if shown)
+    mine = [ref for ref in holding if ref.target == thing.id and set(holding[ref]) & seen_frames]
+
+    def priority(ref: Referent) -> int:
+        return 2 * _is_twin_comparison(scene, ref) + (holding[ref] != visible)
+
+    return _select(scene, mine, EVALUATION_QUOTA, priority, rng)
+
+
+# ---- saying it ----------------------------------------------------------------------------
+
+
+def _one(rng: np.random.Generator, options: Sequence[str]) -> str:
+    return options[int(rng.integers(len(options)))]
+
+
+@dataclass(frozen=True)
+class _Chosen:
+    """The words picked for one object in one sentence (kept for "the other ...")."""
+
+    colour: str
+    noun: str
+    size: str
+    prop: str
+    generic: str
+
+
+def _choose(words: Words, thing: _Thing, rng: np.random.Generator) -> _Chosen:
+    return _Chosen(_one(rng, words.colours[thing.colour]), _one(rng, words.shapes[thing.shape]),
+                   _one(rng, words.sizes[thing.size]), _one(rng, words.properties[thing.shape]),
+                   _one(rng, words.generic))
+
+
+def _head_phrase(head: Head, chosen: _Chosen) -> str:
+    """[size] [property] [colour] noun, the noun generic unless the shape is named as one."""
+    parts = [chosen.size if head.size else "", chosen.prop if head.shape_as_property else "",
+             chosen.colour if head.colour else ""]
+    noun = chosen.noun if head.shape and not head.shape_as_property else chosen.generic
+    return " ".join([p for p in parts if p] + [noun])
+
+
+def _anchor_phrases(scene: _Scene, ref: Referent, words: Words, target_words: _Chosen,
+                    rng: np.random.Generator) -> List[str]:
+    """"the <colour> <shape>" of each anchor; "the other ..." (same words) for a namesake."""
+    phrases = []
+    for key in ref.anchors:
+        if key in scene.namesakes[ref.target]:
+            phrases.append(f"the other {target_words.colour} {target_words.noun}")
+        else:
+            chosen = _choose(words, scene.thing(key), rng)
+            phrases.append(f"the {chosen.colour} {chosen.noun}")
+    return phrases
+
+
+def _article(phrase: str) -> str:
+    return ("an " if phrase[0] in "aeiou" else "a ") + phrase
+
+
+def _training_text(scene: _Scene, ref: Referent, rng: np.random.Generator) -> str:
+    """Family A: a noun phrase, "the/a <head> [<relation> <anchors>]" or "the <extreme> <head>"."""
+    chosen = _choose(TRAINING_WORDS, scene.thing(ref.target), rng)
+    head = _head_phrase(ref.head, chosen)
+    if ref.relation is None:
+        return _one(rng, (f"the {head}", _article(head)))
+    phrase = _one(rng, TRAINING_WORDS.relations[ref.relation])
+    if ref.relation in EXTREME:
+        return f"the {phrase} {head}"
+    anchors = _anchor_phrases(scene, ref, TRAINING_WORDS, chosen, rng)
+    return f"the {head} {phrase.format(*anchors)}"
+
+
+def _evaluation_text(scene: _Scene, ref: Referent, rng: np.random.Generator) -> str:
+    """Family B: imperative, relative-clause or question sentences in other words."""
+    chosen = _choose(EVALUATION_WORDS, scene.thing(ref.target), rng)
+    head = _head_phrase(ref.head, chosen)
+    if ref.relation is None:
+        return _one(rng, (f"find the {head}", f"locate the {head}", f"point to the {head}",
+                          f"show me the {head}"))
+    if _is_twin_comparison(scene, ref) and rng.random() < 0.5:
+        return (f"of the two {chosen.colour} {EVALUATION_WORDS.plurals[chosen.noun]}, the one "
+                f"{EVALUATION_COMPARATIVES[ref.relation]}")
+    anchors = _anchor_phrases(scene, ref, EVALUATION_WORDS, chosen, rng)
+    clause = _one(rng, EVALUATION_WORDS.relations[ref.relation]).format(*anchors)
+    return _one(rng, (f"the {head} that is {clause}", f"find the {head} {clause}",
+                      f"which {head} is {clause}?", f"the {head} sitting {clause}"))
