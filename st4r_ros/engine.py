@@ -1,0 +1,324 @@
+"""QueryEngine: the one place that strings scene, text encoder and referring field together.
+
+A query goes in as a `QueryRequest` (text, optional mode, scene time and camera) and exactly one
+`QueryResult` comes out, whatever happens: bad input, a scene without a semantic layer and
+internal failures are answered with an explicit status, never raised. The statuses and modes
+carry the values of msg/ReferringResult.msg, so the ROS face converts without translation.
+
+Where (time-agnostic): the field scores every Gaussian at the scene time, p_i = sigmoid(m_i(t)).
+The query's score is max_i p_i, the same score the layer's no-target threshold was calibrated on
+(st4r_ros.field.train.calibrate_threshold); below it, or with no Gaussian at p >= 0.5, the answer
+is NO_TARGET with that best score. Otherwise the target's Gaussians are those at p >= 0.5 (the
+ones that also make the rendered mask), the target instance is their majority instance, and the
+mask for a camera is the rendered p thresholded at 0.5 over an explicit background of 0.
+
+When (time-sensitive): arrives with the temporal layer; until then AUTO routes every query to the
+time-agnostic answer and says why, and an explicit TIME_SENSITIVE request is refused as INVALID.
+"""
+
+from __future__ import annotations
+
+import enum
+import math
+import time
+import uuid
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Dict, Optional, Tuple
+
+import torch
+from torch import Tensor
+
+from st4r_ros.errors import St4rError
+from st4r_ros.field.model import ReferringField, render_relevance
+from st4r_ros.render.camera import Camera
+from st4r_ros.scene.gaussians import Gaussians
+from st4r_ros.scene.scene4d import Scene4D, check_time
+
+MASK_THRESHOLD = 0.5
+MAX_QUERY_CHARS = 2000  # longer texts are refused before tokenising: no encoder reads that far
+
+
+class QueryStatus(enum.IntEnum):
+    """ReferringResult.STATUS_*: what happened (see msg/ReferringResult.msg)."""
+
+    UNSET = 0
+    OK = 1
+    NO_TARGET = 2
+    INVALID = 3
+    DROPPED = 4
+    NO_SCENE = 5
+    NOT_READY = 6
+    ERROR = 7
+
+
+class QueryMode(enum.IntEnum):
+    """ReferringResult.MODE_*: what the caller asked for."""
+
+    AUTO = 0
+    TIME_AGNOSTIC = 1
+    TIME_SENSITIVE = 2
+
+
+@dataclass(frozen=True)
+class QueryRequest:
+    """One referring query.
+
+    Attributes:
+        text: the referring expression.
+        mode: AUTO lets the engine decide whether the query is time-sensitive.
+        time: normalised scene time in [0, 1]; None uses the engine's current scene time.
+        camera: render the target's mask from this camera; None renders nothing.
+        request_id: echoed in the result; empty: the engine makes one up.
+    """
+
+    text: str
+    mode: QueryMode = QueryMode.AUTO
+    time: Optional[float] = None
+    camera: Optional[Camera] = None
+    request_id: str = ""
+
+
+@dataclass(frozen=True)
+class TimeSpan:
+    """A closed interval [start, end] of normalised scene time, and in seconds (NaN: unknown)."""
+
+    start: float
+    end: float
+    start_s: float = math.nan
+    end_s: float = math.nan
+    score: float = math.nan
+
+
+@dataclass(frozen=True)
+class TargetCloud:
+    """The target's Gaussians at the scene time: centres xyz [M, 3], colours rgb [M, 3] in
+    [0, 1], relevance p [M] in [0, 1]."""
+
+    xyz: Tensor
+    rgb: Tensor
+    score: Tensor
+
+
+NAN3 = (math.nan, math.nan, math.nan)
+
+
+@dataclass(frozen=True)
+class QueryResult:
+    """The answer to one query; the fields of msg/ReferringResult.msg plus the payloads
+    (target cloud, mask) that the ROS face publishes beside it. Target fields hold their
+    "none" values (-1, 0, NaN) unless status is OK."""
+
+    request_id: str
+    query: str
+    status: QueryStatus
+    message: str
+    mode: QueryMode = QueryMode.AUTO
+    time_sensitive: bool = False
+    time_sensitivity_reason: str = ""
+    target_instance_id: int = -1
+    score: float = math.nan
+    no_target_threshold: float = math.nan
+    active_spans: Tuple[TimeSpan, ...] = ()
+    scene_time: float = math.nan
+    scene_time_s: float = math.nan
+    centroid: Tuple[float, float, float] = NAN3
+    bbox_min: Tuple[float, float, float] = NAN3
+    bbox_max: Tuple[float, float, float] = NAN3
+    num_gaussians: int = 0
+    latency_ms: Dict[str, float] = field(default_factory=dict)
+    cloud: Optional[TargetCloud] = None
+    mask: Optional[Tensor] = None  # [H, W] bool, for `camera`
+    camera: Optional[Camera] = None
+
+    @property
+    def ok(self) -> bool:
+        return self.status == QueryStatus.OK
+
+
+class QueryEngine:
+    """Answers referring queries over one scene.
+
+    Args:
+        scene: the 4D scene.
+        field: its trained referring field, or None (queries are then answered NO_SCENE).
+        encoder: the text encoder the field was trained with (``encode(texts)``).
+        threshold: the layer's calibrated no-target threshold on max_i sigmoid(m_i).
+        device: where the scene is deformed, the field runs and masks are rendered.
+        duration_s: the scene's duration, for times in seconds (None: unknown).
+    """
+
+    def __init__(self, scene: Scene4D, field: Optional[ReferringField] = None, encoder=None,
+                 threshold: float = 0.0, device: torch.device | str = "cpu",
+                 duration_s: Optional[float] = None) -> None:
+        self.scene = scene
+        self.device = torch.device(device)
+        self.field = field.to(self.device).eval() if field is not None else None
+        self.encoder = encoder
+        self.threshold = float(threshold)
+        self.duration_s = duration_s
+        self.scene_time = 0.0
+
+    @classmethod
+    def open(cls, scene_path: str | Path, layer_dir: str | Path | None = None,
+             device: str = "auto") -> "QueryEngine":
+        """The engine for the scene at ``scene_path`` with its referring layer (in the bundle,
+        or in ``layer_dir``); without a layer the engine answers every query NO_SCENE."""
+        from st4r_ros.field.layer import load_referring
+        from st4r_ros.scene.loading import load_scene
+
+        chosen = torch.device("cuda" if device == "auto" and torch.cuda.is_available()
+                              else "cpu" if device == "auto" else device)
+        scene = load_scene(scene_path)
+        referring = load_referring(scene_path, layer_dir, chosen)
+        info = scene.info()
+        if referring is None:
+            return cls(scene, device=chosen, duration_s=info.duration_s)
+        field_, encoder, threshold = referring
+        return cls(scene, field_, encoder, threshold, chosen, info.duration_s)
+
+    def set_scene_time(self, t: float) -> None:
+        """The time used by queries and mask updates that give none (raises TimeRangeError)."""
+        self.scene_time = check_time(t)
+
+    def query(self, request: QueryRequest) -> QueryResult:
+        """Answer one request; never raises for anything the request or the scene holds."""
+        started = time.perf_counter()
+        request_id = request.request_id or uuid.uuid4().hex[:12]
+        mode = _mode(request.mode)
+        base = QueryResult(request_id=request_id, query=_printable(request.text),
+                           status=QueryStatus.UNSET, message="",
+                           mode=QueryMode.AUTO if mode is None else mode,
+                           no_target_threshold=self.threshold)
+        try:
+            if mode is None:
+                result = replace(base, status=QueryStatus.INVALID,
+                                 message=f"mode: expected one of {[m.name for m in QueryMode]}"
+                                         f", got {request.mode!r}")
+            else:
+                result = self._answer(request, base)
+        except St4rError as err:  # bad input found deeper down (time, camera, text)
+            result = replace(base, status=QueryStatus.INVALID, message=str(err))
+        except Exception as err:  # noqa: BLE001 - every query gets an answer, failures too
+            result = replace(base, status=QueryStatus.ERROR,
+                             message=f"{type(err).__name__}: {err}")
+        latency = dict(result.latency_ms, total=1000 * (time.perf_counter() - started))
+        return replace(result, latency_ms=latency)
+
+    def _answer(self, request: QueryRequest, base: QueryResult) -> QueryResult:
+        from st4r_ros.text import normalise_expression
+
+        if not isinstance(request.text, str) or len(request.text) > MAX_QUERY_CHARS:
+            return replace(base, status=QueryStatus.INVALID,
+                           message=f"query: expected a text of at most {MAX_QUERY_CHARS} "
+                                   "characters")
+        text = normalise_expression(request.text)
+        if self.field is None or self.encoder is None:
+            return replace(base, status=QueryStatus.NO_SCENE,
+                           message="this scene has no referring layer; train one with "
+                                   "`st4r train SCENE SUPERVISION`")
+        if base.mode == QueryMode.TIME_SENSITIVE:
+            return replace(base, status=QueryStatus.INVALID,
+                           message="time-sensitive queries need the scene's temporal layer, "
+                                   "which this scene does not have")
+        reason = ("requested" if base.mode == QueryMode.TIME_AGNOSTIC
+                  else "no temporal layer: answered time-agnostically")
+        t = self.scene_time if request.time is None else check_time(request.time)
+        clock = _Stopwatch()
+        encoded = self.encoder.encode([text])
+        clock.lap("text")
+        gaussians = self.scene.at(t, self.device)
+        with torch.no_grad():
+            relevance = self.field(gaussians.means, encoded.words.to(self.device),
+                                   encoded.word_mask.to(self.device)).relevance  # [1, N]
+        probabilities = torch.sigmoid(relevance[0])
+        clock.lap("where")
+        base = replace(base, query=text, scene_time=t, scene_time_s=self._seconds(t),
+                       time_sensitivity_reason=reason,
+                       active_spans=(TimeSpan(0.0, 1.0, 0.0, self._seconds(1.0)),),
+                       latency_ms=clock.laps)
+        return self._where(base, gaussians, probabilities, relevance, request.camera, clock)
+
+    def _where(self, base: QueryResult, gaussians: Gaussians, probabilities: Tensor,
+               relevance: Tensor, camera: Optional[Camera], clock: "_Stopwatch") -> QueryResult:
+        score = float(probabilities.max())
+        selected = probabilities >= MASK_THRESHOLD
+        if score < self.threshold or not bool(selected.any()):
+            return replace(base, status=QueryStatus.NO_TARGET, score=score,
+                           active_spans=(),
+                           message=f"no target: best score {score:.3f} below the threshold "
+                                   f"{max(self.threshold, MASK_THRESHOLD):.3f}")
+        xyz = gaussians.means[selected]
+        weights = gaussians.opacities[selected].clamp_min(1e-6)
+        centroid = (xyz * weights[:, None]).sum(0) / weights.sum()
+        result = replace(
+            base, status=QueryStatus.OK, score=score,
+            message=f"target instance {self._instance_of(selected)}, "
+                    f"{int(selected.sum())} Gaussians",
+            target_instance_id=self._instance_of(selected),
+            centroid=_triple(centroid), bbox_min=_triple(xyz.min(0).values),
+            bbox_max=_triple(xyz.max(0).values), num_gaussians=int(selected.sum()),
+            cloud=TargetCloud(xyz, gaussians.rgb[selected], probabilities[selected]))
+        if camera is None:
+            return result
+        mask = self._render_mask(gaussians, relevance, camera)
+        clock.lap("render")
+        return replace(result, mask=mask, camera=camera, latency_ms=clock.laps)
+
+    def render_mask(self, result: QueryResult, camera: Camera) -> Tensor:
+        """The mask [H, W] bool of an answered query from another camera, at its scene time
+        (a new camera pose re-renders the current target)."""
+        if not result.ok:
+            return torch.zeros(camera.height, camera.width, dtype=torch.bool)
+        encoded = self.encoder.encode([result.query])
+        gaussians = self.scene.at(result.scene_time, self.device)
+        with torch.no_grad():
+            relevance = self.field(gaussians.means, encoded.words.to(self.device),
+                                   encoded.word_mask.to(self.device)).relevance
+        return self._render_mask(gaussians, relevance, camera)
+
+    def _render_mask(self, gaussians: Gaussians, relevance: Tensor, camera: Camera) -> Tensor:
+        with torch.no_grad():
+            rendered = render_relevance(gaussians, camera, relevance)  # [H, W, 1]
+        return (rendered[..., 0] >= MASK_THRESHOLD).cpu()
+
+    def _instance_of(self, selected: Tensor) -> int:
+        """Majority instance of the selected Gaussians (-1 when none is assigned)."""
+        ids = self.field.assignment[selected]
+        ids = ids[ids >= 0]
+        return int(torch.mode(ids).values) if len(ids) else -1
+
+    def _seconds(self, t: float) -> float:
+        return t * self.duration_s if self.duration_s else math.nan
+
+
+class _Stopwatch:
+    """Milliseconds between successive laps, by name."""
+
+    def __init__(self) -> None:
+        self._last = time.perf_counter()
+        self.laps: Dict[str, float] = {}
+
+    def lap(self, name: str) -> None:
+        now = time.perf_counter()
+        self.laps[name] = 1000 * (now - self._last)
+        self._last = now
+
+
+def _mode(mode) -> Optional[QueryMode]:
+    """The QueryMode of ``mode`` (a QueryMode or its int value), None when it is none."""
+    try:
+        return QueryMode(int(mode))
+    except (TypeError, ValueError):
+        return None
+
+
+def _printable(text) -> str:
+    """The query as echoed in results: any input, as a bounded string."""
+    shown = text if isinstance(text, str) else repr(text)
+    return shown[:MAX_QUERY_CHARS]
+
+
+def _triple(values: Tensor) -> Tuple[float, float, float]:
+    x, y, z = (float(v) for v in values)
+    return (x, y, z)

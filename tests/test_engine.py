@@ -1,0 +1,164 @@
+"""QueryEngine: exactly one result with an explicit status for every request.
+
+The field and encoder here are small test doubles with a known answer ("object k" is relevant
+exactly on instance k's Gaussians), so the engine's own logic is what is checked: thresholds,
+target cloud, mask, statuses. The trained field itself is tested in test_field/test_training.
+"""
+
+import math
+from types import SimpleNamespace
+
+import pytest
+import torch
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from st4r_ros.engine import QueryEngine, QueryMode, QueryRequest, QueryStatus
+from st4r_ros.render.api import render
+from st4r_ros.render.camera import Camera
+from st4r_ros.scene.keyframes import KeyframedScene
+from st4r_ros.scene.synthetic import SyntheticConfig, generate_synthetic
+
+SMALL = SyntheticConfig(num_frames=3, gaussians_per_object=150, table_gaussians=200,
+                        train_cameras_per_frame=1, novel_cameras_per_frame=0)
+
+
+class KeywordEncoder:
+    """'object k' -> one word whose feature is k; anything else -> k = 0 (matches nothing)."""
+
+    def encode(self, texts):
+        codes = []
+        for text in texts:
+            words = text.split()
+            codes.append(float(words[1]) if len(words) == 2 and words[0] == "object"
+                         and words[1].isdigit() else 0.0)
+        words = torch.tensor(codes)[:, None, None]
+        return SimpleNamespace(words=words, word_mask=torch.ones(len(texts), 1, dtype=torch.bool),
+                               texts=tuple(texts), truncated=(False,) * len(texts))
+
+
+class InstanceField(torch.nn.Module):
+    """Relevance +10 on the Gaussians of the instance the word names, -10 elsewhere."""
+
+    def __init__(self, instance_ids):
+        super().__init__()
+        self.register_buffer("assignment", instance_ids.clone())
+
+    def forward(self, means, words, word_mask):
+        wanted = words[:, 0, 0].long()  # [E]
+        hit = self.assignment[None, :] == wanted[:, None]
+        return SimpleNamespace(relevance=torch.where(hit, 10.0, -10.0))
+
+
+@pytest.fixture(scope="module")
+def synthetic():
+    return generate_synthetic(seed=1, config=SMALL)
+
+
+@pytest.fixture()
+def engine(synthetic):
+    scene = KeyframedScene(synthetic.keyframes, duration_s=2.0)
+    ids = synthetic.keyframes[0][1].instance_ids
+    return QueryEngine(scene, InstanceField(ids), KeywordEncoder(), threshold=0.4,
+                       duration_s=2.0)
+
+
+def camera_on(synthetic) -> Camera:
+    return synthetic.views[0].camera
+
+
+def test_ok_answer_has_target_cloud_box_and_mask(engine, synthetic):
+    camera = camera_on(synthetic)
+    result = engine.query(QueryRequest("object 3", time=0.5, camera=camera, request_id="r1"))
+    assert result.status == QueryStatus.OK, result.message
+    gaussians = engine.scene.at(0.5)
+    members = gaussians.instance_ids == 3
+    assert result.request_id == "r1" and result.target_instance_id == 3
+    assert result.num_gaussians == int(members.sum()) == len(result.cloud.xyz)
+    assert torch.equal(result.cloud.xyz, gaussians.means[members])
+    assert result.bbox_min == pytest.approx(tuple(gaussians.means[members].min(0).values.tolist()))
+    assert all(lo <= c <= hi for lo, c, hi in zip(result.bbox_min, result.centroid,
+                                                  result.bbox_max))
+    assert result.scene_time == 0.5 and result.scene_time_s == pytest.approx(1.0)
+    assert [(s.start, s.end) for s in result.active_spans] == [(0.0, 1.0)]
+    assert result.score == pytest.approx(torch.sigmoid(torch.tensor(10.0)).item())
+    # The mask is where instance 3 is seen: compare with a render of its one-hot channel.
+    one_hot = members.float()[:, None]
+    expected = render(gaussians, camera, one_hot).image[..., 0] >= 0.5
+    assert result.mask.shape == (camera.height, camera.width)
+    assert bool(expected.any()) and torch.equal(result.mask, expected)
+    assert set(result.latency_ms) >= {"text", "where", "render", "total"}
+
+
+def test_mask_follows_a_new_camera(engine, synthetic):
+    result = engine.query(QueryRequest("object 3"))
+    other = synthetic.views[-1].camera
+    mask = engine.render_mask(result, other)
+    assert mask.shape == (other.height, other.width) and mask.dtype == torch.bool
+
+
+def test_no_target_reports_the_best_score(engine):
+    result = engine.query(QueryRequest("object 99"))
+    assert result.status == QueryStatus.NO_TARGET
+    assert result.score == pytest.approx(torch.sigmoid(torch.tensor(-10.0)).item())
+    assert result.target_instance_id == -1 and result.num_gaussians == 0
+    assert result.cloud is None and math.isnan(result.centroid[0])
+
+
+@pytest.mark.parametrize(
+    "request_, status, words",
+    [
+        (QueryRequest(""), QueryStatus.INVALID, "empty"),
+        (QueryRequest("   \n\t"), QueryStatus.INVALID, "empty"),
+        (QueryRequest("x" * 5000), QueryStatus.INVALID, "at most"),
+        (QueryRequest(None), QueryStatus.INVALID, "at most"),
+        (QueryRequest("object 3", mode=7), QueryStatus.INVALID, "mode"),
+        (QueryRequest("object 3", time=1.5), QueryStatus.INVALID, "time"),
+        (QueryRequest("object 3", time=float("nan")), QueryStatus.INVALID, "time"),
+        (QueryRequest("object 3", mode=QueryMode.TIME_SENSITIVE), QueryStatus.INVALID,
+         "temporal layer"),
+    ],
+)
+def test_bad_requests_get_an_explicit_status(engine, request_, status, words):
+    result = engine.query(request_)
+    assert result.status == status and words in result.message
+    assert result.request_id  # made up when not given
+
+
+def test_auto_mode_says_why_it_is_time_agnostic(engine):
+    result = engine.query(QueryRequest("object 3"))
+    assert not result.time_sensitive and "temporal layer" in result.time_sensitivity_reason
+    forced = engine.query(QueryRequest("object 3", mode=QueryMode.TIME_AGNOSTIC))
+    assert forced.time_sensitivity_reason == "requested"
+
+
+def test_scene_without_layer_and_internal_failures(engine, synthetic):
+    bare = QueryEngine(engine.scene)
+    assert bare.query(QueryRequest("object 3")).status == QueryStatus.NO_SCENE
+
+    class Broken(InstanceField):
+        def forward(self, *args):
+            raise RuntimeError("out of memory")
+
+    broken = QueryEngine(engine.scene, Broken(engine.field.assignment), KeywordEncoder())
+    result = broken.query(QueryRequest("object 3"))
+    assert result.status == QueryStatus.ERROR and "out of memory" in result.message
+
+
+def test_scene_time_setting(engine):
+    engine.set_scene_time(0.25)
+    assert engine.query(QueryRequest("object 3")).scene_time == 0.25
+    with pytest.raises(Exception, match="time"):
+        engine.set_scene_time(-1)
+
+
+# The engine keeps no state a query changes, so one engine serves every example.
+@settings(max_examples=300, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(text=st.one_of(st.text(max_size=300), st.binary(max_size=50).map(repr)),
+       t=st.one_of(st.none(), st.floats(allow_nan=True, allow_infinity=True)),
+       mode=st.integers(min_value=-3, max_value=5))
+def test_fuzzed_requests_always_get_one_result(engine, text, t, mode):
+    result = engine.query(QueryRequest(text, mode=mode, time=t))
+    assert result.status in set(QueryStatus) - {QueryStatus.UNSET}
+    assert isinstance(result.message, str) and result.request_id
