@@ -158,6 +158,9 @@ class QueryEngine:
         self.threshold = float(threshold)
         self.duration_s = duration_s
         self.scene_time = 0.0
+        # The last answered query's (text, time, relevance [1, N]): a moving camera re-renders
+        # the mask without encoding the text or running the field again.
+        self._last_relevance: Optional[Tuple[str, float, Tensor]] = None
 
     @classmethod
     def open(cls, scene_path: str | Path, layer_dir: str | Path | None = None,
@@ -232,6 +235,7 @@ class QueryEngine:
             relevance = self.field(gaussians.means, encoded.words.to(self.device),
                                    encoded.word_mask.to(self.device)).relevance  # [1, N]
         probabilities = torch.sigmoid(relevance[0])
+        self._last_relevance = (text, t, relevance)
         clock.lap("where")
         base = replace(base, query=text, scene_time=t, scene_time_s=self._seconds(t),
                        time_sensitivity_reason=reason,
@@ -270,11 +274,15 @@ class QueryEngine:
         (a new camera pose re-renders the current target)."""
         if not result.ok:
             return torch.zeros(camera.height, camera.width, dtype=torch.bool)
-        encoded = self.encoder.encode([result.query])
         gaussians = self.scene.at(result.scene_time, self.device)
-        with torch.no_grad():
-            relevance = self.field(gaussians.means, encoded.words.to(self.device),
-                                   encoded.word_mask.to(self.device)).relevance
+        if self._last_relevance is not None and self._last_relevance[:2] == (result.query,
+                                                                             result.scene_time):
+            relevance = self._last_relevance[2]
+        else:
+            encoded = self.encoder.encode([result.query])
+            with torch.no_grad():
+                relevance = self.field(gaussians.means, encoded.words.to(self.device),
+                                       encoded.word_mask.to(self.device)).relevance
         return self._render_mask(gaussians, relevance, camera)
 
     def _render_mask(self, gaussians: Gaussians, relevance: Tensor, camera: Camera) -> Tensor:

@@ -90,11 +90,16 @@ def test_ok_answer_has_target_cloud_box_and_mask(engine, synthetic):
     assert set(result.latency_ms) >= {"text", "where", "render", "total"}
 
 
-def test_mask_follows_a_new_camera(engine, synthetic):
-    result = engine.query(QueryRequest("object 3"))
+def test_mask_follows_a_new_camera_without_rerunning_the_query(engine, synthetic):
+    result = engine.query(QueryRequest("object 3", time=0.5))
+    calls = []
+    encode = engine.encoder.encode
+    engine.encoder.encode = lambda texts: calls.append(texts) or encode(texts)
     other = synthetic.views[-1].camera
     mask = engine.render_mask(result, other)
-    assert mask.shape == (other.height, other.width) and mask.dtype == torch.bool
+    assert calls == []  # the cached relevance was reused
+    again = engine.query(QueryRequest("object 3", time=0.5, camera=other))
+    assert mask.dtype == torch.bool and torch.equal(mask, again.mask)
 
 
 def test_no_target_reports_the_best_score(engine):
