@@ -1,0 +1,152 @@
+"""Referring-query latency on a GPU, through the public QueryEngine.
+
+    python3 benchmarks/bench_query_gpu.py --out DIR [--n 300000] [--text-model FOLDER]
+
+Scene: N canonical Gaussians with the HyperNeRF-config deformation network (random weights,
+as in gpu_suite.py), deformed by the CUDA default (fused kernels). Field: a ReferringField of
+the default size (d = 16, h = 128) with random weights: its cost does not depend on what it
+learnt. Text: the encoder in ``--text-model``; a folder that holds a config and tokenizer but
+no weights gets randomly initialised weights of that architecture (same cost as the trained
+model), which is how the MiniLM-L6 architecture is timed on a machine that cannot receive the
+90 MB weights.
+
+Figures (CUDA events / synchronised wall clock, medians and p99 over many queries):
+- text: encoding one expression;
+- field: relevance of one expression for all N Gaussians at a fixed time (scene cached);
+- query (where): text + field + relevance + target selection, no camera, fixed time;
+- command -> result + cloud + first mask: `engine.query` with a 640x480 camera at a new scene
+  time every query (deformation included), the target cloud copied to the host;
+- mask updates: `engine.render_mask` for a moving camera right after the answer (its
+  relevance reused, as the node does for its current target).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Callable, Dict, List
+
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+from gpu_suite import frame_time, hypernerf_network, synthetic_canonical  # noqa: E402
+from st4r_ros.engine import QueryEngine, QueryRequest  # noqa: E402
+from st4r_ros.field.model import FieldConfig, ReferringField  # noqa: E402
+from st4r_ros.render.camera import Camera  # noqa: E402
+from st4r_ros.scene.fourdgs import FourDGaussiansScene  # noqa: E402
+from st4r_ros.text import TextEncoder  # noqa: E402
+
+EXPRESSION = "the white sphere to the left of the red cube"
+
+
+def wall_ms(fn: Callable[[int], object], device: torch.device, iters: int,
+            warmup: int = 10) -> Dict[str, float]:
+    """Synchronised wall-clock latency of fn(i) in ms: median, p99, min over ``iters``."""
+    for i in range(warmup):
+        fn(i)
+    times: List[float] = []
+    for i in range(warmup, warmup + iters):
+        sync(device)
+        start = time.perf_counter()
+        fn(i)
+        sync(device)
+        times.append(1000 * (time.perf_counter() - start))
+    times.sort()
+    return {"median_ms": round(statistics.median(times), 3),
+            "p99_ms": round(times[min(len(times) - 1, math.ceil(0.99 * len(times)) - 1)], 3),
+            "min_ms": round(times[0], 3), "iters": iters}
+
+
+def sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def text_encoder(folder: str, device: torch.device) -> TextEncoder:
+    """The encoder in ``folder``; random weights of its architecture when it has none."""
+    path = Path(folder)
+    if any(path.glob("*.safetensors")) or any(path.glob("*.bin")):
+        return TextEncoder(path, device)
+    from transformers import AutoConfig, AutoModel, AutoTokenizer
+
+    target = Path(tempfile.mkdtemp(prefix="random-encoder-"))
+    torch.manual_seed(0)
+    AutoModel.from_config(AutoConfig.from_pretrained(path)).save_pretrained(target)
+    AutoTokenizer.from_pretrained(path).save_pretrained(target)
+    return TextEncoder(target, device)
+
+
+def orbit(i: int) -> Camera:
+    angle = 0.05 * i
+    eye = (3.0 * math.cos(angle), 3.0 * math.sin(angle), 1.5)
+    return Camera.look_at(eye, (0.0, 0.0, 0.0), fov_x_deg=60.0, width=640, height=480)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--out", default=".")
+    parser.add_argument("--n", type=int, default=300_000)
+    parser.add_argument("--text-model", required=True, help="encoder folder (weights optional)")
+    parser.add_argument("--iters", type=int, default=300)
+    parser.add_argument("--device", default="cuda", help="cpu only to check the script")
+    args = parser.parse_args()
+    device = torch.device(args.device)
+
+    canonical = synthetic_canonical(args.n, device)
+    scene = FourDGaussiansScene(canonical, hypernerf_network(device))
+    encoder = text_encoder(args.text_model, device)
+    torch.manual_seed(1)
+    field = ReferringField(args.n, canonical.means, FieldConfig(text_dim=encoder.dim),
+                           torch.randint(1, 21, (args.n,), device=device))
+    engine = QueryEngine(scene, field, encoder, threshold=0.0, device=device)
+    camera = orbit(0)
+    encoded = encoder.encode([EXPRESSION])
+    words, mask = encoded.words.to(device), encoded.word_mask.to(device)
+    fixed = scene.at(0.5, device)
+
+    def field_only(i: int) -> None:
+        with torch.no_grad():
+            field(fixed.means, words, mask)
+
+    def command(i: int) -> None:
+        result = engine.query(QueryRequest(EXPRESSION, time=frame_time(i), camera=camera))
+        if result.cloud is not None:
+            result.cloud.xyz.cpu(), result.cloud.rgb.cpu(), result.cloud.score.cpu()
+
+    answer = engine.query(QueryRequest(EXPRESSION, time=0.5, camera=camera))
+    figures = {
+        "n": args.n,
+        "text_model": encoder.name,
+        "device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
+        "torch": torch.__version__,
+        "deformation": scene.info().details["deformation"],
+        "status": answer.status.name,
+        "target_gaussians": answer.num_gaussians,
+        "text": wall_ms(lambda i: encoder.encode([EXPRESSION]), device, args.iters),
+        "field": wall_ms(field_only, device, args.iters),
+        "query_where": wall_ms(lambda i: engine.query(QueryRequest(EXPRESSION, time=0.5)),
+                               device, args.iters),
+        "command_to_result_cloud_mask": wall_ms(command, device, args.iters),
+    }
+    # The node re-renders its current target: make `answer` the engine's last query again.
+    answer = engine.query(QueryRequest(EXPRESSION, time=0.5, camera=camera))
+    figures["mask_update"] = wall_ms(lambda i: engine.render_mask(answer, orbit(i)), device,
+                                     args.iters)
+    figures["mask_updates_per_s"] = round(1000 / figures["mask_update"]["median_ms"], 1)
+    Path(args.out).mkdir(parents=True, exist_ok=True)
+    (Path(args.out) / "bench_query_gpu.json").write_text(json.dumps(figures, indent=2))
+    print(json.dumps(figures, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
