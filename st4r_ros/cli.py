@@ -18,6 +18,7 @@ from st4r_ros.render.api import BACKENDS, render
 from st4r_ros.render.camera import Camera
 from st4r_ros.render.images import depth_to_gray, save_png
 from st4r_ros.scene.loading import FORMATS, load_scene
+from st4r_ros.ros.replay import add_replay_arguments
 from st4r_ros.scene.ply import write_ply
 from st4r_ros.scene.scene4d import SceneInfo
 
@@ -72,6 +73,24 @@ def cmd_synth(args: argparse.Namespace) -> None:
     console.print(f"wrote synthetic scene (seed {args.seed}) to {args.out}")
 
 
+def cmd_train(args: argparse.Namespace) -> None:
+    from st4r_ros.field.train import train_main
+
+    options = {"steps": args.steps, "device": _device(args.device).type}
+    if args.text_model:
+        options["text_model"] = args.text_model
+    result = train_main(args.scene, args.supervision, args.out, seed=args.seed,
+                        resume=not args.no_resume, **options)
+    console.print(f"referring layer written to {result.layer_path} "
+                  f"(no-target threshold {result.threshold:.3f})")
+
+
+def cmd_eval(args: argparse.Namespace) -> None:
+    from st4r_ros.evaluation.referring import eval_main
+
+    eval_main(args.scene, args.bench, json=args.json, layer=args.layer, device=args.device)
+
+
 def cmd_demo(args: argparse.Namespace) -> None:
     from st4r_ros.demo import run_demo
 
@@ -116,6 +135,29 @@ def build_parser() -> argparse.ArgumentParser:
     synth.add_argument("--seed", type=int, default=0)
     synth.add_argument("--frames", type=int, default=24)
     synth.set_defaults(run=cmd_synth)
+
+    train = commands.add_parser("train", help="train the scene's referring layer")
+    train.add_argument("scene", help="the scene (any `st4r scene` format)")
+    train.add_argument("supervision", help="supervision folder (supervision.json + masks)")
+    train.add_argument("--out", help="layer folder (default: inside the scene bundle)")
+    train.add_argument("--steps", type=int, default=1500)
+    train.add_argument("--seed", type=int, default=0)
+    train.add_argument("--device", default="auto", help="auto, cpu, cuda ...")
+    train.add_argument("--text-model", help="encoder folder or hub id (default: MiniLM)")
+    train.add_argument("--no-resume", action="store_true",
+                       help="start over instead of continuing from the last checkpoint")
+    train.set_defaults(run=cmd_train)
+
+    evaluate = commands.add_parser("eval", help="time-agnostic mIoU on a benchmark")
+    evaluate.add_argument("scene", help="the scene (any `st4r scene` format)")
+    evaluate.add_argument("bench", help="benchmark file (bench.json)")
+    evaluate.add_argument("--layer", help="referring layer folder (default: in the bundle)")
+    evaluate.add_argument("--json", action="store_true", help="machine-readable output")
+    evaluate.add_argument("--device", default="auto", help="auto, cpu, cuda ...")
+    evaluate.set_defaults(run=cmd_eval)
+
+    add_replay_arguments(commands.add_parser("replay", help="replay a rosbag2 of commands and "
+                                                            "poses into a rosbag2 of results"))
 
     demo = commands.add_parser("demo", help="run the main job on the embedded demo scene")
     demo.add_argument("--out", default="out/demo", help="output folder")

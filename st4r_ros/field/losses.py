@@ -1,0 +1,135 @@
+"""Training objectives of the referring field (ST4R-Splat section 3.2, ReferSplat's GTCL).
+
+    L = lambda_ref L_ref + L_inst + lambda_con L_con
+    L_inst = lambda_comp L_comp + lambda_dist L_dist
+
+- L_ref: binary cross-entropy between rendered mask probabilities and the pseudo-GT masks.
+- L_con: the top-tau responding Gaussians of each expression, averaged and projected into the
+  sentence space, must pick their own sentence among the view's expressions (InfoNCE).
+- L_comp: every embedding near its instance's mean; L_dist: instance means apart,
+  1 / (squared distance + eps) per pair.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from st4r_ros.field.model import instance_means, instance_slots
+
+# Rendered probabilities are clamped away from 0 and 1 before the log: a pixel whose
+# Gaussians all say exactly 0 (or 1) must not produce an infinite loss.
+PROB_EPS = 1e-6
+
+
+@dataclass(frozen=True)
+class LossWeights:
+    """Weights and schedules of the objective (defaults justified in train.py's docstring)."""
+
+    ref: float = 1.0
+    con: float = 0.1
+    comp: float = 0.1
+    dist: float = 0.01
+    dist_eps: float = 0.1
+    temperature: float = 0.1
+    tau_start: float = 0.1
+    tau_end: float = 0.005
+
+    def to_json(self) -> dict:
+        return asdict(self)
+
+
+def referring_bce(probabilities: Tensor, targets: Tensor) -> Tensor:
+    """L_ref: mean BCE over pixels and expressions.
+
+    Args:
+        probabilities: rendered mask probabilities, [H, W, E] in [0, 1].
+        targets: pseudo-GT masks, [H, W, E] (1 = the expression's target).
+    """
+    p = probabilities.clamp(PROB_EPS, 1.0 - PROB_EPS)
+    return F.binary_cross_entropy(p, targets.to(p.dtype))
+
+
+def tau_at(step: int, total_steps: int, start: float = 0.1, end: float = 0.005) -> float:
+    """Top-tau fraction at ``step``: geometric from ``start`` to ``end`` over the run.
+
+    Early relevance is noise, so a wide set averages many Gaussians and gives a stable
+    direction; late in training the set must shrink inside the target (a synthetic object is
+    ~10% of the Gaussians, a real one 0.5-5%). Geometric, so each halving of tau takes as
+    long as the next.
+    """
+    progress = min(max(step / max(total_steps - 1, 1), 0.0), 1.0)
+    return start * (end / start) ** progress
+
+
+def top_tau_mean(refined: Tensor, relevance: Tensor, tau: float) -> Tensor:
+    """Mean refined feature of each expression's top-tau responding Gaussians.
+
+    Args:
+        refined: e'(t), [E, N, h].
+        relevance: m, [E, N].
+
+    Returns:
+        [E, h].
+    """
+    k = max(1, math.ceil(tau * relevance.shape[1]))
+    top = relevance.topk(k, dim=1).indices  # [E, k]
+    picked = torch.gather(refined, 1, top[..., None].expand(-1, -1, refined.shape[-1]))
+    return picked.mean(dim=1)
+
+
+def contrastive_loss(grounded: Tensor, sentences: Tensor, positives: Tensor,
+                     temperature: float = 0.1) -> Tensor:
+    """L_con: InfoNCE of grounded Gaussian features against the view's sentence embeddings.
+
+    Args:
+        grounded: projected top-tau features, [E, D] (normalised here).
+        sentences: L2-normalised sentence embeddings of the same E expressions, [E, D].
+        positives: [E, E] bool, True where expression b describes expression a's target (the
+            diagonal, plus other captions of the same instance: they must not be pushed away).
+
+    Returns:
+        Cross-entropy of the softmax over sentences against the uniform distribution on the
+        positives, averaged over expressions.
+    """
+    logits = F.normalize(grounded, dim=-1) @ sentences.T / temperature  # [E, E]
+    target = positives.float() / positives.float().sum(dim=1, keepdim=True)
+    return -(target * F.log_softmax(logits, dim=1)).sum(dim=1).mean()
+
+
+def compactness_loss(embeddings: Tensor, assignment: Tensor, instance_ids: Tensor) -> Tensor:
+    """L_comp: mean squared distance of each assigned embedding e_i [N, d] to its instance's
+    mean (assignment [N], -1 = none; instance_ids [K] sorted)."""
+    slot = instance_slots(assignment, instance_ids)
+    member = slot >= 0
+    if not bool(member.any()):
+        return embeddings.sum() * 0.0
+    means = instance_means(embeddings, assignment, instance_ids)  # [K, d]
+    return (embeddings[member] - means[slot[member]]).pow(2).sum(dim=1).mean()
+
+
+def distinctiveness_loss(instance_embeddings: Tensor, eps: float = 0.1) -> Tensor:
+    """L_dist: mean over instance pairs of 1 / (squared distance + eps), [K, d] -> scalar.
+
+    eps bounds the loss (1 / eps) and its gradient for coinciding means, and its size sets
+    where the push fades: pairs well beyond sqrt(eps) apart are left alone.
+    """
+    k = instance_embeddings.shape[0]
+    if k < 2:
+        return instance_embeddings.sum() * 0.0
+    squared = torch.cdist(instance_embeddings, instance_embeddings).pow(2)
+    pairs = ~torch.eye(k, dtype=torch.bool, device=squared.device)
+    return (1.0 / (squared[pairs] + eps)).mean()
+
+
+def instance_loss(embeddings: Tensor, assignment: Tensor, instance_ids: Tensor,
+                  weights: LossWeights) -> tuple[Tensor, Tensor, Tensor]:
+    """(L_inst = lambda_comp L_comp + lambda_dist L_dist, L_comp, L_dist) for e [N, d]."""
+    comp = compactness_loss(embeddings, assignment, instance_ids)
+    dist = distinctiveness_loss(instance_means(embeddings, assignment, instance_ids),
+                                weights.dist_eps)
+    return weights.comp * comp + weights.dist * dist, comp, dist

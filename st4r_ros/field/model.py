@@ -1,0 +1,354 @@
+"""ReferringField: per-Gaussian referring embeddings with position-aware cross-modal attention.
+
+Every Gaussian i carries a learnable, time-invariant embedding e_i in R^d (ST4R-Splat's
+"instance-aware 4D Gaussian referring field"). A query's word features E [L, D_text] interact
+with the Gaussians through ReferSplat's position-aware cross-modal interaction (PCMI), fed with
+the Gaussians' positions at time t, mu_i(t), so that an embedding that never changes can still
+follow an object that moves:
+
+    f_i  = F(e_i)                                  feature MLP, d -> h
+    p_i  = P(fourier(normalise(mu_i(t))))          position MLP, 3 + 6F -> h
+    w_j  = W(E_j)                                  word MLP, D_text -> h
+    pw_j = sum_i softmax_i(<f_i, w_j> / sqrt h) p_i    word position, inferred from Gaussians
+    a_ij = softmax_j(<Q(f_i + p_i), K(w_j + pw_j)> / sqrt h)   over the valid words only
+    e'_i(t) = f_i + O(sum_j a_ij V(w_j))           one head, residual
+    m_i(t)  = mean_j <e'_i(t), w_j> / sqrt h       relevance, over the valid words only
+
+Sizes. d = 16 as ReferSplat: an identity code per Gaussian only has to tell a few dozen
+instances apart, and N x d is the field's whole per-Gaussian memory (300k Gaussians: 19 MB).
+h = 128 as ReferSplat: wide enough to hold the projected sentence-encoder space (MiniLM's
+D = 384 words compress well: their effective rank is far lower) while one [E, N, h] float
+tensor for 8 expressions and 300k Gaussians stays at 1.2 GB on a GPU. F = 6 Fourier
+frequencies over positions normalised to [-1, 1] by the robust scene bounds: the finest period
+is 1/32 of the scene's extent, below the spacing of neighbouring objects on a table (4 m
+scene: 12 cm) yet coarse enough not to memorise single Gaussians. Every MLP has two layers
+(Linear-ReLU-Linear): one hidden non-linearity is what the mapping from positions to
+"left of / behind" regions needs, more only slows the per-step cost, which scales with N.
+
+Ablations (FieldConfig):
+    attention=False: e'_i = f_i, no positions at all (the "w/o cross-modal attention" row).
+    static=True: positions are the scene's canonical means (a static reconstruction, as
+        ReferSplat sees the world) instead of mu_i(t).
+
+Every relevance is computed for E expressions at once: m [E, N].
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, fields, replace
+from typing import Dict, Optional
+
+import torch
+from torch import Tensor, nn
+
+from st4r_ros.errors import QueryError, SceneFormatError
+from st4r_ros.render import torch_backend as tb
+from st4r_ros.render.api import render
+from st4r_ros.render.camera import Camera
+from st4r_ros.scene.gaussians import Gaussians
+
+# Robust scene bounds: positions between these quantiles map to [-1, 1]; floaters beyond are
+# clamped, so a few stray Gaussians of a real reconstruction cannot squash the whole scene.
+BOUND_QUANTILES = (0.01, 0.99)
+
+
+@dataclass(frozen=True)
+class FieldConfig:
+    """Architecture of a ReferringField (stored with the layer; see the module docstring)."""
+
+    text_dim: int = 384
+    embed_dim: int = 16
+    hidden_dim: int = 128
+    pos_frequencies: int = 6
+    attention: bool = True
+    static: bool = False
+    init_std: float = 0.1
+
+    def to_json(self) -> Dict:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, data: Dict, source: str = "field config") -> "FieldConfig":
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise SceneFormatError(f"{source}: unknown field(s) {unknown}; expected {sorted(known)}")
+        return cls(**data)
+
+
+@dataclass(frozen=True)
+class FieldOutput:
+    """What the field says about E expressions at one instant.
+
+    Attributes:
+        relevance: m_i(t) per expression and Gaussian, logits, [E, N].
+        refined: e'_i(t), [E, N, h] (an expanded view of [N, h] when attention is off).
+        words: projected word features w_j, [E, L, h].
+    """
+
+    relevance: Tensor
+    refined: Tensor
+    words: Tensor
+
+
+def mlp(inputs: int, hidden: int) -> nn.Sequential:
+    """Linear-ReLU-Linear, inputs -> hidden -> hidden."""
+    return nn.Sequential(nn.Linear(inputs, hidden), nn.ReLU(), nn.Linear(hidden, hidden))
+
+
+def robust_bounds(means: Tensor) -> Tensor:
+    """Per-axis [low; high] quantiles of means [N, 3] -> [2, 3], never degenerate."""
+    low, high = torch.quantile(means.float(), torch.tensor(BOUND_QUANTILES, device=means.device),
+                               dim=0)
+    span = (high - low).clamp_min(1e-3)
+    centre = (high + low) / 2
+    return torch.stack([centre - span / 2, centre + span / 2])
+
+
+def fourier_features(unit: Tensor, frequencies: int) -> Tensor:
+    """[..., 3] in [-1, 1] -> [..., 3 + 6 F]: the coordinates and sin, cos(2^k pi x), k < F."""
+    scales = math.pi * 2.0 ** torch.arange(frequencies, device=unit.device, dtype=unit.dtype)
+    angles = (unit[..., None] * scales).flatten(-2)  # [..., 3F]
+    return torch.cat([unit, angles.sin(), angles.cos()], dim=-1)
+
+
+class ReferringField(nn.Module):
+    """Per-Gaussian referring embeddings + position-aware cross-modal attention.
+
+    Args:
+        num_gaussians: N, fixed for the scene (Gaussian i is the same particle at every t).
+        canonical_means: a static picture of the scene, [N, 3]: sets the position bounds and
+            is what ``static=True`` uses as positions.
+        config: architecture; see FieldConfig.
+        assignment: instance id of every Gaussian (-1: none), [N] int64; defaults to none.
+            Defines the instance embeddings e_k (`instance_embeddings`).
+    """
+
+    def __init__(self, num_gaussians: int, canonical_means: Tensor,
+                 config: Optional[FieldConfig] = None,
+                 assignment: Optional[Tensor] = None) -> None:
+        super().__init__()
+        config = config or FieldConfig()
+        if tuple(canonical_means.shape) != (num_gaussians, 3):
+            raise SceneFormatError(
+                f"canonical_means: expected shape ({num_gaussians}, 3), "
+                f"got {tuple(canonical_means.shape)}"
+            )
+        if assignment is None:
+            assignment = torch.full((num_gaussians,), -1, dtype=torch.long)
+        if tuple(assignment.shape) != (num_gaussians,):
+            raise SceneFormatError(f"assignment: expected shape ({num_gaussians},), "
+                                   f"got {tuple(assignment.shape)}")
+        self.config = config
+        d, h = config.embed_dim, config.hidden_dim
+        self.embeddings = nn.Parameter(torch.randn(num_gaussians, d) * config.init_std)
+        self.register_buffer("canonical", canonical_means.detach().float().clone())
+        self.register_buffer("bounds", robust_bounds(canonical_means.detach()))
+        self.register_buffer("assignment", assignment.detach().long().clone())
+        self.feature_mlp = mlp(d, h)
+        self.word_mlp = mlp(config.text_dim, h)
+        # Projects the top responding Gaussians' refined features into the sentence space for
+        # L_con; part of the field so that training and inference share one set of weights.
+        self.sentence_head = nn.Linear(h, config.text_dim)
+        if config.attention:
+            self.position_mlp = mlp(3 + 6 * config.pos_frequencies, h)
+            self.query = nn.Linear(h, h)
+            self.key = nn.Linear(h, h)
+            self.value = nn.Linear(h, h)
+            self.out = nn.Linear(h, h)
+
+    @property
+    def num_gaussians(self) -> int:
+        return self.embeddings.shape[0]
+
+    def positions(self, means: Optional[Tensor]) -> Tensor:
+        """Position embeddings p_i, [N, h], of means [N, 3] (canonical when static or None)."""
+        if self.config.static or means is None:
+            means = self.canonical
+        if tuple(means.shape) != (self.num_gaussians, 3):
+            raise SceneFormatError(
+                f"means: expected shape ({self.num_gaussians}, 3), got {tuple(means.shape)}; "
+                "the referring field needs the same Gaussians at every time"
+            )
+        low, high = self.bounds
+        unit = ((means.detach().float() - low) / (high - low) * 2 - 1).clamp(-1.0, 1.0)
+        return self.position_mlp(fourier_features(unit, self.config.pos_frequencies))
+
+    def forward(self, means: Optional[Tensor], words: Tensor, word_mask: Tensor) -> FieldOutput:
+        """Relevance of every Gaussian to E expressions.
+
+        Args:
+            means: Gaussian centres at the query time, mu(t) [N, 3]; detached (geometry is
+                frozen); None or ignored when static.
+            words: word features E [E, L, D_text] (zero padded).
+            word_mask: valid words, [E, L] bool; every expression needs at least one.
+
+        Returns:
+            FieldOutput with relevance [E, N], refined [E, N, h], words [E, L, h].
+        """
+        mask = word_mask.to(device=words.device, dtype=torch.bool)
+        if words.dim() != 3 or tuple(mask.shape) != tuple(words.shape[:2]):
+            raise QueryError(f"words [E, L, D] and word_mask [E, L] expected, got "
+                             f"{tuple(words.shape)} and {tuple(word_mask.shape)}")
+        if not bool(mask.any(dim=1).all()):
+            raise QueryError("expression without any word: expected at least one valid word")
+        features = self.feature_mlp(self.embeddings)  # [N, h]
+        w = self.word_mlp(words.float())  # [E, L, h]
+        if self.config.attention:
+            refined = self._attend(features, self.positions(means), w, mask)  # [E, N, h]
+        else:
+            refined = features.expand(len(w), -1, -1)
+        return FieldOutput(self._relevance(refined, w, mask), refined, w)
+
+    def _attend(self, features: Tensor, positions: Tensor, w: Tensor, mask: Tensor) -> Tensor:
+        """e'(t) [E, N, h] from features f [N, h], positions p [N, h], words w [E, L, h]."""
+        scale = 1.0 / math.sqrt(w.shape[-1])
+        # PCMI: a word's position is where the Gaussians that match it are (softmax over N).
+        affinity = torch.einsum("elh,nh->eln", w, features) * scale
+        word_positions = torch.softmax(affinity, dim=-1) @ positions  # [E, L, h]
+        queries = self.query(features + positions)  # [N, h]
+        keys = self.key(w + word_positions)  # [E, L, h]
+        scores = torch.einsum("nh,elh->enl", queries, keys) * scale
+        scores = scores.masked_fill(~mask[:, None, :], float("-inf"))
+        attended = torch.softmax(scores, dim=-1) @ self.value(w)  # [E, N, h]
+        return features + self.out(attended)
+
+    @staticmethod
+    def _relevance(refined: Tensor, w: Tensor, mask: Tensor) -> Tensor:
+        """m [E, N] = mean over valid words j of <e'_i, w_j> / sqrt h."""
+        weights = mask.float() / mask.float().sum(dim=1, keepdim=True)  # [E, L]
+        mean_word = torch.einsum("elh,el->eh", w, weights)  # [E, h]
+        return torch.einsum("enh,eh->en", refined, mean_word) / math.sqrt(w.shape[-1])
+
+    @property
+    def instance_ids(self) -> Tensor:
+        """Ids of the instances with at least one assigned Gaussian, sorted, [K] int64."""
+        return torch.unique(self.assignment[self.assignment >= 0])
+
+    def instance_embeddings(self) -> Tensor:
+        """e_k: mean embedding of the Gaussians assigned to each of `instance_ids`, [K, d];
+        the identity the temporal branch binds state captions to."""
+        return instance_means(self.embeddings, self.assignment, self.instance_ids)
+
+
+def instance_slots(assignment: Tensor, instance_ids: Tensor) -> Tensor:
+    """Row of each Gaussian's instance in instance_ids [K] (sorted ascending), -1 where the
+    Gaussian has no instance or one not listed; [N] int64."""
+    if len(instance_ids) == 0:
+        return torch.full_like(assignment, -1)
+    slot = torch.searchsorted(instance_ids, assignment).clamp_max(len(instance_ids) - 1)
+    return torch.where(instance_ids[slot] == assignment, slot, -1)
+
+
+def instance_means(values: Tensor, assignment: Tensor, instance_ids: Tensor) -> Tensor:
+    """Mean of values [N, C] over the rows assigned to each id of instance_ids [K] (sorted
+    ascending) -> [K, C]; an instance without rows gets zeros."""
+    slot = instance_slots(assignment, instance_ids)
+    member = slot >= 0
+    k = len(instance_ids)
+    sums = values.new_zeros(k, values.shape[1]).index_add(0, slot[member], values[member])
+    counts = torch.bincount(slot[member], minlength=k).clamp_min(1)
+    return sums / counts[:, None].to(values.dtype)
+
+
+def frozen(gaussians: Gaussians) -> Gaussians:
+    """The same Gaussians cut from any autograd graph: the 4DGS geometry is only read."""
+    return replace(gaussians, **{k: v.detach() for k, v in gaussians.tensors().items()})
+
+
+def render_relevance(gaussians: Gaussians, camera: Camera, relevance: Tensor,
+                     backend: str = "auto") -> Tensor:
+    """Mask probabilities of E expressions seen from ``camera``, [H, W, E].
+
+    sigmoid(m) [N, E] is composited as feature channels over the frozen geometry with an
+    explicit background of 0 ("not the target"): an empty pixel is 0, never 0.5, so a
+    prediction ``>= 0.5`` needs Gaussians that are both opaque and relevant there.
+
+    Args:
+        gaussians: the scene at the view's time (N Gaussians).
+        relevance: m [E, N] logits; gradients flow into it, none into the geometry.
+    """
+    probabilities = torch.sigmoid(relevance).T  # [N, E]
+    return render(frozen(gaussians), camera, probabilities, background=0.0,
+                  backend=backend).image
+
+
+@dataclass(frozen=True)
+class BlendWeights:
+    """The compositing weights of one view over frozen geometry: a render of features [N, E]
+    is ``matrix @ features`` (background 0), exactly what the torch backend computes, since
+    a render is linear in its features.
+
+    Training on the CPU renders the same few views thousands of times; building this once
+    per view (~0.1 s, ~15 pixels' worth of Gaussians per pixel) turns each render into a
+    sparse product of a few milliseconds. On CUDA gsplat renders as fast; there the field
+    renders through render() directly.
+
+    Attributes:
+        matrix: sparse COO [H * W, N], row = y * W + x.
+        height, width: image size.
+    """
+
+    matrix: Tensor
+    height: int
+    width: int
+
+    @classmethod
+    @torch.no_grad()
+    def of(cls, gaussians: Gaussians, camera: Camera) -> "BlendWeights":
+        """Weights of ``gaussians`` seen from ``camera``, following the torch backend's
+        compositing loop (project, bin to tiles, depth chunks carrying transmittance)."""
+        tiles_x = (camera.width + tb.TILE_SIZE - 1) // tb.TILE_SIZE
+        tiles_y = (camera.height + tb.TILE_SIZE - 1) // tb.TILE_SIZE
+        splats = tb.project(gaussians, camera)
+        splat_of_isect, tile_starts = tb.bin_to_tiles(splats, tiles_x, tiles_y)
+        parts = [_tile_weights(tiles, tile_starts, splat_of_isect, splats, tiles_x)
+                 for tiles in tb.tile_batches(tile_starts)]
+        pixel = torch.cat([p[0] for p in parts]) if parts else torch.zeros(0, dtype=torch.long)
+        column = torch.cat([p[1] for p in parts]) if parts else torch.zeros_like(pixel)
+        value = torch.cat([p[2] for p in parts]) if parts else torch.zeros(0)
+        row_width = tiles_x * tb.TILE_SIZE
+        y, x = pixel // row_width, pixel % row_width
+        keep = (y < camera.height) & (x < camera.width)
+        index = torch.stack([y[keep] * camera.width + x[keep], column[keep]])
+        shape = (camera.height * camera.width, len(gaussians))
+        matrix = torch.sparse_coo_tensor(index, value[keep], shape, check_invariants=True)
+        return cls(matrix.coalesce(), camera.height, camera.width)
+
+    def render(self, features: Tensor) -> Tensor:
+        """Composited features [N, E] -> [H, W, E] on a background of 0 (differentiable)."""
+        return torch.sparse.mm(self.matrix, features).reshape(self.height, self.width, -1)
+
+
+def _tile_weights(tiles: Tensor, tile_starts: Tensor, splat_of_isect: Tensor,
+                  splats: tb.Splats, tiles_x: int) -> tuple[Tensor, Tensor, Tensor]:
+    """Non-zero weights of a batch of tiles: padded-grid pixel index, Gaussian index, weight.
+
+    composite_chunk overwrites its alpha argument with the blending weights (its documented
+    contract); features are not needed, so a zero channel stands in for them.
+    """
+    starts = tile_starts[tiles]
+    lengths = tile_starts[tiles + 1] - starts
+    trans = torch.ones(len(tiles), tb.TILE_PIXELS, device=tiles.device)
+    done = torch.zeros(len(tiles), tb.TILE_PIXELS, dtype=torch.bool, device=tiles.device)
+    pixels, columns, values = [], [], []
+    longest = int(lengths.max())
+    for first in range(0, longest, tb.MAX_CHUNK_GAUSSIANS):
+        position = torch.arange(first, min(first + tb.MAX_CHUNK_GAUSSIANS, longest),
+                                device=tiles.device)
+        isect = (starts[:, None] + position).clamp_max(len(splat_of_isect) - 1)
+        slots = torch.where(position < lengths[:, None], splat_of_isect[isect], -1)
+        weights = tb.tile_alphas(tiles, slots, splats, tiles_x)  # alpha, then weights
+        no_features = weights.new_zeros(len(tiles), weights.shape[2], 1)
+        _, trans, done = tb.composite_chunk(weights, no_features, trans, done)
+        batch, pixel, slot = torch.nonzero(weights, as_tuple=True)
+        tile = tiles[batch]
+        y = (tile // tiles_x) * tb.TILE_SIZE + pixel // tb.TILE_SIZE
+        x = (tile % tiles_x) * tb.TILE_SIZE + pixel % tb.TILE_SIZE
+        pixels.append(y * tiles_x * tb.TILE_SIZE + x)
+        columns.append(splats.index[slots[batch, slot]])
+        values.append(weights[batch, pixel, slot])
+        if bool(done.all()):
+            break
+    return torch.cat(pixels), torch.cat(columns), torch.cat(values)

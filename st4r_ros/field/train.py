@@ -1,0 +1,564 @@
+"""Training the referring field on a frozen 4DGS scene from 2D masks and captions.
+
+One step: draw a training view (seeded generator), take the Gaussians at the view's time
+(cached per distinct time: keyframes repeat across views), draw up to ``captions_per_view``
+captions of the instances visible in the view and up to ``negatives_per_view`` captions of
+instances captioned at that frame but absent from the view (they must render empty), plus one
+out-of-scene "null" sentence (also empty), run the field on all of them at once, render the
+relevance as mask probabilities and take
+
+    L = lambda_ref BCE(render, mask == id) + L_inst + lambda_con L_con.
+
+Defaults and why:
+
+- Adam, lr 2.5e-3 for the embeddings (ReferSplat), 5e-4 for the networks: ReferSplat's 1e-4
+  is for 45k iterations; this field trains in 1-2k steps, and 1e-3 made the attention
+  unstable on the synthetic scenes.
+- lambda_ref 1, lambda_con 0.1 (ReferSplat: BCE + 0.1 contrastive, temperature 0.1). tau
+  decays geometrically from 0.1 to 0.005 (losses.tau_at).
+- lambda_comp 0.1, lambda_dist 0.01, eps 0.1: at initialisation (embeddings ~ N(0, 0.1^2),
+  d = 16) both terms are ~0.1 x L_ref, a regulariser that shapes the embeddings without
+  competing with the masks; eps = 0.1 stops the push once instance means are ~0.3 apart,
+  about the embeddings' own spread.
+- Captions are encoded once up front (the text encoder is frozen), masks and frames cached.
+
+Checkpoints (``LAYER_DIR/referring_training/checkpoint.safetensors`` + ``checkpoint.json``)
+hold the field, Adam's state, the step, the sampling generator's state and the loss history;
+only safetensors and JSON are written, never pickle. A run started again with the same
+configuration continues from the last checkpoint and ends with the same result as one that
+was never interrupted.
+
+At the end a no-target threshold is calibrated (see `calibrate_threshold`) and the layer is
+saved (layer.py).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+import dataclasses
+from dataclasses import asdict, dataclass, fields, replace
+from pathlib import Path
+from typing import Dict, List, Optional, Sequence, Tuple
+
+import torch
+from safetensors.torch import load_file, save_file
+from torch import Tensor
+
+from st4r_ros.errors import SceneFormatError, SupervisionFormatError
+from st4r_ros.field.instances import (DEPTH_TOLERANCE, MIN_FRACTION, MIN_VOTES,
+                                      InstanceAssignment, assign_instances)
+from st4r_ros.field.layer import save_referring_layer
+from st4r_ros.field.losses import (LossWeights, contrastive_loss, instance_loss, referring_bce,
+                                   tau_at, top_tau_mean)
+from st4r_ros.field.model import BlendWeights, FieldConfig, ReferringField, render_relevance
+from st4r_ros.scene.gaussians import Gaussians
+from st4r_ros.scene.scene4d import Scene4D
+from st4r_ros.supervision.format import Supervision, SupervisionView
+
+CHECKPOINT_DIR = "referring_training"
+CHECKPOINT_FILE = "checkpoint.safetensors"
+CHECKPOINT_META = "checkpoint.json"
+# Out-of-scene sentences: trained to render empty (the first half) and used to calibrate the
+# no-target threshold (the second half, never trained on). Chosen to be absent from indoor and
+# tabletop scenes; set TrainConfig.null_expressions for scenes where they are not.
+NULL_EXPRESSIONS = (
+    "an elephant walking across the savanna", "the moon in the night sky",
+    "a sailing boat on the open sea", "a traffic light at a street crossing",
+    "a snowy mountain peak", "a rocket launching into space", "zxq vrpl mnt kk",
+    "blorf snarg wibble",
+    "a giraffe eating leaves from a tree", "an airplane flying above the clouds",
+    "a fire truck with its ladder raised", "a palm tree on a sandy beach",
+    "a herd of cows grazing in a field", "a lighthouse on a rocky coast", "qwertyuiop asdf",
+    "xyzzy plugh frotz",
+)
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Everything that determines a training run (stored with the layer and checkpoints)."""
+
+    steps: int = 1500
+    lr_embeddings: float = 2.5e-3
+    lr_networks: float = 5e-4
+    captions_per_view: int = 4
+    negatives_per_view: int = 2
+    null_per_step: int = 1
+    checkpoint_every: int = 250
+    min_pixels: int = 16
+    device: str = "cpu"
+    backend: str = "auto"
+    # Precompute each view's blending weights (BlendWeights); None: on the CPU only, where
+    # rasterizing dominates a step. Memory ~ 15 x pixels x views x 16 bytes.
+    cache_weights: Optional[bool] = None
+    text_model: Optional[str] = None
+    depth_tolerance: float = DEPTH_TOLERANCE
+    min_votes: int = MIN_VOTES
+    min_fraction: float = MIN_FRACTION
+    null_expressions: Tuple[str, ...] = NULL_EXPRESSIONS
+    field: FieldConfig = dataclasses.field(default_factory=FieldConfig)
+    loss: LossWeights = dataclasses.field(default_factory=LossWeights)
+
+    def to_json(self) -> Dict:
+        data = asdict(self)
+        data["null_expressions"] = list(self.null_expressions)
+        return data
+
+    @classmethod
+    def from_json(cls, data: Dict) -> "TrainConfig":
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise SupervisionFormatError(f"training config: unknown option(s) {unknown}; "
+                                         f"expected some of {sorted(known)}")
+        data = dict(data)
+        if "field" in data:
+            data["field"] = FieldConfig.from_json(data["field"])
+        if "loss" in data:
+            data["loss"] = LossWeights(**data["loss"])
+        if "null_expressions" in data:
+            data["null_expressions"] = tuple(data["null_expressions"])
+        return cls(**data)
+
+
+@dataclass
+class TrainResult:
+    """What a training run produced.
+
+    Attributes:
+        field: the trained field (eval mode).
+        assignment: Gaussian -> instance votes from the training masks.
+        threshold: no-target threshold on an expression's best score (max_i sigmoid m_i).
+        calibration: statistics behind the threshold.
+        history: one dict of loss terms per step.
+        layer_path: the saved referring.safetensors (None when not saved).
+        resumed_from: the checkpoint step the run continued from (0: a fresh run).
+        seconds: wall time of this call.
+    """
+
+    field: ReferringField
+    assignment: InstanceAssignment
+    threshold: float
+    calibration: Dict
+    history: List[Dict[str, float]]
+    layer_path: Optional[Path]
+    resumed_from: int
+    seconds: float
+
+
+@dataclass(frozen=True)
+class ViewCaptions:
+    """Caption rows (into TrainingData.texts) usable with one view, and their instance ids
+    (-1 for the null sentences)."""
+
+    positives: Tuple[Tuple[int, int], ...]
+    negatives: Tuple[Tuple[int, int], ...]
+
+
+@dataclass
+class TrainingData:
+    """Everything a step reads, prepared once.
+
+    Attributes:
+        views: the training views.
+        frames: Gaussians at each distinct view time, on the training device.
+        masks: instance ids of every view, [H, W] int64 each, on the training device.
+        weights: per view, its BlendWeights, or None to render through render().
+        captions: per view, the captions it can train.
+        texts: every distinct caption, then the training null sentences.
+        words, word_mask, sentences: their encodings, [U, L, D], [U, L], [U, D].
+        null_rows: rows of the training null sentences.
+    """
+
+    views: List[SupervisionView]
+    frames: Dict[float, Gaussians]
+    masks: List[Tensor]
+    weights: Optional[List[BlendWeights]]
+    captions: List[ViewCaptions]
+    texts: List[str]
+    words: Tensor
+    word_mask: Tensor
+    sentences: Tensor
+    null_rows: Tuple[int, ...]
+
+
+def train_field(scene: Scene4D, supervision: Supervision, config: Optional[TrainConfig] = None,
+                out: Optional[str | Path] = None, progress: bool = True, seed: int = 0,
+                resume: bool = True, text_encoder=None) -> TrainResult:
+    """Train a referring field for ``scene`` from ``supervision``; save it as a layer in
+    ``out`` (None: keep it in memory only, no checkpoints).
+
+    Args:
+        config: hyper-parameters; TrainConfig() by default.
+        progress: show a progress bar with the loss terms.
+        seed: seeds the field's initialisation and the sampling generator.
+        resume: continue from ``out``'s checkpoint when it was written with the same config
+            and seed.
+        text_encoder: an object with ``encode(texts) -> TextFeatures``, ``name`` and ``dim``;
+            default ``TextEncoder(config.text_model)`` on the training device.
+    """
+    started = time.perf_counter()
+    config = config or TrainConfig()
+    device = torch.device(config.device)
+    encoder = text_encoder or _load_encoder(config.text_model, device)
+    config = replace(config, field=replace(config.field, text_dim=int(encoder.dim)))
+    assignment = assign_instances(scene, supervision.views, device=device,
+                                  depth_tolerance=config.depth_tolerance,
+                                  min_votes=config.min_votes, min_fraction=config.min_fraction)
+    data = prepare_data(scene, supervision, encoder, config, device)
+    torch.manual_seed(seed)
+    model = ReferringField(len(next(iter(data.frames.values()))),
+                           canonical_means(data.frames), config.field,
+                           assignment.assignment).to(device)
+    optimizer = make_optimizer(model, config)
+    generator = torch.Generator().manual_seed(seed)
+    history: List[Dict[str, float]] = []
+    run_dir = None if out is None else Path(out) / CHECKPOINT_DIR
+    signature = _signature(config, seed, encoder)
+    start = 0
+    if run_dir is not None and resume:
+        start = load_checkpoint(run_dir, signature, model, optimizer, generator, history)
+    _run_steps(model, optimizer, generator, data, config, start, history, run_dir, signature,
+               progress)
+    model.eval()
+    threshold, calibration = calibrate_threshold(model, data, encoder, config)
+    layer_path = None
+    if out is not None:
+        layer_path = save_referring_layer(out, model, {
+            "text_encoder": {"name": str(encoder.name), "dim": int(encoder.dim)},
+            "threshold": threshold, "calibration": calibration,
+            "training": config.to_json(), "seed": seed, "steps": config.steps,
+            "instances": {"ids": model.instance_ids.tolist(),
+                          "assigned_gaussians": int((model.assignment >= 0).sum())},
+        })
+    return TrainResult(model, assignment, threshold, calibration, history, layer_path, start,
+                       time.perf_counter() - started)
+
+
+# ---- data -----------------------------------------------------------------------------------
+
+
+def _load_encoder(model: Optional[str], device: torch.device):
+    from st4r_ros.text import TextEncoder
+
+    return TextEncoder.default(device) if model is None else TextEncoder(model, device)
+
+
+def prepare_data(scene: Scene4D, supervision: Supervision, encoder, config: TrainConfig,
+                 device: torch.device) -> TrainingData:
+    """Frames, masks, per-view captions and their encodings (module docstring)."""
+    views = list(supervision.views)
+    frames = {v.time: scene.at(v.time, device) for v in views}
+    counts = {len(g) for g in frames.values()}
+    if len(counts) != 1:
+        raise SceneFormatError(f"scene: Gaussian counts {sorted(counts)} differ between the "
+                               "training times; the referring field needs the same Gaussians "
+                               "at every time")
+    masks = [v.load_mask().to(device) for v in views]
+    cache = device.type == "cpu" if config.cache_weights is None else config.cache_weights
+    weights = [BlendWeights.of(frames[v.time], v.camera) for v in views] if cache else None
+    rows: Dict[str, int] = {}
+    captions = [_view_captions(supervision, v, m, rows, config.min_pixels)
+                for v, m in zip(views, masks)]
+    if not any(c.positives for c in captions):
+        raise SupervisionFormatError(f"{supervision.root}: no caption of an instance visible "
+                                     "in its view; nothing to train on")
+    texts = list(rows)
+    train_nulls = list(config.null_expressions[: len(config.null_expressions) // 2])
+    null_rows = tuple(range(len(texts), len(texts) + len(train_nulls)))
+    encoded = encoder.encode(texts + train_nulls)
+    return TrainingData(views, frames, masks, weights, captions, texts + train_nulls,
+                        encoded.words.to(device), encoded.word_mask.to(device),
+                        encoded.sentence.to(device), null_rows)
+
+
+def _view_captions(supervision: Supervision, view: SupervisionView, mask: Tensor,
+                   rows: Dict[str, int], min_pixels: int) -> ViewCaptions:
+    """Captions at the view's frame: of instances with >= min_pixels in the mask (positives)
+    and of the others (negatives: absent from this view, so their render must be empty)."""
+    if view.frame is not None:
+        at = supervision.captions_at(frame=view.frame)
+    else:
+        at = supervision.captions_at(time=view.time)
+    ids, counts = torch.unique(mask, return_counts=True)
+    visible = {int(i) for i, c in zip(ids.tolist(), counts.tolist()) if i > 0 and c >= min_pixels}
+    positives, negatives = [], []
+    for instance, texts in sorted(at.items()):
+        for text in texts:
+            row = rows.setdefault(text, len(rows))
+            (positives if instance in visible else negatives).append((row, instance))
+    return ViewCaptions(tuple(positives), tuple(negatives))
+
+
+def canonical_means(frames: Dict[float, Gaussians]) -> Tensor:
+    """Time-averaged centres over the training times, [N, 3]: the static picture of the scene
+    the ReferSplat-style baseline sees, and what the position bounds are taken from."""
+    return torch.stack([g.means.float() for g in frames.values()]).mean(dim=0)
+
+
+# ---- steps ----------------------------------------------------------------------------------
+
+
+def make_optimizer(model: ReferringField, config: TrainConfig) -> torch.optim.Adam:
+    networks = [p for name, p in model.named_parameters() if name != "embeddings"]
+    return torch.optim.Adam([
+        {"params": [model.embeddings], "lr": config.lr_embeddings},
+        {"params": networks, "lr": config.lr_networks},
+    ])
+
+
+def _choose(options: Sequence, count: int, generator: torch.Generator) -> List:
+    """Up to ``count`` distinct items of ``options``, drawn with ``generator``."""
+    if count <= 0 or not options:
+        return []
+    order = torch.randperm(len(options), generator=generator)[:count]
+    return [options[i] for i in order.tolist()]
+
+
+def sample_batch(data: TrainingData, config: TrainConfig,
+                 generator: torch.Generator) -> Tuple[int, List[int], List[int]]:
+    """(view index, caption rows [E], instance id of each, -1 for a null sentence)."""
+    candidates = [i for i, c in enumerate(data.captions) if c.positives]
+    view = candidates[int(torch.randint(len(candidates), (1,), generator=generator))]
+    picked = (_choose(data.captions[view].positives, config.captions_per_view, generator)
+              + _choose(data.captions[view].negatives, config.negatives_per_view, generator)
+              + [(row, -1) for row in _choose(data.null_rows, config.null_per_step, generator)])
+    return view, [row for row, _ in picked], [instance for _, instance in picked]
+
+
+def step_losses(model: ReferringField, data: TrainingData, config: TrainConfig, step: int,
+                view: int, rows: List[int], instances: List[int]) -> Dict[str, Tensor]:
+    """Every loss term of one step, and their weighted total under 'loss'."""
+    weights = config.loss
+    gaussians = data.frames[data.views[view].time]
+    index = torch.tensor(rows, device=data.words.device)
+    mask = data.word_mask[index]
+    length = int(mask.sum(dim=1).max())
+    output = model(gaussians.means, data.words[index, :length], mask[:, :length])
+    if data.weights is not None:
+        probabilities = data.weights[view].render(torch.sigmoid(output.relevance).T)
+    else:
+        probabilities = render_relevance(gaussians, data.views[view].camera, output.relevance,
+                                         config.backend)  # [H, W, E]
+    ids = torch.tensor(instances, device=probabilities.device)
+    targets = data.masks[view][..., None] == ids  # [H, W, E]; -1 never matches: empty
+    terms = {"ref": referring_bce(probabilities, targets)}
+    zero = probabilities.new_zeros(())
+    terms["con"] = zero
+    if weights.con > 0 and len(rows) > 1:
+        tau = tau_at(step, config.steps, weights.tau_start, weights.tau_end)
+        grounded = model.sentence_head(top_tau_mean(output.refined, output.relevance, tau))
+        positives = ids[:, None] == ids[None, :]
+        terms["con"] = contrastive_loss(grounded, data.sentences[index], positives,
+                                        weights.temperature)
+    terms["inst"], terms["comp"], terms["dist"] = zero, zero, zero
+    if weights.comp > 0 or weights.dist > 0:
+        terms["inst"], terms["comp"], terms["dist"] = instance_loss(
+            model.embeddings, model.assignment, model.instance_ids, weights)
+    terms["loss"] = weights.ref * terms["ref"] + terms["inst"] + weights.con * terms["con"]
+    return terms
+
+
+def _run_steps(model: ReferringField, optimizer: torch.optim.Adam, generator: torch.Generator,
+               data: TrainingData, config: TrainConfig, start: int, history: List[Dict],
+               run_dir: Optional[Path], signature: Dict, progress: bool) -> None:
+    model.train()
+    with _progress_bar(progress, config.steps, start) as bar:
+        for step in range(start, config.steps):
+            view, rows, instances = sample_batch(data, config, generator)
+            terms = step_losses(model, data, config, step, view, rows, instances)
+            optimizer.zero_grad(set_to_none=True)
+            terms["loss"].backward()
+            optimizer.step()
+            history.append({k: float(v.detach()) for k, v in terms.items()})
+            bar.advance(history[-1])
+            done = step + 1
+            if run_dir is not None and (done % config.checkpoint_every == 0
+                                        or done == config.steps):
+                save_checkpoint(run_dir, signature, done, model, optimizer, generator, history)
+
+
+class _progress_bar:
+    """A rich progress bar showing the running mean of the loss terms (or nothing)."""
+
+    def __init__(self, enabled: bool, total: int, start: int) -> None:
+        self.enabled, self.total, self.start = enabled, total, start
+        self.recent: List[Dict[str, float]] = []
+
+    def __enter__(self) -> "_progress_bar":
+        if self.enabled:
+            from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn,
+                                       TimeRemainingColumn)
+
+            self.bar = Progress(TextColumn("training"), BarColumn(), MofNCompleteColumn(),
+                                TimeRemainingColumn(), TextColumn("{task.description}"))
+            self.bar.__enter__()
+            self.task = self.bar.add_task("", total=self.total, completed=self.start)
+        return self
+
+    def advance(self, terms: Dict[str, float]) -> None:
+        if not self.enabled:
+            return
+        self.recent = (self.recent + [terms])[-50:]  # mean over the last 50 steps
+        mean = {k: sum(t[k] for t in self.recent) / len(self.recent) for k in terms}
+        text = " ".join(f"{k} {mean[k]:.3f}" for k in ("loss", "ref", "con", "inst"))
+        self.bar.update(self.task, advance=1, description=text)
+
+    def __exit__(self, *exc) -> None:
+        if self.enabled:
+            self.bar.__exit__(*exc)
+
+
+# ---- checkpoints ----------------------------------------------------------------------------
+
+
+def _signature(config: TrainConfig, seed: int, encoder) -> Dict:
+    """What must match for a checkpoint to be resumed."""
+    return {"config": config.to_json(), "seed": seed, "text_encoder": str(encoder.name)}
+
+
+def save_checkpoint(run_dir: Path, signature: Dict, step: int, model: ReferringField,
+                    optimizer: torch.optim.Adam, generator: torch.Generator,
+                    history: List[Dict]) -> None:
+    """Field, Adam state and generator state as tensors; step, param groups and history as
+    JSON. Written tensor file first, then JSON (atomically each): the JSON names the step."""
+    run_dir.mkdir(parents=True, exist_ok=True)
+    tensors = {f"field/{k}": v.detach().cpu().contiguous()
+               for k, v in model.state_dict().items()}
+    state = optimizer.state_dict()
+    for index, slots in state["state"].items():
+        for key, value in slots.items():
+            tensors[f"adam/{index}/{key}"] = torch.as_tensor(value).detach().cpu().contiguous()
+    tensors["generator"] = generator.get_state()
+    groups = [{k: v for k, v in g.items() if k != "params"} | {"params": g["params"]}
+              for g in state["param_groups"]]
+    meta = {"signature": signature, "step": step, "param_groups": groups, "history": history}
+    _write_atomic(run_dir / CHECKPOINT_FILE, lambda tmp: save_file(tensors, str(tmp)))
+    _write_atomic(run_dir / CHECKPOINT_META, lambda tmp: tmp.write_text(json.dumps(meta)))
+
+
+def load_checkpoint(run_dir: Path, signature: Dict, model: ReferringField,
+                    optimizer: torch.optim.Adam, generator: torch.Generator,
+                    history: List[Dict]) -> int:
+    """Restore the latest checkpoint into model, optimizer, generator and history if it was
+    written by a run with the same signature; the step to continue from (0: none usable)."""
+    meta_path, tensor_path = run_dir / CHECKPOINT_META, run_dir / CHECKPOINT_FILE
+    if not (meta_path.is_file() and tensor_path.is_file()):
+        return 0
+    meta = json.loads(meta_path.read_text())
+    if meta.get("signature") != json.loads(json.dumps(signature)):
+        return 0
+    tensors = load_file(str(tensor_path))
+    device = model.embeddings.device
+    model.load_state_dict({k[len("field/"):]: v for k, v in tensors.items()
+                           if k.startswith("field/")})
+    slots: Dict[int, Dict[str, Tensor]] = {}
+    for key, value in tensors.items():
+        if key.startswith("adam/"):
+            _, index, name = key.split("/")
+            # Adam keeps 'step' on the CPU unless capturable; the moments live with the params.
+            slots.setdefault(int(index), {})[name] = value if name == "step" else value.to(device)
+    optimizer.load_state_dict({"state": slots, "param_groups": meta["param_groups"]})
+    generator.set_state(tensors["generator"])
+    history[:] = meta["history"]
+    return int(meta["step"])
+
+
+def _write_atomic(target: Path, write) -> None:
+    tmp = target.with_name(f".{target.name}.tmp")
+    try:
+        write(tmp)
+        tmp.replace(target)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+# ---- no-target threshold --------------------------------------------------------------------
+
+
+@torch.no_grad()
+def best_scores(model: ReferringField, means: Tensor, words: Tensor,
+                word_mask: Tensor) -> Tensor:
+    """An expression's best score at one time: max over Gaussians of sigmoid(m_i), [E]."""
+    return torch.sigmoid(model(means, words, word_mask).relevance.max(dim=1).values)
+
+
+@torch.no_grad()
+def calibrate_threshold(model: ReferringField, data: TrainingData, encoder,
+                        config: TrainConfig) -> Tuple[float, Dict]:
+    """No-target threshold on the best score, from training data.
+
+    Positives: every training caption at its own frames. Negatives: the held-out half of the
+    null sentences (never trained on) at every training time. The threshold is the midpoint
+    of the widest gap between the sorted scores that best separates the two (balanced
+    accuracy); it is never above 0.5, where a mask would be empty anyway.
+    """
+    positives = []
+    by_time: Dict[float, set] = {}
+    for view, captions in zip(data.views, data.captions):
+        by_time.setdefault(view.time, set()).update(row for row, _ in captions.positives)
+    for t, rows in sorted(by_time.items()):
+        index = torch.tensor(sorted(rows), device=data.words.device)
+        positives.append(best_scores(model, data.frames[t].means, data.words[index],
+                                     data.word_mask[index]))
+    held_out = list(config.null_expressions[len(config.null_expressions) // 2:])
+    negatives = []
+    if held_out:
+        encoded = encoder.encode(held_out)
+        words = encoded.words.to(data.words.device)
+        mask = encoded.word_mask.to(data.words.device)
+        negatives = [best_scores(model, g.means, words, mask) for g in data.frames.values()]
+    pos = torch.cat(positives).cpu()
+    neg = torch.cat(negatives).cpu() if negatives else torch.zeros(0)
+    threshold, accuracy = separating_threshold(pos, neg)
+    stats = {"positives": len(pos), "negatives": len(neg), "balanced_accuracy": accuracy,
+             "positive_quantiles": _quantiles(pos), "negative_quantiles": _quantiles(neg)}
+    return threshold, stats
+
+
+def separating_threshold(positives: Tensor, negatives: Tensor) -> Tuple[float, float]:
+    """(threshold, balanced accuracy) best separating positive [P] from negative [Q] scores
+    (score >= threshold: positive); capped at 0.5. Without negatives: just below every
+    positive."""
+    if len(negatives) == 0:
+        return min(0.5, float(positives.min()) * 0.5), 1.0
+    values = torch.cat([positives, negatives]).sort().values
+    candidates = torch.cat([values[:1] - 1e-6, (values[1:] + values[:-1]) / 2])
+    tpr = (positives[None, :] >= candidates[:, None]).float().mean(dim=1)
+    tnr = (negatives[None, :] < candidates[:, None]).float().mean(dim=1)
+    balanced = (tpr + tnr) / 2
+    best = balanced.max()
+    # Among equally good thresholds, the middle one: the largest margin on both sides.
+    ties = torch.nonzero(balanced == best).squeeze(1)
+    middle = float((candidates[ties[0]] + candidates[ties[-1]]) / 2)
+    return min(0.5, max(middle, 0.0)), float(best)
+
+
+def _quantiles(values: Tensor) -> Dict[str, float]:
+    if len(values) == 0:
+        return {}
+    qs = torch.quantile(values.float(), torch.tensor([0.05, 0.5, 0.95]))
+    return {"q05": float(qs[0]), "q50": float(qs[1]), "q95": float(qs[2])}
+
+
+# ---- CLI ------------------------------------------------------------------------------------
+
+
+def train_main(scene: str | Path, supervision: str | Path, out: Optional[str | Path] = None,
+               *, seed: int = 0, resume: bool = True, progress: bool = True,
+               **options) -> TrainResult:
+    """`st4r train SCENE SUPERVISION [--out LAYER_DIR] [--seed S] [--steps N] [--device D]
+    [--text-model M] [--no-resume]`: train and save the referring layer.
+
+    LAYER_DIR defaults to SCENE when it is an st4r bundle (the layer is registered in its
+    manifest); other scenes need --out. ``options`` are TrainConfig fields.
+    """
+    from st4r_ros.field.layer import default_layer_dir
+    from st4r_ros.scene.loading import load_scene
+    from st4r_ros.supervision.format import load_supervision
+
+    layer_dir = default_layer_dir(scene, out)
+    config = TrainConfig.from_json(options)
+    return train_field(load_scene(scene), load_supervision(supervision), config, layer_dir,
+                       progress=progress, seed=seed, resume=resume)

@@ -1,0 +1,337 @@
+"""`st4r replay IN_BAG OUT_BAG --scene SCENE`: the live node's work on a recorded rosbag2, no ROS.
+
+Reads a rosbag2 (mcap or sqlite3) in bag order:
+
+- commands, std_msgs/String on ``command``: each is one AUTO query with the latest camera;
+- camera poses, geometry_msgs/PoseStamped on ``camera/pose`` (the optical frame's pose in the
+  scene frame), and sensor_msgs/CameraInfo on ``camera/camera_info``: together the latest
+  camera; a new pose after an OK answer re-renders the mask of that target, as the node does.
+
+and writes a rosbag2 (metadata version 8, which Humble and Jazzy read) with what the node
+publishes, on the node's topic names resolved in ``namespace``:
+
+    result             st4r_ros/ReferringResult   one per command
+    target_cloud       sensor_msgs/PointCloud2    one per command (empty without a target)
+    markers            visualization_msgs/MarkerArray  one per command (DELETEALL first)
+    mask               sensor_msgs/Image mono8    per command with a camera, and per re-render
+    mask/camera_info   sensor_msgs/CameraInfo     beside every mask (RViz's Camera display)
+    overlay            sensor_msgs/Image bgr8     beside every mask: the RGB render, target red
+
+Stamps: a command's outputs carry the stamp of the camera pose used, else the command's bag
+time (a String has no header); a re-render carries its pose's stamp. Every output is logged at
+the bag time of the input that caused it, so the output bag runs in step with the input bag.
+
+Messages that cannot be used are skipped and counted by reason (unknown type, corrupt CDR,
+wrong type for an input topic, invalid camera, ...); everything else is still answered.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Dict, Optional, Union
+
+import torch
+from rich.console import Console
+from rich.table import Table
+from rosbags.rosbag2 import Reader, ReaderError, StoragePlugin, Writer, WriterError
+from rosbags.serde import SerdeError
+
+from st4r_ros.engine import QueryEngine, QueryRequest, QueryResult, QueryStatus
+from st4r_ros.errors import CameraError, St4rError, TimeRangeError
+from st4r_ros.render.api import render
+from st4r_ros.render.camera import Camera
+from st4r_ros.ros import conversions as conv
+from st4r_ros.ros.typestore import DISTROS, ros_typestore
+
+STRING = "std_msgs/msg/String"
+POSE_STAMPED = "geometry_msgs/msg/PoseStamped"
+# Output topic -> message type, as the live node publishes them (relative names).
+OUTPUTS = {
+    "result": conv.RESULT,
+    "target_cloud": conv.POINT_CLOUD2,
+    "markers": conv.MARKER_ARRAY,
+    "mask": conv.IMAGE,
+    "mask/camera_info": conv.CAMERA_INFO,
+    "overlay": conv.IMAGE,
+}
+STORAGES = {"mcap": StoragePlugin.MCAP, "sqlite3": StoragePlugin.SQLITE3}
+BAG_VERSION = 8  # rosbag2 metadata version 8: the newest Humble reads; Jazzy reads it too
+
+
+@dataclass(frozen=True)
+class ReplayOptions:
+    """How to read the input bag and write the output bag.
+
+    Attributes:
+        storage: the output bag's storage, 'mcap' or 'sqlite3' (the input's is detected).
+        distro: message definitions of 'jazzy' or 'humble'.
+        namespace: the node's namespace; relative topic names below resolve in it.
+        command_topic, pose_topic, info_topic: the input topics.
+        scene_frame: the frame the scene is in: results' frame_id; camera poses in another
+            (non-empty) frame are skipped (no TF offline).
+        scene_time: the normalised scene time of every query, or None to play the scene in
+            step with the bag clock (the bag's start is the scene's first frame; needs a scene
+            that declares its duration), stamps outside its range handled by ``stamp_policy``.
+        stamp_policy: 'clamp' or 'refuse' (conversions.scene_time_from_stamp).
+    """
+
+    storage: str = "mcap"
+    distro: str = "jazzy"
+    namespace: str = "/"
+    command_topic: str = "command"
+    pose_topic: str = "camera/pose"
+    info_topic: str = "camera/camera_info"
+    scene_frame: str = "map"
+    scene_time: Optional[float] = 0.0
+    stamp_policy: str = conv.StampPolicy.CLAMP.value
+
+
+@dataclass
+class ReplaySummary:
+    """Counts of one replay: messages read per input topic, skipped by reason, results per
+    status name, messages written per output topic, stamps clamped into the scene's range."""
+
+    read: Counter = field(default_factory=Counter)
+    skipped: Counter = field(default_factory=Counter)
+    statuses: Counter = field(default_factory=Counter)
+    written: Counter = field(default_factory=Counter)
+    clamped: int = 0
+
+
+def resolve(namespace: str, topic: str) -> str:
+    """The fully qualified name of ``topic`` in ``namespace`` ("camera/pose" in "/robot" ->
+    "/robot/camera/pose"); absolute names stay as they are."""
+    if topic.startswith("/"):
+        return topic
+    return f"{namespace.rstrip('/')}/{topic}"
+
+
+class _Session:
+    """The node's state while replaying: latest camera, current answer, output connections."""
+
+    def __init__(self, engine: QueryEngine, writer: Writer, options: ReplayOptions,
+                 start_ns: int, summary: ReplaySummary) -> None:
+        self.engine, self.writer, self.options = engine, writer, options
+        self.store = ros_typestore(options.distro)
+        self.types = conv.RosbagsTypes(self.store)
+        self.start = conv.stamp_from_ns(self.types, start_ns)
+        self.summary = summary
+        self.connections = {
+            topic: writer.add_connection(resolve(options.namespace, topic), msgtype,
+                                         typestore=self.store)
+            for topic, msgtype in OUTPUTS.items()}
+        self.pose = self.info = None
+        self.camera: Optional[Camera] = None
+        self.camera_stamp = self.camera_frame = None
+        self.current: Optional[QueryResult] = None  # the last OK answer: re-rendered on poses
+        self.commands = 0
+
+    def handlers(self) -> Dict[str, tuple]:
+        """Fully qualified input topic -> (expected type, handler(msg, bag_ns))."""
+        o = self.options
+        return {resolve(o.namespace, o.command_topic): (STRING, self.on_command),
+                resolve(o.namespace, o.pose_topic): (POSE_STAMPED, self.on_pose),
+                resolve(o.namespace, o.info_topic): (conv.CAMERA_INFO, self.on_info)}
+
+    def on_command(self, msg, bag_ns: int) -> None:
+        self.commands += 1
+        request = conv.request_from_string(msg.data, self.camera,
+                                           request_id=f"replay-{self.commands}")
+        stamp = self.camera_stamp if request.camera else conv.stamp_from_ns(self.types, bag_ns)
+        try:
+            self._follow_clock(bag_ns)
+        except TimeRangeError as err:
+            result = conv.refusal(request.request_id, request.text, QueryStatus.INVALID,
+                                  str(err))
+        else:
+            result = self.engine.query(request)
+        self.summary.statuses[result.status.name] += 1
+        self._publish_answer(request, result, stamp, bag_ns)
+        self.current = result if result.ok else None
+
+    def on_pose(self, msg, bag_ns: int) -> None:
+        self.pose = msg
+        if not self._update_camera() or self.current is None:
+            return
+        # At the answer's scene time, like the where-fields it goes with.
+        mask = self.engine.render_mask(self.current, self.camera)
+        self._publish_views(self.current, mask, self.camera_stamp, bag_ns)
+
+    def on_info(self, msg, bag_ns: int) -> None:
+        self.info = msg
+        self._update_camera()
+
+    def _update_camera(self) -> bool:
+        """Rebuild the latest camera from the latest pose and info; False when there is none
+        yet or they are invalid (the previous camera stays)."""
+        if self.pose is None or self.info is None:
+            return False
+        try:
+            self.camera = conv.camera_from_msgs(self.pose, self.info, self.options.scene_frame)
+        except CameraError:
+            self.summary.skipped["invalid camera"] += 1
+            return False
+        self.camera_stamp, self.camera_frame = self.pose.header.stamp, self.info.header.frame_id
+        return True
+
+    def _follow_clock(self, bag_ns: int) -> None:
+        """With scene_time None, set the engine's scene time from the bag clock."""
+        if self.options.scene_time is not None:
+            return
+        scene_time = conv.scene_time_from_stamp(
+            conv.stamp_from_ns(self.types, bag_ns), self.start, self.engine.duration_s,
+            self.options.stamp_policy)
+        self.summary.clamped += scene_time.clamped
+        self.engine.set_scene_time(scene_time.time)
+
+    def _publish_answer(self, request: QueryRequest, result: QueryResult, stamp,
+                        bag_ns: int) -> None:
+        frame, types = self.options.scene_frame, self.types
+        self._write("result", conv.result_to_msg(types, result, stamp, frame), bag_ns)
+        self._write("target_cloud", conv.cloud_to_pointcloud2(types, result.cloud, stamp, frame),
+                    bag_ns)
+        self._write("markers", conv.result_markers(types, result, stamp, frame), bag_ns)
+        if request.camera is not None:
+            camera = request.camera
+            mask = result.mask if result.mask is not None else torch.zeros(
+                camera.height, camera.width, dtype=torch.bool)
+            self._publish_views(result, mask, stamp, bag_ns)
+
+    def _publish_views(self, result: QueryResult, mask: torch.Tensor, stamp,
+                       bag_ns: int) -> None:
+        """Mask, its CameraInfo and the overlay for the latest camera."""
+        camera, frame, types = self.camera, self.camera_frame, self.types
+        time = result.scene_time if math.isfinite(result.scene_time) else self.engine.scene_time
+        rgb = render(self.engine.scene.at(time, self.engine.device), camera).image  # [H, W, 3]
+        self._write("mask", conv.mask_to_image(types, mask, stamp, frame), bag_ns)
+        self._write("mask/camera_info", conv.camera_to_camera_info(types, camera, stamp, frame),
+                    bag_ns)
+        self._write("overlay", conv.overlay_to_image(types, rgb, mask, stamp, frame), bag_ns)
+
+    def _write(self, topic: str, msg, bag_ns: int) -> None:
+        data = self.store.serialize_cdr(msg, OUTPUTS[topic])
+        self.writer.write(self.connections[topic], bag_ns, data)
+        self.summary.written[topic] += 1
+
+
+def replay(in_bag: Union[str, Path], out_bag: Union[str, Path], engine: QueryEngine,
+           options: ReplayOptions = ReplayOptions()) -> ReplaySummary:
+    """Run the commands and camera messages of ``in_bag`` through ``engine`` in bag order and
+    write the node's outputs to the new bag ``out_bag``; see the module docstring.
+
+    Raises:
+        St4rError: bad options, an unreadable input bag, an existing output bag.
+    """
+    if options.storage not in STORAGES or options.distro not in DISTROS:
+        raise St4rError(f"replay: expected storage in {sorted(STORAGES)} and distro in "
+                        f"{sorted(DISTROS)}, got {options.storage!r}, {options.distro!r}")
+    conv.StampPolicy(options.stamp_policy)  # an unknown policy fails before any work
+    if options.scene_time is not None:
+        engine.set_scene_time(options.scene_time)
+    summary = ReplaySummary()
+    reader = _open_reader(in_bag)
+    try:
+        with Writer(out_bag, version=BAG_VERSION,
+                    storage_plugin=STORAGES[options.storage]) as out:
+            _run(reader, _Session(engine, out, options, reader.start_time, summary), summary)
+    except WriterError as err:
+        raise St4rError(f"{out_bag}: cannot write the output bag ({err})") from None
+    except ReaderError as err:
+        raise St4rError(f"{in_bag}: unreadable rosbag2 ({err})") from None
+    finally:
+        reader.close()
+    return summary
+
+
+def _open_reader(path: Union[str, Path]) -> Reader:
+    try:
+        reader = Reader(path)
+        reader.open()
+    except (ReaderError, OSError) as err:
+        raise St4rError(f"{path}: not a readable rosbag2 ({err})") from None
+    return reader
+
+
+def _run(reader: Reader, session: _Session, summary: ReplaySummary) -> None:
+    handlers = session.handlers()
+    known = session.store.types
+    for connection, bag_ns, raw in reader.messages():
+        summary.read[connection.topic] += 1
+        expected, handler = handlers.get(connection.topic, (None, None))
+        if connection.msgtype not in known:
+            summary.skipped[f"unknown type {connection.msgtype}"] += 1
+        elif handler is None:
+            summary.skipped["not an input topic"] += 1
+        elif connection.msgtype != expected:
+            summary.skipped[f"wrong type on {connection.topic}"] += 1
+        else:
+            try:
+                msg = session.store.deserialize_cdr(raw, connection.msgtype)
+            except SerdeError:
+                summary.skipped[f"corrupt {connection.msgtype}"] += 1
+                continue
+            handler(msg, bag_ns)
+
+
+def summary_table(summary: ReplaySummary) -> Table:
+    """The summary as a rich table: one row per count."""
+    table = Table(title="st4r replay")
+    for column in ("", "what", "count"):
+        table.add_column(column)
+    sections = (("read", summary.read), ("skipped", summary.skipped),
+                ("results", summary.statuses), ("written", summary.written))
+    for section, counts in sections:
+        for name, count in sorted(counts.items()):
+            table.add_row(section, name, str(count))
+    table.add_row("scene time", "stamps clamped", str(summary.clamped))
+    return table
+
+
+def replay_main(in_bag: Union[str, Path], out_bag: Union[str, Path], scene: Union[str, Path],
+                layer: Union[str, Path, None] = None, *, device: str = "auto",
+                console: Optional[Console] = None, **options) -> ReplaySummary:
+    """`st4r replay`: open the scene (and its referring layer) as a QueryEngine, replay, print
+    the summary table. ``options`` are ReplayOptions' fields."""
+    summary = replay(in_bag, out_bag, QueryEngine.open(scene, layer, device),
+                     ReplayOptions(**options))
+    (console or Console()).print(summary_table(summary))
+    return summary
+
+
+def _scene_time(text: str) -> Optional[float]:
+    return None if text == "bag" else float(text)
+
+
+def add_replay_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add `st4r replay`'s arguments to ``parser`` (a subcommand's), with ``run`` set to
+    replay_from_args as the CLI's other subcommands do."""
+    defaults = ReplayOptions()
+    parser.add_argument("in_bag", help="input rosbag2 folder (mcap or sqlite3)")
+    parser.add_argument("out_bag", help="output rosbag2 folder (must not exist)")
+    parser.add_argument("--scene", required=True, help="the scene (any `st4r scene` format)")
+    parser.add_argument("--layer", help="its referring layer folder (default: in the bundle)")
+    parser.add_argument("--storage", choices=sorted(STORAGES), default=defaults.storage)
+    parser.add_argument("--distro", choices=sorted(DISTROS), default=defaults.distro)
+    parser.add_argument("--namespace", default=defaults.namespace)
+    parser.add_argument("--command-topic", default=defaults.command_topic)
+    parser.add_argument("--pose-topic", default=defaults.pose_topic)
+    parser.add_argument("--info-topic", default=defaults.info_topic)
+    parser.add_argument("--scene-frame", default=defaults.scene_frame)
+    parser.add_argument("--scene-time", type=_scene_time, default=defaults.scene_time,
+                        help="normalised scene time of every query, or 'bag' to play the "
+                             "scene in step with the bag clock")
+    parser.add_argument("--stamp-policy", choices=[p.value for p in conv.StampPolicy],
+                        default=defaults.stamp_policy)
+    parser.add_argument("--device", default="auto", help="auto, cpu or cuda")
+    parser.set_defaults(run=replay_from_args)
+
+
+def replay_from_args(args: argparse.Namespace) -> ReplaySummary:
+    """replay_main with the arguments add_replay_arguments defined."""
+    options = {name: getattr(args, name) for name in ReplayOptions.__dataclass_fields__}
+    return replay_main(args.in_bag, args.out_bag, args.scene, args.layer, device=args.device,
+                       **options)

@@ -1,0 +1,135 @@
+"""RequestQueue: every request gets exactly one result, nothing blocks, memory stays bounded."""
+
+from __future__ import annotations
+
+import gc
+import threading
+import time
+import tracemalloc
+from collections import Counter
+
+import pytest
+
+from st4r_ros.engine import QueryMode, QueryRequest, QueryResult, QueryStatus
+from st4r_ros.ros.requests import RequestQueue
+
+
+def _answer(request: QueryRequest) -> QueryResult:
+    return QueryResult(request.request_id, request.text, QueryStatus.OK, "answered")
+
+
+def burst(count: int, maxsize: int, work_s: float):
+    """``count`` requests put as fast as possible while one slow worker answers them; once the
+    worker has taken every queued request, close; returns (results, the largest queue length
+    seen by either side)."""
+    queue = RequestQueue(maxsize)
+    results, lock, peak = [], threading.Lock(), [0]
+
+    def keep(result):
+        with lock:
+            results.append(result)
+            peak[0] = max(peak[0], len(queue))
+
+    def worker():
+        while (request := queue.get(timeout=5.0)) is not None:
+            time.sleep(work_s)  # the GPU at work
+            keep(_answer(request))
+
+    thread = threading.Thread(target=worker)
+    thread.start()
+    for i in range(count):
+        dropped = queue.put(QueryRequest(f"object {i}", request_id=f"r{i}"))
+        peak[0] = max(peak[0], len(queue))
+        if dropped is not None:
+            keep(dropped)
+    while len(queue):
+        time.sleep(0.001)
+    for result in queue.close():  # nothing waits any more; the request in work is answered
+        keep(result)
+    thread.join(timeout=10.0)
+    assert not thread.is_alive()
+    return results, peak[0]
+
+
+def test_a_burst_gets_exactly_one_result_per_request():
+    results, peak = burst(500, maxsize=8, work_s=0.002)
+    ids = Counter(r.request_id for r in results)
+    assert len(results) == 500 and set(ids) == {f"r{i}" for i in range(500)}
+    assert max(ids.values()) == 1
+    statuses = Counter(r.status for r in results)
+    # The queue filled at once (the worker takes one request per 2 ms): at least maxsize
+    # requests were answered, and most of the burst found the queue full.
+    assert statuses[QueryStatus.OK] >= 8 and statuses[QueryStatus.DROPPED] >= 400
+    assert set(statuses) <= {QueryStatus.OK, QueryStatus.DROPPED}
+    assert peak <= 8
+    for result in results:
+        assert result.query == f"object {result.request_id[1:]}"
+        if result.status == QueryStatus.DROPPED:
+            assert "queue full" in result.message
+            assert result.target_instance_id == -1 and result.cloud is None
+
+
+def test_memory_does_not_grow_over_repeated_bursts():
+    burst(200, maxsize=8, work_s=0.0)  # warm-up: imports, caches, thread machinery
+    gc.collect()
+    tracemalloc.start()
+    try:
+        sizes = []
+        for _ in range(5):
+            burst(200, maxsize=8, work_s=0.0)
+            gc.collect()
+            sizes.append(tracemalloc.get_traced_memory()[0])
+    finally:
+        tracemalloc.stop()
+    assert sizes[-1] - sizes[0] < 64 * 1024, sizes
+
+
+def test_overflow_answers_the_newest_request_with_its_id_and_mode():
+    queue = RequestQueue(2)
+    assert queue.put(QueryRequest("a", request_id="1")) is None
+    assert queue.put(QueryRequest("b", request_id="2")) is None
+    dropped = queue.put(QueryRequest("c", mode=QueryMode.TIME_AGNOSTIC, request_id="3"))
+    assert (dropped.status, dropped.request_id, dropped.query, dropped.mode) == (
+        QueryStatus.DROPPED, "3", "c", QueryMode.TIME_AGNOSTIC)
+    assert "queue full (2 waiting)" in dropped.message and len(queue) == 2
+    assert queue.get(timeout=0).request_id == "1"  # first in, first out
+
+
+def test_requests_without_id_or_with_odd_fields_still_get_a_dropped_result():
+    queue = RequestQueue(1)
+    queue.put(QueryRequest("a", request_id="1"))
+    dropped = queue.put(QueryRequest(None, mode=42))
+    assert dropped.status == QueryStatus.DROPPED and len(dropped.request_id) == 12
+    assert dropped.mode == QueryMode.AUTO and dropped.query == "None"
+
+
+def test_close_answers_the_waiting_requests_and_refuses_new_ones():
+    queue = RequestQueue(4)
+    for i in range(3):
+        queue.put(QueryRequest(f"q{i}", request_id=str(i)))
+    waiting = queue.close()
+    assert [r.request_id for r in waiting] == ["0", "1", "2"] and queue.closed
+    assert all(r.status == QueryStatus.DROPPED and "shutting down" in r.message
+               for r in waiting)
+    late = queue.put(QueryRequest("late", request_id="9"))
+    assert late.status == QueryStatus.DROPPED and "shutting down" in late.message
+    assert queue.get(timeout=0) is None and len(queue) == 0 and queue.close() == []
+
+
+def test_close_wakes_a_waiting_worker_and_get_times_out():
+    queue = RequestQueue(1)
+    started = time.perf_counter()
+    assert queue.get(timeout=0.05) is None
+    assert time.perf_counter() - started >= 0.04
+    got = []
+    thread = threading.Thread(target=lambda: got.append(queue.get()))
+    thread.start()
+    time.sleep(0.05)
+    queue.close()
+    thread.join(timeout=2.0)
+    assert not thread.is_alive() and got == [None]
+
+
+def test_maxsize_must_be_positive():
+    with pytest.raises(ValueError, match="maxsize"):
+        RequestQueue(0)
