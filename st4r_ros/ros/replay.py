@@ -28,36 +28,24 @@ wrong type for an input topic, invalid camera, ...); everything else is still an
 from __future__ import annotations
 
 import argparse
-import math
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Dict, Optional, Union
 
-import torch
 from rich.console import Console
 from rich.table import Table
 from rosbags.rosbag2 import Reader, ReaderError, StoragePlugin, Writer, WriterError
 from rosbags.serde import SerdeError
 
-from st4r_ros.engine import QueryEngine, QueryRequest, QueryResult, QueryStatus
-from st4r_ros.errors import CameraError, St4rError, TimeRangeError
-from st4r_ros.render.api import render
-from st4r_ros.render.camera import Camera
+from st4r_ros.engine import QueryEngine, QueryStatus
+from st4r_ros.errors import St4rError, TimeRangeError
 from st4r_ros.ros import conversions as conv
+from st4r_ros.ros.session import OUTPUTS, QuerySession
 from st4r_ros.ros.typestore import DISTROS, ros_typestore
 
 STRING = "std_msgs/msg/String"
 POSE_STAMPED = "geometry_msgs/msg/PoseStamped"
-# Output topic -> message type, as the live node publishes them (relative names).
-OUTPUTS = {
-    "result": conv.RESULT,
-    "target_cloud": conv.POINT_CLOUD2,
-    "markers": conv.MARKER_ARRAY,
-    "mask": conv.IMAGE,
-    "mask/camera_info": conv.CAMERA_INFO,
-    "overlay": conv.IMAGE,
-}
 STORAGES = {"mcap": StoragePlugin.MCAP, "sqlite3": StoragePlugin.SQLITE3}
 BAG_VERSION = 8  # rosbag2 metadata version 8: the newest Humble reads; Jazzy reads it too
 
@@ -111,7 +99,7 @@ def resolve(namespace: str, topic: str) -> str:
 
 
 class _Session:
-    """The node's state while replaying: latest camera, current answer, output connections."""
+    """A QuerySession whose outputs go into the output bag at the bag time of their input."""
 
     def __init__(self, engine: QueryEngine, writer: Writer, options: ReplayOptions,
                  start_ns: int, summary: ReplaySummary) -> None:
@@ -124,97 +112,55 @@ class _Session:
             topic: writer.add_connection(resolve(options.namespace, topic), msgtype,
                                          typestore=self.store)
             for topic, msgtype in OUTPUTS.items()}
-        self.pose = self.info = None
-        self.camera: Optional[Camera] = None
-        self.camera_stamp = self.camera_frame = None
-        self.current: Optional[QueryResult] = None  # the last OK answer: re-rendered on poses
+        self.session = QuerySession(engine, self.types, self._write, options.scene_frame)
+        self.bag_ns = start_ns  # bag time of the input being handled: the outputs' log time
         self.commands = 0
 
     def handlers(self) -> Dict[str, tuple]:
-        """Fully qualified input topic -> (expected type, handler(msg, bag_ns))."""
+        """Fully qualified input topic -> (expected type, handler(msg))."""
         o = self.options
         return {resolve(o.namespace, o.command_topic): (STRING, self.on_command),
                 resolve(o.namespace, o.pose_topic): (POSE_STAMPED, self.on_pose),
                 resolve(o.namespace, o.info_topic): (conv.CAMERA_INFO, self.on_info)}
 
-    def on_command(self, msg, bag_ns: int) -> None:
+    def on_command(self, msg) -> None:
         self.commands += 1
-        request = conv.request_from_string(msg.data, self.camera,
+        request = conv.request_from_string(msg.data, self.session.camera,
                                            request_id=f"replay-{self.commands}")
-        stamp = self.camera_stamp if request.camera else conv.stamp_from_ns(self.types, bag_ns)
+        stamp = conv.stamp_from_ns(self.types, self.bag_ns)
         try:
-            self._follow_clock(bag_ns)
+            self._follow_clock()
         except TimeRangeError as err:
             result = conv.refusal(request.request_id, request.text, QueryStatus.INVALID,
                                   str(err))
+            self.session.publish_answer(request, result, stamp)
         else:
-            result = self.engine.query(request)
+            result = self.session.answer(request, stamp)
         self.summary.statuses[result.status.name] += 1
-        self._publish_answer(request, result, stamp, bag_ns)
-        self.current = result if result.ok else None
 
-    def on_pose(self, msg, bag_ns: int) -> None:
-        self.pose = msg
-        if not self._update_camera() or self.current is None:
-            return
-        # At the answer's scene time, like the where-fields it goes with.
-        mask = self.engine.render_mask(self.current, self.camera)
-        self._publish_views(self.current, mask, self.camera_stamp, bag_ns)
+    def on_pose(self, msg) -> None:
+        self._count_invalid(self.session.on_pose(msg))
 
-    def on_info(self, msg, bag_ns: int) -> None:
-        self.info = msg
-        self._update_camera()
+    def on_info(self, msg) -> None:
+        self._count_invalid(self.session.on_camera_info(msg))
 
-    def _update_camera(self) -> bool:
-        """Rebuild the latest camera from the latest pose and info; False when there is none
-        yet or they are invalid (the previous camera stays)."""
-        if self.pose is None or self.info is None:
-            return False
-        try:
-            self.camera = conv.camera_from_msgs(self.pose, self.info, self.options.scene_frame)
-        except CameraError:
+    def _count_invalid(self, error: Optional[str]) -> None:
+        if error is not None:
             self.summary.skipped["invalid camera"] += 1
-            return False
-        self.camera_stamp, self.camera_frame = self.pose.header.stamp, self.info.header.frame_id
-        return True
 
-    def _follow_clock(self, bag_ns: int) -> None:
+    def _follow_clock(self) -> None:
         """With scene_time None, set the engine's scene time from the bag clock."""
         if self.options.scene_time is not None:
             return
         scene_time = conv.scene_time_from_stamp(
-            conv.stamp_from_ns(self.types, bag_ns), self.start, self.engine.duration_s,
+            conv.stamp_from_ns(self.types, self.bag_ns), self.start, self.engine.duration_s,
             self.options.stamp_policy)
         self.summary.clamped += scene_time.clamped
         self.engine.set_scene_time(scene_time.time)
 
-    def _publish_answer(self, request: QueryRequest, result: QueryResult, stamp,
-                        bag_ns: int) -> None:
-        frame, types = self.options.scene_frame, self.types
-        self._write("result", conv.result_to_msg(types, result, stamp, frame), bag_ns)
-        self._write("target_cloud", conv.cloud_to_pointcloud2(types, result.cloud, stamp, frame),
-                    bag_ns)
-        self._write("markers", conv.result_markers(types, result, stamp, frame), bag_ns)
-        if request.camera is not None:
-            camera = request.camera
-            mask = result.mask if result.mask is not None else torch.zeros(
-                camera.height, camera.width, dtype=torch.bool)
-            self._publish_views(result, mask, stamp, bag_ns)
-
-    def _publish_views(self, result: QueryResult, mask: torch.Tensor, stamp,
-                       bag_ns: int) -> None:
-        """Mask, its CameraInfo and the overlay for the latest camera."""
-        camera, frame, types = self.camera, self.camera_frame, self.types
-        time = result.scene_time if math.isfinite(result.scene_time) else self.engine.scene_time
-        rgb = render(self.engine.scene.at(time, self.engine.device), camera).image  # [H, W, 3]
-        self._write("mask", conv.mask_to_image(types, mask, stamp, frame), bag_ns)
-        self._write("mask/camera_info", conv.camera_to_camera_info(types, camera, stamp, frame),
-                    bag_ns)
-        self._write("overlay", conv.overlay_to_image(types, rgb, mask, stamp, frame), bag_ns)
-
-    def _write(self, topic: str, msg, bag_ns: int) -> None:
+    def _write(self, topic: str, msg) -> None:
         data = self.store.serialize_cdr(msg, OUTPUTS[topic])
-        self.writer.write(self.connections[topic], bag_ns, data)
+        self.writer.write(self.connections[topic], self.bag_ns, data)
         self.summary.written[topic] += 1
 
 
@@ -274,7 +220,8 @@ def _run(reader: Reader, session: _Session, summary: ReplaySummary) -> None:
             except SerdeError:
                 summary.skipped[f"corrupt {connection.msgtype}"] += 1
                 continue
-            handler(msg, bag_ns)
+            session.bag_ns = bag_ns
+            handler(msg)
 
 
 def summary_table(summary: ReplaySummary) -> Table:

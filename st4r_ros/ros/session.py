@@ -1,0 +1,122 @@
+"""QuerySession: what the node does with its inputs, whatever carries the messages.
+
+The live node (rclpy publishers) and `st4r replay` (a bag writer) drive the same session, so a
+replayed bag shows exactly what the node would have published:
+
+- camera poses (geometry_msgs/PoseStamped, the optical frame's pose in the scene frame) and
+  camera infos (sensor_msgs/CameraInfo) make the latest camera; a new pose re-renders the mask
+  of the current answer (the last OK one) at its scene time;
+- every answered request publishes ``result``, ``target_cloud`` and ``markers``, and with a
+  camera ``mask``, ``mask/camera_info`` and ``overlay`` (an all-zero mask when there is no
+  target, so a display never keeps showing a stale one).
+
+Stamps: an answer's outputs carry the stamp of the camera pose it used, else the stamp the
+caller gives (the time the request arrived); a re-render carries its pose's stamp.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Callable, Optional
+
+import torch
+
+from st4r_ros.engine import QueryEngine, QueryRequest, QueryResult, QueryStatus
+from st4r_ros.errors import CameraError
+from st4r_ros.render.api import render
+from st4r_ros.render.camera import Camera
+from st4r_ros.ros import conversions as conv
+
+# Output topic (relative name) -> message type.
+OUTPUTS = {
+    "result": conv.RESULT,
+    "target_cloud": conv.POINT_CLOUD2,
+    "markers": conv.MARKER_ARRAY,
+    "mask": conv.IMAGE,
+    "mask/camera_info": conv.CAMERA_INFO,
+    "overlay": conv.IMAGE,
+}
+
+Publish = Callable[[str, object], None]
+
+
+class QuerySession:
+    """The node's state between messages: latest camera and current answer.
+
+    Args:
+        engine: answers the queries.
+        types: message classes (conversions.RosbagsTypes or conversions.RclpyTypes).
+        publish: ``publish(topic, msg)`` sends one output on a topic of OUTPUTS.
+        scene_frame: the frame the scene is in (results' frame_id; camera poses must be in it).
+    """
+
+    def __init__(self, engine: QueryEngine, types, publish: Publish,
+                 scene_frame: str = "map") -> None:
+        self.engine, self.types, self.publish = engine, types, publish
+        self.scene_frame = scene_frame
+        self.camera: Optional[Camera] = None
+        self.current: Optional[QueryResult] = None
+        self._pose = self._info = None
+        self._camera_stamp = self._camera_frame = None
+
+    def on_camera_info(self, msg) -> Optional[str]:
+        """Take a CameraInfo; returns why the camera is invalid, None when it is fine or still
+        waits for its pose."""
+        self._info = msg
+        return self._update_camera()
+
+    def on_pose(self, msg) -> Optional[str]:
+        """Take a camera pose; re-renders the current answer's mask for the new camera.
+        Returns why the camera is invalid, None otherwise."""
+        self._pose = msg
+        error = self._update_camera()
+        if error is None and self.camera is not None and self.current is not None:
+            mask = self.engine.render_mask(self.current, self.camera)
+            self._publish_views(self.current, mask, self._camera_stamp)
+        return error
+
+    def answer(self, request: QueryRequest, stamp) -> QueryResult:
+        """Run ``request`` through the engine and publish the answer."""
+        result = self.engine.query(request)
+        self.publish_answer(request, result, stamp)
+        return result
+
+    def publish_answer(self, request: QueryRequest, result: QueryResult, stamp) -> None:
+        """Publish ``result`` (an engine answer or a refusal) for ``request``; ``stamp`` is used
+        when the request had no camera."""
+        if request.camera is not None and request.camera is self.camera:
+            stamp = self._camera_stamp
+        frame, types = self.scene_frame, self.types
+        self.publish("result", conv.result_to_msg(types, result, stamp, frame))
+        self.publish("target_cloud", conv.cloud_to_pointcloud2(types, result.cloud, stamp, frame))
+        self.publish("markers", conv.result_markers(types, result, stamp, frame))
+        if request.camera is not None:
+            mask = result.mask if result.mask is not None else torch.zeros(
+                request.camera.height, request.camera.width, dtype=torch.bool)
+            self._publish_views(result, mask, stamp, request.camera)
+        # A processed answer replaces the current target (none after NO_TARGET); refusals
+        # (INVALID, DROPPED, ERROR ...) leave it as it was.
+        if result.status in (QueryStatus.OK, QueryStatus.NO_TARGET):
+            self.current = result if result.ok else None
+
+    def _update_camera(self) -> Optional[str]:
+        if self._pose is None or self._info is None:
+            return None
+        try:
+            self.camera = conv.camera_from_msgs(self._pose, self._info, self.scene_frame)
+        except CameraError as err:  # the previous camera stays in use
+            return str(err)
+        self._camera_stamp = self._pose.header.stamp
+        self._camera_frame = self._info.header.frame_id
+        return None
+
+    def _publish_views(self, result: QueryResult, mask: torch.Tensor, stamp,
+                       camera: Optional[Camera] = None) -> None:
+        """Mask, its CameraInfo and the overlay (the RGB render, target tinted)."""
+        camera = camera or self.camera
+        frame, types = self._camera_frame or "", self.types
+        time = result.scene_time if math.isfinite(result.scene_time) else self.engine.scene_time
+        rgb = render(self.engine.scene.at(time, self.engine.device), camera).image  # [H, W, 3]
+        self.publish("mask", conv.mask_to_image(types, mask, stamp, frame))
+        self.publish("mask/camera_info", conv.camera_to_camera_info(types, camera, stamp, frame))
+        self.publish("overlay", conv.overlay_to_image(types, rgb, mask, stamp, frame))
