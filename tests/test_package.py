@@ -171,7 +171,9 @@ def test_cmake_lists_installs_only_folders_that_exist():
              if re.search(r"DESTINATION\s+share/\$\{PROJECT_NAME\}", call)
              and call.split()[0] == "DIRECTORY"]
     installed = {d for call in share for d in call}
-    assert "models" in installed
+    assert {"launch", "config", "models"} <= installed
+    assert re.search(r"install\s*\(\s*PROGRAMS\s+scripts/st4r_node\s+DESTINATION\s+"
+                     r"lib/\$\{PROJECT_NAME\}\s*\)", _cmake_code())
     # install(DIRECTORY) of a missing folder breaks `colcon build`.
     missing = sorted(d for d in installed if not (REPO / d).is_dir())
     assert not missing, f"CMakeLists.txt installs folders that do not exist: {missing}"

@@ -6,9 +6,10 @@ replayed bag shows exactly what the node would have published:
 - camera poses (geometry_msgs/PoseStamped, the optical frame's pose in the scene frame) and
   camera infos (sensor_msgs/CameraInfo) make the latest camera; a new pose re-renders the mask
   of the current answer (the last OK one) at its scene time;
-- every answered request publishes ``result``, ``target_cloud`` and ``markers``, and with a
-  camera ``mask``, ``mask/camera_info`` and ``overlay`` (an all-zero mask when there is no
-  target, so a display never keeps showing a stale one).
+- every answered request publishes ``result``, ``target_cloud`` and ``markers``; a processed
+  one (OK or NO_TARGET) with a camera also ``mask``, ``mask/camera_info`` and ``overlay`` (an
+  all-zero mask when there is no target, so a display never keeps showing a stale one), while
+  a refused one (INVALID, DROPPED, NO_SCENE, ERROR) leaves the current target's views alone.
 
 Stamps: an answer's outputs carry the stamp of the camera pose it used, else the stamp the
 caller gives (the time the request arrived); a re-render carries its pose's stamp.
@@ -90,14 +91,15 @@ class QuerySession:
         self.publish("result", conv.result_to_msg(types, result, stamp, frame))
         self.publish("target_cloud", conv.cloud_to_pointcloud2(types, result.cloud, stamp, frame))
         self.publish("markers", conv.result_markers(types, result, stamp, frame))
+        # A processed answer replaces the current target and its views (none and an all-zero
+        # mask after NO_TARGET); refusals (INVALID, DROPPED, NO_SCENE, ERROR ...) leave both.
+        if result.status not in (QueryStatus.OK, QueryStatus.NO_TARGET):
+            return
+        self.current = result if result.ok else None
         if request.camera is not None:
             mask = result.mask if result.mask is not None else torch.zeros(
                 request.camera.height, request.camera.width, dtype=torch.bool)
             self._publish_views(result, mask, stamp, request.camera)
-        # A processed answer replaces the current target (none after NO_TARGET); refusals
-        # (INVALID, DROPPED, ERROR ...) leave it as it was.
-        if result.status in (QueryStatus.OK, QueryStatus.NO_TARGET):
-            self.current = result if result.ok else None
 
     def _update_camera(self) -> Optional[str]:
         if self._pose is None or self._info is None:
