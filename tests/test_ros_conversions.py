@@ -699,3 +699,24 @@ def test_fuzz_stamps_map_into_the_scene_or_are_refused(types, sec, nanosec, star
     assert 0.0 <= mapped.time <= 1.0
     assert mapped.clamped == (not 0.0 <= mapped.offset_s / duration <= 1.0)
     assert not (mapped.clamped and policy == "refuse")
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_camera_to_pose_round_trips_through_camera_from_msgs(seed):
+    """camera_to_pose + camera_to_camera_info are the inverse of camera_from_msgs, for
+    orientations drawn uniformly (every branch of the quaternion extraction)."""
+    from st4r_ros.render.camera import Camera
+    from st4r_ros.ros.typestore import ros_typestore
+
+    types = conv.RosbagsTypes(ros_typestore("jazzy"))
+    gen = torch.Generator().manual_seed(seed)
+    q = torch.nn.functional.normalize(torch.randn(4, generator=gen), dim=0).tolist()
+    position = (torch.randn(3, generator=gen) * 3).tolist()
+    K = torch.tensor([[300.0, 0, 160], [0, 310.0, 120], [0, 0, 1]])
+    camera = Camera.from_pose(K, 320, 240, position, q)
+    stamp = conv.stamp_from_ns(types, 5)
+    pose = conv.camera_to_pose(types, camera, stamp, "map")
+    info = conv.camera_to_camera_info(types, camera, stamp, "camera_optical")
+    again = conv.camera_from_msgs(pose, info, "map")
+    assert torch.allclose(again.world_to_cam, camera.world_to_cam, atol=1e-5)
+    assert torch.allclose(again.K, camera.K)

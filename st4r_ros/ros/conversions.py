@@ -31,7 +31,7 @@ import importlib
 import math
 import uuid
 from dataclasses import dataclass
-from typing import Dict, Optional, Sequence, Union
+from typing import Dict, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import torch
@@ -374,6 +374,41 @@ def camera_from_msgs(pose_stamped, camera_info, scene_frame: Optional[str] = Non
     return Camera.from_pose(torch.from_numpy(k), width, height,
                             (position.x, position.y, position.z),
                             _unit_quaternion(orientation), optical=True)
+
+
+def camera_to_pose(types: Types, camera: Camera, stamp, frame_id: str):
+    """The geometry_msgs/PoseStamped of ``camera``'s optical frame in ``frame_id`` (the
+    inverse of camera_from_msgs, with camera_to_camera_info)."""
+    cam_to_world = camera.cam_to_world.double().numpy()
+    x, y, z, w = _rotation_to_quaternion(cam_to_world[:3, :3])
+    px, py, pz = (float(v) for v in cam_to_world[:3, 3])
+    position = make(types, "geometry_msgs/msg/Point", x=px, y=py, z=pz)
+    orientation = make(types, "geometry_msgs/msg/Quaternion", x=x, y=y, z=z, w=w)
+    pose = make(types, "geometry_msgs/msg/Pose", position=position, orientation=orientation)
+    return make(types, "geometry_msgs/msg/PoseStamped", header=_header(types, stamp, frame_id),
+                pose=pose)
+
+
+def _rotation_to_quaternion(rotation: np.ndarray) -> Tuple[float, float, float, float]:
+    """(x, y, z, w) of a rotation matrix [3, 3], from its largest quaternion component (the
+    well-conditioned branch of Shepperd's method)."""
+    trace = float(np.trace(rotation))
+    diagonal = [trace, *np.diag(rotation)]
+    largest = int(np.argmax(diagonal))
+    r = rotation
+    if largest == 0:
+        w = 0.5 * math.sqrt(1.0 + trace)
+        q = ((r[2, 1] - r[1, 2]) / (4 * w), (r[0, 2] - r[2, 0]) / (4 * w),
+             (r[1, 0] - r[0, 1]) / (4 * w), w)
+    else:
+        i = largest - 1
+        j, k = (i + 1) % 3, (i + 2) % 3
+        v = [0.0, 0.0, 0.0]
+        v[i] = 0.5 * math.sqrt(1.0 + r[i, i] - r[j, j] - r[k, k])
+        v[j] = (r[j, i] + r[i, j]) / (4 * v[i])
+        v[k] = (r[k, i] + r[i, k]) / (4 * v[i])
+        q = (*v, (r[k, j] - r[j, k]) / (4 * v[i]))
+    return tuple(float(c) for c in q)
 
 
 def _intrinsics(k, width: int, height: int) -> np.ndarray:
