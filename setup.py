@@ -28,6 +28,7 @@ setup(
         "safetensors>=0.4",
         "pillow>=9.0",
         "rich>=13.0",
+        "matplotlib>=3.6",
         "rosbags>=0.11",
         "transformers>=4.46",
         "huggingface-hub>=0.23",  # text.py looks up the local hub cache itself

@@ -1,8 +1,16 @@
 """The embedded demo: the main job of st4r_ros on a scene that ships as a few lines of config.
 
-The scene is generated from ``models/demo/demo.json`` (a seed and sizes), written as an st4r
-bundle, loaded back through `load_scene` like any user scene, rendered from a few cameras at a
-few times and exported as a 3DGS PLY.
+``models/demo/demo.json`` holds a seed and sizes; nothing else is stored. The demo
+
+1. generates the synthetic scene (an st4r bundle with ground truth), its training captions and
+   its held-out benchmark;
+2. trains the scene's referring layer for a few hundred steps (as far as a laptop allows in a
+   minute) and renders RGB and depth views at a few times;
+3. writes a rosbag2 of what a robot would send (camera info, camera poses, text commands,
+   some of them bad), replays it through the node's logic without ROS (`st4r replay`) and
+   writes the result bag;
+4. reads the result bag back and writes the masks and overlays as PNGs, the first target
+   cloud as a PLY, a timeline of the answers' active spans, and prints a summary table.
 """
 
 from __future__ import annotations
@@ -12,22 +20,28 @@ import math
 import sys
 import time
 from pathlib import Path
-from typing import Dict, List
+from typing import Dict, List, Tuple
 
+import numpy as np
 import torch
 from rich.console import Console
 from rich.progress import track
 from rich.table import Table
 
+from st4r_ros.engine import QueryEngine
 from st4r_ros.errors import St4rError
 from st4r_ros.render.api import render
 from st4r_ros.render.camera import Camera
 from st4r_ros.render.images import depth_to_gray, save_png
+from st4r_ros.ros import conversions as conv
+from st4r_ros.ros.replay import ReplayOptions, replay, summary_table
+from st4r_ros.ros.typestore import ros_typestore
 from st4r_ros.scene.loading import load_scene
 from st4r_ros.scene.ply import write_ply
 from st4r_ros.scene.synthetic import SyntheticConfig, write_synthetic
 
 DEMO_CONFIG = Path("models") / "demo" / "demo.json"
+START_NS = 1_700_000_000 * 10**9  # bag clock of the demo's first message
 
 
 def find_demo_config() -> Path:
@@ -55,44 +69,204 @@ def orbit_camera(center: torch.Tensor, radius: float, view: Dict, settings: Dict
 
 
 def run_demo(out: Path, console: Console) -> List[Path]:
-    """Generate, load, render and export the demo scene under ``out``; returns written files."""
+    """Run every stage of the demo under ``out``; returns the files written."""
+    from st4r_ros.field.train import TrainConfig, train_field
+    from st4r_ros.supervision.format import load_benchmark, load_supervision
+    from st4r_ros.supervision.synthetic_language import build_synthetic_task
+
+    started = time.perf_counter()
     config = json.loads(find_demo_config().read_text())
-    settings = config["render"]
     synthetic_dir = out / "synthetic"
-    console.print(f"generating the demo scene (seed {config['seed']}) in {synthetic_dir}")
+    console.print(f"[bold]1. scene[/]: synthetic, seed {config['seed']}, in {synthetic_dir}")
     write_synthetic(synthetic_dir, config["seed"], SyntheticConfig(**config["synthetic"]),
                     progress=lambda views: track(views, description="ground-truth masks"))
+    supervision_dir, bench_path = build_synthetic_task(synthetic_dir, config["seed"])
+    scene_dir = synthetic_dir / "scene"
 
-    scene = load_scene(synthetic_dir / "scene")
-    info = scene.info()
-    first = scene.at(0.0)
+    console.print(f"[bold]2. referring layer[/]: {config['train_steps']} training steps")
+    train_field(load_scene(scene_dir), load_supervision(supervision_dir),
+                TrainConfig(steps=config["train_steps"]), scene_dir, seed=config["seed"])
+    engine = QueryEngine.open(scene_dir, device="cpu")
+    cameras = _demo_cameras(engine, config["render"])
+    written = _render_views(engine, cameras, config, out, console)
+
+    console.print("[bold]3. replay[/]: a rosbag2 of commands and camera poses, through the "
+                  "node's logic")
+    commands = _demo_commands(load_benchmark(bench_path), config["commands"])
+    in_bag, out_bag = out / "commands_bag", out / "results_bag"
+    for bag in (in_bag, out_bag):
+        _remove_bag(bag)
+    _write_command_bag(in_bag, commands, list(cameras.values()))
+    summary = replay(in_bag, out_bag, engine, ReplayOptions(scene_time=None))
+    console.print(summary_table(summary))
+
+    console.print("[bold]4. results[/]: read back from", out_bag)
+    written += _export_results(out_bag, out / "results", console)
+    console.print(f"demo done in {time.perf_counter() - started:.0f} s; outputs in {out}")
+    return written
+
+
+def _demo_cameras(engine: QueryEngine, settings: Dict) -> Dict[str, Camera]:
+    first = engine.scene.at(0.0)
     center = first.means.mean(dim=0)
     radius = 2.2 * float((first.means - center).norm(dim=1).quantile(0.95))
-    cameras = {view["name"]: orbit_camera(center, radius, view, settings)
-               for view in settings["views"]}
+    return {view["name"]: orbit_camera(center, radius, view, settings)
+            for view in settings["views"]}
 
+
+def _render_views(engine: QueryEngine, cameras: Dict[str, Camera], config: Dict, out: Path,
+                  console: Console) -> List[Path]:
+    """RGB and depth PNGs of every demo camera at the configured times, and a 3DGS PLY."""
     written: List[Path] = []
-    table = Table(title=f"st4r demo: {info.format}, {info.num_gaussians} Gaussians, "
-                        f"{info.num_frames} frames")
-    for column in ("time", "view", "coverage", "render ms", "files"):
-        table.add_column(column)
-    for t in settings["times"]:
-        gaussians = scene.at(t)
+    for t in config["render"]["times"]:
+        gaussians = engine.scene.at(t)
         for name, camera in cameras.items():
-            start = time.perf_counter()
             result = render(gaussians, camera, background=1.0)
-            elapsed_ms = 1000 * (time.perf_counter() - start)
             stem = out / "renders" / f"t{t:.2f}_{name}"
-            files = [save_png(f"{stem}_rgb.png", result.image),
-                     save_png(f"{stem}_depth.png", depth_to_gray(result.depth, result.alpha))]
-            written += files
-            coverage = float((result.alpha > 0.5).float().mean())
-            table.add_row(f"{t:.2f}", name, f"{coverage:.0%}", f"{elapsed_ms:.0f}",
-                          ", ".join(f.name for f in files))
+            written += [save_png(f"{stem}_rgb.png", result.image),
+                        save_png(f"{stem}_depth.png", depth_to_gray(result.depth, result.alpha))]
     export_path = out / f"scene_t{config['export_time']:.2f}.ply"
-    write_ply(export_path, scene.at(config["export_time"]))
-    written.append(export_path)
-    console.print(table)
-    console.print(f"renders in {out / 'renders'}; 3DGS PLY at t={config['export_time']}: "
-                  f"{export_path}; ground truth in {synthetic_dir}")
+    write_ply(export_path, engine.scene.at(config["export_time"]))
+    console.print(f"   {len(written)} renders in {out / 'renders'}, 3DGS PLY {export_path}")
+    return written + [export_path]
+
+
+def _demo_commands(benchmark, settings: Dict) -> List[str]:
+    """One held-out expression of each kind, then the extra (bad) commands of the config."""
+    chosen, kinds = [], set()
+    for expression in benchmark.expressions:
+        if expression.kind not in kinds:
+            kinds.add(expression.kind)
+            chosen.append(expression.text)
+    return chosen[: settings["held_out"]] + settings["extra"]
+
+
+def _remove_bag(path: Path) -> None:
+    if path.is_dir():
+        for child in path.iterdir():
+            child.unlink()
+        path.rmdir()
+
+
+def _write_command_bag(path: Path, commands: List[str], cameras: List[Camera]) -> None:
+    """A rosbag2 (mcap) of CameraInfo + pose of the first camera, the commands one by one, the
+    other cameras' poses between them, 400 ms apart."""
+    from rosbags.rosbag2 import StoragePlugin, Writer
+
+    store = ros_typestore("jazzy")
+    types = conv.RosbagsTypes(store)
+    topics = {"camera/camera_info": conv.CAMERA_INFO,
+              "camera/pose": "geometry_msgs/msg/PoseStamped",
+              "command": "std_msgs/msg/String"}
+    events: List[Tuple[str, object]] = []
+    for i, command in enumerate(commands):
+        camera = cameras[i % len(cameras)]
+        stamp = conv.stamp_from_ns(types, START_NS + 2 * i * 400_000_000)
+        events += [("camera/camera_info", conv.camera_to_camera_info(types, camera, stamp,
+                                                                     "camera_optical")),
+                   ("camera/pose", conv.camera_to_pose(types, camera, stamp, "map")),
+                   ("command", conv.make(types, "std_msgs/msg/String", data=command))]
+    with Writer(path, version=8, storage_plugin=StoragePlugin.MCAP) as writer:
+        connections = {topic: writer.add_connection(f"/{topic}", msgtype, typestore=store)
+                       for topic, msgtype in topics.items()}
+        for index, (topic, msg) in enumerate(events):
+            writer.write(connections[topic], START_NS + index * 266_666_666,
+                         store.serialize_cdr(msg, topics[topic]))
+
+
+def _export_results(bag: Path, out: Path, console: Console) -> List[Path]:
+    """Masks and overlays as PNGs, the first target cloud as PLY, the span timeline, a table."""
+    from rosbags.rosbag2 import Reader
+
+    store = ros_typestore("jazzy")
+    out.mkdir(parents=True, exist_ok=True)
+    results, images, clouds, written = [], [], [], []
+    with Reader(bag) as reader:
+        for connection, _, raw in reader.messages():
+            msg = store.deserialize_cdr(raw, connection.msgtype)
+            if connection.topic == "/result":
+                results.append(msg)
+            elif connection.topic in ("/mask", "/overlay"):
+                images.append((connection.topic.strip("/"), msg))
+            elif connection.topic == "/target_cloud" and msg.width:
+                clouds.append(msg)
+    for index, (name, image) in enumerate(images):
+        written.append(_save_image(out / f"{index:02d}_{name}.png", image))
+    if clouds:
+        written.append(_save_cloud(out / "target_cloud.ply", clouds[0]))
+    written.append(_plot_timeline(out / "spans.png", results))
+    console.print(_results_table(results))
     return written
+
+
+def _save_image(path: Path, image) -> Path:
+    from PIL import Image
+
+    pixels = np.frombuffer(bytes(image.data), np.uint8)
+    if image.encoding == "mono8":
+        array = pixels.reshape(image.height, image.width)
+    else:  # bgr8
+        array = pixels.reshape(image.height, image.width, 3)[..., ::-1]
+    Image.fromarray(np.ascontiguousarray(array)).save(path)
+    return path
+
+
+def _save_cloud(path: Path, cloud) -> Path:
+    """A PointCloud2 of (x, y, z, rgb, score) float32 fields as a PLY point cloud."""
+    from plyfile import PlyData, PlyElement
+
+    fields = np.frombuffer(bytes(cloud.data), np.float32).reshape(cloud.width, -1)
+    rgb = fields[:, 3].copy().view(np.uint32)
+    vertices = np.empty(cloud.width, dtype=[("x", "f4"), ("y", "f4"), ("z", "f4"),
+                                            ("red", "u1"), ("green", "u1"), ("blue", "u1"),
+                                            ("score", "f4")])
+    vertices["x"], vertices["y"], vertices["z"] = fields[:, 0], fields[:, 1], fields[:, 2]
+    vertices["red"], vertices["green"], vertices["blue"] = ((rgb >> 16) & 255, (rgb >> 8) & 255,
+                                                            rgb & 255)
+    vertices["score"] = fields[:, 4]
+    PlyData([PlyElement.describe(vertices, "vertex")]).write(str(path))
+    return path
+
+
+def _plot_timeline(path: Path, results) -> Path:
+    """One row per query: its active spans over normalised scene time, coloured by status."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    colours = {1: "tab:green", 2: "tab:orange"}
+    figure, axes = plt.subplots(figsize=(8, 0.5 + 0.45 * len(results)))
+    for row, result in enumerate(results):
+        for span in result.active_spans:
+            axes.barh(row, span.end - span.start, left=span.start, height=0.6,
+                      color=colours.get(result.status, "tab:gray"))
+        marker = result.scene_time if math.isfinite(result.scene_time) else None
+        if marker is not None:
+            axes.plot([marker], [row], "k|", markersize=14)
+    axes.set_yticks(range(len(results)),
+                    [f"{r.query[:38] or '(empty)'} [{_status_name(r.status)}]" for r in results])
+    axes.set_xlim(0, 1)
+    axes.set_xlabel("normalised scene time (| = time of the query)")
+    axes.invert_yaxis()
+    figure.tight_layout()
+    figure.savefig(path, dpi=100)
+    plt.close(figure)
+    return path
+
+
+def _status_name(status: int) -> str:
+    from st4r_ros.engine import QueryStatus
+
+    return QueryStatus(status).name
+
+
+def _results_table(results) -> Table:
+    table = Table(title="answers (read back from the result bag)")
+    for column in ("query", "status", "instance", "score", "Gaussians", "t", "ms"):
+        table.add_column(column)
+    for r in results:
+        table.add_row(r.query[:48] or "(empty)", _status_name(r.status),
+                      str(r.target_instance_id), f"{r.score:.3f}", str(r.num_gaussians),
+                      f"{r.scene_time:.2f}", f"{r.latency_total_ms:.0f}")
+    return table
