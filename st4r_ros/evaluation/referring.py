@@ -28,9 +28,9 @@ from typing import Dict, List, Optional
 import torch
 from torch import Tensor
 
-from st4r_ros.field.model import ReferringField, render_relevance
+from st4r_ros.field.model import ReferringField, best_scores, render_relevance
 from st4r_ros.scene.scene4d import Scene4D
-from st4r_ros.supervision.format import Benchmark, Expression
+from st4r_ros.supervision.format import Benchmark, Expression, Supervision
 
 MASK_THRESHOLD = 0.5
 # Expressions run through the field together; bounds the [E, N, h] activations.
@@ -58,6 +58,20 @@ class ReferringReport:
         return asdict(self)
 
 
+def training_benchmark(supervision: Supervision) -> Benchmark:
+    """The training captions as a benchmark on the training views (kind 'training'): one
+    expression per instance and distinct caption, holding at the frames it was given for.
+    Scores how well a field fits its supervision (no generalisation involved)."""
+    frames: Dict[tuple, set] = {}
+    for instance in supervision.instances:
+        for caption in instance.captions:
+            frames.setdefault((instance.id, caption.text), set()).add(caption.frame)
+    expressions = [Expression(f"t{i:05d}", text, instance, "training", sorted(seen))
+                   for i, ((instance, text), seen) in enumerate(sorted(frames.items()))]
+    names = {inst.id: inst.name for inst in supervision.instances}
+    return Benchmark(list(supervision.views), expressions, names, supervision.root)
+
+
 def iou(prediction: Tensor, target: Tensor) -> float:
     """IoU of two [H, W] bool masks (1.0 when both are empty)."""
     union = int((prediction | target).sum())
@@ -79,6 +93,7 @@ def evaluate_referring(scene: Scene4D, field: ReferringField, text_encoder, benc
     expressions = benchmark.expressions
     encoded = text_encoder.encode([e.text for e in expressions])
     words, word_mask = encoded.words.to(device), encoded.word_mask.to(device)
+    sentences = encoded.sentence.to(device)
     ious: Dict[str, List[float]] = {e.id: [] for e in expressions}
     empty, empty_fp, no_target = 0, 0, 0
     for view in benchmark.views:
@@ -90,7 +105,8 @@ def evaluate_referring(scene: Scene4D, field: ReferringField, text_encoder, benc
         for start in range(0, len(chosen), EXPRESSIONS_PER_PASS):
             part = chosen[start:start + EXPRESSIONS_PER_PASS]
             predictions, silent = _predict(field, gaussians, view.camera, words[part],
-                                           word_mask[part], threshold, backend)
+                                           word_mask[part], sentences[part], threshold,
+                                           backend)
             no_target += int(silent.sum())
             for k, i in enumerate(part):
                 target = mask == expressions[i].instance_id
@@ -105,12 +121,13 @@ def evaluate_referring(scene: Scene4D, field: ReferringField, text_encoder, benc
 
 
 def _predict(field: ReferringField, gaussians, camera, words: Tensor, word_mask: Tensor,
-             threshold: float, backend: str):
+             sentences: Tensor, threshold: float, backend: str):
     """Masks [H, W, E] bool of E expressions from one camera, and which were silenced as
     no-target ([E] bool)."""
     length = int(word_mask.sum(dim=1).max())
-    relevance = field(gaussians.means, words[:, :length], word_mask[:, :length]).relevance
-    silent = torch.sigmoid(relevance.max(dim=1).values) < threshold  # [E]
+    relevance = field(gaussians.means, words[:, :length], word_mask[:, :length],
+                      sentences).relevance
+    silent = best_scores(relevance) < threshold  # [E]
     masks = render_relevance(gaussians, camera, relevance, backend) >= MASK_THRESHOLD
     return masks & ~silent, silent
 
@@ -140,9 +157,12 @@ def _mean(values: List[float]) -> float:
 
 
 def eval_main(scene: str, bench: str, json: bool = False, layer: Optional[str] = None,
-              device: str = "auto", backend: str = "auto") -> ReferringReport:
+              device: str = "auto", backend: str = "auto",
+              text_encoder=None) -> ReferringReport:
     """`st4r eval SCENE BENCH.json [--layer LAYER_DIR] [--json]`: score the scene's referring
-    layer (LAYER_DIR defaults to SCENE when it is a bundle) and print the report."""
+    layer (LAYER_DIR defaults to SCENE when it is a bundle) and print the report.
+
+    ``text_encoder`` replaces the encoder named in the layer (programmatic use)."""
     import json as json_module
 
     from st4r_ros.field.layer import default_layer_dir, load_referring_layer
@@ -154,8 +174,8 @@ def eval_main(scene: str, bench: str, json: bool = False, layer: Optional[str] =
                           else "cpu" if device == "auto" else device)
     field, meta = load_referring_layer(default_layer_dir(scene, layer), chosen)
     name = meta.get("text_encoder", {}).get("name")
-    encoder = (TextEncoder.default(chosen) if name in (None, DEFAULT_MODEL_ID)
-               else TextEncoder(name, chosen))
+    encoder = text_encoder or (TextEncoder.default(chosen) if name in (None, DEFAULT_MODEL_ID)
+                               else TextEncoder(name, chosen))
     report = evaluate_referring(load_scene(scene), field, encoder, load_benchmark(bench),
                                 float(meta.get("threshold", 0.0)), backend)
     if json:

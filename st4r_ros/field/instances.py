@@ -8,6 +8,11 @@ else's pixel) and not faded out, it casts one vote for the mask id under it (0 =
 A Gaussian gets the object id with the most votes if that id has at least ``min_votes`` votes
 and at least ``min_fraction`` of all its votes (background included); otherwise -1.
 
+Gaussians seen in fewer than ``min_votes`` views (the underside of an object on a table, the
+inside of a cluster) have no evidence of their own; they take the majority decision of their
+``NEIGHBOURS`` nearest decided Gaussians (at the first view's time), as the surface they are
+hidden behind belongs to the same object far more often than not.
+
 Why the fraction counts background votes: a table Gaussian right beside an object is sometimes
 covered by the object's mask edge; it still sees background from most views, while an object
 Gaussian sees its object from most views that see it at all.
@@ -15,7 +20,7 @@ Gaussian sees its object from most views that see it at all.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Callable, Iterable, Optional, Protocol, Sequence
 
 import torch
@@ -32,6 +37,9 @@ from st4r_ros.scene.scene4d import Scene4D
 DEPTH_TOLERANCE = 0.03
 MIN_VOTES = 2
 MIN_FRACTION = 0.5
+NEIGHBOURS = 8
+# Rows of the unseen-to-decided distance matrix computed at once: 256 x 300k floats = 300 MB.
+DISTANCE_ROWS = 256
 
 
 class MaskedView(Protocol):
@@ -129,7 +137,26 @@ def assign_instances(
         counts = _add_votes(counts, len(gaussians), index, labels)
     if counts is None:
         raise ValueError("assign_instances: expected at least one view")
-    return _decide(counts, min_votes, min_fraction)
+    decided = _decide(counts, min_votes, min_fraction)
+    means = scene.at(views[0].time, device).means
+    filled = fill_unseen(decided.assignment, decided.seen >= min_votes, means)
+    return replace(decided, assignment=filled, instance_ids=torch.unique(filled[filled >= 0]))
+
+
+def fill_unseen(assignment: Tensor, decided: Tensor, means: Tensor,
+                neighbours: int = NEIGHBOURS) -> Tensor:
+    """Assignment [N] where every undecided Gaussian (decided [N] bool False) takes the most
+    common label (an id or -1) of its ``neighbours`` nearest decided ones (means [N, 3])."""
+    undecided = torch.nonzero(~decided).squeeze(1)
+    known = torch.nonzero(decided).squeeze(1)
+    if len(undecided) == 0 or len(known) == 0:
+        return assignment
+    k = min(neighbours, len(known))
+    filled = assignment.clone()
+    for rows in undecided.split(DISTANCE_ROWS):
+        nearest = torch.cdist(means[rows].float(), means[known].float()).topk(k, largest=False)
+        filled[rows] = torch.mode(assignment[known][nearest.indices], dim=1).values
+    return filled
 
 
 def _add_votes(counts: Optional[Tensor], n: int, index: Tensor, labels: Tensor) -> Tensor:

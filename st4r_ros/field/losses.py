@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from st4r_ros.field.model import instance_means, instance_slots
+from st4r_ros.field.model import FieldOutput, instance_means, instance_slots
 
 # Rendered probabilities are clamped away from 0 and 1 before the log: a pixel whose
 # Gaussians all say exactly 0 (or 1) must not produce an infinite loss.
@@ -66,20 +66,19 @@ def tau_at(step: int, total_steps: int, start: float = 0.1, end: float = 0.005) 
     return start * (end / start) ** progress
 
 
-def top_tau_mean(refined: Tensor, relevance: Tensor, tau: float) -> Tensor:
-    """Mean refined feature of each expression's top-tau responding Gaussians.
+def top_tau_mean(output: FieldOutput, tau: float) -> Tensor:
+    """Mean refined feature e'_i(t) of each expression's top-tau responding Gaussians.
 
     Args:
-        refined: e'(t), [E, N, h].
-        relevance: m, [E, N].
+        output: the field's answer for E expressions over N Gaussians.
+        tau: fraction of the Gaussians to average (at least one).
 
     Returns:
         [E, h].
     """
-    k = max(1, math.ceil(tau * relevance.shape[1]))
-    top = relevance.topk(k, dim=1).indices  # [E, k]
-    picked = torch.gather(refined, 1, top[..., None].expand(-1, -1, refined.shape[-1]))
-    return picked.mean(dim=1)
+    k = max(1, math.ceil(tau * output.relevance.shape[1]))
+    top = output.relevance.topk(k, dim=1).indices  # [E, k]
+    return output.refined(top).mean(dim=1)
 
 
 def contrastive_loss(grounded: Tensor, sentences: Tensor, positives: Tensor,

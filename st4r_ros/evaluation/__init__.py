@@ -1,0 +1,1 @@
+"""Metrics and benchmark runners: time-agnostic referring mIoU (referring.py)."""

@@ -1,0 +1,102 @@
+"""Referring evaluation: IoU bookkeeping, per-kind scores, no-target answers, bad input, and
+the eval command on a saved benchmark (the two-ball task of test_training)."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+
+import pytest
+import torch
+
+from st4r_ros.errors import QueryError
+from st4r_ros.evaluation.referring import (eval_main, evaluate_referring, iou, print_report,
+                                           training_benchmark)
+from st4r_ros.field.model import ground_expressions
+from st4r_ros.field.train import train_field
+from st4r_ros.supervision.format import (Benchmark, Expression, load_benchmark,
+                                         save_benchmark)
+from test_training import FAST, HashEncoder, load_bundle, load_supervision, write_task
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    root = tmp_path_factory.mktemp("eval")
+    scene_dir, supervision_dir = write_task(root)
+    scene, supervision = load_bundle(scene_dir), load_supervision(supervision_dir)
+    result = train_field(scene, supervision, replace(FAST, steps=150), scene_dir,
+                         progress=False, text_encoder=HashEncoder())
+    expressions = [
+        Expression("e1", "the red ball", 1, "appearance"),
+        Expression("e2", "the ball on the right", 2, "relation-only", frames=[1]),
+        Expression("e3", "the blue ball", 2, "appearance", times=[0.0]),
+    ]
+    bench = Benchmark(supervision.views, expressions, {1: "red ball", 2: "blue ball"},
+                      supervision.root)
+    bench_path = save_benchmark(root / "bench.json", bench)
+    return scene, scene_dir, result, load_benchmark(bench_path), bench_path
+
+
+def test_iou():
+    a = torch.zeros(4, 4, dtype=torch.bool)
+    b = a.clone()
+    assert iou(a, b) == 1.0
+    a[:2] = True
+    b[1:3] = True
+    assert iou(a, b) == pytest.approx(4 / 12)
+
+
+def test_report_counts_pairs_per_kind_and_is_json(trained, capsys):
+    scene, _, result, bench, _ = trained
+    report = evaluate_referring(scene, result.field, HashEncoder(), bench)
+    visible = {(e.id, v.name) for e in bench.expressions for v in bench.views
+               if e.holds_at(v) and bool((v.load_mask() == e.instance_id).any())}
+    assert report.pairs == len(visible)
+    assert report.per_kind_pairs == {"appearance": 9, "relation-only": 3}
+    assert set(report.per_kind) == {"appearance", "relation-only"}
+    assert 0.0 <= report.miou <= 1.0
+    json.dumps(report.to_json())
+    print_report(report)
+    assert "relation-only" in capsys.readouterr().out
+
+
+def test_a_high_threshold_answers_no_target_everywhere(trained):
+    scene, _, result, bench, _ = trained
+    report = evaluate_referring(scene, result.field, HashEncoder(), bench, threshold=1.01)
+    assert report.no_target_pairs == report.pairs + report.empty_pairs
+    assert report.miou == 0.0
+
+
+def test_bad_expressions_are_answered_not_crashed(trained):
+    scene, _, result, _, _ = trained
+    means = scene.at(0.5).means
+    for empty in ("", "   \n\t"):
+        with pytest.raises(QueryError):
+            ground_expressions(result.field, HashEncoder(), means, [empty])
+    long = "the red ball " * 20
+    nonsense = "qq zzv wibble"
+    got = ground_expressions(result.field, HashEncoder(), means, [long, nonsense, "the red ball"],
+                             threshold=result.threshold)
+    assert got[0].truncated and not got[1].truncated
+    assert all(0.0 <= g.best_score <= 1.0 for g in got)
+    assert got[2].best_score > got[1].best_score
+    assert got[1].no_target == (got[1].best_score < result.threshold)
+    assert got[2].relevance.shape == (len(means),)
+
+
+def test_eval_main_reads_the_layer_of_the_bundle(trained, capsys):
+    _, scene_dir, result, _, bench_path = trained
+    report = eval_main(str(scene_dir), str(bench_path), json=True,
+                       text_encoder=HashEncoder())
+    printed = json.loads(capsys.readouterr().out)
+    assert printed["miou"] == pytest.approx(report.miou)
+    assert report.threshold == pytest.approx(result.threshold)
+
+
+def test_training_benchmark_lists_each_caption_once(trained):
+    scene, _, result, _, _ = trained
+    supervision = load_supervision(result.layer_path.parent.parent / "supervision")
+    bench = training_benchmark(supervision)
+    assert sorted(e.text for e in bench.expressions) == sorted(
+        ["the red ball", "the ball on the left", "the blue ball", "the ball on the right"])
+    assert all(e.frames == [0, 1] for e in bench.expressions)
