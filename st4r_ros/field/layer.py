@@ -26,7 +26,6 @@ loading executes nothing from the data.
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import Dict, Optional, Tuple
 
@@ -35,6 +34,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from st4r_ros.errors import SceneFormatError
+from st4r_ros.files import atomic_write
 from st4r_ros.field.model import FieldConfig, ReferringField
 from st4r_ros.scene.bundle import MANIFEST, read_manifest
 
@@ -82,8 +82,9 @@ def save_referring_layer(layer_dir: str | Path, field: ReferringField, metadata:
     tensors["instances/ids"] = field.instance_ids.cpu()
     tensors["instances/embeddings"] = field.instance_embeddings().detach().cpu().contiguous()
     # Tensor file first, manifest last: a crash in between leaves the old manifest valid.
-    _atomic(folder / LAYER_FILE, lambda tmp: save_file(tensors, str(tmp), {"st4r_layer": text}))
-    _atomic(folder / META_FILE, lambda tmp: tmp.write_text(text))
+    atomic_write(folder / LAYER_FILE,
+                 lambda tmp: save_file(tensors, str(tmp), {"st4r_layer": text}))
+    atomic_write(folder / META_FILE, lambda tmp: tmp.write_text(text))
     if is_bundle(folder):
         register_layer(folder, LAYER_NAME, {k: v for k, v in meta.items()
                                             if k in ("file", "num_gaussians", "text_encoder",
@@ -100,7 +101,7 @@ def register_layer(bundle_dir: Path, name: str, entry: Dict) -> None:
     """
     manifest = read_manifest(bundle_dir)
     manifest["layers"][name] = entry
-    _atomic(bundle_dir / MANIFEST, lambda tmp: tmp.write_text(json.dumps(manifest, indent=2)))
+    atomic_write(bundle_dir / MANIFEST, lambda tmp: tmp.write_text(json.dumps(manifest, indent=2)))
     read_manifest(bundle_dir)
 
 
@@ -149,16 +150,6 @@ def load_referring_layer(layer_dir: str | Path,
         raise SceneFormatError(f"{path}: tensors do not match the layer's field config "
                                f"({err})") from None
     return field.to(device).eval(), meta
-
-
-def _atomic(target: Path, write) -> None:
-    """Run ``write(tmp_path)``, then move the result over ``target`` in one step."""
-    tmp = target.with_name(f".{target.name}.tmp")
-    try:
-        write(tmp)
-        os.replace(tmp, target)
-    finally:
-        tmp.unlink(missing_ok=True)
 
 
 def load_referring(scene_path: str | Path, layer_dir: str | Path | None = None,

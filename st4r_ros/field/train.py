@@ -51,6 +51,7 @@ from safetensors.torch import load_file, save_file
 from torch import Tensor
 
 from st4r_ros.errors import SceneFormatError, SupervisionFormatError
+from st4r_ros.files import atomic_write
 from st4r_ros.field.instances import (DEPTH_TOLERANCE, MIN_FRACTION, MIN_VOTES,
                                       InstanceAssignment, assign_instances)
 from st4r_ros.field.layer import save_referring_layer
@@ -472,8 +473,8 @@ def save_checkpoint(run_dir: Path, signature: Dict, step: int, model: ReferringF
     groups = [{k: v for k, v in g.items() if k != "params"} | {"params": g["params"]}
               for g in state["param_groups"]]
     meta = {"signature": signature, "step": step, "param_groups": groups, "history": history}
-    _write_atomic(run_dir / CHECKPOINT_FILE, lambda tmp: save_file(tensors, str(tmp)))
-    _write_atomic(run_dir / CHECKPOINT_META, lambda tmp: tmp.write_text(json.dumps(meta)))
+    atomic_write(run_dir / CHECKPOINT_FILE, lambda tmp: save_file(tensors, str(tmp)))
+    atomic_write(run_dir / CHECKPOINT_META, lambda tmp: tmp.write_text(json.dumps(meta)))
 
 
 def load_checkpoint(run_dir: Path, signature: Dict, model: ReferringField,
@@ -501,15 +502,6 @@ def load_checkpoint(run_dir: Path, signature: Dict, model: ReferringField,
     generator.set_state(tensors["generator"])
     history[:] = meta["history"]
     return int(meta["step"])
-
-
-def _write_atomic(target: Path, write) -> None:
-    tmp = target.with_name(f".{target.name}.tmp")
-    try:
-        write(tmp)
-        tmp.replace(target)
-    finally:
-        tmp.unlink(missing_ok=True)
 
 
 # ---- no-target threshold --------------------------------------------------------------------

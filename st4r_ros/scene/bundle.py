@@ -37,7 +37,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 from pathlib import Path, PurePosixPath
 from typing import Dict, List, Mapping, Optional, Sequence
 
@@ -47,6 +46,7 @@ from safetensors.torch import load_file, save_file
 from torch import Tensor
 
 from st4r_ros.errors import SceneFormatError
+from st4r_ros.files import atomic_write
 from st4r_ros.scene.gaussians import Gaussians
 from st4r_ros.scene.keyframes import INTERPOLATIONS, Keyframe, KeyframedScene
 
@@ -113,9 +113,9 @@ def save_bundle(
     # The manifest goes last and each file is replaced atomically: an interrupted save leaves
     # either the old bundle or a tensor file the old manifest does not describe, never a
     # manifest that points at missing data.
-    _atomic_write(path / GAUSSIANS_FILE,
-                  lambda tmp: save_file(tensors, str(tmp), {"format": FORMAT}))
-    _atomic_write(path / MANIFEST, lambda tmp: tmp.write_text(json.dumps(manifest, indent=2)))
+    atomic_write(path / GAUSSIANS_FILE,
+                 lambda tmp: save_file(tensors, str(tmp), {"format": FORMAT}))
+    atomic_write(path / MANIFEST, lambda tmp: tmp.write_text(json.dumps(manifest, indent=2)))
     return path
 
 
@@ -330,13 +330,3 @@ def _check_tensor(where: Path, key: str, tensor: Tensor, shape: tuple) -> None:
 def _frame_gaussians(tensors: Mapping[str, Tensor], index: int, with_ids: bool) -> Gaussians:
     fields = FLOAT_FIELDS + (("instance_ids",) if with_ids else ())
     return Gaussians(**{field: tensors[frame_key(index, field)] for field in fields})
-
-
-def _atomic_write(target: Path, write) -> None:
-    """Run ``write(tmp_path)`` then move the result over ``target`` in one step."""
-    tmp = target.with_name(f".{target.name}.tmp")
-    try:
-        write(tmp)
-        os.replace(tmp, target)
-    finally:
-        tmp.unlink(missing_ok=True)

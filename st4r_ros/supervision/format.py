@@ -61,7 +61,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Dict, List, NoReturn, Optional
@@ -72,6 +71,7 @@ from PIL import Image, UnidentifiedImageError
 from torch import Tensor
 
 from st4r_ros.errors import CameraError, QueryError, SupervisionFormatError, TimeRangeError
+from st4r_ros.files import atomic_write
 from st4r_ros.render.camera import Camera
 
 SUPERVISION_FORMAT = "st4r-supervision"
@@ -211,7 +211,7 @@ def save_supervision(path: str | Path, supervision: Supervision) -> Path:
     }
     file = folder / SUPERVISION_FILE
     _parse_supervision(document, _Checker(file), folder)
-    _write_json_atomic(file, document)
+    atomic_write(file, lambda tmp: tmp.write_text(json.dumps(document, indent=1)))
     return file
 
 
@@ -232,7 +232,7 @@ def save_benchmark(path: str | Path, benchmark: Benchmark) -> Path:
         "metadata": benchmark.metadata,
     }
     _parse_benchmark(document, _Checker(file), file.parent)
-    _write_json_atomic(file, document)
+    atomic_write(file, lambda tmp: tmp.write_text(json.dumps(document, indent=1)))
     return file
 
 
@@ -514,19 +514,3 @@ def _named(entry: Dict, name: Optional[str]) -> Dict:
     if name is not None:
         entry["name"] = name
     return entry
-
-
-def _write_json_atomic(file: Path, document: Dict) -> None:
-    """Write to a temporary file beside ``file``, then rename over it: readers see the old
-    or the new document, never a partial one."""
-    file.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(dir=file.parent, prefix=f".{file.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(handle, "w") as stream:
-            stream.write(json.dumps(document, indent=1))
-            stream.flush()
-            os.fsync(stream.fileno())
-        os.replace(temporary, file)
-    except BaseException:
-        os.unlink(temporary)
-        raise
