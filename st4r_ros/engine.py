@@ -231,9 +231,7 @@ class QueryEngine:
         encoded = self.encoder.encode([text])
         clock.lap("text")
         gaussians = self.scene.at(t, self.device)
-        with torch.no_grad():
-            relevance = self.field(gaussians.means, encoded.words.to(self.device),
-                                   encoded.word_mask.to(self.device)).relevance  # [1, N]
+        relevance = self._relevance(gaussians, encoded)  # [1, N]
         probabilities = torch.sigmoid(relevance[0])
         self._last_relevance = (text, t, relevance)
         clock.lap("where")
@@ -279,11 +277,15 @@ class QueryEngine:
                                                                              result.scene_time):
             relevance = self._last_relevance[2]
         else:
-            encoded = self.encoder.encode([result.query])
-            with torch.no_grad():
-                relevance = self.field(gaussians.means, encoded.words.to(self.device),
-                                       encoded.word_mask.to(self.device)).relevance
+            relevance = self._relevance(gaussians, self.encoder.encode([result.query]))
         return self._render_mask(gaussians, relevance, camera)
+
+    def _relevance(self, gaussians: Gaussians, encoded) -> Tensor:
+        """m [E, N] of the encoded expressions (words, mask, sentence) at ``gaussians``."""
+        with torch.no_grad():
+            return self.field(gaussians.means, encoded.words.to(self.device),
+                              encoded.word_mask.to(self.device),
+                              encoded.sentence.to(self.device)).relevance
 
     def _render_mask(self, gaussians: Gaussians, relevance: Tensor, camera: Camera) -> Tensor:
         with torch.no_grad():

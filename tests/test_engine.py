@@ -34,7 +34,8 @@ class KeywordEncoder:
                          and words[1].isdigit() else 0.0)
         words = torch.tensor(codes)[:, None, None]
         return SimpleNamespace(words=words, word_mask=torch.ones(len(texts), 1, dtype=torch.bool),
-                               texts=tuple(texts), truncated=(False,) * len(texts))
+                               sentence=words[:, 0], texts=tuple(texts),
+                               truncated=(False,) * len(texts))
 
 
 class InstanceField(torch.nn.Module):
@@ -44,7 +45,7 @@ class InstanceField(torch.nn.Module):
         super().__init__()
         self.register_buffer("assignment", instance_ids.clone())
 
-    def forward(self, means, words, word_mask):
+    def forward(self, means, words, word_mask, sentence):
         wanted = words[:, 0, 0].long()  # [E]
         hit = self.assignment[None, :] == wanted[:, None]
         return SimpleNamespace(relevance=torch.where(hit, 10.0, -10.0))
@@ -167,3 +168,21 @@ def test_fuzzed_requests_always_get_one_result(engine, text, t, mode):
     result = engine.query(QueryRequest(text, mode=mode, time=t))
     assert result.status in set(QueryStatus) - {QueryStatus.UNSET}
     assert isinstance(result.message, str) and result.request_id
+
+
+def test_engine_runs_the_real_field_and_encoder(synthetic):
+    """The engine's call of the real ReferringField and TextEncoder (the doubles above only
+    mimic them): an untrained field answers OK or NO_TARGET, never INVALID or ERROR."""
+    from st4r_ros.field.model import FieldConfig, ReferringField
+    from st4r_ros.text import TextEncoder
+
+    scene = KeyframedScene(synthetic.keyframes)
+    gaussians = scene.at(0.0)
+    encoder = TextEncoder.default()
+    field = ReferringField(len(gaussians), gaussians.means, FieldConfig(text_dim=encoder.dim),
+                           gaussians.instance_ids)
+    engine = QueryEngine(scene, field, encoder, threshold=0.0)
+    camera = camera_on(synthetic)
+    result = engine.query(QueryRequest("the red cube left of the white sphere", camera=camera))
+    assert result.status in (QueryStatus.OK, QueryStatus.NO_TARGET), result.message
+    assert engine.render_mask(result, camera).shape == (camera.height, camera.width)
