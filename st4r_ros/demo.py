@@ -92,7 +92,8 @@ def run_demo(out: Path, console: Console) -> List[Path]:
 
     console.print("[bold]3. replay[/]: a rosbag2 of commands and camera poses, through the "
                   "node's logic")
-    commands = _demo_commands(load_benchmark(bench_path), config["commands"])
+    commands = _demo_commands(load_supervision(supervision_dir), load_benchmark(bench_path),
+                              config["commands"])
     in_bag, out_bag = out / "commands_bag", out / "results_bag"
     for bag in (in_bag, out_bag):
         _remove_bag(bag)
@@ -131,14 +132,17 @@ def _render_views(engine: QueryEngine, cameras: Dict[str, Camera], config: Dict,
     return written + [export_path]
 
 
-def _demo_commands(benchmark, settings: Dict) -> List[str]:
-    """One held-out expression of each kind, then the extra (bad) commands of the config."""
+def _demo_commands(supervision, benchmark, settings: Dict) -> List[str]:
+    """Training captions (wording the layer was trained on), one held-out expression of each
+    kind (other wording: the benchmark's question), then the extra (bad) commands."""
+    captions = [texts[0] for _, texts in sorted(supervision.captions_at(time=0.0).items())]
     chosen, kinds = [], set()
     for expression in benchmark.expressions:
         if expression.kind not in kinds:
             kinds.add(expression.kind)
             chosen.append(expression.text)
-    return chosen[: settings["held_out"]] + settings["extra"]
+    return (captions[: settings["training"]] + chosen[: settings["held_out"]]
+            + settings["extra"])
 
 
 def _remove_bag(path: Path) -> None:
