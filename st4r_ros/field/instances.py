@@ -26,6 +26,7 @@ from typing import Callable, Iterable, Optional, Protocol, Sequence
 import torch
 from torch import Tensor
 
+from st4r_ros.errors import SceneFormatError, SupervisionFormatError
 from st4r_ros.render.api import render
 from st4r_ros.render.camera import Camera
 from st4r_ros.render.torch_backend import ALPHA_MIN
@@ -102,8 +103,8 @@ def visible_labels(gaussians: Gaussians, camera: Camera, mask: Tensor,
         indices of the visible Gaussians [M] int64 and their mask ids [M] int64.
     """
     if tuple(mask.shape) != (camera.height, camera.width):
-        raise ValueError(f"mask: expected shape ({camera.height}, {camera.width}) as the "
-                         f"camera, got {tuple(mask.shape)}")
+        raise SupervisionFormatError(f"mask: expected shape ({camera.height}, {camera.width}) "
+                                     f"as the camera, got {tuple(mask.shape)}")
     u, v, z = project_centres(gaussians.means, camera)
     inside = ((z > camera.near) & (u >= 0) & (u < camera.width) & (v >= 0)
               & (v < camera.height) & (gaussians.opacities >= ALPHA_MIN))
@@ -136,7 +137,7 @@ def assign_instances(
         index, labels = visible_labels(gaussians, view.camera, view.load_mask(), depth_tolerance)
         counts = _add_votes(counts, len(gaussians), index, labels)
     if counts is None:
-        raise ValueError("assign_instances: expected at least one view")
+        raise SupervisionFormatError("assign_instances: expected at least one view")
     decided = _decide(counts, min_votes, min_fraction)
     means = scene.at(views[0].time, device).means
     filled = fill_unseen(decided.assignment, decided.seen >= min_votes, means)
@@ -165,8 +166,8 @@ def _add_votes(counts: Optional[Tensor], n: int, index: Tensor, labels: Tensor) 
     if counts is None:
         counts = torch.zeros(n, width, dtype=torch.long, device=index.device)
     if counts.shape[0] != n:
-        raise ValueError(f"scene: {n} Gaussians at one time, {counts.shape[0]} at another; the "
-                         "referring field needs the same Gaussians at every time")
+        raise SceneFormatError(f"scene: {n} Gaussians at one time, {counts.shape[0]} at another; "
+                               "the referring field needs the same Gaussians at every time")
     if width > counts.shape[1]:
         counts = torch.cat([counts, counts.new_zeros(n, width - counts.shape[1])], dim=1)
     flat = counts.view(-1)
