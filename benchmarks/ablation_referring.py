@@ -1,3 +1,17 @@
+# Copyright 2026 The st4r_ros Authors
+#
+# Licensed under the Apache License, Version 2.0 (the "License");
+# you may not use this file except in compliance with the License.
+# You may obtain a copy of the License at
+#
+#     http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS,
+# WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+# See the License for the specific language governing permissions and
+# limitations under the License.
+
 """Ablation of the referring field on synthetic scenes (time-agnostic mIoU, novel views).
 
 For each seed: generate the synthetic scene (st4r_ros.scene.synthetic, default size), build its
@@ -26,34 +40,34 @@ Writes OUT/ablation.md and OUT/ablation.json; the scenes and layers stay in OUT/
 from __future__ import annotations
 
 import argparse
-import json
-import os
-import time
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import replace
+import json
+import os
 from pathlib import Path
+import time
 from typing import Dict, List, Optional
 
 VARIANTS = {
-    "full": "full model",
-    "no_attention": "w/o cross-modal attention",
-    "no_con": "w/o L_con",
-    "no_inst": "w/o L_inst",
-    "static": "static positions (ReferSplat-style)",
+    'full': 'full model',
+    'no_attention': 'w/o cross-modal attention',
+    'no_con': 'w/o L_con',
+    'no_inst': 'w/o L_inst',
+    'static': 'static positions (ReferSplat-style)',
 }
 
 
-def variant_config(name: str, steps: int, device: str = "cpu"):
+def variant_config(name: str, steps: int, device: str = 'cpu'):
     from st4r_ros.field.train import TrainConfig
 
     config = TrainConfig(steps=steps, device=device)
-    if name == "no_attention":
+    if name == 'no_attention':
         return replace(config, field=replace(config.field, attention=False))
-    if name == "static":
+    if name == 'static':
         return replace(config, field=replace(config.field, static=True))
-    if name == "no_con":
+    if name == 'no_con':
         return replace(config, loss=replace(config.loss, con=0.0))
-    if name == "no_inst":
+    if name == 'no_inst':
         return replace(config, loss=replace(config.loss, comp=0.0, dist=0.0))
     return config
 
@@ -63,7 +77,7 @@ def prepare(root: Path, seed: int) -> None:
     from st4r_ros.scene.synthetic import write_synthetic
     from st4r_ros.supervision.synthetic_language import build_synthetic_task
 
-    if not (root / "bench.json").is_file():
+    if not (root / 'bench.json').is_file():
         write_synthetic(root, seed)
         build_synthetic_task(root, seed)
 
@@ -72,20 +86,20 @@ def subsets(root: Path) -> Dict[str, set]:
     """Expression ids of the 'twins' and 'time-dependent' subsets of root's benchmark."""
     from st4r_ros.supervision.format import load_benchmark
 
-    objects = json.loads((root / "objects.json").read_text())
-    twins = {o["id"] for o in objects["objects"] if o["look_alikes"]}
-    frames = objects["num_frames"]
-    bench = load_benchmark(root / "bench.json")
+    objects = json.loads((root / 'objects.json').read_text())
+    twins = {o['id'] for o in objects['objects'] if o['look_alikes']}
+    frames = objects['num_frames']
+    bench = load_benchmark(root / 'bench.json')
     return {
-        "twins": {e.id for e in bench.expressions
-                  if e.instance_id in twins and e.kind == "relation-only"},
-        "time-dependent": {e.id for e in bench.expressions
+        'twins': {e.id for e in bench.expressions
+                  if e.instance_id in twins and e.kind == 'relation-only'},
+        'time-dependent': {e.id for e in bench.expressions
                            if e.frames is not None and len(e.frames) < frames},
     }
 
 
 def run_variant(root: str, seed: int, name: str, steps: int, threads: int,
-                device: str = "cpu", text_model: Optional[str] = None) -> Dict:
+                device: str = 'cpu', text_model: Optional[str] = None) -> Dict:
     """Train one variant on one scene and evaluate it; a JSON-able row."""
     import torch
 
@@ -97,92 +111,92 @@ def run_variant(root: str, seed: int, name: str, steps: int, threads: int,
     from st4r_ros.text import TextEncoder
 
     folder = Path(root)
-    scene = load_bundle(folder / "scene")
-    supervision = load_supervision(folder / "supervision")
+    scene = load_bundle(folder / 'scene')
+    supervision = load_supervision(folder / 'supervision')
     encoder = TextEncoder(text_model, device) if text_model else TextEncoder.default(device)
     started = time.perf_counter()
     result = train_field(scene, supervision, variant_config(name, steps, device),
-                         folder / "layers" / name, progress=False, seed=seed,
+                         folder / 'layers' / name, progress=False, seed=seed,
                          text_encoder=encoder)
     train_seconds = time.perf_counter() - started
-    bench = load_benchmark(folder / "bench.json")
+    bench = load_benchmark(folder / 'bench.json')
     report = evaluate_referring(scene, result.field, encoder, bench, result.threshold)
     ungated = evaluate_referring(scene, result.field, encoder, bench)
     fit = evaluate_referring(scene, result.field, encoder, training_benchmark(supervision))
-    by_id = {row["id"]: row for row in report.per_expression}
-    row = {"seed": seed, "variant": name, "miou": report.miou, "per_kind": report.per_kind,
-           "miou_without_no_target": ungated.miou, "no_target_pairs": report.no_target_pairs,
-           "pairs": report.pairs, "train_view_miou": fit.miou, "threshold": result.threshold,
-           "train_seconds": train_seconds, "steps": steps,
-           "instance_agreement": result.assignment.agreement(scene.at(0.0).instance_ids),
-           "per_expression": report.per_expression}
+    by_id = {row['id']: row for row in report.per_expression}
+    row = {'seed': seed, 'variant': name, 'miou': report.miou, 'per_kind': report.per_kind,
+           'miou_without_no_target': ungated.miou, 'no_target_pairs': report.no_target_pairs,
+           'pairs': report.pairs, 'train_view_miou': fit.miou, 'threshold': result.threshold,
+           'train_seconds': train_seconds, 'steps': steps,
+           'instance_agreement': result.assignment.agreement(scene.at(0.0).instance_ids),
+           'per_expression': report.per_expression}
     for subset, ids in subsets(folder).items():
         row[subset] = _pair_weighted([by_id[i] for i in ids])
     return row
 
 
 def _pair_weighted(rows: List[Dict]) -> float:
-    pairs = sum(r["views"] for r in rows)
+    pairs = sum(r['views'] for r in rows)
     if not pairs:
-        return float("nan")
-    return sum(r["miou"] * r["views"] for r in rows if r["views"]) / pairs
+        return float('nan')
+    return sum(r['miou'] * r['views'] for r in rows if r['views']) / pairs
 
 
 def table(rows: List[Dict]) -> str:
     """Markdown: one line per variant, means over seeds."""
-    kinds = sorted({k for r in rows for k in r["per_kind"]})
-    columns = ["mIoU", *kinds, "twins", "time-dependent", "train views", "no-target pairs",
-               "train s"]
-    lines = ["| variant | " + " | ".join(columns) + " |",
-             "|---" * (len(columns) + 1) + "|"]
+    kinds = sorted({k for r in rows for k in r['per_kind']})
+    columns = ['mIoU', *kinds, 'twins', 'time-dependent', 'train views', 'no-target pairs',
+               'train s']
+    lines = ['| variant | ' + ' | '.join(columns) + ' |',
+             '|---' * (len(columns) + 1) + '|']
     for name in VARIANTS:
-        mine = [r for r in rows if r["variant"] == name]
+        mine = [r for r in rows if r['variant'] == name]
         if not mine:
             continue
-        values = [_mean([r["miou"] for r in mine])]
-        values += [_mean([r["per_kind"].get(k, float("nan")) for r in mine]) for k in kinds]
+        values = [_mean([r['miou'] for r in mine])]
+        values += [_mean([r['per_kind'].get(k, float('nan')) for r in mine]) for k in kinds]
         values += [_mean([r[k] for r in mine])
-                   for k in ("twins", "time-dependent", "train_view_miou")]
-        cells = [f"{v:.3f}" for v in values]
+                   for k in ('twins', 'time-dependent', 'train_view_miou')]
+        cells = [f'{v:.3f}' for v in values]
         cells += [f"{_mean([r['no_target_pairs'] for r in mine]):.0f}",
                   f"{_mean([r['train_seconds'] for r in mine]):.0f}"]
-        lines.append(f"| {VARIANTS[name]} | " + " | ".join(cells) + " |")
-    return "\n".join(lines)
+        lines.append(f'| {VARIANTS[name]} | ' + ' | '.join(cells) + ' |')
+    return '\n'.join(lines)
 
 
 def _mean(values: List[float]) -> float:
-    return sum(values) / len(values) if values else float("nan")
+    return sum(values) / len(values) if values else float('nan')
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--seeds", type=int, nargs="+", default=[0])
-    parser.add_argument("--steps", type=int, default=1500)
-    parser.add_argument("--jobs", type=int, default=1, help="variants trained at once")
-    parser.add_argument("--out", default="out/ablation_referring")
-    parser.add_argument("--variants", nargs="+", choices=list(VARIANTS), default=list(VARIANTS))
-    parser.add_argument("--device", default="cpu", help="cpu or cuda (training and evaluation)")
-    parser.add_argument("--text-model", help="encoder folder (default: the packaged MiniLM)")
+    parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    parser.add_argument('--seeds', type=int, nargs='+', default=[0])
+    parser.add_argument('--steps', type=int, default=1500)
+    parser.add_argument('--jobs', type=int, default=1, help='variants trained at once')
+    parser.add_argument('--out', default='out/ablation_referring')
+    parser.add_argument('--variants', nargs='+', choices=list(VARIANTS), default=list(VARIANTS))
+    parser.add_argument('--device', default='cpu', help='cpu or cuda (training and evaluation)')
+    parser.add_argument('--text-model', help='encoder folder (default: the packaged MiniLM)')
     args = parser.parse_args()
     out = Path(args.out)
     started = time.perf_counter()
     for seed in args.seeds:
-        prepare(out / f"seed_{seed}", seed)
+        prepare(out / f'seed_{seed}', seed)
     threads = max(1, (os.cpu_count() or 1) // args.jobs)
-    tasks = [(str(out / f"seed_{seed}"), seed, name, args.steps, threads, args.device,
+    tasks = [(str(out / f'seed_{seed}'), seed, name, args.steps, threads, args.device,
               args.text_model) for seed in args.seeds for name in args.variants]
     with ProcessPoolExecutor(max_workers=args.jobs) as pool:
         rows = list(pool.map(run_variant, *zip(*tasks)))
     markdown = table(rows)
     seconds = time.perf_counter() - started
     print(markdown)
-    print(f"\n{len(rows)} runs, {seconds / 60:.1f} min")
+    print(f'\n{len(rows)} runs, {seconds / 60:.1f} min')
     out.mkdir(parents=True, exist_ok=True)
-    (out / "ablation.md").write_text(markdown + "\n")
-    (out / "ablation.json").write_text(json.dumps(
-        {"seeds": args.seeds, "steps": args.steps, "minutes": seconds / 60, "rows": rows},
+    (out / 'ablation.md').write_text(markdown + '\n')
+    (out / 'ablation.json').write_text(json.dumps(
+        {'seeds': args.seeds, 'steps': args.steps, 'minutes': seconds / 60, 'rows': rows},
         indent=1))
 
 
-if __name__ == "__main__":
+if __name__ == '__main__':
     main()

@@ -1,3 +1,17 @@
+# Copyright 2026 The st4r_ros Authors
+#
+# Licensed under the Apache License, Version 2.0 (the "License");
+# you may not use this file except in compliance with the License.
+# You may obtain a copy of the License at
+#
+#     http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS,
+# WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+# See the License for the specific language governing permissions and
+# limitations under the License.
+
 """Referring-query latency on a GPU, through the public QueryEngine.
 
     python3 benchmarks/bench_query_gpu.py --out DIR [--n 300000] [--text-model FOLDER]
@@ -25,18 +39,18 @@ from __future__ import annotations
 import argparse
 import json
 import math
+from pathlib import Path
 import statistics
 import sys
 import tempfile
 import time
-from pathlib import Path
 from typing import Callable, Dict, List
 
 import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "benchmarks"))
+sys.path.insert(0, str(ROOT / 'benchmarks'))
 
 from gpu_suite import frame_time, hypernerf_network, synthetic_canonical  # noqa: E402
 from st4r_ros.engine import QueryEngine, QueryRequest  # noqa: E402
@@ -45,7 +59,7 @@ from st4r_ros.render.camera import Camera  # noqa: E402
 from st4r_ros.scene.fourdgs import FourDGaussiansScene  # noqa: E402
 from st4r_ros.text import TextEncoder  # noqa: E402
 
-EXPRESSION = "the white sphere to the left of the red cube"
+EXPRESSION = 'the white sphere to the left of the red cube'
 
 
 def wall_ms(fn: Callable[[int], object], device: torch.device, iters: int,
@@ -61,24 +75,24 @@ def wall_ms(fn: Callable[[int], object], device: torch.device, iters: int,
         sync(device)
         times.append(1000 * (time.perf_counter() - start))
     times.sort()
-    return {"median_ms": round(statistics.median(times), 3),
-            "p99_ms": round(times[min(len(times) - 1, math.ceil(0.99 * len(times)) - 1)], 3),
-            "min_ms": round(times[0], 3), "iters": iters}
+    return {'median_ms': round(statistics.median(times), 3),
+            'p99_ms': round(times[min(len(times) - 1, math.ceil(0.99 * len(times)) - 1)], 3),
+            'min_ms': round(times[0], 3), 'iters': iters}
 
 
 def sync(device: torch.device) -> None:
-    if device.type == "cuda":
+    if device.type == 'cuda':
         torch.cuda.synchronize(device)
 
 
 def text_encoder(folder: str, device: torch.device) -> TextEncoder:
     """The encoder in ``folder``; random weights of its architecture when it has none."""
     path = Path(folder)
-    if any(path.glob("*.safetensors")) or any(path.glob("*.bin")):
+    if any(path.glob('*.safetensors')) or any(path.glob('*.bin')):
         return TextEncoder(path, device)
     from transformers import AutoConfig, AutoModel, AutoTokenizer
 
-    target = Path(tempfile.mkdtemp(prefix="random-encoder-"))
+    target = Path(tempfile.mkdtemp(prefix='random-encoder-'))
     torch.manual_seed(0)
     AutoModel.from_config(AutoConfig.from_pretrained(path)).save_pretrained(target)
     AutoTokenizer.from_pretrained(path).save_pretrained(target)
@@ -92,12 +106,12 @@ def orbit(i: int) -> Camera:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--out", default=".")
-    parser.add_argument("--n", type=int, default=300_000)
-    parser.add_argument("--text-model", required=True, help="encoder folder (weights optional)")
-    parser.add_argument("--iters", type=int, default=300)
-    parser.add_argument("--device", default="cuda", help="cpu only to check the script")
+    parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    parser.add_argument('--out', default='.')
+    parser.add_argument('--n', type=int, default=300_000)
+    parser.add_argument('--text-model', required=True, help='encoder folder (weights optional)')
+    parser.add_argument('--iters', type=int, default=300)
+    parser.add_argument('--device', default='cuda', help='cpu only to check the script')
     args = parser.parse_args()
     device = torch.device(args.device)
 
@@ -124,29 +138,29 @@ def main() -> int:
 
     answer = engine.query(QueryRequest(EXPRESSION, time=0.5, camera=camera))
     figures = {
-        "n": args.n,
-        "text_model": encoder.name,
-        "device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
-        "torch": torch.__version__,
-        "deformation": scene.info().details["deformation"],
-        "status": answer.status.name,
-        "target_gaussians": answer.num_gaussians,
-        "text": wall_ms(lambda i: encoder.encode([EXPRESSION]), device, args.iters),
-        "field": wall_ms(field_only, device, args.iters),
-        "query_where": wall_ms(lambda i: engine.query(QueryRequest(EXPRESSION, time=0.5)),
+        'n': args.n,
+        'text_model': encoder.name,
+        'device': torch.cuda.get_device_name(device) if device.type == 'cuda' else 'cpu',
+        'torch': torch.__version__,
+        'deformation': scene.info().details['deformation'],
+        'status': answer.status.name,
+        'target_gaussians': answer.num_gaussians,
+        'text': wall_ms(lambda i: encoder.encode([EXPRESSION]), device, args.iters),
+        'field': wall_ms(field_only, device, args.iters),
+        'query_where': wall_ms(lambda i: engine.query(QueryRequest(EXPRESSION, time=0.5)),
                                device, args.iters),
-        "command_to_result_cloud_mask": wall_ms(command, device, args.iters),
+        'command_to_result_cloud_mask': wall_ms(command, device, args.iters),
     }
     # The node re-renders its current target: make `answer` the engine's last query again.
     answer = engine.query(QueryRequest(EXPRESSION, time=0.5, camera=camera))
-    figures["mask_update"] = wall_ms(lambda i: engine.render_mask(answer, orbit(i)), device,
+    figures['mask_update'] = wall_ms(lambda i: engine.render_mask(answer, orbit(i)), device,
                                      args.iters)
-    figures["mask_updates_per_s"] = round(1000 / figures["mask_update"]["median_ms"], 1)
+    figures['mask_updates_per_s'] = round(1000 / figures['mask_update']['median_ms'], 1)
     Path(args.out).mkdir(parents=True, exist_ok=True)
-    (Path(args.out) / "bench_query_gpu.json").write_text(json.dumps(figures, indent=2))
+    (Path(args.out) / 'bench_query_gpu.json').write_text(json.dumps(figures, indent=2))
     print(json.dumps(figures, indent=2))
     return 0
 
 
-if __name__ == "__main__":
+if __name__ == '__main__':
     sys.exit(main())

@@ -1,3 +1,17 @@
+# Copyright 2026 The st4r_ros Authors
+#
+# Licensed under the Apache License, Version 2.0 (the "License");
+# you may not use this file except in compliance with the License.
+# You may obtain a copy of the License at
+#
+#     http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS,
+# WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+# See the License for the specific language governing permissions and
+# limitations under the License.
+
 """Time the pure-torch rasterizer on a random but scene-like cloud of Gaussians.
 
     python benchmarks/bench_torch_render.py --n 30000 --width 320 --height 240
@@ -19,11 +33,10 @@ import math
 import statistics
 import time
 
-import torch
-
 from st4r_ros.render.camera import Camera
-from st4r_ros.render.torch_backend import TILE_SIZE, bin_to_tiles, project, render_torch
+from st4r_ros.render.torch_backend import bin_to_tiles, project, render_torch, TILE_SIZE
 from st4r_ros.scene.gaussians import Gaussians
+import torch
 
 
 def random_scene(n: int, seed: int = 0) -> Gaussians:
@@ -42,12 +55,12 @@ def random_scene(n: int, seed: int = 0) -> Gaussians:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--n", type=int, default=30000, help="number of Gaussians")
-    parser.add_argument("--width", type=int, default=320)
-    parser.add_argument("--height", type=int, default=240)
-    parser.add_argument("--runs", type=int, default=7, help="timed renders (median reported)")
-    parser.add_argument("--channels", type=int, default=0, help="feature channels; 0 = SH RGB")
-    parser.add_argument("--threads", type=int, default=0, help="torch threads; 0 = torch's default")
+    parser.add_argument('--n', type=int, default=30000, help='number of Gaussians')
+    parser.add_argument('--width', type=int, default=320)
+    parser.add_argument('--height', type=int, default=240)
+    parser.add_argument('--runs', type=int, default=7, help='timed renders (median reported)')
+    parser.add_argument('--channels', type=int, default=0, help='feature channels; 0 = SH RGB')
+    parser.add_argument('--threads', type=int, default=0, help="torch threads; 0 = torch's default")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -69,12 +82,12 @@ def main() -> None:
         times.append(time.perf_counter() - start)
     print(
         f"N={args.n} {args.width}x{args.height} channels={args.channels or 'RGB(SH3)'} "
-        f"threads={torch.get_num_threads()} visible={len(splats.index)} "
-        f"tile_intersections={isects} mean_alpha={out.alpha.mean():.3f}"
+        f'threads={torch.get_num_threads()} visible={len(splats.index)} '
+        f'tile_intersections={isects} mean_alpha={out.alpha.mean():.3f}'
     )
-    print(f"median {statistics.median(times):.4f} s over {args.runs} runs "
-          f"(min {min(times):.4f}, max {max(times):.4f})")
+    print(f'median {statistics.median(times):.4f} s over {args.runs} runs '
+          f'(min {min(times):.4f}, max {max(times):.4f})')
 
 
-if __name__ == "__main__":
+if __name__ == '__main__':
     main()

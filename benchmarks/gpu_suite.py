@@ -1,4 +1,19 @@
 #!/usr/bin/env python3
+
+# Copyright 2026 The st4r_ros Authors
+#
+# Licensed under the Apache License, Version 2.0 (the "License");
+# you may not use this file except in compliance with the License.
+# You may obtain a copy of the License at
+#
+#     http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS,
+# WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+# See the License for the specific language governing permissions and
+# limitations under the License.
+
 """One GPU run: correctness first, then every timing, saved as JSON and printed as a table.
 
     python3 benchmarks/gpu_suite.py --out DIR      (see benchmarks/README.md)
@@ -33,6 +48,7 @@ import importlib.util
 import json
 import math
 import os
+from pathlib import Path
 import platform
 import statistics
 import subprocess
@@ -40,7 +56,6 @@ import sys
 import time
 import traceback
 import types
-from pathlib import Path
 from typing import Callable, Dict, List, Optional
 
 import torch
@@ -53,30 +68,31 @@ if str(ROOT) not in sys.path:
 
 # Only PLY I/O needs plyfile and the suite builds its scenes in memory: if the GPU box lacks
 # it, an empty stand-in lets st4r_ros.scene.ply import (reading a PLY would then fail).
-PLYFILE_STUBBED = importlib.util.find_spec("plyfile") is None
+PLYFILE_STUBBED = importlib.util.find_spec('plyfile') is None
 if PLYFILE_STUBBED:
-    sys.modules["plyfile"] = types.ModuleType("plyfile")
+    sys.modules['plyfile'] = types.ModuleType('plyfile')
 
 from st4r_ros.render.api import render  # noqa: E402
 from st4r_ros.render.camera import Camera  # noqa: E402
-from st4r_ros.scene.deformation import DeformationConfig, DeformationNetwork  # noqa: E402
+from st4r_ros.scene.deformation import DeformationConfig  # noqa: E402
+from st4r_ros.scene.deformation import DeformationNetwork
 from st4r_ros.scene.gaussians import Gaussians  # noqa: E402
 from st4r_ros.scene.ply import RawGaussians  # noqa: E402
 
-FIELDS = ("means", "log_scales", "quats_raw", "opacity_logits", "sh")
+FIELDS = ('means', 'log_scales', 'quats_raw', 'opacity_logits', 'sh')
 PARITY_TIMES = (0.0, 0.3, 0.77, 1.0)
 # Accepted error of the fused path: absolute for fp32; for TF32 / bf16 a fraction of the largest
 # delta plus a floor (a head whose deltas are tiny, e.g. opacity, still rounds like the others).
 FP32_ATOL = 1e-4
-REL_TOL = {"tf32": 2e-2, "bf16": 5e-2}
-ABS_FLOOR = {"tf32": 1e-4, "bf16": 1e-3}
+REL_TOL = {'tf32': 2e-2, 'bf16': 5e-2}
+ABS_FLOOR = {'tf32': 1e-4, 'bf16': 1e-3}
 ALPHA_MIN = 1.0 / 255.0  # gsplat's per-Gaussian alpha threshold: a covered pixel has alpha >= it
 TARGETS_MS = {300_000: 2.0, 1_000_000: 4.0}  # deform + render 1-channel 640x480
-FUSED_VARIANTS = [(mlp, precision) for mlp in ("torch", "triton") for precision in ("fp32", "tf32", "bf16")]
+FUSED_VARIANTS = [(mlp, precision) for mlp in ('torch', 'triton') for precision in ('fp32', 'tf32', 'bf16')]
 
 
 def log(message: str) -> None:
-    print(f"[{time.perf_counter() - T0:6.1f}s] {message}", flush=True)
+    print(f'[{time.perf_counter() - T0:6.1f}s] {message}', flush=True)
 
 
 # ------------------------------------------------------------------------------------------
@@ -87,32 +103,32 @@ def log(message: str) -> None:
 class Report:
     def __init__(self, path: Path) -> None:
         self.path = path
-        self.data: Dict = {"meta": {}, "steps": {}, "fused_parity": [], "render_parity": [],
-                           "timings": [], "memory": []}
+        self.data: Dict = {'meta': {}, 'steps': {}, 'fused_parity': [], 'render_parity': [],
+                           'timings': [], 'memory': []}
 
     def save(self) -> None:
-        self.data["meta"]["elapsed_s"] = round(time.perf_counter() - T0, 1)
-        tmp = self.path.with_suffix(".tmp")
+        self.data['meta']['elapsed_s'] = round(time.perf_counter() - T0, 1)
+        tmp = self.path.with_suffix('.tmp')
         tmp.write_text(json.dumps(self.data, indent=1, default=str))
         tmp.replace(self.path)
 
     @contextlib.contextmanager
     def step(self, name: str):
         """Run a step; an exception is recorded (with traceback) instead of propagating."""
-        log(f"== {name}")
-        entry = self.data["steps"].setdefault(name, {})
+        log(f'== {name}')
+        entry = self.data['steps'].setdefault(name, {})
         start = time.perf_counter()
         try:
             yield entry
-            entry["status"] = "ok"
+            entry['status'] = 'ok'
         except Exception as exc:  # noqa: BLE001 - the point is to keep going
-            entry["status"] = "error"
-            entry["error"] = f"{type(exc).__name__}: {exc}"
-            entry["traceback"] = traceback.format_exc()[-3000:]
+            entry['status'] = 'error'
+            entry['error'] = f'{type(exc).__name__}: {exc}'
+            entry['traceback'] = traceback.format_exc()[-3000:]
             log(f"!! {name} failed: {entry['error']}")
-            print(entry["traceback"], flush=True)
+            print(entry['traceback'], flush=True)
         finally:
-            entry["elapsed_s"] = round(time.perf_counter() - start, 1)
+            entry['elapsed_s'] = round(time.perf_counter() - start, 1)
             self.save()
 
 
@@ -122,7 +138,7 @@ class Report:
 
 
 def sync(device: torch.device) -> None:
-    if device.type == "cuda":
+    if device.type == 'cuda':
         torch.cuda.synchronize(device)
 
 
@@ -134,7 +150,7 @@ def time_frames(fn: Callable[[int], object], device: torch.device, iters: int, w
     times: List[float] = []
     for i in range(warmup, warmup + iters):
         sync(device)
-        if device.type == "cuda":
+        if device.type == 'cuda':
             start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
             start.record()
             fn(i)
@@ -147,11 +163,11 @@ def time_frames(fn: Callable[[int], object], device: torch.device, iters: int, w
             times.append((time.perf_counter() - begin) * 1e3)
     times.sort()
     return {
-        "median_ms": round(statistics.median(times), 4),
-        "p10_ms": round(times[int(0.1 * (len(times) - 1))], 4),
-        "p90_ms": round(times[int(0.9 * (len(times) - 1))], 4),
-        "min_ms": round(times[0], 4),
-        "iters": iters,
+        'median_ms': round(statistics.median(times), 4),
+        'p10_ms': round(times[int(0.1 * (len(times) - 1))], 4),
+        'p90_ms': round(times[int(0.9 * (len(times) - 1))], 4),
+        'min_ms': round(times[0], 4),
+        'iters': iters,
     }
 
 
@@ -166,7 +182,7 @@ def frame_time(i: int) -> float:
 
 
 def hypernerf_network(device: torch.device, seed: int = 0, delta_scale: float = 0.05,
-                      name: str = "hypernerf") -> DeformationNetwork:
+                      name: str = 'hypernerf') -> DeformationNetwork:
     """The HyperNeRF-config network with random weights and small deltas, aabb [-1, 1]^3.
 
     Planes: spatial U(0.1, 0.5) as the public init, time planes 1 + 0.2 N(0, 1) (so that t
@@ -174,8 +190,8 @@ def hypernerf_network(device: torch.device, seed: int = 0, delta_scale: float = 
     ``delta_scale`` so the Gaussians move by a few hundredths, as trained scenes do.
     """
     torch.manual_seed(seed)
-    if name == "all-heads":
-        config = dataclasses.replace(DeformationConfig.preset("dnerf"), no_do=False,
+    if name == 'all-heads':
+        config = dataclasses.replace(DeformationConfig.preset('dnerf'), no_do=False,
                                      no_dshs=False, defor_depth=2)
     else:
         config = DeformationConfig.preset(name)
@@ -189,7 +205,7 @@ def hypernerf_network(device: torch.device, seed: int = 0, delta_scale: float = 
                 else:
                     plane.uniform_(0.1, 0.5)
         field.grid.aabb.copy_(torch.tensor([[1.0, 1.0, 1.0], [-1.0, -1.0, -1.0]]))
-        for head in ("pos_deform", "scales_deform", "rotations_deform", "opacity_deform", "shs_deform"):
+        for head in ('pos_deform', 'scales_deform', 'rotations_deform', 'opacity_deform', 'shs_deform'):
             last = getattr(field, head)[-1]
             last.weight.mul_(delta_scale)
             last.bias.mul_(delta_scale)
@@ -238,8 +254,8 @@ def max_abs(a: torch.Tensor, b: torch.Tensor) -> float:
 def step_fused_parity(report: Report, device: torch.device, n: int) -> None:
     from st4r_ros.scene.deformation_fused import FusedDeformation
 
-    rows = report.data["fused_parity"]
-    for name in ("hypernerf", "dnerf", "all-heads"):
+    rows = report.data['fused_parity']
+    for name in ('hypernerf', 'dnerf', 'all-heads'):
         net = hypernerf_network(device, seed=1, delta_scale=1.0, name=name)
         with torch.no_grad():  # random planes everywhere (time planes too): t matters
             for param in net.deformation_net.grid.grids.parameters():
@@ -252,7 +268,7 @@ def step_fused_parity(report: Report, device: torch.device, n: int) -> None:
         for mlp, precision in FUSED_VARIANTS:
             for graph in (False, True):
                 label = f"{name} mlp={mlp} {precision} {'graph' if graph else 'eager'}"
-                row = {"config": name, "mlp": mlp, "precision": precision, "graph": graph, "n": n}
+                row = {'config': name, 'mlp': mlp, 'precision': precision, 'graph': graph, 'n': n}
                 try:
                     fused = FusedDeformation.from_network(net, mlp=mlp, precision=precision,
                                                           cuda_graph=graph)
@@ -262,34 +278,34 @@ def step_fused_parity(report: Report, device: torch.device, n: int) -> None:
                     feat_err = 0.0
                     for t in PARITY_TIMES:
                         got = fused(raw, t)
-                        if precision == "fp32" and not graph:
+                        if precision == 'fp32' and not graph:
                             feat_err = max(feat_err, max_abs(fused.grid_features(raw.means, t), feats[t]))
                         for field in FIELDS:
                             err = max_abs(getattr(got, field), getattr(refs[t], field))
                             delta = max_abs(getattr(refs[t], field), getattr(raw, field))
                             worst[field] = max(worst.get(field, 0.0), err)
-                            if precision != "fp32":
+                            if precision != 'fp32':
                                 within &= err <= REL_TOL[precision] * delta + ABS_FLOOR[precision]
                             if delta > 0:
                                 worst_rel[field] = max(worst_rel.get(field, 0.0), err / delta)
                     row.update(max_abs_diff=worst, max_rel_to_delta=worst_rel)
-                    if precision == "fp32":
-                        row["features_max_abs_diff"] = feat_err
+                    if precision == 'fp32':
+                        row['features_max_abs_diff'] = feat_err
                         ok = all(v <= FP32_ATOL for v in worst.values()) and feat_err <= 1e-5
                     else:
                         ok = within
-                    row["ok"] = ok
+                    row['ok'] = ok
                     log(f"   {label}: means {worst['means']:.1e} log_scales {worst['log_scales']:.1e} "
                         f"quats {worst['quats_raw']:.1e} rel {max(worst_rel.values(), default=0):.1e} "
                         f"{'OK' if ok else 'FAIL'}")
                 except Exception as exc:  # noqa: BLE001
-                    row.update(ok=False, error=f"{type(exc).__name__}: {exc}",
+                    row.update(ok=False, error=f'{type(exc).__name__}: {exc}',
                                traceback=traceback.format_exc()[-2000:])
                     log(f"   {label}: ERROR {row['error']}")
                 rows.append(row)
                 report.save()
         del net, raw, refs, feats
-        if device.type == "cuda":
+        if device.type == 'cuda':
             torch.cuda.empty_cache()
 
 
@@ -303,9 +319,9 @@ def parity_scene(kind: str, device: torch.device, seed: int) -> Gaussians:
     gen = torch.Generator().manual_seed(seed)
     spec = {
         # n, log10 scale range, opacity logit mean/std, extent of the cloud
-        "small-mixed": (20_000, (-2.5, -1.5), (0.0, 2.0), 1.0),
-        "large-opaque": (3_000, (-1.5, -0.6), (4.0, 1.0), 1.0),
-        "faint-wide": (30_000, (-2.2, -0.9), (-2.5, 1.0), 1.5),
+        'small-mixed': (20_000, (-2.5, -1.5), (0.0, 2.0), 1.0),
+        'large-opaque': (3_000, (-1.5, -0.6), (4.0, 1.0), 1.0),
+        'faint-wide': (30_000, (-2.2, -0.9), (-2.5, 1.0), 1.5),
     }[kind]
     n, (lo, hi), (mu, sd), extent = spec
     means = (torch.rand(n, 3, generator=gen) * 2 - 1) * extent
@@ -322,7 +338,7 @@ def parity_cameras() -> Dict[str, Camera]:
     offset = Camera.from_intrinsics(300.0, 340.0, 130.0, 110.0, 320, 240,
                                     world_to_cam=look_at((2.2, 1.5, 0.8)).world_to_cam)
     close = look_at((0.3, -1.2, 0.4), width=480, height=360, fov=75.0)  # Gaussians off-screen / near
-    return {"640x480": side, "320x240-offset": offset, "480x360-close": close}
+    return {'640x480': side, '320x240-offset': offset, '480x360-close': close}
 
 
 def edge_mask(alpha_ref: torch.Tensor) -> torch.Tensor:
@@ -343,49 +359,49 @@ def diff_stats(got: torch.Tensor, want: torch.Tensor, edges: torch.Tensor) -> Di
     diff = (got.float() - want.float()).abs().amax(dim=-1)  # [H, W], worst channel
     interior = diff[~edges]
     return {
-        "max": float(diff.max()),
-        "mean": float(diff.mean()),
-        "max_away_from_edges": float(interior.max()) if interior.numel() else 0.0,
-        "p999_away_from_edges": float(torch.quantile(interior.flatten()[:1_000_000], 0.999))
+        'max': float(diff.max()),
+        'mean': float(diff.mean()),
+        'max_away_from_edges': float(interior.max()) if interior.numel() else 0.0,
+        'p999_away_from_edges': float(torch.quantile(interior.flatten()[:1_000_000], 0.999))
         if interior.numel() else 0.0,
-        "pixels_over_1e-3": int((diff > 1e-3).sum()),
+        'pixels_over_1e-3': int((diff > 1e-3).sum()),
     }
 
 
 # The test files with CUDA-only cases, plus the loaders' and CLI's, run again on the GPU machine.
-GPU_TESTS = ("tests/test_deformation_fused.py", "tests/test_render_parity_gpu.py",
-             "tests/test_fourdgs.py", "tests/test_cli.py", "tests/test_render_torch.py")
+GPU_TESTS = ('tests/test_deformation_fused.py', 'tests/test_render_parity_gpu.py',
+             'tests/test_fourdgs.py', 'tests/test_cli.py', 'tests/test_render_torch.py')
 
 
 def step_render_parity(report: Report, device: torch.device) -> None:
-    rows = report.data["render_parity"]
-    for s, kind in enumerate(("small-mixed", "large-opaque", "faint-wide")):
+    rows = report.data['render_parity']
+    for s, kind in enumerate(('small-mixed', 'large-opaque', 'faint-wide')):
         gaussians = parity_scene(kind, device, seed=10 + s)
         feature = torch.rand(len(gaussians), 1, generator=torch.Generator().manual_seed(s)).to(device)
         for cam_name, camera in parity_cameras().items():
-            for mode in ("feature1", "rgb"):
-                features = feature if mode == "feature1" else None
-                row = {"scene": kind, "n": len(gaussians), "camera": cam_name, "mode": mode}
+            for mode in ('feature1', 'rgb'):
+                features = feature if mode == 'feature1' else None
+                row = {'scene': kind, 'n': len(gaussians), 'camera': cam_name, 'mode': mode}
                 try:
                     start = time.perf_counter()
-                    ref = render(gaussians, camera, features, backend="torch")
+                    ref = render(gaussians, camera, features, backend='torch')
                     sync(device)
-                    row["torch_s"] = round(time.perf_counter() - start, 3)
-                    out = render(gaussians, camera, features, backend="gsplat")
+                    row['torch_s'] = round(time.perf_counter() - start, 3)
+                    out = render(gaussians, camera, features, backend='gsplat')
                     edges = edge_mask(ref.alpha)
-                    row["edge_fraction"] = round(float(edges.float().mean()), 4)
-                    row["covered_fraction"] = round(float((ref.alpha >= ALPHA_MIN).float().mean()), 4)
-                    row["image"] = diff_stats(out.image, ref.image, edges)
-                    row["alpha"] = diff_stats(out.alpha, ref.alpha, edges)
+                    row['edge_fraction'] = round(float(edges.float().mean()), 4)
+                    row['covered_fraction'] = round(float((ref.alpha >= ALPHA_MIN).float().mean()), 4)
+                    row['image'] = diff_stats(out.image, ref.image, edges)
+                    row['alpha'] = diff_stats(out.alpha, ref.alpha, edges)
                     covered = (ref.alpha[..., 0] > 0.5) & (out.alpha[..., 0] > 0.5) & ~edges
                     depth_diff = (out.depth - ref.depth).abs()[..., 0][covered]
-                    row["depth_max_where_alpha_gt_0.5"] = float(depth_diff.max()) if depth_diff.numel() else 0.0
+                    row['depth_max_where_alpha_gt_0.5'] = float(depth_diff.max()) if depth_diff.numel() else 0.0
                     log(f"   {kind:12s} {cam_name:14s} {mode:8s} image max {row['image']['max']:.1e} "
                         f"mean {row['image']['mean']:.1e} away-from-edges {row['image']['max_away_from_edges']:.1e} | "
                         f"alpha max {row['alpha']['max']:.1e} away {row['alpha']['max_away_from_edges']:.1e} "
                         f"(torch {row['torch_s']}s)")
                 except Exception as exc:  # noqa: BLE001
-                    row.update(error=f"{type(exc).__name__}: {exc}", traceback=traceback.format_exc()[-2000:])
+                    row.update(error=f'{type(exc).__name__}: {exc}', traceback=traceback.format_exc()[-2000:])
                     log(f"   {kind} {cam_name} {mode}: ERROR {row['error']}")
                 rows.append(row)
                 report.save()
@@ -414,29 +430,29 @@ class Timer:
 
     def __call__(self, group: str, name: str, n: int, fn: Callable[[int], object],
                  memory: bool = False, **extra) -> Optional[Dict]:
-        row = {"group": group, "name": name, "n": n, **extra}
+        row = {'group': group, 'name': name, 'n': n, **extra}
         try:
-            if memory and self.device.type == "cuda":
+            if memory and self.device.type == 'cuda':
                 torch.cuda.synchronize()
                 baseline = torch.cuda.memory_allocated()
                 torch.cuda.reset_peak_memory_stats()
             row.update(time_frames(fn, self.device, self.iters, self.warmup))
-            if memory and self.device.type == "cuda":
+            if memory and self.device.type == 'cuda':
                 peak = torch.cuda.max_memory_allocated()
-                mem = {"n": n, "name": name, "peak_mb": round(peak / 2**20, 1),
-                       "baseline_mb": round(baseline / 2**20, 1),
-                       "extra_mb": round((peak - baseline) / 2**20, 1)}
-                self.report.data["memory"].append(mem)
-                row["peak_mb"] = mem["peak_mb"]
+                mem = {'n': n, 'name': name, 'peak_mb': round(peak / 2**20, 1),
+                       'baseline_mb': round(baseline / 2**20, 1),
+                       'extra_mb': round((peak - baseline) / 2**20, 1)}
+                self.report.data['memory'].append(mem)
+                row['peak_mb'] = mem['peak_mb']
             log(f"   {group:7s} {name:34s} N={n:>9,d}  median {row['median_ms']:8.3f} ms "
                 f"(p10 {row['p10_ms']:.3f}, p90 {row['p90_ms']:.3f})"
-                + (f"  peak {row['peak_mb']:.0f} MB" if "peak_mb" in row else ""))
+                + (f"  peak {row['peak_mb']:.0f} MB" if 'peak_mb' in row else ''))
         except Exception as exc:  # noqa: BLE001
-            row.update(error=f"{type(exc).__name__}: {exc}", traceback=traceback.format_exc()[-2000:])
+            row.update(error=f'{type(exc).__name__}: {exc}', traceback=traceback.format_exc()[-2000:])
             log(f"   {group} {name} N={n}: ERROR {row['error']}")
-            if self.device.type == "cuda":
+            if self.device.type == 'cuda':
                 torch.cuda.empty_cache()
-        self.report.data["timings"].append(row)
+        self.report.data['timings'].append(row)
         self.report.save()
         return row
 
@@ -452,11 +468,11 @@ def step_timings_for_n(report: Report, timer: Timer, device: torch.device, n: in
 
     # Deformation alone.
     with torch.no_grad():
-        timer("deform", "reference fp32", n, lambda i: net(canonical, frame_time(i)))
-        with matmul_precision("high"):
-            timer("deform", "reference tf32", n, lambda i: net(canonical, frame_time(i)))
+        timer('deform', 'reference fp32', n, lambda i: net(canonical, frame_time(i)))
+        with matmul_precision('high'):
+            timer('deform', 'reference tf32', n, lambda i: net(canonical, frame_time(i)))
     fused_fp32 = FusedDeformation.from_network(net)
-    timer("deform", "fused features only (Triton)", n,
+    timer('deform', 'fused features only (Triton)', n,
           lambda i: fused_fp32.grid_features(canonical.means, frame_time(i)))
     for mlp, precision in FUSED_VARIANTS:
         for graph in (False, True):
@@ -464,22 +480,22 @@ def step_timings_for_n(report: Report, timer: Timer, device: torch.device, n: in
             try:
                 fused = FusedDeformation.from_network(net, mlp=mlp, precision=precision, cuda_graph=graph)
             except Exception as exc:  # noqa: BLE001
-                report.data["timings"].append({"group": "deform", "name": name, "n": n,
-                                               "error": f"{type(exc).__name__}: {exc}"})
+                report.data['timings'].append({'group': 'deform', 'name': name, 'n': n,
+                                               'error': f'{type(exc).__name__}: {exc}'})
                 continue
-            timer("deform", name, n, lambda i, f=fused: f(canonical, frame_time(i)),
+            timer('deform', name, n, lambda i, f=fused: f(canonical, frame_time(i)),
                   mlp=mlp, precision=precision, graph=graph)
 
     # Render alone (the canonical state).
     gaussians = canonical.activate()
-    timer("render", "render 1ch 640x480", n,
+    timer('render', 'render 1ch 640x480', n,
           lambda i: render(gaussians, camera, feature, backend=render_backend))
-    timer("render", "render RGB 1280x720", n,
+    timer('render', 'render RGB 1280x720', n,
           lambda i: render(gaussians, camera_hd, None, backend=render_backend))
 
     # End to end through the public path, t changing every frame.
-    e2e_variants = [("reference fp32", lambda: net)] + [
-        (f"fused {mlp}-mlp {precision} graph",
+    e2e_variants = [('reference fp32', lambda: net)] + [
+        (f'fused {mlp}-mlp {precision} graph',
          lambda mlp=mlp, precision=precision: FusedDeformation.from_network(
              net, mlp=mlp, precision=precision, cuda_graph=True))
         for mlp, precision in FUSED_VARIANTS
@@ -488,26 +504,26 @@ def step_timings_for_n(report: Report, timer: Timer, device: torch.device, n: in
         try:
             scene = make_scene(canonical, net, build())
         except Exception as exc:  # noqa: BLE001
-            report.data["timings"].append({"group": "e2e", "name": name, "n": n,
-                                           "error": f"{type(exc).__name__}: {exc}"})
+            report.data['timings'].append({'group': 'e2e', 'name': name, 'n': n,
+                                           'error': f'{type(exc).__name__}: {exc}'})
             continue
 
         def frame(i, scene=scene):
             return render(scene.at(frame_time(i), device), camera, feature, backend=render_backend)
 
-        row = timer("e2e", f"e2e 1ch {name}", n, frame, memory=True, variant=name)
-        if row and "median_ms" in row and n in TARGETS_MS:
-            row["target_ms"] = TARGETS_MS[n]
-            row["meets_target"] = row["median_ms"] <= TARGETS_MS[n]
-        if name == "fused triton-mlp tf32 graph":  # the CUDA default (AutoDeformation)
-            timer("e2e", "e2e 1ch cached (same t)", n,
+        row = timer('e2e', f'e2e 1ch {name}', n, frame, memory=True, variant=name)
+        if row and 'median_ms' in row and n in TARGETS_MS:
+            row['target_ms'] = TARGETS_MS[n]
+            row['meets_target'] = row['median_ms'] <= TARGETS_MS[n]
+        if name == 'fused triton-mlp tf32 graph':  # the CUDA default (AutoDeformation)
+            timer('e2e', 'e2e 1ch cached (same t)', n,
                   lambda i, scene=scene: render(scene.at(0.5, device), camera, feature,
                                                 backend=render_backend))
-            timer("e2e", f"e2e RGB 1280x720 {name}", n,
+            timer('e2e', f'e2e RGB 1280x720 {name}', n,
                   lambda i, scene=scene: render(scene.at(frame_time(i), device), camera_hd, None,
                                                 backend=render_backend))
         scene = None  # frees a captured graph before the next variant is built
-        if device.type == "cuda":
+        if device.type == 'cuda':
             torch.cuda.empty_cache()
 
 
@@ -524,23 +540,23 @@ def step_tuning(report: Report, timer: Timer, device: torch.device, n: int,
     means = canonical.means.contiguous()
     t_dev = torch.full((1,), 0.4, device=device)
     configs = [(64, 4, 32), (64, 8, 32), (32, 4, 32), (128, 8, 32), (64, 8, 16), (64, 8, 64)]
-    for precision in ("bf16", "tf32", "fp32"):
+    for precision in ('bf16', 'tf32', 'fp32'):
         for block, warps, chunk in configs:
             if time.perf_counter() > deadline:
-                log("   tuning: out of time, stopping")
+                log('   tuning: out of time, stopping')
                 return
-            fused = FusedDeformation.from_network(net, mlp="triton", precision=precision,
+            fused = FusedDeformation.from_network(net, mlp='triton', precision=precision,
                                                   mlp_block=block, mlp_warps=warps, mlp_chunk=chunk)
             out = fused.pack_base(canonical)  # accumulated into again and again: timing only
-            timer("tuning", f"triton-mlp {precision} block={block} warps={warps} chunk={chunk}",
+            timer('tuning', f'triton-mlp {precision} block={block} warps={warps} chunk={chunk}',
                   n, lambda i, f=fused, o=out: f.run_packed(means, t_dev, o),
                   precision=precision, block=block, warps=warps, chunk=chunk)
     for block, warps in ((32, 4), (64, 8), (128, 16), (128, 8), (256, 16)):
         if time.perf_counter() > deadline:
-            log("   tuning: out of time, stopping")
+            log('   tuning: out of time, stopping')
             return
         fused = FusedDeformation.from_network(net, block=block, block_warps=warps)
-        timer("tuning", f"features kernel block={block} warps={warps}", n,
+        timer('tuning', f'features kernel block={block} warps={warps}', n,
               lambda i, f=fused: f.grid_features(means, t_dev), block=block, warps=warps)
 
 
@@ -550,34 +566,34 @@ def step_tuning(report: Report, timer: Timer, device: torch.device, n: int,
 
 
 def summary(report: Report) -> str:
-    rows = [r for r in report.data["timings"] if "median_ms" in r]
-    by = {(r["name"], r["n"]): r["median_ms"] for r in rows}
-    ns = sorted({r["n"] for r in rows if r["group"] != "tuning"})
+    rows = [r for r in report.data['timings'] if 'median_ms' in r]
+    by = {(r['name'], r['n']): r['median_ms'] for r in rows}
+    ns = sorted({r['n'] for r in rows if r['group'] != 'tuning'})
     lines = []
 
     def best(prefix: str, n: int, group: str) -> str:
-        cands = [(r["median_ms"], r["name"]) for r in rows
-                 if r["n"] == n and r["group"] == group and r["name"].startswith(prefix)]
+        cands = [(r['median_ms'], r['name']) for r in rows
+                 if r['n'] == n and r['group'] == group and r['name'].startswith(prefix)]
         if not cands:
-            return "-"
+            return '-'
         ms, name = min(cands)
         return f"{ms:.3f} ({name.replace(prefix, '').strip()})"
 
     def get(name: str, n: int) -> str:
         v = by.get((name, n))
-        return f"{v:.3f}" if v is not None else "-"
+        return f'{v:.3f}' if v is not None else '-'
 
-    lines.append("TIMINGS (median ms per frame)")
+    lines.append('TIMINGS (median ms per frame)')
     for n in ns:
-        lines.append(f"N={n:,}")
+        lines.append(f'N={n:,}')
         lines.append(f"  deform  reference fp32 {get('reference fp32', n)} | tf32 {get('reference tf32', n)}"
                      f" | features only {get('fused features only (Triton)', n)}")
-        for precision in ("fp32", "tf32", "bf16"):
+        for precision in ('fp32', 'tf32', 'bf16'):
             cells = []
-            for mlp in ("torch", "triton"):
+            for mlp in ('torch', 'triton'):
                 cells.append(f"{mlp}-mlp eager {get(f'fused {mlp}-mlp {precision} eager', n)}"
                              f" graph {get(f'fused {mlp}-mlp {precision} graph', n)}")
-            lines.append(f"  fused {precision}: " + " | ".join(cells))
+            lines.append(f'  fused {precision}: ' + ' | '.join(cells))
         lines.append(f"  render  1ch 640x480 {get('render 1ch 640x480', n)} | RGB 1280x720 "
                      f"{get('render RGB 1280x720', n)}")
         lines.append(f"  e2e 1ch reference {get('e2e 1ch reference fp32', n)} | best fused "
@@ -585,24 +601,24 @@ def summary(report: Report) -> str:
                      f" | RGB720 default {get('e2e RGB 1280x720 fused triton-mlp tf32 graph', n)}")
         if n in TARGETS_MS:
             verdicts = [f"{r['variant'].replace('fused ', '')}: {'PASS' if r['meets_target'] else 'miss'}"
-                        for r in rows if r["n"] == n and "meets_target" in r]
-            lines.append(f"  target <= {TARGETS_MS[n]} ms: " + ", ".join(verdicts))
-        mems = [m for m in report.data["memory"] if m["n"] == n]
+                        for r in rows if r['n'] == n and 'meets_target' in r]
+            lines.append(f'  target <= {TARGETS_MS[n]} ms: ' + ', '.join(verdicts))
+        mems = [m for m in report.data['memory'] if m['n'] == n]
         if mems:
-            lines.append("  peak MB: " + ", ".join(
+            lines.append('  peak MB: ' + ', '.join(
                 f"{m['name'].replace('e2e 1ch ', '')} {m['peak_mb']:.0f}" for m in mems))
-    fp = report.data["fused_parity"]
+    fp = report.data['fused_parity']
     if fp:
         bad = [f"{r['config']}/{r['mlp']}/{r['precision']}/{'graph' if r['graph'] else 'eager'}"
-               for r in fp if not r.get("ok")]
-        worst32 = max((max(r["max_abs_diff"].values()) for r in fp
-                       if r.get("precision") == "fp32" and "max_abs_diff" in r), default=float("nan"))
-        lines.append(f"FUSED PARITY: {len(fp) - len(bad)}/{len(fp)} ok; worst fp32 abs diff {worst32:.2e}"
-                     + (f"; FAILED: {', '.join(bad)}" if bad else ""))
-    rp = [r for r in report.data["render_parity"] if "image" in r]
+               for r in fp if not r.get('ok')]
+        worst32 = max((max(r['max_abs_diff'].values()) for r in fp
+                       if r.get('precision') == 'fp32' and 'max_abs_diff' in r), default=float('nan'))
+        lines.append(f'FUSED PARITY: {len(fp) - len(bad)}/{len(fp)} ok; worst fp32 abs diff {worst32:.2e}'
+                     + (f"; FAILED: {', '.join(bad)}" if bad else ''))
+    rp = [r for r in report.data['render_parity'] if 'image' in r]
     if rp:
-        for mode in ("feature1", "rgb"):
-            sel = [r for r in rp if r["mode"] == mode]
+        for mode in ('feature1', 'rgb'):
+            sel = [r for r in rp if r['mode'] == mode]
             if sel:
                 lines.append(
                     f"RENDER PARITY {mode}: image max {max(r['image']['max'] for r in sel):.2e}, "
@@ -611,19 +627,19 @@ def summary(report: Report) -> str:
                     f"{max(r['image']['p999_away_from_edges'] for r in sel):.2e}); alpha max "
                     f"{max(r['alpha']['max'] for r in sel):.2e}, away "
                     f"{max(r['alpha']['max_away_from_edges'] for r in sel):.2e}")
-    errs = [r for r in report.data["render_parity"] if "error" in r]
+    errs = [r for r in report.data['render_parity'] if 'error' in r]
     if errs:
         lines.append(f"RENDER PARITY errors: {len(errs)} (first: {errs[0]['error']})")
-    tun = [r for r in rows if r["group"] == "tuning"]
+    tun = [r for r in rows if r['group'] == 'tuning']
     if tun:
-        for precision in ("bf16", "tf32", "fp32"):
-            sel = [r for r in tun if r.get("precision") == precision]
+        for precision in ('bf16', 'tf32', 'fp32'):
+            sel = [r for r in tun if r.get('precision') == precision]
             if sel:
-                b = min(sel, key=lambda r: r["median_ms"])
+                b = min(sel, key=lambda r: r['median_ms'])
                 lines.append(f"TUNING triton-mlp {precision} best: {b['name']} {b['median_ms']:.3f} ms")
-    steps = ", ".join(f"{k}={v.get('status')}" for k, v in report.data["steps"].items())
-    lines.append(f"STEPS: {steps}")
-    return "\n".join(lines)
+    steps = ', '.join(f"{k}={v.get('status')}" for k, v in report.data['steps'].items())
+    lines.append(f'STEPS: {steps}')
+    return '\n'.join(lines)
 
 
 # ------------------------------------------------------------------------------------------
@@ -632,112 +648,112 @@ def summary(report: Report) -> str:
 
 
 def environment(device: torch.device) -> Dict:
-    meta = {"python": platform.python_version(), "torch": torch.__version__,
-            "cuda": torch.version.cuda, "device": str(device), "plyfile_stubbed": PLYFILE_STUBBED,
-            "started": time.strftime("%Y-%m-%d %H:%M:%S"),
-            "TRITON_INTERPRET": os.environ.get("TRITON_INTERPRET")}
-    if device.type == "cuda":
-        meta["gpu"] = torch.cuda.get_device_name(device)
-        meta["gpu_memory_gb"] = round(torch.cuda.get_device_properties(device).total_memory / 2**30, 1)
-    for module in ("triton", "gsplat"):
+    meta = {'python': platform.python_version(), 'torch': torch.__version__,
+            'cuda': torch.version.cuda, 'device': str(device), 'plyfile_stubbed': PLYFILE_STUBBED,
+            'started': time.strftime('%Y-%m-%d %H:%M:%S'),
+            'TRITON_INTERPRET': os.environ.get('TRITON_INTERPRET')}
+    if device.type == 'cuda':
+        meta['gpu'] = torch.cuda.get_device_name(device)
+        meta['gpu_memory_gb'] = round(torch.cuda.get_device_properties(device).total_memory / 2**30, 1)
+    for module in ('triton', 'gsplat'):
         try:
             meta[module] = __import__(module).__version__
         except Exception as exc:  # noqa: BLE001
-            meta[module] = f"unavailable: {exc}"
+            meta[module] = f'unavailable: {exc}'
     return meta
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", default=os.environ.get("OUT", "."), help="folder for gpu_suite.json")
-    parser.add_argument("--sizes", default="100000,300000,1000000,3000000")
-    parser.add_argument("--iters", type=int, default=50, help="timed frames per figure (median)")
-    parser.add_argument("--warmup", type=int, default=8)
-    parser.add_argument("--parity-n", type=int, default=300_000)
-    parser.add_argument("--budget-s", type=float, default=400.0,
-                        help="optional steps (tuning, pytest) are skipped past this many seconds")
-    parser.add_argument("--skip", default="", help="comma-separated steps to skip: "
-                        "fused_parity,render_parity,timings,tuning,pytest")
-    parser.add_argument("--smoke", action="store_true",
-                        help="tiny sizes and few frames, CPU allowed: checks the script only")
+    parser.add_argument('--out', default=os.environ.get('OUT', '.'), help='folder for gpu_suite.json')
+    parser.add_argument('--sizes', default='100000,300000,1000000,3000000')
+    parser.add_argument('--iters', type=int, default=50, help='timed frames per figure (median)')
+    parser.add_argument('--warmup', type=int, default=8)
+    parser.add_argument('--parity-n', type=int, default=300_000)
+    parser.add_argument('--budget-s', type=float, default=400.0,
+                        help='optional steps (tuning, pytest) are skipped past this many seconds')
+    parser.add_argument('--skip', default='', help='comma-separated steps to skip: '
+                        'fused_parity,render_parity,timings,tuning,pytest')
+    parser.add_argument('--smoke', action='store_true',
+                        help='tiny sizes and few frames, CPU allowed: checks the script only')
     args = parser.parse_args()
 
     out_dir = Path(args.out)
     out_dir.mkdir(parents=True, exist_ok=True)
-    report = Report(out_dir / "gpu_suite.json")
+    report = Report(out_dir / 'gpu_suite.json')
     # An explicit index, so that tensors' devices compare equal to it (cuda != cuda:0).
-    device = torch.device("cuda", torch.cuda.current_device()) if torch.cuda.is_available() \
-        else torch.device("cpu")
-    sizes = [int(s) for s in args.sizes.split(",") if s]
-    skip = set(filter(None, args.skip.split(",")))
-    render_backend = "gsplat"
+    device = torch.device('cuda', torch.cuda.current_device()) if torch.cuda.is_available() \
+        else torch.device('cpu')
+    sizes = [int(s) for s in args.sizes.split(',') if s]
+    skip = set(filter(None, args.skip.split(',')))
+    render_backend = 'gsplat'
     if args.smoke:
         sizes, args.iters, args.warmup, args.parity_n = [2_000], 3, 1, 500
-        if device.type != "cuda":
-            render_backend = "torch"
-    elif device.type != "cuda":
-        report.data["meta"] = environment(device)
-        report.data["meta"]["fatal"] = "no CUDA device: this suite needs a GPU (or --smoke)"
+        if device.type != 'cuda':
+            render_backend = 'torch'
+    elif device.type != 'cuda':
+        report.data['meta'] = environment(device)
+        report.data['meta']['fatal'] = 'no CUDA device: this suite needs a GPU (or --smoke)'
         report.save()
-        log(report.data["meta"]["fatal"])
+        log(report.data['meta']['fatal'])
         return 2
-    report.data["meta"] = environment(device)
-    report.data["meta"].update(sizes=sizes, iters=args.iters, warmup=args.warmup,
+    report.data['meta'] = environment(device)
+    report.data['meta'].update(sizes=sizes, iters=args.iters, warmup=args.warmup,
                                parity_n=args.parity_n, smoke=args.smoke)
     report.save()
     log(f"device {report.data['meta'].get('gpu', device)}; torch {torch.__version__}; "
         f"triton {report.data['meta']['triton']}; gsplat {report.data['meta']['gsplat']}")
     deadline = T0 + args.budget_s
 
-    if "fused_parity" not in skip:
-        with report.step("fused_parity"):
+    if 'fused_parity' not in skip:
+        with report.step('fused_parity'):
             step_fused_parity(report, device, args.parity_n)
 
-    if "render_parity" not in skip:
-        with report.step("render_parity"):
+    if 'render_parity' not in skip:
+        with report.step('render_parity'):
             step_render_parity(report, device)
 
     timer = Timer(report, device, args.iters, args.warmup)
     net = None
-    if "timings" not in skip:
-        with report.step("timings"):
+    if 'timings' not in skip:
+        with report.step('timings'):
             net = hypernerf_network(device)
             for n in sizes:
-                with report.step(f"timings N={n}"):
+                with report.step(f'timings N={n}'):
                     if time.perf_counter() > deadline:
-                        raise TimeoutError("skipped: time budget spent")
+                        raise TimeoutError('skipped: time budget spent')
                     step_timings_for_n(report, timer, device, n, net, render_backend)
 
-    if "tuning" not in skip:
-        with report.step("tuning"):
+    if 'tuning' not in skip:
+        with report.step('tuning'):
             if time.perf_counter() > deadline:
-                raise TimeoutError("skipped: time budget spent")
+                raise TimeoutError('skipped: time budget spent')
             net = net or hypernerf_network(device)
             step_tuning(report, timer, device, 2_000 if args.smoke else 1_000_000, net,
                         deadline + 30)
 
-    if "pytest" not in skip and not args.smoke:
-        with report.step("pytest") as entry:
+    if 'pytest' not in skip and not args.smoke:
+        with report.step('pytest') as entry:
             remaining = T0 + args.budget_s + 50 - time.perf_counter()
             if remaining < 30:
-                raise TimeoutError("skipped: time budget spent")
+                raise TimeoutError('skipped: time budget spent')
             proc = subprocess.run(
-                [sys.executable, "-m", "pytest", "-q", "-rs", *GPU_TESTS],
+                [sys.executable, '-m', 'pytest', '-q', '-rs', *GPU_TESTS],
                 cwd=ROOT, capture_output=True, text=True, timeout=remaining)
-            entry["returncode"] = proc.returncode
-            entry["output_tail"] = (proc.stdout + proc.stderr)[-3000:]
-            (out_dir / "pytest.txt").write_text(proc.stdout + proc.stderr)
-            log("   pytest: " + (proc.stdout.strip().splitlines() or ["(no output)"])[-1])
+            entry['returncode'] = proc.returncode
+            entry['output_tail'] = (proc.stdout + proc.stderr)[-3000:]
+            (out_dir / 'pytest.txt').write_text(proc.stdout + proc.stderr)
+            log('   pytest: ' + (proc.stdout.strip().splitlines() or ['(no output)'])[-1])
             if proc.returncode != 0:
-                raise RuntimeError(f"pytest exited {proc.returncode}")
+                raise RuntimeError(f'pytest exited {proc.returncode}')
 
     table = summary(report)
-    report.data["summary"] = table
+    report.data['summary'] = table
     report.save()
-    print("\n" + table, flush=True)
-    log(f"wrote {report.path}")
+    print('\n' + table, flush=True)
+    log(f'wrote {report.path}')
     return 0
 
 
-if __name__ == "__main__":
+if __name__ == '__main__':
     sys.exit(main())

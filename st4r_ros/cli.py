@@ -1,3 +1,17 @@
+# Copyright 2026 The st4r_ros Authors
+#
+# Licensed under the Apache License, Version 2.0 (the "License");
+# you may not use this file except in compliance with the License.
+# You may obtain a copy of the License at
+#
+#     http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS,
+# WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+# See the License for the specific language governing permissions and
+# limitations under the License.
+
 """The `st4r` command."""
 
 from __future__ import annotations
@@ -5,32 +19,31 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
-import sys
 from pathlib import Path
+import sys
 from typing import Optional, Sequence
 
-import torch
 from rich.console import Console
 from rich.table import Table
-
 from st4r_ros.errors import St4rError
 from st4r_ros.render.api import BACKENDS, render
 from st4r_ros.render.camera import Camera
 from st4r_ros.render.images import depth_to_gray, save_png
-from st4r_ros.scene.loading import FORMATS, load_scene
 from st4r_ros.ros.replay import add_replay_arguments
+from st4r_ros.scene.loading import FORMATS, load_scene
 from st4r_ros.scene.ply import write_ply
 from st4r_ros.scene.scene4d import SceneInfo
+import torch
 
 console = Console()
 
 
 def _info_table(info: SceneInfo) -> Table:
-    table = Table(title=f"scene {info.path}", show_header=False)
+    table = Table(title=f'scene {info.path}', show_header=False)
     rows = dataclasses.asdict(info)
-    details = rows.pop("details")
+    details = rows.pop('details')
     for key, value in {**rows, **details}.items():
-        shown = ", ".join(map(str, value)) if isinstance(value, (list, tuple)) else str(value)
+        shown = ', '.join(map(str, value)) if isinstance(value, (list, tuple)) else str(value)
         table.add_row(key, shown)
     return table
 
@@ -46,12 +59,12 @@ def cmd_scene_info(args: argparse.Namespace) -> None:
 def cmd_scene_export(args: argparse.Namespace) -> None:
     gaussians = load_scene(args.scene, args.format).at(args.time)
     path = write_ply(args.out, gaussians)
-    console.print(f"wrote {len(gaussians)} Gaussians at t={args.time} to {path or args.out}")
+    console.print(f'wrote {len(gaussians)} Gaussians at t={args.time} to {path or args.out}')
 
 
 def _device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == 'auto':
+        return torch.device('cuda' if torch.cuda.is_available() else 'cpu')
     return torch.device(name)
 
 
@@ -63,26 +76,26 @@ def cmd_render(args: argparse.Namespace) -> None:
     written = [args.out]
     if args.depth:
         written.append(save_png(args.depth, depth_to_gray(out.depth, out.alpha)))
-    console.print("wrote " + ", ".join(map(str, written)))
+    console.print('wrote ' + ', '.join(map(str, written)))
 
 
 def cmd_synth(args: argparse.Namespace) -> None:
     from st4r_ros.scene.synthetic import synth_main
 
     synth_main(args.out, seed=args.seed, num_frames=args.frames)
-    console.print(f"wrote synthetic scene (seed {args.seed}) to {args.out}")
+    console.print(f'wrote synthetic scene (seed {args.seed}) to {args.out}')
 
 
 def cmd_train(args: argparse.Namespace) -> None:
     from st4r_ros.field.train import train_main
 
-    options = {"steps": args.steps, "device": _device(args.device).type}
+    options = {'steps': args.steps, 'device': _device(args.device).type}
     if args.text_model:
-        options["text_model"] = args.text_model
+        options['text_model'] = args.text_model
     result = train_main(args.scene, args.supervision, args.out, seed=args.seed,
                         resume=not args.no_resume, **options)
-    console.print(f"referring layer written to {result.layer_path} "
-                  f"(no-target threshold {result.threshold:.3f})")
+    console.print(f'referring layer written to {result.layer_path} '
+                  f'(no-target threshold {result.threshold:.3f})')
 
 
 def cmd_eval(args: argparse.Namespace) -> None:
@@ -98,69 +111,69 @@ def cmd_demo(args: argparse.Namespace) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="st4r", description=__doc__)
-    commands = parser.add_subparsers(dest="command", required=True)
+    parser = argparse.ArgumentParser(prog='st4r', description=__doc__)
+    commands = parser.add_subparsers(dest='command', required=True)
 
     def with_scene(p: argparse.ArgumentParser) -> None:
-        p.add_argument("scene", help="scene folder (bundle, 4DGaussians output, PLY sequence) "
-                                     "or a .ply file")
-        p.add_argument("--format", choices=FORMATS, help="skip format detection")
+        p.add_argument('scene', help='scene folder (bundle, 4DGaussians output, PLY sequence) '
+                                     'or a .ply file')
+        p.add_argument('--format', choices=FORMATS, help='skip format detection')
 
-    scene = commands.add_parser("scene", help="inspect and convert scenes")
-    scene_commands = scene.add_subparsers(dest="scene_command", required=True)
-    info = scene_commands.add_parser("info", help="format, size, time range, semantic layers")
+    scene = commands.add_parser('scene', help='inspect and convert scenes')
+    scene_commands = scene.add_subparsers(dest='scene_command', required=True)
+    info = scene_commands.add_parser('info', help='format, size, time range, semantic layers')
     with_scene(info)
-    info.add_argument("--json", action="store_true", help="machine-readable output")
+    info.add_argument('--json', action='store_true', help='machine-readable output')
     info.set_defaults(run=cmd_scene_info)
-    export = scene_commands.add_parser("export", help="the Gaussians at one time as a 3DGS PLY")
+    export = scene_commands.add_parser('export', help='the Gaussians at one time as a 3DGS PLY')
     with_scene(export)
-    export.add_argument("--time", type=float, required=True,
-                        help="normalised scene time in [0, 1]")
-    export.add_argument("--out", required=True, help="output .ply")
+    export.add_argument('--time', type=float, required=True,
+                        help='normalised scene time in [0, 1]')
+    export.add_argument('--out', required=True, help='output .ply')
     export.set_defaults(run=cmd_scene_export)
 
-    rend = commands.add_parser("render", help="render the scene at one time from one camera")
+    rend = commands.add_parser('render', help='render the scene at one time from one camera')
     with_scene(rend)
-    rend.add_argument("--time", type=float, required=True, help="normalised scene time in [0, 1]")
-    rend.add_argument("--camera", required=True, help="camera JSON (see README)")
-    rend.add_argument("--out", required=True, help="output .png (RGB)")
-    rend.add_argument("--depth", help="also write the expected depth as a grey .png")
-    rend.add_argument("--backend", choices=BACKENDS, default="auto")
-    rend.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1 ...")
-    rend.add_argument("--background", type=float, default=0.0, help="background grey level")
+    rend.add_argument('--time', type=float, required=True, help='normalised scene time in [0, 1]')
+    rend.add_argument('--camera', required=True, help='camera JSON (see README)')
+    rend.add_argument('--out', required=True, help='output .png (RGB)')
+    rend.add_argument('--depth', help='also write the expected depth as a grey .png')
+    rend.add_argument('--backend', choices=BACKENDS, default='auto')
+    rend.add_argument('--device', default='auto', help='auto, cpu, cuda, cuda:1 ...')
+    rend.add_argument('--background', type=float, default=0.0, help='background grey level')
     rend.set_defaults(run=cmd_render)
 
-    synth = commands.add_parser("synth", help="write a synthetic dynamic scene with ground truth")
-    synth.add_argument("out", help="output folder")
-    synth.add_argument("--seed", type=int, default=0)
-    synth.add_argument("--frames", type=int, default=24)
+    synth = commands.add_parser('synth', help='write a synthetic dynamic scene with ground truth')
+    synth.add_argument('out', help='output folder')
+    synth.add_argument('--seed', type=int, default=0)
+    synth.add_argument('--frames', type=int, default=24)
     synth.set_defaults(run=cmd_synth)
 
-    train = commands.add_parser("train", help="train the scene's referring layer")
-    train.add_argument("scene", help="the scene (any `st4r scene` format)")
-    train.add_argument("supervision", help="supervision folder (supervision.json + masks)")
-    train.add_argument("--out", help="layer folder (default: inside the scene bundle)")
-    train.add_argument("--steps", type=int, default=1500)
-    train.add_argument("--seed", type=int, default=0)
-    train.add_argument("--device", default="auto", help="auto, cpu, cuda ...")
-    train.add_argument("--text-model", help="encoder folder or hub id (default: MiniLM)")
-    train.add_argument("--no-resume", action="store_true",
-                       help="start over instead of continuing from the last checkpoint")
+    train = commands.add_parser('train', help="train the scene's referring layer")
+    train.add_argument('scene', help='the scene (any `st4r scene` format)')
+    train.add_argument('supervision', help='supervision folder (supervision.json + masks)')
+    train.add_argument('--out', help='layer folder (default: inside the scene bundle)')
+    train.add_argument('--steps', type=int, default=1500)
+    train.add_argument('--seed', type=int, default=0)
+    train.add_argument('--device', default='auto', help='auto, cpu, cuda ...')
+    train.add_argument('--text-model', help='encoder folder or hub id (default: MiniLM)')
+    train.add_argument('--no-resume', action='store_true',
+                       help='start over instead of continuing from the last checkpoint')
     train.set_defaults(run=cmd_train)
 
-    evaluate = commands.add_parser("eval", help="time-agnostic mIoU on a benchmark")
-    evaluate.add_argument("scene", help="the scene (any `st4r scene` format)")
-    evaluate.add_argument("bench", help="benchmark file (bench.json)")
-    evaluate.add_argument("--layer", help="referring layer folder (default: in the bundle)")
-    evaluate.add_argument("--json", action="store_true", help="machine-readable output")
-    evaluate.add_argument("--device", default="auto", help="auto, cpu, cuda ...")
+    evaluate = commands.add_parser('eval', help='time-agnostic mIoU on a benchmark')
+    evaluate.add_argument('scene', help='the scene (any `st4r scene` format)')
+    evaluate.add_argument('bench', help='benchmark file (bench.json)')
+    evaluate.add_argument('--layer', help='referring layer folder (default: in the bundle)')
+    evaluate.add_argument('--json', action='store_true', help='machine-readable output')
+    evaluate.add_argument('--device', default='auto', help='auto, cpu, cuda ...')
     evaluate.set_defaults(run=cmd_eval)
 
-    add_replay_arguments(commands.add_parser("replay", help="replay a rosbag2 of commands and "
-                                                            "poses into a rosbag2 of results"))
+    add_replay_arguments(commands.add_parser('replay', help='replay a rosbag2 of commands and '
+                                                            'poses into a rosbag2 of results'))
 
-    demo = commands.add_parser("demo", help="run the main job on the embedded demo scene")
-    demo.add_argument("--out", default="out/demo", help="output folder")
+    demo = commands.add_parser('demo', help='run the main job on the embedded demo scene')
+    demo.add_argument('--out', default='out/demo', help='output folder')
     demo.set_defaults(run=cmd_demo)
     return parser
 
@@ -170,10 +183,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     try:
         args.run(args)
     except St4rError as err:
-        console.print(f"[bold red]st4r: error:[/] {err}", highlight=False)
+        console.print(f'[bold red]st4r: error:[/] {err}', highlight=False)
         return 2
     return 0
 
 
-if __name__ == "__main__":
+if __name__ == '__main__':
     sys.exit(main())

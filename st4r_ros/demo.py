@@ -1,3 +1,17 @@
+# Copyright 2026 The st4r_ros Authors
+#
+# Licensed under the Apache License, Version 2.0 (the "License");
+# you may not use this file except in compliance with the License.
+# You may obtain a copy of the License at
+#
+#     http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS,
+# WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+# See the License for the specific language governing permissions and
+# limitations under the License.
+
 """The embedded demo: the main job of st4r_ros on a scene that ships as a few lines of config.
 
 ``models/demo/demo.json`` holds a seed and sizes; nothing else is stored. The demo
@@ -17,30 +31,29 @@ from __future__ import annotations
 
 import json
 import math
+from pathlib import Path
 import sys
 import time
-from pathlib import Path
 from typing import Dict, List, Tuple
 
 import numpy as np
-import torch
 from rich.console import Console
 from rich.progress import track
 from rich.table import Table
-
 from st4r_ros.engine import QueryEngine
 from st4r_ros.errors import St4rError
 from st4r_ros.render.api import render
 from st4r_ros.render.camera import Camera
 from st4r_ros.render.images import depth_to_gray, save_png
 from st4r_ros.ros import conversions as conv
-from st4r_ros.ros.replay import ReplayOptions, replay, summary_table
+from st4r_ros.ros.replay import replay, ReplayOptions, summary_table
 from st4r_ros.ros.typestore import ros_typestore
 from st4r_ros.scene.loading import load_scene
 from st4r_ros.scene.ply import write_ply
 from st4r_ros.scene.synthetic import SyntheticConfig, write_synthetic
+import torch
 
-DEMO_CONFIG = Path("models") / "demo" / "demo.json"
+DEMO_CONFIG = Path('models') / 'demo' / 'demo.json'
 START_NS = 1_700_000_000 * 10**9  # bag clock of the demo's first message
 
 
@@ -48,62 +61,62 @@ def find_demo_config() -> Path:
     """The demo config from a source checkout, else from the installed share folder."""
     candidates = [
         Path(__file__).resolve().parents[1] / DEMO_CONFIG,
-        Path(sys.prefix) / "share" / "st4r_ros" / DEMO_CONFIG,
+        Path(sys.prefix) / 'share' / 'st4r_ros' / DEMO_CONFIG,
     ]
     for candidate in candidates:
         if candidate.is_file():
             return candidate
-    raise St4rError("demo config not found; looked in " + ", ".join(map(str, candidates)))
+    raise St4rError('demo config not found; looked in ' + ', '.join(map(str, candidates)))
 
 
 def orbit_camera(center: torch.Tensor, radius: float, view: Dict, settings: Dict) -> Camera:
     """A camera on a sphere around ``center`` looking at it (z up)."""
-    azimuth, elevation = math.radians(view["azimuth_deg"]), math.radians(view["elevation_deg"])
+    azimuth, elevation = math.radians(view['azimuth_deg']), math.radians(view['elevation_deg'])
     offset = radius * torch.tensor(
         [math.cos(elevation) * math.cos(azimuth), math.cos(elevation) * math.sin(azimuth),
          math.sin(elevation)]
     )
     return Camera.look_at((center + offset).tolist(), center.tolist(),
-                          fov_x_deg=settings["fov_x_deg"], width=settings["width"],
-                          height=settings["height"])
+                          fov_x_deg=settings['fov_x_deg'], width=settings['width'],
+                          height=settings['height'])
 
 
 def run_demo(out: Path, console: Console) -> List[Path]:
     """Run every stage of the demo under ``out``; returns the files written."""
-    from st4r_ros.field.train import TrainConfig, train_field
+    from st4r_ros.field.train import train_field, TrainConfig
     from st4r_ros.supervision.format import load_benchmark, load_supervision
     from st4r_ros.supervision.synthetic_language import build_synthetic_task
 
     started = time.perf_counter()
     config = json.loads(find_demo_config().read_text())
-    synthetic_dir = out / "synthetic"
+    synthetic_dir = out / 'synthetic'
     console.print(f"[bold]1. scene[/]: synthetic, seed {config['seed']}, in {synthetic_dir}")
-    write_synthetic(synthetic_dir, config["seed"], SyntheticConfig(**config["synthetic"]),
-                    progress=lambda views: track(views, description="ground-truth masks"))
-    supervision_dir, bench_path = build_synthetic_task(synthetic_dir, config["seed"])
-    scene_dir = synthetic_dir / "scene"
+    write_synthetic(synthetic_dir, config['seed'], SyntheticConfig(**config['synthetic']),
+                    progress=lambda views: track(views, description='ground-truth masks'))
+    supervision_dir, bench_path = build_synthetic_task(synthetic_dir, config['seed'])
+    scene_dir = synthetic_dir / 'scene'
 
     console.print(f"[bold]2. referring layer[/]: {config['train_steps']} training steps")
     train_field(load_scene(scene_dir), load_supervision(supervision_dir),
-                TrainConfig(steps=config["train_steps"]), scene_dir, seed=config["seed"])
-    engine = QueryEngine.open(scene_dir, device="cpu")
-    cameras = _demo_cameras(engine, config["render"])
+                TrainConfig(steps=config['train_steps']), scene_dir, seed=config['seed'])
+    engine = QueryEngine.open(scene_dir, device='cpu')
+    cameras = _demo_cameras(engine, config['render'])
     written = _render_views(engine, cameras, config, out, console)
 
-    console.print("[bold]3. replay[/]: a rosbag2 of commands and camera poses, through the "
+    console.print('[bold]3. replay[/]: a rosbag2 of commands and camera poses, through the '
                   "node's logic")
     commands = _demo_commands(load_supervision(supervision_dir), load_benchmark(bench_path),
-                              config["commands"])
-    in_bag, out_bag = out / "commands_bag", out / "results_bag"
+                              config['commands'])
+    in_bag, out_bag = out / 'commands_bag', out / 'results_bag'
     for bag in (in_bag, out_bag):
         _remove_bag(bag)
     _write_command_bag(in_bag, commands, list(cameras.values()))
     summary = replay(in_bag, out_bag, engine, ReplayOptions(scene_time=None))
     console.print(summary_table(summary))
 
-    console.print("[bold]4. results[/]: read back from", out_bag)
-    written += _export_results(out_bag, out / "results", console)
-    console.print(f"demo done in {time.perf_counter() - started:.0f} s; outputs in {out}")
+    console.print('[bold]4. results[/]: read back from', out_bag)
+    written += _export_results(out_bag, out / 'results', console)
+    console.print(f'demo done in {time.perf_counter() - started:.0f} s; outputs in {out}')
     return written
 
 
@@ -111,23 +124,23 @@ def _demo_cameras(engine: QueryEngine, settings: Dict) -> Dict[str, Camera]:
     first = engine.scene.at(0.0)
     center = first.means.mean(dim=0)
     radius = 2.2 * float((first.means - center).norm(dim=1).quantile(0.95))
-    return {view["name"]: orbit_camera(center, radius, view, settings)
-            for view in settings["views"]}
+    return {view['name']: orbit_camera(center, radius, view, settings)
+            for view in settings['views']}
 
 
 def _render_views(engine: QueryEngine, cameras: Dict[str, Camera], config: Dict, out: Path,
                   console: Console) -> List[Path]:
     """RGB and depth PNGs of every demo camera at the configured times, and a 3DGS PLY."""
     written: List[Path] = []
-    for t in config["render"]["times"]:
+    for t in config['render']['times']:
         gaussians = engine.scene.at(t)
         for name, camera in cameras.items():
             result = render(gaussians, camera, background=1.0)
-            stem = out / "renders" / f"t{t:.2f}_{name}"
-            written += [save_png(f"{stem}_rgb.png", result.image),
-                        save_png(f"{stem}_depth.png", depth_to_gray(result.depth, result.alpha))]
+            stem = out / 'renders' / f't{t:.2f}_{name}'
+            written += [save_png(f'{stem}_rgb.png', result.image),
+                        save_png(f'{stem}_depth.png', depth_to_gray(result.depth, result.alpha))]
     export_path = out / f"scene_t{config['export_time']:.2f}.ply"
-    write_ply(export_path, engine.scene.at(config["export_time"]))
+    write_ply(export_path, engine.scene.at(config['export_time']))
     console.print(f"   {len(written)} renders in {out / 'renders'}, 3DGS PLY {export_path}")
     return written + [export_path]
 
@@ -141,8 +154,8 @@ def _demo_commands(supervision, benchmark, settings: Dict) -> List[str]:
         if expression.kind not in kinds:
             kinds.add(expression.kind)
             chosen.append(expression.text)
-    return (captions[: settings["training"]] + chosen[: settings["held_out"]]
-            + settings["extra"])
+    return (captions[: settings['training']] + chosen[: settings['held_out']]
+            + settings['extra'])
 
 
 def _remove_bag(path: Path) -> None:
@@ -157,21 +170,21 @@ def _write_command_bag(path: Path, commands: List[str], cameras: List[Camera]) -
     other cameras' poses between them, 400 ms apart."""
     from rosbags.rosbag2 import StoragePlugin, Writer
 
-    store = ros_typestore("jazzy")
+    store = ros_typestore('jazzy')
     types = conv.RosbagsTypes(store)
-    topics = {"camera/camera_info": conv.CAMERA_INFO,
-              "camera/pose": "geometry_msgs/msg/PoseStamped",
-              "command": "std_msgs/msg/String"}
+    topics = {'camera/camera_info': conv.CAMERA_INFO,
+              'camera/pose': 'geometry_msgs/msg/PoseStamped',
+              'command': 'std_msgs/msg/String'}
     events: List[Tuple[str, object]] = []
     for i, command in enumerate(commands):
         camera = cameras[i % len(cameras)]
         stamp = conv.stamp_from_ns(types, START_NS + 2 * i * 400_000_000)
-        events += [("camera/camera_info", conv.camera_to_camera_info(types, camera, stamp,
-                                                                     "camera_optical")),
-                   ("camera/pose", conv.camera_to_pose(types, camera, stamp, "map")),
-                   ("command", conv.make(types, "std_msgs/msg/String", data=command))]
+        events += [('camera/camera_info', conv.camera_to_camera_info(types, camera, stamp,
+                                                                     'camera_optical')),
+                   ('camera/pose', conv.camera_to_pose(types, camera, stamp, 'map')),
+                   ('command', conv.make(types, 'std_msgs/msg/String', data=command))]
     with Writer(path, version=8, storage_plugin=StoragePlugin.MCAP) as writer:
-        connections = {topic: writer.add_connection(f"/{topic}", msgtype, typestore=store)
+        connections = {topic: writer.add_connection(f'/{topic}', msgtype, typestore=store)
                        for topic, msgtype in topics.items()}
         for index, (topic, msg) in enumerate(events):
             writer.write(connections[topic], START_NS + index * 266_666_666,
@@ -182,23 +195,23 @@ def _export_results(bag: Path, out: Path, console: Console) -> List[Path]:
     """Masks and overlays as PNGs, the first target cloud as PLY, the span timeline, a table."""
     from rosbags.rosbag2 import Reader
 
-    store = ros_typestore("jazzy")
+    store = ros_typestore('jazzy')
     out.mkdir(parents=True, exist_ok=True)
     results, images, clouds, written = [], [], [], []
     with Reader(bag) as reader:
         for connection, _, raw in reader.messages():
             msg = store.deserialize_cdr(raw, connection.msgtype)
-            if connection.topic == "/result":
+            if connection.topic == '/result':
                 results.append(msg)
-            elif connection.topic in ("/mask", "/overlay"):
-                images.append((connection.topic.strip("/"), msg))
-            elif connection.topic == "/target_cloud" and msg.width:
+            elif connection.topic in ('/mask', '/overlay'):
+                images.append((connection.topic.strip('/'), msg))
+            elif connection.topic == '/target_cloud' and msg.width:
                 clouds.append(msg)
     for index, (name, image) in enumerate(images):
-        written.append(_save_image(out / f"{index:02d}_{name}.png", image))
+        written.append(_save_image(out / f'{index:02d}_{name}.png', image))
     if clouds:
-        written.append(_save_cloud(out / "target_cloud.ply", clouds[0]))
-    written.append(_plot_timeline(out / "spans.png", results))
+        written.append(_save_cloud(out / 'target_cloud.ply', clouds[0]))
+    written.append(_plot_timeline(out / 'spans.png', results))
     console.print(_results_table(results))
     return written
 
@@ -207,7 +220,7 @@ def _save_image(path: Path, image) -> Path:
     from PIL import Image
 
     pixels = np.frombuffer(bytes(image.data), np.uint8)
-    if image.encoding == "mono8":
+    if image.encoding == 'mono8':
         array = pixels.reshape(image.height, image.width)
     else:  # bgr8
         array = pixels.reshape(image.height, image.width, 3)[..., ::-1]
@@ -221,14 +234,14 @@ def _save_cloud(path: Path, cloud) -> Path:
 
     fields = np.frombuffer(bytes(cloud.data), np.float32).reshape(cloud.width, -1)
     rgb = fields[:, 3].copy().view(np.uint32)
-    vertices = np.empty(cloud.width, dtype=[("x", "f4"), ("y", "f4"), ("z", "f4"),
-                                            ("red", "u1"), ("green", "u1"), ("blue", "u1"),
-                                            ("score", "f4")])
-    vertices["x"], vertices["y"], vertices["z"] = fields[:, 0], fields[:, 1], fields[:, 2]
-    vertices["red"], vertices["green"], vertices["blue"] = ((rgb >> 16) & 255, (rgb >> 8) & 255,
+    vertices = np.empty(cloud.width, dtype=[('x', 'f4'), ('y', 'f4'), ('z', 'f4'),
+                                            ('red', 'u1'), ('green', 'u1'), ('blue', 'u1'),
+                                            ('score', 'f4')])
+    vertices['x'], vertices['y'], vertices['z'] = fields[:, 0], fields[:, 1], fields[:, 2]
+    vertices['red'], vertices['green'], vertices['blue'] = ((rgb >> 16) & 255, (rgb >> 8) & 255,
                                                             rgb & 255)
-    vertices["score"] = fields[:, 4]
-    PlyData([PlyElement.describe(vertices, "vertex")]).write(str(path))
+    vertices['score'] = fields[:, 4]
+    PlyData([PlyElement.describe(vertices, 'vertex')]).write(str(path))
     return path
 
 
@@ -236,22 +249,22 @@ def _plot_timeline(path: Path, results) -> Path:
     """One row per query: its active spans over normalised scene time, coloured by status."""
     import matplotlib
 
-    matplotlib.use("Agg")
+    matplotlib.use('Agg')
     import matplotlib.pyplot as plt
 
-    colours = {1: "tab:green", 2: "tab:orange"}
+    colours = {1: 'tab:green', 2: 'tab:orange'}
     figure, axes = plt.subplots(figsize=(8, 0.5 + 0.45 * len(results)))
     for row, result in enumerate(results):
         for span in result.active_spans:
             axes.barh(row, span.end - span.start, left=span.start, height=0.6,
-                      color=colours.get(result.status, "tab:gray"))
+                      color=colours.get(result.status, 'tab:gray'))
         marker = result.scene_time if math.isfinite(result.scene_time) else None
         if marker is not None:
-            axes.plot([marker], [row], "k|", markersize=14)
+            axes.plot([marker], [row], 'k|', markersize=14)
     axes.set_yticks(range(len(results)),
                     [f"{r.query[:38] or '(empty)'} [{_status_name(r.status)}]" for r in results])
     axes.set_xlim(0, 1)
-    axes.set_xlabel("normalised scene time (| = time of the query)")
+    axes.set_xlabel('normalised scene time (| = time of the query)')
     axes.invert_yaxis()
     figure.tight_layout()
     figure.savefig(path, dpi=100)
@@ -266,11 +279,11 @@ def _status_name(status: int) -> str:
 
 
 def _results_table(results) -> Table:
-    table = Table(title="answers (read back from the result bag)")
-    for column in ("query", "status", "instance", "score", "Gaussians", "t", "ms"):
+    table = Table(title='answers (read back from the result bag)')
+    for column in ('query', 'status', 'instance', 'score', 'Gaussians', 't', 'ms'):
         table.add_column(column)
     for r in results:
-        table.add_row(r.query[:48] or "(empty)", _status_name(r.status),
-                      str(r.target_instance_id), f"{r.score:.3f}", str(r.num_gaussians),
-                      f"{r.scene_time:.2f}", f"{r.latency_total_ms:.0f}")
+        table.add_row(r.query[:48] or '(empty)', _status_name(r.status),
+                      str(r.target_instance_id), f'{r.score:.3f}', str(r.num_gaussians),
+                      f'{r.scene_time:.2f}', f'{r.latency_total_ms:.0f}')
     return table

@@ -1,3 +1,17 @@
+# Copyright 2026 The st4r_ros Authors
+#
+# Licensed under the Apache License, Version 2.0 (the "License");
+# you may not use this file except in compliance with the License.
+# You may obtain a copy of the License at
+#
+#     http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS,
+# WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+# See the License for the specific language governing permissions and
+# limitations under the License.
+
 """QueryEngine: the one place that strings scene, text encoder and referring field together.
 
 A query goes in as a `QueryRequest` (text, optional mode, scene time and camera) and exactly one
@@ -18,22 +32,21 @@ time-agnostic answer and says why, and an explicit TIME_SENSITIVE request is ref
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field, replace
 import enum
 import math
-import time
-import uuid
-from dataclasses import dataclass, field, replace
 from pathlib import Path
+import time
 from typing import Dict, Optional, Tuple
-
-import torch
-from torch import Tensor
+import uuid
 
 from st4r_ros.errors import St4rError
 from st4r_ros.field.model import ReferringField, render_relevance
 from st4r_ros.render.camera import Camera
 from st4r_ros.scene.gaussians import Gaussians
-from st4r_ros.scene.scene4d import Scene4D, check_time
+from st4r_ros.scene.scene4d import check_time, Scene4D
+import torch
+from torch import Tensor
 
 MASK_THRESHOLD = 0.5
 MAX_QUERY_CHARS = 2000  # longer texts are refused before tokenising: no encoder reads that far
@@ -76,7 +89,7 @@ class QueryRequest:
     mode: QueryMode = QueryMode.AUTO
     time: Optional[float] = None
     camera: Optional[Camera] = None
-    request_id: str = ""
+    request_id: str = ''
 
 
 @dataclass(frozen=True)
@@ -115,7 +128,7 @@ class QueryResult:
     message: str
     mode: QueryMode = QueryMode.AUTO
     time_sensitive: bool = False
-    time_sensitivity_reason: str = ""
+    time_sensitivity_reason: str = ''
     target_instance_id: int = -1
     score: float = math.nan
     no_target_threshold: float = math.nan
@@ -149,7 +162,7 @@ class QueryEngine:
     """
 
     def __init__(self, scene: Scene4D, field: Optional[ReferringField] = None, encoder=None,
-                 threshold: float = 0.0, device: torch.device | str = "cpu",
+                 threshold: float = 0.0, device: torch.device | str = 'cpu',
                  duration_s: Optional[float] = None) -> None:
         self.scene = scene
         self.device = torch.device(device)
@@ -164,14 +177,14 @@ class QueryEngine:
 
     @classmethod
     def open(cls, scene_path: str | Path, layer_dir: str | Path | None = None,
-             device: str = "auto") -> "QueryEngine":
+             device: str = 'auto') -> 'QueryEngine':
         """The engine for the scene at ``scene_path`` with its referring layer (in the bundle,
         or in ``layer_dir``); without a layer the engine answers every query NO_SCENE."""
         from st4r_ros.field.layer import load_referring
         from st4r_ros.scene.loading import load_scene
 
-        chosen = torch.device("cuda" if device == "auto" and torch.cuda.is_available()
-                              else "cpu" if device == "auto" else device)
+        chosen = torch.device('cuda' if device == 'auto' and torch.cuda.is_available()
+                              else 'cpu' if device == 'auto' else device)
         scene = load_scene(scene_path)
         referring = load_referring(scene_path, layer_dir, chosen)
         info = scene.info()
@@ -190,21 +203,21 @@ class QueryEngine:
         request_id = request.request_id or uuid.uuid4().hex[:12]
         mode = _mode(request.mode)
         base = QueryResult(request_id=request_id, query=_printable(request.text),
-                           status=QueryStatus.UNSET, message="",
+                           status=QueryStatus.UNSET, message='',
                            mode=QueryMode.AUTO if mode is None else mode,
                            no_target_threshold=self.threshold)
         try:
             if mode is None:
                 result = replace(base, status=QueryStatus.INVALID,
-                                 message=f"mode: expected one of {[m.name for m in QueryMode]}"
-                                         f", got {request.mode!r}")
+                                 message=f'mode: expected one of {[m.name for m in QueryMode]}'
+                                         f', got {request.mode!r}')
             else:
                 result = self._answer(request, base)
         except St4rError as err:  # bad input found deeper down (time, camera, text)
             result = replace(base, status=QueryStatus.INVALID, message=str(err))
         except Exception as err:  # noqa: BLE001 - every query gets an answer, failures too
             result = replace(base, status=QueryStatus.ERROR,
-                             message=f"{type(err).__name__}: {err}")
+                             message=f'{type(err).__name__}: {err}')
         latency = dict(result.latency_ms, total=1000 * (time.perf_counter() - started))
         return replace(result, latency_ms=latency)
 
@@ -213,28 +226,28 @@ class QueryEngine:
 
         if not isinstance(request.text, str) or len(request.text) > MAX_QUERY_CHARS:
             return replace(base, status=QueryStatus.INVALID,
-                           message=f"query: expected a text of at most {MAX_QUERY_CHARS} "
-                                   "characters")
+                           message=f'query: expected a text of at most {MAX_QUERY_CHARS} '
+                                   'characters')
         text = normalise_expression(request.text)
         if self.field is None or self.encoder is None:
             return replace(base, status=QueryStatus.NO_SCENE,
-                           message="this scene has no referring layer; train one with "
-                                   "`st4r train SCENE SUPERVISION`")
+                           message='this scene has no referring layer; train one with '
+                                   '`st4r train SCENE SUPERVISION`')
         if base.mode == QueryMode.TIME_SENSITIVE:
             return replace(base, status=QueryStatus.INVALID,
                            message="time-sensitive queries need the scene's temporal layer, "
-                                   "which this scene does not have")
-        reason = ("requested" if base.mode == QueryMode.TIME_AGNOSTIC
-                  else "no temporal layer: answered time-agnostically")
+                                   'which this scene does not have')
+        reason = ('requested' if base.mode == QueryMode.TIME_AGNOSTIC
+                  else 'no temporal layer: answered time-agnostically')
         t = self.scene_time if request.time is None else check_time(request.time)
         clock = _Stopwatch()
         encoded = self.encoder.encode([text])
-        clock.lap("text")
+        clock.lap('text')
         gaussians = self.scene.at(t, self.device)
         relevance = self._relevance(gaussians, encoded)  # [1, N]
         probabilities = torch.sigmoid(relevance[0])
         self._last_relevance = (text, t, relevance)
-        clock.lap("where")
+        clock.lap('where')
         base = replace(base, query=text, scene_time=t, scene_time_s=self._seconds(t),
                        time_sensitivity_reason=reason,
                        active_spans=(TimeSpan(0.0, 1.0, 0.0, self._seconds(1.0)),),
@@ -242,21 +255,21 @@ class QueryEngine:
         return self._where(base, gaussians, probabilities, relevance, request.camera, clock)
 
     def _where(self, base: QueryResult, gaussians: Gaussians, probabilities: Tensor,
-               relevance: Tensor, camera: Optional[Camera], clock: "_Stopwatch") -> QueryResult:
+               relevance: Tensor, camera: Optional[Camera], clock: '_Stopwatch') -> QueryResult:
         score = float(probabilities.max())
         selected = probabilities >= MASK_THRESHOLD
         if score < self.threshold or not bool(selected.any()):
             return replace(base, status=QueryStatus.NO_TARGET, score=score,
                            active_spans=(),
-                           message=f"no target: best score {score:.3f} below the threshold "
-                                   f"{max(self.threshold, MASK_THRESHOLD):.3f}")
+                           message=f'no target: best score {score:.3f} below the threshold '
+                                   f'{max(self.threshold, MASK_THRESHOLD):.3f}')
         xyz = gaussians.means[selected]
         weights = gaussians.opacities[selected].clamp_min(1e-6)
         centroid = (xyz * weights[:, None]).sum(0) / weights.sum()
         result = replace(
             base, status=QueryStatus.OK, score=score,
-            message=f"target instance {self._instance_of(selected)}, "
-                    f"{int(selected.sum())} Gaussians",
+            message=f'target instance {self._instance_of(selected)}, '
+                    f'{int(selected.sum())} Gaussians',
             target_instance_id=self._instance_of(selected),
             centroid=_triple(centroid), bbox_min=_triple(xyz.min(0).values),
             bbox_max=_triple(xyz.max(0).values), num_gaussians=int(selected.sum()),
@@ -264,7 +277,7 @@ class QueryEngine:
         if camera is None:
             return result
         mask = self._render_mask(gaussians, relevance, camera)
-        clock.lap("render")
+        clock.lap('render')
         return replace(result, mask=mask, camera=camera, latency_ms=clock.laps)
 
     def render_mask(self, result: QueryResult, camera: Camera) -> Tensor:

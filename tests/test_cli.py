@@ -1,44 +1,57 @@
+# Copyright 2026 The st4r_ros Authors
+#
+# Licensed under the Apache License, Version 2.0 (the "License");
+# you may not use this file except in compliance with the License.
+# You may obtain a copy of the License at
+#
+#     http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS,
+# WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+# See the License for the specific language governing permissions and
+# limitations under the License.
+
 """The `st4r` command end to end: scene info, export, render, synth, and its error exits."""
 
 import json
 
-import numpy as np
-import pytest
-import torch
-from PIL import Image
-
 from fourdgs_fixture import small_grid, write_fourdgs_scene
+import numpy as np
+from PIL import Image
+import pytest
 from st4r_ros.cli import main
 from st4r_ros.render.camera import Camera
 from st4r_ros.scene.loading import detect_format, load_scene
 from st4r_ros.scene.ply import read_ply
+import torch
 
 
 @pytest.fixture
 def fourdgs_dir(tmp_path):
-    root = tmp_path / "fourdgs"
-    write_fourdgs_scene(root, "hypernerf", n=200, overrides=small_grid("hypernerf"))
+    root = tmp_path / 'fourdgs'
+    write_fourdgs_scene(root, 'hypernerf', n=200, overrides=small_grid('hypernerf'))
     return root
 
 
 def test_scene_info_json_for_a_4dgaussians_folder(fourdgs_dir, capsys):
-    assert main(["scene", "info", str(fourdgs_dir), "--json"]) == 0
+    assert main(['scene', 'info', str(fourdgs_dir), '--json']) == 0
     info = json.loads(capsys.readouterr().out)
-    assert info["format"] == "4dgaussians"
-    assert info["num_gaussians"] == 200 and info["sh_degree"] == 3
-    assert info["time_range"] == [0.0, 1.0] and info["semantic_layers"] == []
+    assert info['format'] == '4dgaussians'
+    assert info['num_gaussians'] == 200 and info['sh_degree'] == 3
+    assert info['time_range'] == [0.0, 1.0] and info['semantic_layers'] == []
 
 
 def test_scene_info_table_for_a_bundle(tmp_path, capsys):
-    assert main(["synth", str(tmp_path / "s"), "--seed", "3", "--frames", "2"]) == 0
-    assert main(["scene", "info", str(tmp_path / "s" / "scene")]) == 0
+    assert main(['synth', str(tmp_path / 's'), '--seed', '3', '--frames', '2']) == 0
+    assert main(['scene', 'info', str(tmp_path / 's' / 'scene')]) == 0
     out = capsys.readouterr().out
-    assert "bundle" in out and "num_frames" in out
+    assert 'bundle' in out and 'num_frames' in out
 
 
 def test_export_writes_the_deformed_gaussians(fourdgs_dir, tmp_path):
-    out = tmp_path / "t03.ply"
-    assert main(["scene", "export", str(fourdgs_dir), "--time", "0.3", "--out", str(out)]) == 0
+    out = tmp_path / 't03.ply'
+    assert main(['scene', 'export', str(fourdgs_dir), '--time', '0.3', '--out', str(out)]) == 0
     exported = read_ply(out).activate()
     expected = load_scene(fourdgs_dir).at(0.3)
     assert torch.allclose(exported.means, expected.means, atol=1e-6)
@@ -47,17 +60,17 @@ def test_export_writes_the_deformed_gaussians(fourdgs_dir, tmp_path):
     assert torch.allclose(exported.sh, expected.sh)
     # The deformation moved the Gaussians: t = 0.3 is not the canonical state.
     assert not torch.allclose(exported.means, load_scene(fourdgs_dir).at(0.0).means)
-    assert detect_format(out) == "ply"
+    assert detect_format(out) == 'ply'
 
 
 def test_render_writes_png_and_depth(fourdgs_dir, tmp_path):
     scene = load_scene(fourdgs_dir).at(0.5)
     center = scene.means.mean(0).tolist()
     camera = Camera.look_at([center[0] + 4, center[1], center[2] + 1], center, width=64, height=48)
-    camera.save(tmp_path / "cam.json")
-    rgb, depth = tmp_path / "rgb.png", tmp_path / "depth.png"
-    args = ["render", str(fourdgs_dir), "--time", "0.5", "--camera", str(tmp_path / "cam.json"),
-            "--out", str(rgb), "--depth", str(depth), "--device", "cpu"]
+    camera.save(tmp_path / 'cam.json')
+    rgb, depth = tmp_path / 'rgb.png', tmp_path / 'depth.png'
+    args = ['render', str(fourdgs_dir), '--time', '0.5', '--camera', str(tmp_path / 'cam.json'),
+            '--out', str(rgb), '--depth', str(depth), '--device', 'cpu']
     assert main(args) == 0
     image = np.asarray(Image.open(rgb))
     assert image.shape == (48, 64, 3) and image.max() > 0  # something was drawn on black
@@ -65,18 +78,18 @@ def test_render_writes_png_and_depth(fourdgs_dir, tmp_path):
 
 
 @pytest.mark.parametrize(
-    "argv, message",
+    'argv, message',
     [
-        (["scene", "info", "/nonexistent/scene"], "no such file or folder"),
-        (["scene", "export", "{scene}", "--time", "1.5", "--out", "x.ply"], "time"),
-        (["render", "{scene}", "--time", "0.1", "--camera", "/nonexistent.json", "--out", "x.png"],
-         "camera file not found"),
-        (["render", "{scene}", "--time", "0.1", "--camera", "{cam}", "--out", "x.png",
-          "--backend", "gsplat", "--device", "cpu"], "needs the Gaussians on a CUDA device"),
+        (['scene', 'info', '/nonexistent/scene'], 'no such file or folder'),
+        (['scene', 'export', '{scene}', '--time', '1.5', '--out', 'x.ply'], 'time'),
+        (['render', '{scene}', '--time', '0.1', '--camera', '/nonexistent.json', '--out', 'x.png'],
+         'camera file not found'),
+        (['render', '{scene}', '--time', '0.1', '--camera', '{cam}', '--out', 'x.png',
+          '--backend', 'gsplat', '--device', 'cpu'], 'needs the Gaussians on a CUDA device'),
     ],
 )
 def test_errors_exit_2_with_a_message(fourdgs_dir, tmp_path, capsys, argv, message):
-    Camera.from_fov(60, 32, 24).save(tmp_path / "cam.json")
-    argv = [a.format(scene=fourdgs_dir, cam=tmp_path / "cam.json") for a in argv]
+    Camera.from_fov(60, 32, 24).save(tmp_path / 'cam.json')
+    argv = [a.format(scene=fourdgs_dir, cam=tmp_path / 'cam.json') for a in argv]
     assert main(argv) == 2
-    assert message in capsys.readouterr().out.replace("\n", "")
+    assert message in capsys.readouterr().out.replace('\n', '')

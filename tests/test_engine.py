@@ -1,3 +1,17 @@
+# Copyright 2026 The st4r_ros Authors
+#
+# Licensed under the Apache License, Version 2.0 (the "License");
+# you may not use this file except in compliance with the License.
+# You may obtain a copy of the License at
+#
+#     http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS,
+# WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+# See the License for the specific language governing permissions and
+# limitations under the License.
+
 """QueryEngine: exactly one result with an explicit status for every request.
 
 The field and encoder here are small test doubles with a known answer ("object k" is relevant
@@ -8,16 +22,15 @@ target cloud, mask, statuses. The trained field itself is tested in test_field/t
 import math
 from types import SimpleNamespace
 
-import pytest
-import torch
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given, HealthCheck, settings
 from hypothesis import strategies as st
-
+import pytest
 from st4r_ros.engine import QueryEngine, QueryMode, QueryRequest, QueryStatus
 from st4r_ros.render.api import render
 from st4r_ros.render.camera import Camera
 from st4r_ros.scene.keyframes import KeyframedScene
-from st4r_ros.scene.synthetic import SyntheticConfig, generate_synthetic
+from st4r_ros.scene.synthetic import generate_synthetic, SyntheticConfig
+import torch
 
 SMALL = SyntheticConfig(num_frames=3, gaussians_per_object=150, table_gaussians=200,
                         train_cameras_per_frame=1, novel_cameras_per_frame=0)
@@ -30,7 +43,7 @@ class KeywordEncoder:
         codes = []
         for text in texts:
             words = text.split()
-            codes.append(float(words[1]) if len(words) == 2 and words[0] == "object"
+            codes.append(float(words[1]) if len(words) == 2 and words[0] == 'object'
                          and words[1].isdigit() else 0.0)
         words = torch.tensor(codes)[:, None, None]
         return SimpleNamespace(words=words, word_mask=torch.ones(len(texts), 1, dtype=torch.bool),
@@ -43,7 +56,7 @@ class InstanceField(torch.nn.Module):
 
     def __init__(self, instance_ids):
         super().__init__()
-        self.register_buffer("assignment", instance_ids.clone())
+        self.register_buffer('assignment', instance_ids.clone())
 
     def forward(self, means, words, word_mask, sentence):
         wanted = words[:, 0, 0].long()  # [E]
@@ -51,7 +64,7 @@ class InstanceField(torch.nn.Module):
         return SimpleNamespace(relevance=torch.where(hit, 10.0, -10.0))
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope='module')
 def synthetic():
     return generate_synthetic(seed=1, config=SMALL)
 
@@ -70,11 +83,11 @@ def camera_on(synthetic) -> Camera:
 
 def test_ok_answer_has_target_cloud_box_and_mask(engine, synthetic):
     camera = camera_on(synthetic)
-    result = engine.query(QueryRequest("object 3", time=0.5, camera=camera, request_id="r1"))
+    result = engine.query(QueryRequest('object 3', time=0.5, camera=camera, request_id='r1'))
     assert result.status == QueryStatus.OK, result.message
     gaussians = engine.scene.at(0.5)
     members = gaussians.instance_ids == 3
-    assert result.request_id == "r1" and result.target_instance_id == 3
+    assert result.request_id == 'r1' and result.target_instance_id == 3
     assert result.num_gaussians == int(members.sum()) == len(result.cloud.xyz)
     assert torch.equal(result.cloud.xyz, gaussians.means[members])
     assert result.bbox_min == pytest.approx(tuple(gaussians.means[members].min(0).values.tolist()))
@@ -88,23 +101,23 @@ def test_ok_answer_has_target_cloud_box_and_mask(engine, synthetic):
     expected = render(gaussians, camera, one_hot).image[..., 0] >= 0.5
     assert result.mask.shape == (camera.height, camera.width)
     assert bool(expected.any()) and torch.equal(result.mask, expected)
-    assert set(result.latency_ms) >= {"text", "where", "render", "total"}
+    assert set(result.latency_ms) >= {'text', 'where', 'render', 'total'}
 
 
 def test_mask_follows_a_new_camera_without_rerunning_the_query(engine, synthetic):
-    result = engine.query(QueryRequest("object 3", time=0.5))
+    result = engine.query(QueryRequest('object 3', time=0.5))
     calls = []
     encode = engine.encoder.encode
     engine.encoder.encode = lambda texts: calls.append(texts) or encode(texts)
     other = synthetic.views[-1].camera
     mask = engine.render_mask(result, other)
     assert calls == []  # the cached relevance was reused
-    again = engine.query(QueryRequest("object 3", time=0.5, camera=other))
+    again = engine.query(QueryRequest('object 3', time=0.5, camera=other))
     assert mask.dtype == torch.bool and torch.equal(mask, again.mask)
 
 
 def test_no_target_reports_the_best_score(engine):
-    result = engine.query(QueryRequest("object 99"))
+    result = engine.query(QueryRequest('object 99'))
     assert result.status == QueryStatus.NO_TARGET
     assert result.score == pytest.approx(torch.sigmoid(torch.tensor(-10.0)).item())
     assert result.target_instance_id == -1 and result.num_gaussians == 0
@@ -112,17 +125,17 @@ def test_no_target_reports_the_best_score(engine):
 
 
 @pytest.mark.parametrize(
-    "request_, status, words",
+    'request_, status, words',
     [
-        (QueryRequest(""), QueryStatus.INVALID, "empty"),
-        (QueryRequest("   \n\t"), QueryStatus.INVALID, "empty"),
-        (QueryRequest("x" * 5000), QueryStatus.INVALID, "at most"),
-        (QueryRequest(None), QueryStatus.INVALID, "at most"),
-        (QueryRequest("object 3", mode=7), QueryStatus.INVALID, "mode"),
-        (QueryRequest("object 3", time=1.5), QueryStatus.INVALID, "time"),
-        (QueryRequest("object 3", time=float("nan")), QueryStatus.INVALID, "time"),
-        (QueryRequest("object 3", mode=QueryMode.TIME_SENSITIVE), QueryStatus.INVALID,
-         "temporal layer"),
+        (QueryRequest(''), QueryStatus.INVALID, 'empty'),
+        (QueryRequest('   \n\t'), QueryStatus.INVALID, 'empty'),
+        (QueryRequest('x' * 5000), QueryStatus.INVALID, 'at most'),
+        (QueryRequest(None), QueryStatus.INVALID, 'at most'),
+        (QueryRequest('object 3', mode=7), QueryStatus.INVALID, 'mode'),
+        (QueryRequest('object 3', time=1.5), QueryStatus.INVALID, 'time'),
+        (QueryRequest('object 3', time=float('nan')), QueryStatus.INVALID, 'time'),
+        (QueryRequest('object 3', mode=QueryMode.TIME_SENSITIVE), QueryStatus.INVALID,
+         'temporal layer'),
     ],
 )
 def test_bad_requests_get_an_explicit_status(engine, request_, status, words):
@@ -132,29 +145,29 @@ def test_bad_requests_get_an_explicit_status(engine, request_, status, words):
 
 
 def test_auto_mode_says_why_it_is_time_agnostic(engine):
-    result = engine.query(QueryRequest("object 3"))
-    assert not result.time_sensitive and "temporal layer" in result.time_sensitivity_reason
-    forced = engine.query(QueryRequest("object 3", mode=QueryMode.TIME_AGNOSTIC))
-    assert forced.time_sensitivity_reason == "requested"
+    result = engine.query(QueryRequest('object 3'))
+    assert not result.time_sensitive and 'temporal layer' in result.time_sensitivity_reason
+    forced = engine.query(QueryRequest('object 3', mode=QueryMode.TIME_AGNOSTIC))
+    assert forced.time_sensitivity_reason == 'requested'
 
 
 def test_scene_without_layer_and_internal_failures(engine, synthetic):
     bare = QueryEngine(engine.scene)
-    assert bare.query(QueryRequest("object 3")).status == QueryStatus.NO_SCENE
+    assert bare.query(QueryRequest('object 3')).status == QueryStatus.NO_SCENE
 
     class Broken(InstanceField):
         def forward(self, *args):
-            raise RuntimeError("out of memory")
+            raise RuntimeError('out of memory')
 
     broken = QueryEngine(engine.scene, Broken(engine.field.assignment), KeywordEncoder())
-    result = broken.query(QueryRequest("object 3"))
-    assert result.status == QueryStatus.ERROR and "out of memory" in result.message
+    result = broken.query(QueryRequest('object 3'))
+    assert result.status == QueryStatus.ERROR and 'out of memory' in result.message
 
 
 def test_scene_time_setting(engine):
     engine.set_scene_time(0.25)
-    assert engine.query(QueryRequest("object 3")).scene_time == 0.25
-    with pytest.raises(Exception, match="time"):
+    assert engine.query(QueryRequest('object 3')).scene_time == 0.25
+    with pytest.raises(Exception, match='time'):
         engine.set_scene_time(-1)
 
 
@@ -183,6 +196,6 @@ def test_engine_runs_the_real_field_and_encoder(synthetic):
                            gaussians.instance_ids)
     engine = QueryEngine(scene, field, encoder, threshold=0.0)
     camera = camera_on(synthetic)
-    result = engine.query(QueryRequest("the red cube left of the white sphere", camera=camera))
+    result = engine.query(QueryRequest('the red cube left of the white sphere', camera=camera))
     assert result.status in (QueryStatus.OK, QueryStatus.NO_TARGET), result.message
     assert engine.render_mask(result, camera).shape == (camera.height, camera.width)

@@ -1,39 +1,51 @@
+# Copyright 2026 The st4r_ros Authors
+#
+# Licensed under the Apache License, Version 2.0 (the "License");
+# you may not use this file except in compliance with the License.
+# You may obtain a copy of the License at
+#
+#     http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS,
+# WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+# See the License for the specific language governing permissions and
+# limitations under the License.
+
 """Referring evaluation: IoU bookkeeping, per-kind scores, no-target answers, bad input, and
 the eval command on a saved benchmark (the two-ball task of test_training)."""
 
 from __future__ import annotations
 
-import json
 from dataclasses import replace
+import json
 
 import pytest
-import torch
-
 from st4r_ros.errors import QueryError
 from st4r_ros.evaluation.referring import (eval_main, evaluate_referring, iou, print_report,
                                            training_benchmark)
 from st4r_ros.field.model import ground_expressions
 from st4r_ros.field.train import train_field
-from st4r_ros.supervision.format import (Benchmark, Expression, load_benchmark,
-                                         save_benchmark)
+from st4r_ros.supervision.format import Benchmark, Expression, load_benchmark, save_benchmark
 from test_training import FAST, HashEncoder, load_bundle, load_supervision, write_task
+import torch
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope='module')
 def trained(tmp_path_factory):
-    root = tmp_path_factory.mktemp("eval")
+    root = tmp_path_factory.mktemp('eval')
     scene_dir, supervision_dir = write_task(root)
     scene, supervision = load_bundle(scene_dir), load_supervision(supervision_dir)
     result = train_field(scene, supervision, replace(FAST, steps=150), scene_dir,
                          progress=False, text_encoder=HashEncoder())
     expressions = [
-        Expression("e1", "the red ball", 1, "appearance"),
-        Expression("e2", "the ball on the right", 2, "relation-only", frames=[1]),
-        Expression("e3", "the blue ball", 2, "appearance", times=[0.0]),
+        Expression('e1', 'the red ball', 1, 'appearance'),
+        Expression('e2', 'the ball on the right', 2, 'relation-only', frames=[1]),
+        Expression('e3', 'the blue ball', 2, 'appearance', times=[0.0]),
     ]
-    bench = Benchmark(supervision.views, expressions, {1: "red ball", 2: "blue ball"},
+    bench = Benchmark(supervision.views, expressions, {1: 'red ball', 2: 'blue ball'},
                       supervision.root)
-    bench_path = save_benchmark(root / "bench.json", bench)
+    bench_path = save_benchmark(root / 'bench.json', bench)
     return scene, scene_dir, result, load_benchmark(bench_path), bench_path
 
 
@@ -52,12 +64,12 @@ def test_report_counts_pairs_per_kind_and_is_json(trained, capsys):
     visible = {(e.id, v.name) for e in bench.expressions for v in bench.views
                if e.holds_at(v) and bool((v.load_mask() == e.instance_id).any())}
     assert report.pairs == len(visible)
-    assert report.per_kind_pairs == {"appearance": 9, "relation-only": 3}
-    assert set(report.per_kind) == {"appearance", "relation-only"}
+    assert report.per_kind_pairs == {'appearance': 9, 'relation-only': 3}
+    assert set(report.per_kind) == {'appearance', 'relation-only'}
     assert 0.0 <= report.miou <= 1.0
     json.dumps(report.to_json())
     print_report(report)
-    assert "relation-only" in capsys.readouterr().out
+    assert 'relation-only' in capsys.readouterr().out
 
 
 def test_a_high_threshold_answers_no_target_everywhere(trained):
@@ -70,12 +82,12 @@ def test_a_high_threshold_answers_no_target_everywhere(trained):
 def test_bad_expressions_are_answered_not_crashed(trained):
     scene, _, result, _, _ = trained
     means = scene.at(0.5).means
-    for empty in ("", "   \n\t"):
+    for empty in ('', '   \n\t'):
         with pytest.raises(QueryError):
             ground_expressions(result.field, HashEncoder(), means, [empty])
-    long = "the red ball " * 20
-    nonsense = "qq zzv wibble"
-    got = ground_expressions(result.field, HashEncoder(), means, [long, nonsense, "the red ball"],
+    long = 'the red ball ' * 20
+    nonsense = 'qq zzv wibble'
+    got = ground_expressions(result.field, HashEncoder(), means, [long, nonsense, 'the red ball'],
                              threshold=result.threshold)
     assert got[0].truncated and not got[1].truncated
     assert all(0.0 <= g.best_score <= 1.0 for g in got)
@@ -89,14 +101,14 @@ def test_eval_main_reads_the_layer_of_the_bundle(trained, capsys):
     report = eval_main(str(scene_dir), str(bench_path), json=True,
                        text_encoder=HashEncoder())
     printed = json.loads(capsys.readouterr().out)
-    assert printed["miou"] == pytest.approx(report.miou)
+    assert printed['miou'] == pytest.approx(report.miou)
     assert report.threshold == pytest.approx(result.threshold)
 
 
 def test_training_benchmark_lists_each_caption_once(trained):
     scene, _, result, _, _ = trained
-    supervision = load_supervision(result.layer_path.parent.parent / "supervision")
+    supervision = load_supervision(result.layer_path.parent.parent / 'supervision')
     bench = training_benchmark(supervision)
     assert sorted(e.text for e in bench.expressions) == sorted(
-        ["the red ball", "the ball on the left", "the blue ball", "the ball on the right"])
+        ['the red ball', 'the ball on the left', 'the blue ball', 'the ball on the right'])
     assert all(e.frames == [0, 1] for e in bench.expressions)

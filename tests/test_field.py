@@ -1,30 +1,42 @@
+# Copyright 2026 The st4r_ros Authors
+#
+# Licensed under the Apache License, Version 2.0 (the "License");
+# you may not use this file except in compliance with the License.
+# You may obtain a copy of the License at
+#
+#     http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS,
+# WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+# See the License for the specific language governing permissions and
+# limitations under the License.
+
 """The referring field: model shapes and masking, ablation variants, frozen geometry, losses,
 rendering through the blend-weight cache, instance assignment from masks, layer files."""
 
 from __future__ import annotations
 
-import json
 from dataclasses import replace
+import json
 from pathlib import Path
 
 import numpy as np
-import pytest
-import torch
 from PIL import Image
-
+import pytest
 from st4r_ros.errors import QueryError, SceneFormatError
 from st4r_ros.field.instances import assign_instances
-from st4r_ros.field.layer import (LAYER_FILE, LAYER_NAME, default_layer_dir,
-                                  load_referring_layer, save_referring_layer)
-from st4r_ros.field.losses import (LossWeights, compactness_loss, contrastive_loss,
-                                   distinctiveness_loss, instance_loss, referring_bce, tau_at,
-                                   top_tau_mean)
-from st4r_ros.field.model import (BlendWeights, FieldConfig, FieldOutput, ReferringField,
-                                  instance_means, render_relevance)
+from st4r_ros.field.layer import (default_layer_dir, LAYER_FILE, LAYER_NAME, load_referring_layer,
+                                  save_referring_layer)
+from st4r_ros.field.losses import (compactness_loss, contrastive_loss, distinctiveness_loss,
+                                   instance_loss, LossWeights, referring_bce, tau_at, top_tau_mean)
+from st4r_ros.field.model import (BlendWeights, FieldConfig, FieldOutput, instance_means,
+                                  ReferringField, render_relevance)
 from st4r_ros.render.api import render
 from st4r_ros.render.camera import Camera
 from st4r_ros.scene.bundle import load_bundle, read_manifest
 from st4r_ros.scene.synthetic import SyntheticConfig, write_synthetic
+import torch
 
 N, D, L = 50, 24, 6
 SMALL = SyntheticConfig(gaussians_per_object=120, table_gaussians=300, num_frames=4,
@@ -51,7 +63,7 @@ def words(e: int = 3, length: int = L, seed: int = 1):
 # ---- model ----------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("config", [
+@pytest.mark.parametrize('config', [
     FieldConfig(text_dim=D, hidden_dim=32),
     FieldConfig(text_dim=D, hidden_dim=32, attention=False),
     FieldConfig(text_dim=D, hidden_dim=32, static=True),
@@ -69,11 +81,11 @@ def test_shapes_of_every_variant(config):
     every = torch.arange(N).expand(3, N)
     refined = out.refined(every)
     assert refined.shape == (3, N, 32)
-    explicit = torch.einsum("enh,elh->en", refined, out.words) / length
+    explicit = torch.einsum('enh,elh->en', refined, out.words) / length
     assert torch.allclose(out.relevance, explicit, atol=1e-4)
 
 
-@pytest.mark.parametrize("attention", [True, False])
+@pytest.mark.parametrize('attention', [True, False])
 def test_padded_words_do_not_change_relevance(attention):
     field = make_field(FieldConfig(text_dim=D, hidden_dim=32, attention=attention))
     w, mask, s = words(e=2, length=4)
@@ -230,27 +242,27 @@ def test_instance_loss_is_lower_for_compact_separated_embeddings():
 # ---- instances from masks -------------------------------------------------------------------
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope='module')
 def synthetic(tmp_path_factory):
-    out = tmp_path_factory.mktemp("synthetic")
+    out = tmp_path_factory.mktemp('synthetic')
     write_synthetic(out, 5, SMALL)
     return out
 
 
 class MaskView:
     def __init__(self, root: Path, entry: dict) -> None:
-        self.time = entry["time"]
-        self.camera = Camera.from_json(entry["camera"])
-        self.path = root / entry["mask"]
+        self.time = entry['time']
+        self.camera = Camera.from_json(entry['camera'])
+        self.path = root / entry['mask']
 
     def load_mask(self) -> torch.Tensor:
         return torch.from_numpy(np.array(Image.open(self.path))).long()
 
 
 def test_instance_assignment_from_masks_agrees_with_ground_truth(synthetic):
-    scene = load_bundle(synthetic / "scene")
-    views = [MaskView(synthetic, e) for e in json.loads((synthetic / "cameras.json").read_text())
-             ["train"]]
+    scene = load_bundle(synthetic / 'scene')
+    views = [MaskView(synthetic, e) for e in json.loads((synthetic / 'cameras.json').read_text())
+             ['train']]
     result = assign_instances(scene, views)
     truth = scene.at(0.0).instance_ids
     assert result.agreement(truth) > 0.9
@@ -265,17 +277,17 @@ def test_instance_assignment_from_masks_agrees_with_ground_truth(synthetic):
 def test_layer_round_trip_in_a_bundle_registers_it(synthetic, tmp_path):
     import shutil
 
-    bundle = tmp_path / "scene"
-    shutil.copytree(synthetic / "scene", bundle)
+    bundle = tmp_path / 'scene'
+    shutil.copytree(synthetic / 'scene', bundle)
     n = load_bundle(bundle).info().num_gaussians
     field = make_field(FieldConfig(text_dim=D, hidden_dim=32), n=n)
-    meta = {"text_encoder": {"name": "stub", "dim": D}, "threshold": 0.3, "seed": 4}
+    meta = {'text_encoder': {'name': 'stub', 'dim': D}, 'threshold': 0.3, 'seed': 4}
     save_referring_layer(default_layer_dir(bundle), field, meta)
     manifest = read_manifest(bundle)
-    assert manifest["layers"][LAYER_NAME]["file"] == LAYER_FILE
+    assert manifest['layers'][LAYER_NAME]['file'] == LAYER_FILE
     assert load_bundle(bundle).info().semantic_layers == [LAYER_NAME]
     loaded, got = load_referring_layer(bundle)
-    assert got["threshold"] == 0.3 and got["text_encoder"]["dim"] == D
+    assert got['threshold'] == 0.3 and got['text_encoder']['dim'] == D
     for key, value in field.state_dict().items():
         assert torch.equal(loaded.state_dict()[key], value), key
     w, mask, s = words()
@@ -283,15 +295,15 @@ def test_layer_round_trip_in_a_bundle_registers_it(synthetic, tmp_path):
 
 
 def test_layer_outside_a_bundle_needs_a_folder_and_rejects_mismatches(tmp_path):
-    with pytest.raises(SceneFormatError, match="--out"):
-        default_layer_dir(tmp_path / "x.ply")
+    with pytest.raises(SceneFormatError, match='--out'):
+        default_layer_dir(tmp_path / 'x.ply')
     field = make_field(FieldConfig(text_dim=D, hidden_dim=32, attention=False))
-    save_referring_layer(tmp_path / "layer", field, {"threshold": 0.0})
-    loaded, _ = load_referring_layer(tmp_path / "layer")
+    save_referring_layer(tmp_path / 'layer', field, {'threshold': 0.0})
+    loaded, _ = load_referring_layer(tmp_path / 'layer')
     assert loaded.config == field.config
-    meta_path = tmp_path / "layer" / "referring.json"
+    meta_path = tmp_path / 'layer' / 'referring.json'
     meta = json.loads(meta_path.read_text())
-    meta["field"] = replace(field.config, hidden_dim=16).to_json()
+    meta['field'] = replace(field.config, hidden_dim=16).to_json()
     meta_path.write_text(json.dumps(meta))
-    with pytest.raises(SceneFormatError, match="do not match"):
-        load_referring_layer(tmp_path / "layer")
+    with pytest.raises(SceneFormatError, match='do not match'):
+        load_referring_layer(tmp_path / 'layer')

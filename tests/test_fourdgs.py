@@ -1,33 +1,43 @@
+# Copyright 2026 The st4r_ros Authors
+#
+# Licensed under the Apache License, Version 2.0 (the "License");
+# you may not use this file except in compliance with the License.
+# You may obtain a copy of the License at
+#
+#     http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS,
+# WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+# See the License for the specific language governing permissions and
+# limitations under the License.
+
 """4DGaussians scenes: cfg_args parsing, strict state_dict loading, known deformations, safety."""
 
 import dataclasses
 import os
 from pathlib import Path
 
+from fourdgs_fixture import (CONFIG_FILES, HIDDEN_DEFAULTS, public_state_dict, small_grid,
+                             trainer_namespace, write_fourdgs_scene)
 import pytest
-import torch
-
-from fourdgs_fixture import (
-    CONFIG_FILES, HIDDEN_DEFAULTS, public_state_dict, small_grid, trainer_namespace,
-    write_fourdgs_scene,
-)
 from st4r_ros.errors import SceneFormatError, TimeRangeError
-from st4r_ros.scene.deformation import (
-    DeformationConfig, DeformationNetwork, KPlanesConfig, parse_cfg_args,
-)
+from st4r_ros.scene.deformation import (DeformationConfig, DeformationNetwork, KPlanesConfig,
+                                        parse_cfg_args)
 from st4r_ros.scene.fourdgs import FourDGaussiansScene
 from st4r_ros.scene.ply import RawGaussians, read_ply, write_ply
+import torch
 
 TIMES = (0.0, 0.25, 0.6, 1.0)
 
 
 def hidden_params(config, **overrides):
-    namespace = trainer_namespace(config, "/out", overrides)
+    namespace = trainer_namespace(config, '/out', overrides)
     return {key: getattr(namespace, key) for key in HIDDEN_DEFAULTS}
 
 
 def config_of(config, **overrides):
-    return DeformationConfig.from_values(vars(trainer_namespace(config, "/out", overrides)))
+    return DeformationConfig.from_values(vars(trainer_namespace(config, '/out', overrides)))
 
 
 def state_for(config, random=True, **overrides):
@@ -37,44 +47,44 @@ def state_for(config, random=True, **overrides):
 
 
 def assert_raw_close(got, want, atol=2e-6):
-    for name in ("means", "quats_raw", "log_scales", "opacity_logits", "sh"):
+    for name in ('means', 'quats_raw', 'log_scales', 'opacity_logits', 'sh'):
         torch.testing.assert_close(getattr(got, name), getattr(want, name), rtol=0, atol=atol,
-                                   msg=lambda m, name=name: f"{name}: {m}")
+                                   msg=lambda m, name=name: f'{name}: {m}')
 
 
-@pytest.fixture(scope="module", params=["hypernerf", "dnerf"])
+@pytest.fixture(scope='module', params=['hypernerf', 'dnerf'])
 def known_scene(request, tmp_path_factory):
-    root = tmp_path_factory.mktemp(f"known_{request.param}")
-    return write_fourdgs_scene(root, request.param, n=48, seed=1, variant="known",
+    root = tmp_path_factory.mktemp(f'known_{request.param}')
+    return write_fourdgs_scene(root, request.param, n=48, seed=1, variant='known',
                                overrides=small_grid(request.param))
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope='module')
 def known_loaded(known_scene):
     return FourDGaussiansScene.load(known_scene.path)
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope='module')
 def random_scene(tmp_path_factory):
-    root = tmp_path_factory.mktemp("random")
-    return write_fourdgs_scene(root, "dnerf", n=40, seed=2, variant="random",
-                               overrides=small_grid("dnerf"))
+    root = tmp_path_factory.mktemp('random')
+    return write_fourdgs_scene(root, 'dnerf', n=40, seed=2, variant='random',
+                               overrides=small_grid('dnerf'))
 
 
 # --- cfg_args ---------------------------------------------------------------------------------
 
 def test_cfg_args_of_the_trainer_parse_to_the_public_presets():
-    for config in ("hypernerf", "dnerf"):
-        values = parse_cfg_args(str(trainer_namespace(config, "/out")))
+    for config in ('hypernerf', 'dnerf'):
+        values = parse_cfg_args(str(trainer_namespace(config, '/out')))
         parsed = DeformationConfig.from_values(values)
-        configs = CONFIG_FILES[config]["configs"]
+        configs = CONFIG_FILES[config]['configs']
         assert parsed == dataclasses.replace(DeformationConfig.preset(config), configs=configs)
         assert parsed.matching_preset() == config
-        assert parsed.name == CONFIG_FILES[config]["configs"][len("arguments/"):-len(".py")]
+        assert parsed.name == CONFIG_FILES[config]['configs'][len('arguments/'):-len('.py')]
 
 
 def test_public_config_values():
-    hypernerf, dnerf = config_of("hypernerf"), config_of("dnerf")
+    hypernerf, dnerf = config_of('hypernerf'), config_of('dnerf')
     assert hypernerf.kplanes_config == KPlanesConfig(2, 4, 16, (64, 64, 64, 150))
     assert (hypernerf.multires, hypernerf.net_width, hypernerf.defor_depth) == ((1, 2, 4), 128, 1)
     assert dnerf.kplanes_config == KPlanesConfig(2, 4, 32, (64, 64, 64, 25))
@@ -85,132 +95,132 @@ def test_public_config_values():
 
 
 def test_missing_keys_take_the_public_defaults():
-    config = DeformationConfig.from_values(parse_cfg_args("Namespace(net_width=32)"))
+    config = DeformationConfig.from_values(parse_cfg_args('Namespace(net_width=32)'))
     assert config.net_width == 32
     assert config.multires == (1, 2, 4, 8) and config.bounds == 1.6 and config.no_do
-    assert config.name == "custom"
+    assert config.name == 'custom'
 
 
 def test_cfg_args_is_parsed_without_evaluating_code(tmp_path):
-    marker = tmp_path / "evaluated"
+    marker = tmp_path / 'evaluated'
     payload = f"__import__('pathlib').Path({str(marker)!r}).touch()"
     values = parse_cfg_args(f"Namespace(expname={payload}, net_width=32, **{{'odd-key': 1}})")
-    assert values["net_width"] == 32 and values["odd-key"] == 1
+    assert values['net_width'] == 32 and values['odd-key'] == 1
     assert DeformationConfig.from_values(values).net_width == 32   # unneeded key: ignored
     with pytest.raises(SceneFormatError, match="'net_width' = __import__.*is not a literal"):
-        DeformationConfig.from_values(parse_cfg_args(f"Namespace(net_width={payload})"))
+        DeformationConfig.from_values(parse_cfg_args(f'Namespace(net_width={payload})'))
     assert not marker.exists()
 
 
-@pytest.mark.parametrize("text, message", [
-    ("Namespace(net_width=", "not a Namespace"),
-    ("dict(net_width=3)", "expected text of the form Namespace"),
+@pytest.mark.parametrize('text, message', [
+    ('Namespace(net_width=', 'not a Namespace'),
+    ('dict(net_width=3)', 'expected text of the form Namespace'),
     ("Namespace(net_width='wide')", "'net_width' = 'wide'; expected an integer"),
-    ("Namespace(no_do=1)", "'no_do' = 1; expected a bool"),
-    ("Namespace(multires=[1, 2.5])", "'multires' = \\[1, 2.5\\]; expected a list of integers"),
+    ('Namespace(no_do=1)', "'no_do' = 1; expected a bool"),
+    ('Namespace(multires=[1, 2.5])', "'multires' = \\[1, 2.5\\]; expected a list of integers"),
     ("Namespace(kplanes_config={'grid_dimensions': 2})", "'kplanes_config' lacks"),
-    ("Namespace(no_grid=True)", "no_grid=True"),
-    ("Namespace(grid_pe=1)", "grid_pe=1"),
-    ("Namespace(multires=[])", "multires is empty"),
-    ("Namespace(net_width=0)", "net_width=0; expected > 0"),
+    ('Namespace(no_grid=True)', 'no_grid=True'),
+    ('Namespace(grid_pe=1)', 'grid_pe=1'),
+    ('Namespace(multires=[])', 'multires is empty'),
+    ('Namespace(net_width=0)', 'net_width=0; expected > 0'),
 ])
 def test_bad_cfg_args(text, message):
     with pytest.raises(SceneFormatError, match=message):
-        DeformationConfig.from_values(parse_cfg_args(text, "cfg_args"), "cfg_args")
+        DeformationConfig.from_values(parse_cfg_args(text, 'cfg_args'), 'cfg_args')
 
 
 # --- strict state_dict loading ----------------------------------------------------------------
 
-@pytest.mark.parametrize("config, shapes", [
-    ("hypernerf", {
-        "deformation_net.grid.grids.0.0": (1, 16, 64, 64),
-        "deformation_net.grid.grids.0.2": (1, 16, 150, 64),
-        "deformation_net.grid.grids.2.3": (1, 16, 256, 256),
-        "deformation_net.grid.grids.2.5": (1, 16, 150, 256),
-        "deformation_net.feature_out.0.weight": (128, 48),
-        "deformation_net.pos_deform.1.weight": (128, 128),
-        "deformation_net.shs_deform.3.weight": (48, 128),
+@pytest.mark.parametrize('config, shapes', [
+    ('hypernerf', {
+        'deformation_net.grid.grids.0.0': (1, 16, 64, 64),
+        'deformation_net.grid.grids.0.2': (1, 16, 150, 64),
+        'deformation_net.grid.grids.2.3': (1, 16, 256, 256),
+        'deformation_net.grid.grids.2.5': (1, 16, 150, 256),
+        'deformation_net.feature_out.0.weight': (128, 48),
+        'deformation_net.pos_deform.1.weight': (128, 128),
+        'deformation_net.shs_deform.3.weight': (48, 128),
     }),
-    ("dnerf", {
-        "deformation_net.grid.grids.1.0": (1, 32, 128, 128),
-        "deformation_net.grid.grids.1.4": (1, 32, 25, 128),
-        "deformation_net.feature_out.0.weight": (64, 64),
-        "deformation_net.rotations_deform.3.weight": (4, 64),
+    ('dnerf', {
+        'deformation_net.grid.grids.1.0': (1, 32, 128, 128),
+        'deformation_net.grid.grids.1.4': (1, 32, 25, 128),
+        'deformation_net.feature_out.0.weight': (64, 64),
+        'deformation_net.rotations_deform.3.weight': (4, 64),
     }),
 ])
 def test_public_state_dicts_load_strictly_with_real_shapes(config, shapes):
     state = state_for(config, random=False)
     network = DeformationNetwork(config_of(config))
-    network.load_checked(state, "deformation.pth")
+    network.load_checked(state, 'deformation.pth')
     network.load_state_dict(state, strict=True)
     for key, shape in shapes.items():
         assert tuple(network.state_dict()[key].shape) == shape
-    for key in ("deformation_net.grid.aabb", "timenet.0.weight", "time_poc", "pos_poc",
-                "rotation_scaling_poc", "opacity_poc"):
+    for key in ('deformation_net.grid.aabb', 'timenet.0.weight', 'time_poc', 'pos_poc',
+                'rotation_scaling_poc', 'opacity_poc'):
         assert key in network.state_dict()
     grid = network.deformation_net.grid
-    assert torch.equal(grid.aabb, state["deformation_net.grid.aabb"])
-    assert torch.equal(grid.grids[0][2], state["deformation_net.grid.grids.0.2"])
+    assert torch.equal(grid.aabb, state['deformation_net.grid.aabb'])
+    assert torch.equal(grid.grids[0][2], state['deformation_net.grid.grids.0.2'])
     features = network.grid_features(torch.zeros(5, 3), 0.5)
     assert features.shape == (5, config_of(config).feature_dim)
 
 
-@pytest.mark.parametrize("overrides", [
-    {"static_mlp": True}, {"empty_voxel": True}, {"grid_pe": 2}, {"defor_depth": 3},
-    {"kplanes_config": {"grid_dimensions": 3, "input_coordinate_dim": 4,
-                        "output_coordinate_dim": 4, "resolution": [6, 6, 6, 4]}},
+@pytest.mark.parametrize('overrides', [
+    {'static_mlp': True}, {'empty_voxel': True}, {'grid_pe': 2}, {'defor_depth': 3},
+    {'kplanes_config': {'grid_dimensions': 3, 'input_coordinate_dim': 4,
+                        'output_coordinate_dim': 4, 'resolution': [6, 6, 6, 4]}},
 ])
 def test_optional_modules_load_strictly(overrides):
-    state = state_for("dnerf", **{**small_grid("dnerf"), **overrides})
-    network = DeformationNetwork(config_of("dnerf", **{**small_grid("dnerf"), **overrides}))
-    network.load_checked(state, "deformation.pth")
+    state = state_for('dnerf', **{**small_grid('dnerf'), **overrides})
+    network = DeformationNetwork(config_of('dnerf', **{**small_grid('dnerf'), **overrides}))
+    network.load_checked(state, 'deformation.pth')
     raw = RawGaussians(torch.randn(7, 3), torch.randn(7, 4), torch.randn(7, 3), torch.randn(7),
                        torch.randn(7, 16, 3))
     assert torch.isfinite(network(raw, 0.3).means).all()
 
 
 def test_unexpected_and_missing_keys_are_named():
-    state = state_for("dnerf", **small_grid("dnerf"))
-    state["deformation_net.static_mlp.1.weight"] = torch.zeros(64, 64)
-    del state["deformation_net.pos_deform.3.bias"]
-    network = DeformationNetwork(config_of("dnerf", **small_grid("dnerf")))
+    state = state_for('dnerf', **small_grid('dnerf'))
+    state['deformation_net.static_mlp.1.weight'] = torch.zeros(64, 64)
+    del state['deformation_net.pos_deform.3.bias']
+    network = DeformationNetwork(config_of('dnerf', **small_grid('dnerf')))
     with pytest.raises(SceneFormatError) as info:
-        network.load_checked(state, "x/deformation.pth")
+        network.load_checked(state, 'x/deformation.pth')
     message = str(info.value)
-    assert message.startswith("x/deformation.pth: state_dict does not fit")
-    assert "missing keys (expected shape) [deformation_net.pos_deform.3.bias (3,)]" in message
-    assert "unexpected keys [deformation_net.static_mlp.1.weight]" in message
+    assert message.startswith('x/deformation.pth: state_dict does not fit')
+    assert 'missing keys (expected shape) [deformation_net.pos_deform.3.bias (3,)]' in message
+    assert 'unexpected keys [deformation_net.static_mlp.1.weight]' in message
 
 
 def test_wrong_shapes_are_named_with_expected_shapes():
     # A D-NeRF state loaded with the HyperNeRF cfg_args.
-    network = DeformationNetwork(config_of("hypernerf"))
+    network = DeformationNetwork(config_of('hypernerf'))
     with pytest.raises(SceneFormatError) as info:
-        network.load_checked(state_for("dnerf", random=False), "deformation.pth")
+        network.load_checked(state_for('dnerf', random=False), 'deformation.pth')
     message = str(info.value)
-    assert ("deformation_net.grid.grids.0.0: got (1, 32, 64, 64), expected (1, 16, 64, 64)"
+    assert ('deformation_net.grid.grids.0.0: got (1, 32, 64, 64), expected (1, 16, 64, 64)'
             in message)
-    assert "deformation_net.feature_out.0.weight: got (64, 64), expected (128, 48)" in message
-    assert ("missing keys (expected shape) [deformation_net.grid.grids.2.0 (1, 16, 256, 256)"
+    assert 'deformation_net.feature_out.0.weight: got (64, 64), expected (128, 48)' in message
+    assert ('missing keys (expected shape) [deformation_net.grid.grids.2.0 (1, 16, 256, 256)'
             in message)
 
 
 def test_non_finite_and_non_tensor_weights_are_refused():
-    config = config_of("dnerf", **small_grid("dnerf"))
-    state = state_for("dnerf", **small_grid("dnerf"))
-    state["deformation_net.pos_deform.1.weight"][3, 4] = float("nan")
+    config = config_of('dnerf', **small_grid('dnerf'))
+    state = state_for('dnerf', **small_grid('dnerf'))
+    state['deformation_net.pos_deform.1.weight'][3, 4] = float('nan')
     with pytest.raises(SceneFormatError,
-                       match=r"NaN or inf values in \[deformation_net.pos_deform.1.weight\]"):
-        DeformationNetwork(config).load_checked(state, "deformation.pth")
-    state["deformation_net.pos_deform.1.weight"] = [1.0]
+                       match=r'NaN or inf values in \[deformation_net.pos_deform.1.weight\]'):
+        DeformationNetwork(config).load_checked(state, 'deformation.pth')
+    state['deformation_net.pos_deform.1.weight'] = [1.0]
     with pytest.raises(SceneFormatError,
-                       match=r"not tensors \[deformation_net.pos_deform.1.weight\]"):
-        DeformationNetwork(config).load_checked(state, "deformation.pth")
+                       match=r'not tensors \[deformation_net.pos_deform.1.weight\]'):
+        DeformationNetwork(config).load_checked(state, 'deformation.pth')
 
 
 # --- deformation --------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("t", TIMES)
+@pytest.mark.parametrize('t', TIMES)
 def test_known_deformation(known_scene, known_loaded, t):
     scene = known_loaded
     expected = known_scene.known.expected_raw(known_scene.canonical, t)
@@ -248,14 +258,14 @@ def test_random_scene_moves_with_time(random_scene):
     scene = FourDGaussiansScene.load(random_scene.path)
     early, late = scene.at(0.1), scene.at(0.9)
     for g in (early, late):
-        g.check_finite("test")
+        g.check_finite('test')
     assert (early.means - late.means).abs().max() > 1e-3
     assert torch.equal(early.opacities, torch.sigmoid(random_scene.canonical.opacity_logits))
 
 
 def test_opacity_and_sh_deform_when_enabled(tmp_path):
-    overrides = {**small_grid("dnerf"), "no_do": False, "no_dshs": False}
-    fixture = write_fourdgs_scene(tmp_path, "dnerf", n=16, variant="random", overrides=overrides)
+    overrides = {**small_grid('dnerf'), 'no_do': False, 'no_dshs': False}
+    fixture = write_fourdgs_scene(tmp_path, 'dnerf', n=16, variant='random', overrides=overrides)
     scene = FourDGaussiansScene.load(fixture.path)
     raw = scene.deform_raw(0.5)
     assert not torch.equal(raw.opacity_logits, fixture.canonical.opacity_logits)
@@ -264,15 +274,15 @@ def test_opacity_and_sh_deform_when_enabled(tmp_path):
 
 def test_deformed_state_exports_as_ply(known_loaded, tmp_path):
     raw = known_loaded.deform_raw(0.6)
-    write_ply(tmp_path / "t.ply", raw)
-    assert_raw_close(read_ply(tmp_path / "t.ply"), raw, atol=0)
+    write_ply(tmp_path / 't.ply', raw)
+    assert_raw_close(read_ply(tmp_path / 't.ply'), raw, atol=0)
 
 
 # --- the scene ----------------------------------------------------------------------------------
 
 def test_time_outside_unit_interval(random_scene):
     scene = FourDGaussiansScene.load(random_scene.path)
-    for t in (-0.01, 1.5, float("nan")):
+    for t in (-0.01, 1.5, float('nan')):
         with pytest.raises(TimeRangeError):
             scene.at(t)
         with pytest.raises(TimeRangeError):
@@ -283,59 +293,59 @@ def test_info(known_scene, known_loaded):
     info = known_loaded.info()
     config = known_scene.namespace.configs
     assert (info.format, info.num_gaussians, info.sh_degree, info.time_range) == (
-        "4dgaussians", 48, 3, (0.0, 1.0))
-    assert info.details["iteration"] == 14000 and info.details["iterations"] == [7000, 14000]
-    assert info.details["config"] == config[len("arguments/"):-len(".py")]
-    assert info.details["deformed"] == ["means", "scales", "rotations"]
-    assert info.details["aabb"] == known_scene.known.aabb.tolist()
+        '4dgaussians', 48, 3, (0.0, 1.0))
+    assert info.details['iteration'] == 14000 and info.details['iterations'] == [7000, 14000]
+    assert info.details['config'] == config[len('arguments/'):-len('.py')]
+    assert info.details['deformed'] == ['means', 'scales', 'rotations']
+    assert info.details['aabb'] == known_scene.known.aabb.tolist()
 
 
 def test_iteration_choice(tmp_path):
-    fixture = write_fourdgs_scene(tmp_path, "dnerf", n=8, iterations=(3000, 500),
-                                  overrides=small_grid("dnerf"))
+    fixture = write_fourdgs_scene(tmp_path, 'dnerf', n=8, iterations=(3000, 500),
+                                  overrides=small_grid('dnerf'))
     assert FourDGaussiansScene.load(fixture.path).iteration == 3000   # not coarse_iteration_3000
     assert FourDGaussiansScene.load(fixture.path, iteration=500).iteration == 500
-    message = r"iteration 42 not found; available iterations \[500, 3000\]"
+    message = r'iteration 42 not found; available iterations \[500, 3000\]'
     with pytest.raises(SceneFormatError, match=message):
         FourDGaussiansScene.load(fixture.path, iteration=42)
 
 
-def in_iteration(root, name=""):
-    return Path(root, "point_cloud", "iteration_7000", name)
+def in_iteration(root, name=''):
+    return Path(root, 'point_cloud', 'iteration_7000', name)
 
 
-@pytest.mark.parametrize("damage, message", [
-    (lambda root: os.remove(Path(root, "cfg_args")), "cfg_args file not found"),
-    (lambda root: os.remove(in_iteration(root, "deformation.pth")), "deformation.pth not found"),
-    (lambda root: os.remove(in_iteration(root, "point_cloud.ply")),
-     "point_cloud.ply: PLY file not found"),
-    (lambda root: os.rename(in_iteration(root), Path(root, "point_cloud", "old")),
-     "no iteration_N folder"),
-    (lambda root: in_iteration(root, "deformation.pth").write_bytes(b"PK\x03\x04 zip?" * 10),
-     "not a loadable weights-only state_dict"),
-    (lambda root: torch.save([torch.zeros(2)], in_iteration(root, "deformation.pth")),
-     "holds a list; expected a state_dict"),
+@pytest.mark.parametrize('damage, message', [
+    (lambda root: os.remove(Path(root, 'cfg_args')), 'cfg_args file not found'),
+    (lambda root: os.remove(in_iteration(root, 'deformation.pth')), 'deformation.pth not found'),
+    (lambda root: os.remove(in_iteration(root, 'point_cloud.ply')),
+     'point_cloud.ply: PLY file not found'),
+    (lambda root: os.rename(in_iteration(root), Path(root, 'point_cloud', 'old')),
+     'no iteration_N folder'),
+    (lambda root: in_iteration(root, 'deformation.pth').write_bytes(b'PK\x03\x04 zip?' * 10),
+     'not a loadable weights-only state_dict'),
+    (lambda root: torch.save([torch.zeros(2)], in_iteration(root, 'deformation.pth')),
+     'holds a list; expected a state_dict'),
 ])
 def test_broken_folders(tmp_path, damage, message):
-    fixture = write_fourdgs_scene(tmp_path, "dnerf", n=8, iterations=(7000,),
-                                  overrides=small_grid("dnerf"))
+    fixture = write_fourdgs_scene(tmp_path, 'dnerf', n=8, iterations=(7000,),
+                                  overrides=small_grid('dnerf'))
     damage(fixture.path)
     with pytest.raises(SceneFormatError, match=message):
         FourDGaussiansScene.load(fixture.path)
 
 
 def test_missing_folder(tmp_path):
-    with pytest.raises(SceneFormatError, match="output folder not found"):
-        FourDGaussiansScene.load(tmp_path / "absent")
+    with pytest.raises(SceneFormatError, match='output folder not found'):
+        FourDGaussiansScene.load(tmp_path / 'absent')
 
 
 def test_sh_degree_must_match_cfg_args(tmp_path):
-    fixture = write_fourdgs_scene(tmp_path, "dnerf", n=8, iterations=(7000,),
-                                  overrides=small_grid("dnerf"))
-    ply = os.path.join(fixture.path, "point_cloud", "iteration_7000", "point_cloud.ply")
+    fixture = write_fourdgs_scene(tmp_path, 'dnerf', n=8, iterations=(7000,),
+                                  overrides=small_grid('dnerf'))
+    ply = os.path.join(fixture.path, 'point_cloud', 'iteration_7000', 'point_cloud.ply')
     c = fixture.canonical
     write_ply(ply, RawGaussians(c.means, c.quats_raw, c.log_scales, c.opacity_logits, c.sh[:, :4]))
-    message = r"SH degree 1 \(9 f_rest properties\), but cfg_args has sh_degree=3"
+    message = r'SH degree 1 \(9 f_rest properties\), but cfg_args has sh_degree=3'
     with pytest.raises(SceneFormatError, match=message):
         FourDGaussiansScene.load(fixture.path)
 
@@ -351,14 +361,14 @@ class _Payload:
 
 
 def test_pickle_payload_is_not_executed(tmp_path):
-    fixture = write_fourdgs_scene(tmp_path / "scene", "dnerf", n=8, iterations=(7000,),
-                                  overrides=small_grid("dnerf"))
-    marker = tmp_path / "payload_ran"
-    pth = os.path.join(fixture.path, "point_cloud", "iteration_7000", "deformation.pth")
+    fixture = write_fourdgs_scene(tmp_path / 'scene', 'dnerf', n=8, iterations=(7000,),
+                                  overrides=small_grid('dnerf'))
+    marker = tmp_path / 'payload_ran'
+    pth = os.path.join(fixture.path, 'point_cloud', 'iteration_7000', 'deformation.pth')
     state = dict(fixture.state)
-    state["deformation_net.grid.aabb"] = _Payload(marker)
+    state['deformation_net.grid.aabb'] = _Payload(marker)
     torch.save(state, pth)
-    with pytest.raises(SceneFormatError, match="deformation.pth: not a loadable weights-only"):
+    with pytest.raises(SceneFormatError, match='deformation.pth: not a loadable weights-only'):
         FourDGaussiansScene.load(fixture.path)
     assert not marker.exists()
     # The payload is live: an unrestricted unpickler runs it.
@@ -391,8 +401,8 @@ def test_pluggable_deformation(random_scene):
 
 def test_tensors_move_once_per_device(random_scene):
     scene = FourDGaussiansScene.load(random_scene.path)
-    scene.at(0.2, "cpu")
+    scene.at(0.2, 'cpu')
     means = scene.canonical.means
-    scene.at(0.7, "cpu")
+    scene.at(0.7, 'cpu')
     assert scene.canonical.means is means
     assert not scene.at(0.7).means.requires_grad

@@ -1,11 +1,24 @@
+# Copyright 2026 The st4r_ros Authors
+#
+# Licensed under the Apache License, Version 2.0 (the "License");
+# you may not use this file except in compliance with the License.
+# You may obtain a copy of the License at
+#
+#     http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS,
+# WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+# See the License for the specific language governing permissions and
+# limitations under the License.
+
 """The Gaussians container and the Scene4D contract shared by every loader."""
 
 import pytest
-import torch
-
 from st4r_ros.errors import SceneFormatError, TimeRangeError
-from st4r_ros.scene.gaussians import SH_C0, Gaussians, sh_degree_for
-from st4r_ros.scene.scene4d import Scene4D, SceneInfo, check_time
+from st4r_ros.scene.gaussians import Gaussians, SH_C0, sh_degree_for
+from st4r_ros.scene.scene4d import check_time, Scene4D, SceneInfo
+import torch
 
 
 def make(n=5, k=4, **overrides):
@@ -27,13 +40,13 @@ def test_shapes_and_sh_degree():
 
 
 @pytest.mark.parametrize(
-    "overrides, message",
+    'overrides, message',
     [
-        ({"quats": torch.randn(5, 3)}, "quats: expected shape \\(5, 4\\)"),
-        ({"opacities": torch.rand(5, 1)}, "opacities"),
-        ({"sh": torch.randn(5, 5, 3)}, "not \\(degree \\+ 1\\)\\^2"),
-        ({"sh": torch.randn(4, 1, 3)}, "sh: expected shape"),
-        ({"instance_ids": torch.zeros(3, dtype=torch.long)}, "instance_ids"),
+        ({'quats': torch.randn(5, 3)}, 'quats: expected shape \\(5, 4\\)'),
+        ({'opacities': torch.rand(5, 1)}, 'opacities'),
+        ({'sh': torch.randn(5, 5, 3)}, 'not \\(degree \\+ 1\\)\\^2'),
+        ({'sh': torch.randn(4, 1, 3)}, 'sh: expected shape'),
+        ({'instance_ids': torch.zeros(3, dtype=torch.long)}, 'instance_ids'),
     ],
 )
 def test_bad_shapes_name_the_field(overrides, message):
@@ -43,11 +56,11 @@ def test_bad_shapes_name_the_field(overrides, message):
 
 def test_check_finite_names_field_and_count():
     means = torch.randn(5, 3)
-    means[1, 2] = float("nan")
-    means[3, 0] = float("inf")
+    means[1, 2] = float('nan')
+    means[3, 0] = float('inf')
     with pytest.raises(SceneFormatError, match="f.ply: field 'means' has 2 Gaussian"):
-        make(means=means).check_finite("f.ply")
-    make().check_finite("ok")
+        make(means=means).check_finite('f.ply')
+    make().check_finite('ok')
 
 
 def test_rgb_select_and_tensors():
@@ -55,7 +68,7 @@ def test_rgb_select_and_tensors():
     assert torch.allclose(g.rgb, torch.full((5, 3), 0.5))
     sub = g.select(g.instance_ids >= 3)
     assert len(sub) == 2 and sub.instance_ids.tolist() == [3, 4]
-    assert set(g.tensors()) == {"means", "quats", "scales", "opacities", "sh", "instance_ids"}
+    assert set(g.tensors()) == {'means', 'quats', 'scales', 'opacities', 'sh', 'instance_ids'}
     assert SH_C0 == pytest.approx(0.5 / (3.14159265 ** 0.5), rel=1e-6)
 
 
@@ -65,7 +78,7 @@ class CountingScene(Scene4D):
         self.calls = 0
 
     def info(self):
-        return SceneInfo(path="mem", format="test", num_gaussians=5, sh_degree=1)
+        return SceneInfo(path='mem', format='test', num_gaussians=5, sh_degree=1)
 
     def _at(self, t, device):
         self.calls += 1
@@ -80,9 +93,9 @@ def test_scene_reuses_the_last_instant():
     assert scene.calls == 2 and float(scene.at(0.5).means[0, 0]) == 0.5
 
 
-@pytest.mark.parametrize("t", [-0.01, 1.01, float("nan"), float("inf"), "soon", None])
+@pytest.mark.parametrize('t', [-0.01, 1.01, float('nan'), float('inf'), 'soon', None])
 def test_times_outside_unit_interval_are_refused(t):
-    with pytest.raises(TimeRangeError, match="time"):
+    with pytest.raises(TimeRangeError, match='time'):
         CountingScene().at(t)
     with pytest.raises(TimeRangeError):
         check_time(t)

@@ -1,16 +1,29 @@
+# Copyright 2026 The st4r_ros Authors
+#
+# Licensed under the Apache License, Version 2.0 (the "License");
+# you may not use this file except in compliance with the License.
+# You may obtain a copy of the License at
+#
+#     http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS,
+# WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+# See the License for the specific language governing permissions and
+# limitations under the License.
+
 """Inria 3DGS PLY I/O: layout, round trips and every bad-input case."""
 
 import numpy as np
 import plyfile
 import pytest
-import torch
-
 from st4r_ros.errors import SceneFormatError
 from st4r_ros.scene.gaussians import Gaussians
 from st4r_ros.scene.ply import RawGaussians, read_ply, write_ply
+import torch
 
-INRIA_HEAD = ["x", "y", "z", "nx", "ny", "nz", "f_dc_0", "f_dc_1", "f_dc_2"]
-INRIA_TAIL = ["opacity", "scale_0", "scale_1", "scale_2", "rot_0", "rot_1", "rot_2", "rot_3"]
+INRIA_HEAD = ['x', 'y', 'z', 'nx', 'ny', 'nz', 'f_dc_0', 'f_dc_1', 'f_dc_2']
+INRIA_TAIL = ['opacity', 'scale_0', 'scale_1', 'scale_2', 'rot_0', 'rot_1', 'rot_2', 'rot_3']
 
 
 def raw_gaussians(n=6, degree=3, seed=0):
@@ -28,49 +41,49 @@ def raw_gaussians(n=6, degree=3, seed=0):
 def write_columns(path, columns, extra_elements=(), text=False):
     """A PLY whose 'vertex' element has exactly ``columns`` (name -> array)."""
     n = len(next(iter(columns.values())))
-    vertices = np.empty(n, dtype=[(name, "<f4") for name in columns])
+    vertices = np.empty(n, dtype=[(name, '<f4') for name in columns])
     for name, values in columns.items():
         vertices[name] = values
-    elements = [plyfile.PlyElement.describe(vertices, "vertex"), *extra_elements]
+    elements = [plyfile.PlyElement.describe(vertices, 'vertex'), *extra_elements]
     plyfile.PlyData(elements, text=text).write(str(path))
 
 
 def valid_columns(n=4, rest=45):
-    names = INRIA_HEAD + [f"f_rest_{i}" for i in range(rest)] + INRIA_TAIL
+    names = INRIA_HEAD + [f'f_rest_{i}' for i in range(rest)] + INRIA_TAIL
     rng = np.random.default_rng(0)
     return {name: rng.normal(size=n).astype(np.float32) for name in names}
 
 
 def test_layout_is_inria_order_binary_little_endian_channel_major(tmp_path):
     raw = raw_gaussians(n=5, degree=3)
-    path = tmp_path / "a.ply"
+    path = tmp_path / 'a.ply'
     write_ply(path, raw)
     ply = plyfile.PlyData.read(str(path))
-    vertex = ply["vertex"]
+    vertex = ply['vertex']
     assert [p.name for p in vertex.properties] == (
-        INRIA_HEAD + [f"f_rest_{i}" for i in range(45)] + INRIA_TAIL
+        INRIA_HEAD + [f'f_rest_{i}' for i in range(45)] + INRIA_TAIL
     )
-    assert all(p.val_dtype in ("f4", "float32") for p in vertex.properties)
-    assert not ply.text and ply.byte_order == "<"
-    assert np.all(vertex["nx"] == 0) and np.all(vertex["nz"] == 0)
+    assert all(p.val_dtype in ('f4', 'float32') for p in vertex.properties)
+    assert not ply.text and ply.byte_order == '<'
+    assert np.all(vertex['nx'] == 0) and np.all(vertex['nz'] == 0)
     # f_rest_{c * 15 + j} holds coefficient j + 1 of channel c.
     for channel in range(3):
         for j in range(15):
             np.testing.assert_array_equal(
-                vertex[f"f_rest_{channel * 15 + j}"], raw.sh[:, 1 + j, channel].numpy()
+                vertex[f'f_rest_{channel * 15 + j}'], raw.sh[:, 1 + j, channel].numpy()
             )
-    np.testing.assert_array_equal(vertex["opacity"], raw.opacity_logits.numpy())
-    np.testing.assert_array_equal(vertex["scale_1"], raw.log_scales[:, 1].numpy())
-    np.testing.assert_array_equal(vertex["rot_0"], raw.quats_raw[:, 0].numpy())
+    np.testing.assert_array_equal(vertex['opacity'], raw.opacity_logits.numpy())
+    np.testing.assert_array_equal(vertex['scale_1'], raw.log_scales[:, 1].numpy())
+    np.testing.assert_array_equal(vertex['rot_0'], raw.quats_raw[:, 0].numpy())
 
 
-@pytest.mark.parametrize("degree", [0, 1, 2, 3])
+@pytest.mark.parametrize('degree', [0, 1, 2, 3])
 def test_raw_round_trip_is_exact(tmp_path, degree):
     raw = raw_gaussians(degree=degree)
-    write_ply(tmp_path / "r.ply", raw)
-    back = read_ply(tmp_path / "r.ply")
+    write_ply(tmp_path / 'r.ply', raw)
+    back = read_ply(tmp_path / 'r.ply')
     assert back.sh_degree == degree
-    for name in ("means", "quats_raw", "log_scales", "opacity_logits", "sh"):
+    for name in ('means', 'quats_raw', 'log_scales', 'opacity_logits', 'sh'):
         assert getattr(back, name).dtype == torch.float32
         assert torch.equal(getattr(back, name), getattr(raw, name)), name
 
@@ -84,8 +97,8 @@ def test_activated_round_trip_and_extreme_opacities_stay_finite(tmp_path):
         opacities=torch.tensor([0.0, 1.0, 0.5, 1e-3, 0.999, 0.3]),
         sh=torch.randn(n, 16, 3),
     )
-    write_ply(tmp_path / "g.ply", gaussians)
-    raw = read_ply(tmp_path / "g.ply")
+    write_ply(tmp_path / 'g.ply', gaussians)
+    raw = read_ply(tmp_path / 'g.ply')
     assert torch.isfinite(raw.opacity_logits).all()
     back = raw.activate()
     torch.testing.assert_close(back.means, gaussians.means, rtol=0, atol=0)
@@ -106,55 +119,55 @@ def test_activate_uses_the_3dgs_activations():
 
 def test_extra_properties_are_ignored_and_normals_optional(tmp_path):
     columns = valid_columns(rest=9)
-    for name in ("nx", "ny", "nz"):
+    for name in ('nx', 'ny', 'nz'):
         del columns[name]
-    columns["semantic_0"] = np.ones(4, dtype=np.float32)
-    write_columns(tmp_path / "e.ply", columns)
-    raw = read_ply(tmp_path / "e.ply")
+    columns['semantic_0'] = np.ones(4, dtype=np.float32)
+    write_columns(tmp_path / 'e.ply', columns)
+    raw = read_ply(tmp_path / 'e.ply')
     assert raw.sh.shape == (4, 4, 3)
     np.testing.assert_array_equal(raw.sh[:, 1:, 2].numpy(), np.stack(
-        [columns[f"f_rest_{6 + j}"] for j in range(3)], axis=1))
+        [columns[f'f_rest_{6 + j}'] for j in range(3)], axis=1))
 
 
 def test_ascii_ply_reads(tmp_path):
     columns = valid_columns(rest=0)
-    write_columns(tmp_path / "t.ply", columns, text=True)
-    assert len(read_ply(tmp_path / "t.ply")) == 4
+    write_columns(tmp_path / 't.ply', columns, text=True)
+    assert len(read_ply(tmp_path / 't.ply')) == 4
 
 
 def test_missing_file(tmp_path):
-    with pytest.raises(SceneFormatError, match="nope.ply: PLY file not found"):
-        read_ply(tmp_path / "nope.ply")
+    with pytest.raises(SceneFormatError, match='nope.ply: PLY file not found'):
+        read_ply(tmp_path / 'nope.ply')
 
 
 def test_not_a_ply(tmp_path):
-    path = tmp_path / "junk.ply"
-    path.write_bytes(b"\xff\xfe garbage, not a ply\n" * 4)
-    with pytest.raises(SceneFormatError, match="junk.ply: not a readable PLY"):
+    path = tmp_path / 'junk.ply'
+    path.write_bytes(b'\xff\xfe garbage, not a ply\n' * 4)
+    with pytest.raises(SceneFormatError, match='junk.ply: not a readable PLY'):
         read_ply(path)
 
 
 def test_truncated_body(tmp_path):
-    path = tmp_path / "cut.ply"
+    path = tmp_path / 'cut.ply'
     write_ply(path, raw_gaussians(n=10))
     data = path.read_bytes()
     path.write_bytes(data[:-37])
-    with pytest.raises(SceneFormatError, match="cut.ply: not a readable PLY.*truncated"):
+    with pytest.raises(SceneFormatError, match='cut.ply: not a readable PLY.*truncated'):
         read_ply(path)
 
 
 def test_truncated_header(tmp_path):
-    path = tmp_path / "head.ply"
+    path = tmp_path / 'head.ply'
     write_ply(path, raw_gaussians(n=2))
     path.write_bytes(path.read_bytes()[:60])
-    with pytest.raises(SceneFormatError, match="head.ply"):
+    with pytest.raises(SceneFormatError, match='head.ply'):
         read_ply(path)
 
 
 def test_no_vertex_element(tmp_path):
-    faces = np.zeros(2, dtype=[("a", "<f4")])
-    path = tmp_path / "faces.ply"
-    plyfile.PlyData([plyfile.PlyElement.describe(faces, "face")]).write(str(path))
+    faces = np.zeros(2, dtype=[('a', '<f4')])
+    path = tmp_path / 'faces.ply'
+    plyfile.PlyData([plyfile.PlyElement.describe(faces, 'face')]).write(str(path))
     message = r"faces.ply: no 'vertex' element \(found \['face'\]\)"
     with pytest.raises(SceneFormatError, match=message):
         read_ply(path)
@@ -162,63 +175,63 @@ def test_no_vertex_element(tmp_path):
 
 def test_missing_properties_are_listed(tmp_path):
     columns = valid_columns()
-    del columns["opacity"], columns["rot_2"]
-    write_columns(tmp_path / "m.ply", columns)
+    del columns['opacity'], columns['rot_2']
+    write_columns(tmp_path / 'm.ply', columns)
     with pytest.raises(SceneFormatError) as info:
-        read_ply(tmp_path / "m.ply")
+        read_ply(tmp_path / 'm.ply')
     message = str(info.value)
-    assert "m.ply" in message and "['opacity', 'rot_2']" in message and "expected" in message
+    assert 'm.ply' in message and "['opacity', 'rot_2']" in message and 'expected' in message
 
 
 def test_gap_in_f_rest_is_a_missing_property(tmp_path):
     columns = valid_columns(rest=9)
-    columns["f_rest_9"] = columns.pop("f_rest_5")
-    write_columns(tmp_path / "gap.ply", columns)
+    columns['f_rest_9'] = columns.pop('f_rest_5')
+    write_columns(tmp_path / 'gap.ply', columns)
     with pytest.raises(SceneFormatError, match=r"lacks properties \['f_rest_5'\]"):
-        read_ply(tmp_path / "gap.ply")
+        read_ply(tmp_path / 'gap.ply')
 
 
-@pytest.mark.parametrize("rest", [10, 12, 3])
+@pytest.mark.parametrize('rest', [10, 12, 3])
 def test_f_rest_count_must_match_an_sh_degree(tmp_path, rest):
-    write_columns(tmp_path / "f.ply", valid_columns(rest=rest))
+    write_columns(tmp_path / 'f.ply', valid_columns(rest=rest))
     message = rf"f.ply: {rest} 'f_rest_\*' properties; expected 3 \* \(\(d \+ 1\)\^2 - 1\)"
     with pytest.raises(SceneFormatError, match=message):
-        read_ply(tmp_path / "f.ply")
+        read_ply(tmp_path / 'f.ply')
 
 
-@pytest.mark.parametrize("name, value", [
-    ("scale_1", np.nan), ("x", np.inf), ("f_rest_7", -np.inf),
+@pytest.mark.parametrize('name, value', [
+    ('scale_1', np.nan), ('x', np.inf), ('f_rest_7', -np.inf),
 ])
 def test_non_finite_values_name_the_property(tmp_path, name, value):
     columns = valid_columns()
     columns[name][2] = value
-    write_columns(tmp_path / "nan.ply", columns)
+    write_columns(tmp_path / 'nan.ply', columns)
     with pytest.raises(SceneFormatError, match=rf"nan.ply: property '{name}' has 1 NaN or inf"):
-        read_ply(tmp_path / "nan.ply")
+        read_ply(tmp_path / 'nan.ply')
 
 
 def test_list_property_is_refused(tmp_path):
     columns = valid_columns(n=2, rest=0)
-    del columns["opacity"]
+    del columns['opacity']
     names = list(columns)
-    dtype = [(name, "<f4") for name in names] + [("opacity", "O")]
+    dtype = [(name, '<f4') for name in names] + [('opacity', 'O')]
     vertices = np.empty(2, dtype=dtype)
     for name in names:
         vertices[name] = columns[name]
-    vertices["opacity"] = [np.zeros(2, np.float32), np.zeros(2, np.float32)]
-    element = plyfile.PlyElement.describe(vertices, "vertex", len_types={"opacity": "u1"},
-                                          val_types={"opacity": "f4"})
-    plyfile.PlyData([element]).write(str(tmp_path / "list.ply"))
+    vertices['opacity'] = [np.zeros(2, np.float32), np.zeros(2, np.float32)]
+    element = plyfile.PlyElement.describe(vertices, 'vertex', len_types={'opacity': 'u1'},
+                                          val_types={'opacity': 'f4'})
+    plyfile.PlyData([element]).write(str(tmp_path / 'list.ply'))
     with pytest.raises(SceneFormatError, match="property 'opacity' is a list"):
-        read_ply(tmp_path / "list.ply")
+        read_ply(tmp_path / 'list.ply')
 
 
 def test_raw_gaussians_validate_shapes():
     raw = raw_gaussians(n=3)
-    message = r"RawGaussians.opacity_logits: expected shape \(3,\)"
+    message = r'RawGaussians.opacity_logits: expected shape \(3,\)'
     with pytest.raises(SceneFormatError, match=message):
         RawGaussians(raw.means, raw.quats_raw, raw.log_scales, raw.opacity_logits[:, None], raw.sh)
-    with pytest.raises(SceneFormatError, match=r"RawGaussians.sh: expected shape \(3, K, 3\)"):
+    with pytest.raises(SceneFormatError, match=r'RawGaussians.sh: expected shape \(3, K, 3\)'):
         RawGaussians(raw.means, raw.quats_raw, raw.log_scales, raw.opacity_logits, raw.sh[..., :2])
-    with pytest.raises(SceneFormatError, match="sh: 5 coefficients per channel"):
+    with pytest.raises(SceneFormatError, match='sh: 5 coefficients per channel'):
         RawGaussians(raw.means, raw.quats_raw, raw.log_scales, raw.opacity_logits, raw.sh[:, :5])

@@ -1,3 +1,17 @@
+# Copyright 2026 The st4r_ros Authors
+#
+# Licensed under the Apache License, Version 2.0 (the "License");
+# you may not use this file except in compliance with the License.
+# You may obtain a copy of the License at
+#
+#     http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS,
+# WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+# See the License for the specific language governing permissions and
+# limitations under the License.
+
 """The pure-torch rasterizer and SH colours against independent float64 references.
 
 The references below are written from the maths, not from the backend: an EWA projection and
@@ -14,14 +28,13 @@ from typing import Optional, Tuple
 
 import numpy as np
 import pytest
-import torch
-
 from st4r_ros.render import torch_backend
 from st4r_ros.render.api import render
 from st4r_ros.render.camera import Camera
 from st4r_ros.render.sh import sh_to_rgb
 from st4r_ros.render.torch_backend import render_torch
-from st4r_ros.scene.gaussians import SH_C0, Gaussians
+from st4r_ros.scene.gaussians import Gaussians, SH_C0
+import torch
 
 EPS2D = 0.3
 
@@ -118,7 +131,7 @@ def reference_render(
         if z < camera.near or z > camera.far:
             continue
         delta = np.stack([px - mean[0], py - mean[1]], axis=-1)
-        sigma = 0.5 * np.einsum("hwi,ij,hwj->hw", delta, np.linalg.inv(cov2), delta)
+        sigma = 0.5 * np.einsum('hwi,ij,hwj->hw', delta, np.linalg.inv(cov2), delta)
         alpha = np.minimum(0.999, float(g.opacities[i]) * np.exp(-sigma))
         hit = (alpha >= 1 / 255) & ~done
         ends = hit & (trans * (1 - alpha) <= 1e-4)
@@ -153,7 +166,7 @@ def test_single_gaussian_has_the_analytic_projected_falloff():
     centre = np.array([fx * x / z + 24.0, fx * y / z + 20.0])
     px, py = np.meshgrid(np.arange(48) + 0.5, np.arange(40) + 0.5)
     d = np.stack([px - centre[0], py - centre[1]], axis=-1)
-    expected = opacity * np.exp(-0.5 * np.einsum("hwi,ij,hwj->hw", d, np.linalg.inv(cov), d))
+    expected = opacity * np.exp(-0.5 * np.einsum('hwi,ij,hwj->hw', d, np.linalg.inv(cov), d))
     expected[expected < 1 / 255] = 0.0
 
     assert out.alpha.shape == (40, 48, 1) and out.image.shape == (40, 48, 1)
@@ -202,7 +215,7 @@ def test_background_fills_what_the_gaussians_leave():
     expected = plain.image + (1 - plain.alpha) * background
     torch.testing.assert_close(with_bg.image, expected, atol=1e-6, rtol=0)
     # Through the public API with the ReferSplat trap in mind: empty pixels take the background.
-    via_api = render(g, camera, feats, background=background, backend="torch")
+    via_api = render(g, camera, feats, background=background, backend='torch')
     torch.testing.assert_close(via_api.image, with_bg.image)
 
 
@@ -240,7 +253,7 @@ def test_gaussians_outside_the_depth_range_are_culled():
         assert peak_alpha(z) > 0.1
 
 
-@pytest.mark.parametrize("channels", [1, 5])
+@pytest.mark.parametrize('channels', [1, 5])
 def test_features_are_composited_linearly_per_channel(channels: int):
     camera = pinhole(40, 24)
     g = random_gaussians(20, seed=channels)
@@ -302,8 +315,8 @@ def test_depth_chunks_and_tile_batches_give_the_same_image(monkeypatch):
     whole = render_torch(g, camera, feats, torch.zeros(2))
     assert float((whole.alpha > 0.999).float().mean()) > 0.1  # many pixels hit the T floor
     # Lists cut into 3-Gaussian chunks that carry T over, and one tile per batch.
-    monkeypatch.setattr(torch_backend, "MAX_CHUNK_GAUSSIANS", 3)
-    monkeypatch.setattr(torch_backend, "CHUNK_ELEMENTS", 256)
+    monkeypatch.setattr(torch_backend, 'MAX_CHUNK_GAUSSIANS', 3)
+    monkeypatch.setattr(torch_backend, 'CHUNK_ELEMENTS', 256)
     pieces = render_torch(g, camera, feats, torch.zeros(2))
     torch.testing.assert_close(pieces.image, whole.image, atol=1e-6, rtol=0)
     torch.testing.assert_close(pieces.alpha, whole.alpha, atol=1e-6, rtol=0)
@@ -358,7 +371,7 @@ def test_sh_degree_zero_is_the_clamped_dc_colour():
     assert float(rgb.min()) == 0.0 and float(rgb.max()) > 1.0  # clamped below only, like gsplat
 
 
-@pytest.mark.parametrize("degree", [1, 3])
+@pytest.mark.parametrize('degree', [1, 3])
 def test_sh_matches_the_real_harmonics(degree: int):
     gen = torch.Generator().manual_seed(degree)
     sh = torch.randn(3, 16, 3, generator=gen, dtype=torch.float64) * 0.4

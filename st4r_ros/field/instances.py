@@ -1,3 +1,17 @@
+# Copyright 2026 The st4r_ros Authors
+#
+# Licensed under the Apache License, Version 2.0 (the "License");
+# you may not use this file except in compliance with the License.
+# You may obtain a copy of the License at
+#
+#     http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS,
+# WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+# See the License for the specific language governing permissions and
+# limitations under the License.
+
 """Which instance each Gaussian belongs to, from the 2D training masks alone.
 
 A real scene has no 3D instance labels, only per-view masks from a segmenter/tracker. Each
@@ -23,15 +37,14 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from typing import Callable, Iterable, Optional, Protocol, Sequence
 
-import torch
-from torch import Tensor
-
 from st4r_ros.errors import SceneFormatError, SupervisionFormatError
 from st4r_ros.render.api import render
 from st4r_ros.render.camera import Camera
 from st4r_ros.render.torch_backend import ALPHA_MIN
 from st4r_ros.scene.gaussians import Gaussians
 from st4r_ros.scene.scene4d import Scene4D
+import torch
+from torch import Tensor
 
 # A Gaussian counts as visible if its depth is at most (1 + this) x the rendered expected depth
 # at its pixel: 3% of 3 m is 9 cm, inside a 15-20 cm object's front half, short of its back.
@@ -103,8 +116,8 @@ def visible_labels(gaussians: Gaussians, camera: Camera, mask: Tensor,
         indices of the visible Gaussians [M] int64 and their mask ids [M] int64.
     """
     if tuple(mask.shape) != (camera.height, camera.width):
-        raise SupervisionFormatError(f"mask: expected shape ({camera.height}, {camera.width}) "
-                                     f"as the camera, got {tuple(mask.shape)}")
+        raise SupervisionFormatError(f'mask: expected shape ({camera.height}, {camera.width}) '
+                                     f'as the camera, got {tuple(mask.shape)}')
     u, v, z = project_centres(gaussians.means, camera)
     inside = ((z > camera.near) & (u >= 0) & (u < camera.width) & (v >= 0)
               & (v < camera.height) & (gaussians.opacities >= ALPHA_MIN))
@@ -121,7 +134,7 @@ def assign_instances(
     scene: Scene4D,
     views: Sequence[MaskedView],
     *,
-    device: torch.device | str = "cpu",
+    device: torch.device | str = 'cpu',
     depth_tolerance: float = DEPTH_TOLERANCE,
     min_votes: int = MIN_VOTES,
     min_fraction: float = MIN_FRACTION,
@@ -137,7 +150,7 @@ def assign_instances(
         index, labels = visible_labels(gaussians, view.camera, view.load_mask(), depth_tolerance)
         counts = _add_votes(counts, len(gaussians), index, labels)
     if counts is None:
-        raise SupervisionFormatError("assign_instances: expected at least one view")
+        raise SupervisionFormatError('assign_instances: expected at least one view')
     decided = _decide(counts, min_votes, min_fraction)
     means = scene.at(views[0].time, device).means
     filled = fill_unseen(decided.assignment, decided.seen >= min_votes, means)
@@ -166,8 +179,8 @@ def _add_votes(counts: Optional[Tensor], n: int, index: Tensor, labels: Tensor) 
     if counts is None:
         counts = torch.zeros(n, width, dtype=torch.long, device=index.device)
     if counts.shape[0] != n:
-        raise SceneFormatError(f"scene: {n} Gaussians at one time, {counts.shape[0]} at another; "
-                               "the referring field needs the same Gaussians at every time")
+        raise SceneFormatError(f'scene: {n} Gaussians at one time, {counts.shape[0]} at another; '
+                               'the referring field needs the same Gaussians at every time')
     if width > counts.shape[1]:
         counts = torch.cat([counts, counts.new_zeros(n, width - counts.shape[1])], dim=1)
     flat = counts.view(-1)

@@ -1,3 +1,17 @@
+# Copyright 2026 The st4r_ros Authors
+#
+# Licensed under the Apache License, Version 2.0 (the "License");
+# you may not use this file except in compliance with the License.
+# You may obtain a copy of the License at
+#
+#     http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS,
+# WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+# See the License for the specific language governing permissions and
+# limitations under the License.
+
 """Training objectives of the referring field (ST4R-Splat section 3.2, ReferSplat's GTCL).
 
     L = lambda_ref L_ref + L_inst + lambda_con L_con
@@ -12,14 +26,13 @@
 
 from __future__ import annotations
 
-import math
 from dataclasses import asdict, dataclass
-
-import torch
-import torch.nn.functional as F
-from torch import Tensor
+import math
 
 from st4r_ros.field.model import FieldOutput, instance_means, instance_slots
+import torch
+from torch import Tensor
+import torch.nn.functional as F
 
 # Rendered probabilities are clamped away from 0 and 1 before the log: a pixel whose
 # Gaussians all say exactly 0 (or 1) must not produce an infinite loss.

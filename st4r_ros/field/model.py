@@ -1,3 +1,17 @@
+# Copyright 2026 The st4r_ros Authors
+#
+# Licensed under the Apache License, Version 2.0 (the "License");
+# you may not use this file except in compliance with the License.
+# You may obtain a copy of the License at
+#
+#     http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS,
+# WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+# See the License for the specific language governing permissions and
+# limitations under the License.
+
 """ReferringField: per-Gaussian referring embeddings with position-aware cross-modal attention.
 
 Every Gaussian i carries a learnable, time-invariant embedding e_i in R^d (ST4R-Splat's
@@ -40,19 +54,18 @@ Every relevance is computed for E expressions at once: m [E, N].
 
 from __future__ import annotations
 
-import math
 from dataclasses import asdict, dataclass, fields, replace
+import math
 from typing import Dict, List, Optional, Sequence
-
-import torch
-import torch.nn.functional as F
-from torch import Tensor, nn
 
 from st4r_ros.errors import QueryError, SceneFormatError
 from st4r_ros.render import torch_backend as tb
 from st4r_ros.render.api import render
 from st4r_ros.render.camera import Camera
 from st4r_ros.scene.gaussians import Gaussians
+import torch
+from torch import nn, Tensor
+import torch.nn.functional as F
 
 # Robust scene bounds: positions between these quantiles map to [-1, 1]; floaters beyond are
 # clamped, so a few stray Gaussians of a real reconstruction cannot squash the whole scene.
@@ -76,12 +89,12 @@ class FieldConfig:
         return asdict(self)
 
     @classmethod
-    def from_json(cls, data: Dict, source: str = "field config") -> "FieldConfig":
+    def from_json(cls, data: Dict, source: str = 'field config') -> 'FieldConfig':
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(data) - known)
         if unknown:
-            raise SceneFormatError(f"{source}: unknown field(s) {unknown}; "
-                                   f"expected {sorted(known)}")
+            raise SceneFormatError(f'{source}: unknown field(s) {unknown}; '
+                                   f'expected {sorted(known)}')
         return cls(**data)
 
 
@@ -158,20 +171,20 @@ class ReferringField(nn.Module):
         config = config or FieldConfig()
         if tuple(canonical_means.shape) != (num_gaussians, 3):
             raise SceneFormatError(
-                f"canonical_means: expected shape ({num_gaussians}, 3), "
-                f"got {tuple(canonical_means.shape)}"
+                f'canonical_means: expected shape ({num_gaussians}, 3), '
+                f'got {tuple(canonical_means.shape)}'
             )
         if assignment is None:
             assignment = torch.full((num_gaussians,), -1, dtype=torch.long)
         if tuple(assignment.shape) != (num_gaussians,):
-            raise SceneFormatError(f"assignment: expected shape ({num_gaussians},), "
-                                   f"got {tuple(assignment.shape)}")
+            raise SceneFormatError(f'assignment: expected shape ({num_gaussians},), '
+                                   f'got {tuple(assignment.shape)}')
         self.config = config
         d, h = config.embed_dim, config.hidden_dim
         self.embeddings = nn.Parameter(torch.randn(num_gaussians, d) * config.init_std)
-        self.register_buffer("canonical", canonical_means.detach().float().clone())
-        self.register_buffer("bounds", robust_bounds(canonical_means.detach()))
-        self.register_buffer("assignment", assignment.detach().long().clone())
+        self.register_buffer('canonical', canonical_means.detach().float().clone())
+        self.register_buffer('bounds', robust_bounds(canonical_means.detach()))
+        self.register_buffer('assignment', assignment.detach().long().clone())
         self.feature_mlp = mlp(d, h)
         self.word_mlp = mlp(config.text_dim, h)
         # Projects the top responding Gaussians' refined features into the sentence space for
@@ -194,8 +207,8 @@ class ReferringField(nn.Module):
             means = self.canonical
         if tuple(means.shape) != (self.num_gaussians, 3):
             raise SceneFormatError(
-                f"means: expected shape ({self.num_gaussians}, 3), got {tuple(means.shape)}; "
-                "the referring field needs the same Gaussians at every time"
+                f'means: expected shape ({self.num_gaussians}, 3), got {tuple(means.shape)}; '
+                'the referring field needs the same Gaussians at every time'
             )
         low, high = self.bounds
         unit = ((means.detach().float() - low) / (high - low) * 2 - 1).clamp(-1.0, 1.0)
@@ -218,19 +231,19 @@ class ReferringField(nn.Module):
         """
         mask = word_mask.to(device=words.device, dtype=torch.bool)
         if words.dim() != 3 or tuple(mask.shape) != tuple(words.shape[:2]):
-            raise QueryError(f"words [E, L, D] and word_mask [E, L] expected, got "
-                             f"{tuple(words.shape)} and {tuple(word_mask.shape)}")
+            raise QueryError(f'words [E, L, D] and word_mask [E, L] expected, got '
+                             f'{tuple(words.shape)} and {tuple(word_mask.shape)}')
         if not bool(mask.any(dim=1).all()):
-            raise QueryError("expression without any word: expected at least one valid word")
+            raise QueryError('expression without any word: expected at least one valid word')
         if self.config.sentence_token:
             if sentence is None:
-                raise QueryError("this field reads the sentence embedding: pass sentence [E, D]")
+                raise QueryError('this field reads the sentence embedding: pass sentence [E, D]')
             words = torch.cat([sentence[:, None, :].to(words), words], dim=1)
             mask = torch.cat([mask.new_ones(len(mask), 1), mask], dim=1)
         features = self.feature_mlp(self.embeddings)  # [N, h]
         w = self.word_mlp(F.layer_norm(words.float(), words.shape[-1:]))  # [E, L, h]
         weights = mask.float() / mask.float().sum(dim=1, keepdim=True)  # [E, L]
-        mean_word = torch.einsum("elh,el->eh", w, weights)  # [E, h]
+        mean_word = torch.einsum('elh,el->eh', w, weights)  # [E, h]
         # m is the plain mean of dot products (ST4R-Splat), without the attention's 1/sqrt(h):
         # with it the logits start ~10x smaller and fitting slows down (synthetic scene, 1000
         # steps: 0.82-0.88 mIoU on the training views with it, 0.97 without; measured along
@@ -241,20 +254,20 @@ class ReferringField(nn.Module):
         attention = self._attention(features, self.positions(means), w, mask)  # [E, N, L]
         # O is linear and each row of a sums to 1, so O(sum_j a_ij V w_j) = sum_j a_ij O(V w_j).
         values = self.out(self.value(w))  # [E, L, h]
-        relevance = relevance + torch.einsum("enl,el->en", attention,
-                                             torch.einsum("elh,eh->el", values, mean_word))
+        relevance = relevance + torch.einsum('enl,el->en', attention,
+                                             torch.einsum('elh,eh->el', values, mean_word))
         return FieldOutput(relevance, w, features, attention, values)
 
     def _attention(self, features: Tensor, positions: Tensor, w: Tensor, mask: Tensor) -> Tensor:
         """a [E, N, L] from features f [N, h], positions p [N, h], words w [E, L, h]."""
         scale = 1.0 / math.sqrt(w.shape[-1])
         # PCMI: a word's position is where the Gaussians that match it are (softmax over N).
-        affinity = torch.einsum("elh,nh->eln", w, features) * scale
+        affinity = torch.einsum('elh,nh->eln', w, features) * scale
         word_positions = torch.softmax(affinity, dim=-1) @ positions  # [E, L, h]
         queries = self.query(features + positions)  # [N, h]
         keys = self.key(w + word_positions)  # [E, L, h]
-        scores = torch.einsum("nh,elh->enl", queries, keys) * scale
-        scores = scores.masked_fill(~mask[:, None, :], float("-inf"))
+        scores = torch.einsum('nh,elh->enl', queries, keys) * scale
+        scores = scores.masked_fill(~mask[:, None, :], float('-inf'))
         return torch.softmax(scores, dim=-1)
 
     @property
@@ -294,7 +307,7 @@ def frozen(gaussians: Gaussians) -> Gaussians:
 
 
 def render_relevance(gaussians: Gaussians, camera: Camera, relevance: Tensor,
-                     backend: str = "auto") -> Tensor:
+                     backend: str = 'auto') -> Tensor:
     """Mask probabilities of E expressions seen from ``camera``, [H, W, E].
 
     sigmoid(m) [N, E] is composited as feature channels over the frozen geometry with an
@@ -332,7 +345,7 @@ class BlendWeights:
 
     @classmethod
     @torch.no_grad()
-    def of(cls, gaussians: Gaussians, camera: Camera) -> "BlendWeights":
+    def of(cls, gaussians: Gaussians, camera: Camera) -> 'BlendWeights':
         """Weights of ``gaussians`` seen from ``camera``, following the torch backend's
         compositing loop (project, bin to tiles, depth chunks carrying transmittance)."""
         tiles_x = (camera.width + tb.TILE_SIZE - 1) // tb.TILE_SIZE

@@ -1,3 +1,17 @@
+# Copyright 2026 The st4r_ros Authors
+#
+# Licensed under the Apache License, Version 2.0 (the "License");
+# you may not use this file except in compliance with the License.
+# You may obtain a copy of the License at
+#
+#     http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS,
+# WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+# See the License for the specific language governing permissions and
+# limitations under the License.
+
 """Training the referring field on a frozen 4DGS scene from 2D masks and captions.
 
 One step: draw a training view (seeded generator), take the Gaussians at the view's time
@@ -40,46 +54,45 @@ saved (layer.py).
 from __future__ import annotations
 
 import dataclasses
-import json
-import time
 from dataclasses import asdict, dataclass, fields, replace
+import json
 from pathlib import Path
+import time
 from typing import Any, Callable, Dict, Hashable, List, Optional, Sequence, Tuple
 
-import torch
 from safetensors.torch import load_file, save_file
-from torch import Tensor
-
 from st4r_ros.errors import SceneFormatError, SupervisionFormatError
-from st4r_ros.files import atomic_write
-from st4r_ros.field.instances import (DEPTH_TOLERANCE, MIN_FRACTION, MIN_VOTES,
-                                      InstanceAssignment, assign_instances)
+from st4r_ros.field.instances import (assign_instances, DEPTH_TOLERANCE, InstanceAssignment,
+                                      MIN_FRACTION, MIN_VOTES)
 from st4r_ros.field.layer import save_referring_layer
-from st4r_ros.field.losses import (LossWeights, contrastive_loss, instance_loss, referring_bce,
+from st4r_ros.field.losses import (contrastive_loss, instance_loss, LossWeights, referring_bce,
                                    tau_at, top_tau_mean)
-from st4r_ros.field.model import (BlendWeights, FieldConfig, ReferringField, best_scores,
+from st4r_ros.field.model import (best_scores, BlendWeights, FieldConfig, ReferringField,
                                   render_relevance)
+from st4r_ros.files import atomic_write
 from st4r_ros.scene.gaussians import Gaussians
 from st4r_ros.scene.scene4d import Scene4D
 from st4r_ros.supervision.format import Supervision, SupervisionView
+import torch
+from torch import Tensor
 
-CHECKPOINT_DIR = "referring_training"
-CHECKPOINT_FILE = "checkpoint.safetensors"
-CHECKPOINT_META = "checkpoint.json"
+CHECKPOINT_DIR = 'referring_training'
+CHECKPOINT_FILE = 'checkpoint.safetensors'
+CHECKPOINT_META = 'checkpoint.json'
 # The no-target threshold never exceeds this (calibrate_threshold says why).
 MAX_THRESHOLD = 0.5
 # Out-of-scene sentences: trained to render empty (the first half) and used to calibrate the
 # no-target threshold (the second half, never trained on). Chosen to be absent from indoor and
 # tabletop scenes; set TrainConfig.null_expressions for scenes where they are not.
 NULL_EXPRESSIONS = (
-    "an elephant walking across the savanna", "the moon in the night sky",
-    "a sailing boat on the open sea", "a traffic light at a street crossing",
-    "a snowy mountain peak", "a rocket launching into space", "zxq vrpl mnt kk",
-    "blorf snarg wibble",
-    "a giraffe eating leaves from a tree", "an airplane flying above the clouds",
-    "a fire truck with its ladder raised", "a palm tree on a sandy beach",
-    "a herd of cows grazing in a field", "a lighthouse on a rocky coast", "qwertyuiop asdf",
-    "xyzzy plugh frotz",
+    'an elephant walking across the savanna', 'the moon in the night sky',
+    'a sailing boat on the open sea', 'a traffic light at a street crossing',
+    'a snowy mountain peak', 'a rocket launching into space', 'zxq vrpl mnt kk',
+    'blorf snarg wibble',
+    'a giraffe eating leaves from a tree', 'an airplane flying above the clouds',
+    'a fire truck with its ladder raised', 'a palm tree on a sandy beach',
+    'a herd of cows grazing in a field', 'a lighthouse on a rocky coast', 'qwertyuiop asdf',
+    'xyzzy plugh frotz',
 )
 
 
@@ -95,8 +108,8 @@ class TrainConfig:
     null_per_step: int = 1
     checkpoint_every: int = 250
     min_pixels: int = 16
-    device: str = "cpu"
-    backend: str = "auto"
+    device: str = 'cpu'
+    backend: str = 'auto'
     # Precompute each view's blending weights (BlendWeights); None: on the CPU only, where
     # rasterizing dominates a step. Memory ~ 15 x pixels x views x 16 bytes.
     cache_weights: Optional[bool] = None
@@ -111,23 +124,23 @@ class TrainConfig:
 
     def to_json(self) -> Dict:
         data = asdict(self)
-        data["null_expressions"] = list(self.null_expressions)
+        data['null_expressions'] = list(self.null_expressions)
         return data
 
     @classmethod
-    def from_json(cls, data: Dict) -> "TrainConfig":
+    def from_json(cls, data: Dict) -> 'TrainConfig':
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(data) - known)
         if unknown:
-            raise SupervisionFormatError(f"training config: unknown option(s) {unknown}; "
-                                         f"expected some of {sorted(known)}")
+            raise SupervisionFormatError(f'training config: unknown option(s) {unknown}; '
+                                         f'expected some of {sorted(known)}')
         data = dict(data)
-        if "field" in data:
-            data["field"] = FieldConfig.from_json(data["field"])
-        if "loss" in data:
-            data["loss"] = LossWeights(**data["loss"])
-        if "null_expressions" in data:
-            data["null_expressions"] = tuple(data["null_expressions"])
+        if 'field' in data:
+            data['field'] = FieldConfig.from_json(data['field'])
+        if 'loss' in data:
+            data['loss'] = LossWeights(**data['loss'])
+        if 'null_expressions' in data:
+            data['null_expressions'] = tuple(data['null_expressions'])
         return cls(**data)
 
 
@@ -182,9 +195,9 @@ class TrainingData:
     """
 
     views: List[SupervisionView]
-    frames: "BoundedCache"
+    frames: 'BoundedCache'
     times: List[float]
-    masks: "BoundedCache"
+    masks: 'BoundedCache'
     weights: Optional[List[BlendWeights]]
     captions: List[ViewCaptions]
     texts: List[str]
@@ -237,11 +250,11 @@ def train_field(scene: Scene4D, supervision: Supervision, config: Optional[Train
     layer_path = None
     if out is not None:
         layer_path = save_referring_layer(out, model, {
-            "text_encoder": {"name": str(encoder.name), "dim": int(encoder.dim)},
-            "threshold": threshold, "calibration": calibration,
-            "training": config.to_json(), "seed": seed, "steps": config.steps,
-            "instances": {"ids": model.instance_ids.tolist(),
-                          "assigned_gaussians": int((model.assignment >= 0).sum())},
+            'text_encoder': {'name': str(encoder.name), 'dim': int(encoder.dim)},
+            'threshold': threshold, 'calibration': calibration,
+            'training': config.to_json(), 'seed': seed, 'steps': config.steps,
+            'instances': {'ids': model.instance_ids.tolist(),
+                          'assigned_gaussians': int((model.assignment >= 0).sum())},
         })
     return TrainResult(model, assignment, threshold, calibration, history, layer_path, start,
                        time.perf_counter() - started)
@@ -265,19 +278,19 @@ def prepare_data(scene: Scene4D, supervision: Supervision, encoder, config: Trai
     times = sorted({v.time for v in views})
     counts = {len(frames[t]) for t in times}
     if len(counts) != 1:
-        raise SceneFormatError(f"scene: Gaussian counts {sorted(counts)} differ between the "
-                               "training times; the referring field needs the same Gaussians "
-                               "at every time")
+        raise SceneFormatError(f'scene: Gaussian counts {sorted(counts)} differ between the '
+                               'training times; the referring field needs the same Gaussians '
+                               'at every time')
     masks = BoundedCache(lambda i: views[i].load_mask().to(device, torch.int32),
                          lambda m: m.numel() * 4, budget)
-    cache = device.type == "cpu" if config.cache_weights is None else config.cache_weights
+    cache = device.type == 'cpu' if config.cache_weights is None else config.cache_weights
     weights = [BlendWeights.of(frames[v.time], v.camera) for v in views] if cache else None
     rows: Dict[str, int] = {}
     captions = [_view_captions(supervision, v, masks[i], rows, config.min_pixels)
                 for i, v in enumerate(views)]
     if not any(c.positives for c in captions):
-        raise SupervisionFormatError(f"{supervision.root}: no caption of an instance visible "
-                                     "in its view; nothing to train on")
+        raise SupervisionFormatError(f'{supervision.root}: no caption of an instance visible '
+                                     'in its view; nothing to train on')
     texts = list(rows)
     train_nulls = list(config.null_expressions[: len(config.null_expressions) // 2])
     null_rows = tuple(range(len(texts), len(texts) + len(train_nulls)))
@@ -339,10 +352,10 @@ def _gaussian_bytes(gaussians: Gaussians) -> int:
 
 
 def make_optimizer(model: ReferringField, config: TrainConfig) -> torch.optim.Adam:
-    networks = [p for name, p in model.named_parameters() if name != "embeddings"]
+    networks = [p for name, p in model.named_parameters() if name != 'embeddings']
     return torch.optim.Adam([
-        {"params": [model.embeddings], "lr": config.lr_embeddings},
-        {"params": networks, "lr": config.lr_networks},
+        {'params': [model.embeddings], 'lr': config.lr_embeddings},
+        {'params': networks, 'lr': config.lr_networks},
     ])
 
 
@@ -382,20 +395,20 @@ def step_losses(model: ReferringField, data: TrainingData, config: TrainConfig, 
                                          config.backend)  # [H, W, E]
     ids = torch.tensor(instances, device=probabilities.device)
     targets = data.masks[view][..., None] == ids  # [H, W, E]; -1 never matches: empty
-    terms = {"ref": referring_bce(probabilities, targets)}
+    terms = {'ref': referring_bce(probabilities, targets)}
     zero = probabilities.new_zeros(())
-    terms["con"] = zero
+    terms['con'] = zero
     if weights.con > 0 and len(rows) > 1:
         tau = tau_at(step, config.steps, weights.tau_start, weights.tau_end)
         grounded = model.sentence_head(top_tau_mean(output, tau))
         positives = ids[:, None] == ids[None, :]
-        terms["con"] = contrastive_loss(grounded, data.sentences[index], positives,
+        terms['con'] = contrastive_loss(grounded, data.sentences[index], positives,
                                         weights.temperature)
-    terms["inst"], terms["comp"], terms["dist"] = zero, zero, zero
+    terms['inst'], terms['comp'], terms['dist'] = zero, zero, zero
     if weights.comp > 0 or weights.dist > 0:
-        terms["inst"], terms["comp"], terms["dist"] = instance_loss(
+        terms['inst'], terms['comp'], terms['dist'] = instance_loss(
             model.embeddings, model.assignment, model.instance_ids, weights)
-    terms["loss"] = weights.ref * terms["ref"] + terms["inst"] + weights.con * terms["con"]
+    terms['loss'] = weights.ref * terms['ref'] + terms['inst'] + weights.con * terms['con']
     return terms
 
 
@@ -408,7 +421,7 @@ def _run_steps(model: ReferringField, optimizer: torch.optim.Adam, generator: to
             view, rows, instances = sample_batch(data, config, generator)
             terms = step_losses(model, data, config, step, view, rows, instances)
             optimizer.zero_grad(set_to_none=True)
-            terms["loss"].backward()
+            terms['loss'].backward()
             optimizer.step()
             history.append({k: float(v.detach()) for k, v in terms.items()})
             bar.advance(history[-1])
@@ -425,15 +438,15 @@ class _progress_bar:
         self.enabled, self.total, self.start = enabled, total, start
         self.recent: List[Dict[str, float]] = []
 
-    def __enter__(self) -> "_progress_bar":
+    def __enter__(self) -> '_progress_bar':
         if self.enabled:
             from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn,
                                        TimeRemainingColumn)
 
-            self.bar = Progress(TextColumn("training"), BarColumn(), MofNCompleteColumn(),
-                                TimeRemainingColumn(), TextColumn("{task.description}"))
+            self.bar = Progress(TextColumn('training'), BarColumn(), MofNCompleteColumn(),
+                                TimeRemainingColumn(), TextColumn('{task.description}'))
             self.bar.__enter__()
-            self.task = self.bar.add_task("", total=self.total, completed=self.start)
+            self.task = self.bar.add_task('', total=self.total, completed=self.start)
         return self
 
     def advance(self, terms: Dict[str, float]) -> None:
@@ -441,7 +454,7 @@ class _progress_bar:
             return
         self.recent = (self.recent + [terms])[-50:]  # mean over the last 50 steps
         mean = {k: sum(t[k] for t in self.recent) / len(self.recent) for k in terms}
-        text = " ".join(f"{k} {mean[k]:.3f}" for k in ("loss", "ref", "con", "inst"))
+        text = ' '.join(f'{k} {mean[k]:.3f}' for k in ('loss', 'ref', 'con', 'inst'))
         self.bar.update(self.task, advance=1, description=text)
 
     def __exit__(self, *exc) -> None:
@@ -454,7 +467,7 @@ class _progress_bar:
 
 def _signature(config: TrainConfig, seed: int, encoder) -> Dict:
     """What must match for a checkpoint to be resumed."""
-    return {"config": config.to_json(), "seed": seed, "text_encoder": str(encoder.name)}
+    return {'config': config.to_json(), 'seed': seed, 'text_encoder': str(encoder.name)}
 
 
 def save_checkpoint(run_dir: Path, signature: Dict, step: int, model: ReferringField,
@@ -463,16 +476,16 @@ def save_checkpoint(run_dir: Path, signature: Dict, step: int, model: ReferringF
     """Field, Adam state and generator state as tensors; step, param groups and history as
     JSON. Written tensor file first, then JSON (atomically each): the JSON names the step."""
     run_dir.mkdir(parents=True, exist_ok=True)
-    tensors = {f"field/{k}": v.detach().cpu().contiguous()
+    tensors = {f'field/{k}': v.detach().cpu().contiguous()
                for k, v in model.state_dict().items()}
     state = optimizer.state_dict()
-    for index, slots in state["state"].items():
+    for index, slots in state['state'].items():
         for key, value in slots.items():
-            tensors[f"adam/{index}/{key}"] = torch.as_tensor(value).detach().cpu().contiguous()
-    tensors["generator"] = generator.get_state()
-    groups = [{k: v for k, v in g.items() if k != "params"} | {"params": g["params"]}
-              for g in state["param_groups"]]
-    meta = {"signature": signature, "step": step, "param_groups": groups, "history": history}
+            tensors[f'adam/{index}/{key}'] = torch.as_tensor(value).detach().cpu().contiguous()
+    tensors['generator'] = generator.get_state()
+    groups = [{k: v for k, v in g.items() if k != 'params'} | {'params': g['params']}
+              for g in state['param_groups']]
+    meta = {'signature': signature, 'step': step, 'param_groups': groups, 'history': history}
     atomic_write(run_dir / CHECKPOINT_FILE, lambda tmp: save_file(tensors, str(tmp)))
     atomic_write(run_dir / CHECKPOINT_META, lambda tmp: tmp.write_text(json.dumps(meta)))
 
@@ -486,22 +499,22 @@ def load_checkpoint(run_dir: Path, signature: Dict, model: ReferringField,
     if not (meta_path.is_file() and tensor_path.is_file()):
         return 0
     meta = json.loads(meta_path.read_text())
-    if meta.get("signature") != json.loads(json.dumps(signature)):
+    if meta.get('signature') != json.loads(json.dumps(signature)):
         return 0
     tensors = load_file(str(tensor_path))
     device = model.embeddings.device
-    model.load_state_dict({k[len("field/"):]: v for k, v in tensors.items()
-                           if k.startswith("field/")})
+    model.load_state_dict({k[len('field/'):]: v for k, v in tensors.items()
+                           if k.startswith('field/')})
     slots: Dict[int, Dict[str, Tensor]] = {}
     for key, value in tensors.items():
-        if key.startswith("adam/"):
-            _, index, name = key.split("/")
+        if key.startswith('adam/'):
+            _, index, name = key.split('/')
             # Adam keeps 'step' on the CPU unless capturable; the moments live with the params.
-            slots.setdefault(int(index), {})[name] = value if name == "step" else value.to(device)
-    optimizer.load_state_dict({"state": slots, "param_groups": meta["param_groups"]})
-    generator.set_state(tensors["generator"])
-    history[:] = meta["history"]
-    return int(meta["step"])
+            slots.setdefault(int(index), {})[name] = value if name == 'step' else value.to(device)
+    optimizer.load_state_dict({'state': slots, 'param_groups': meta['param_groups']})
+    generator.set_state(tensors['generator'])
+    history[:] = meta['history']
+    return int(meta['step'])
 
 
 # ---- no-target threshold --------------------------------------------------------------------
@@ -548,10 +561,10 @@ def calibrate_threshold(model: ReferringField, data: TrainingData, encoder,
     neg = torch.cat(negatives).cpu() if negatives else torch.zeros(0)
     separating, accuracy = separating_threshold(pos, neg)
     threshold = min(separating, MAX_THRESHOLD)
-    stats = {"positives": len(pos), "negatives": len(neg), "separating": separating,
-             "balanced_accuracy": accuracy,
-             "negatives_rejected": float((neg < threshold).float().mean()) if len(neg) else 1.0,
-             "positive_quantiles": _quantiles(pos), "negative_quantiles": _quantiles(neg)}
+    stats = {'positives': len(pos), 'negatives': len(neg), 'separating': separating,
+             'balanced_accuracy': accuracy,
+             'negatives_rejected': float((neg < threshold).float().mean()) if len(neg) else 1.0,
+             'positive_quantiles': _quantiles(pos), 'negative_quantiles': _quantiles(neg)}
     return threshold, stats
 
 
@@ -576,7 +589,7 @@ def _quantiles(values: Tensor) -> Dict[str, float]:
     if len(values) == 0:
         return {}
     qs = torch.quantile(values.float(), torch.tensor([0.05, 0.5, 0.95]))
-    return {"q05": float(qs[0]), "q50": float(qs[1]), "q95": float(qs[2])}
+    return {'q05': float(qs[0]), 'q50': float(qs[1]), 'q95': float(qs[2])}
 
 
 # ---- CLI ------------------------------------------------------------------------------------

@@ -1,3 +1,17 @@
+# Copyright 2026 The st4r_ros Authors
+#
+# Licensed under the Apache License, Version 2.0 (the "License");
+# you may not use this file except in compliance with the License.
+# You may obtain a copy of the License at
+#
+#     http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS,
+# WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+# See the License for the specific language governing permissions and
+# limitations under the License.
+
 """render(): the one entry point for turning Gaussians into images, whatever the backend.
 
 Two backends sit behind it: gsplat 1.5.3 on CUDA (fast) and a pure-torch rasterizer that runs
@@ -14,16 +28,15 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Optional, Union
 
-import torch
-from torch import Tensor
-
 from st4r_ros.errors import RenderError
 from st4r_ros.render.camera import Camera
 from st4r_ros.scene.gaussians import Gaussians
+import torch
+from torch import Tensor
 
 # gsplat's default 2D low-pass: added to the projected covariance's diagonal, in pixels^2.
 EPS2D = 0.3
-BACKENDS = ("auto", "gsplat", "torch")
+BACKENDS = ('auto', 'gsplat', 'torch')
 
 
 @dataclass(frozen=True)
@@ -44,10 +57,10 @@ class RenderOutput:
 def resolve_backend(backend: str, device: torch.device) -> str:
     """The backend that will serve ``backend`` on ``device`` ('auto': gsplat on CUDA)."""
     if backend not in BACKENDS:
-        raise RenderError(f"backend: expected one of {BACKENDS}, got {backend!r}")
-    if backend == "auto":
-        return "gsplat" if device.type == "cuda" else "torch"
-    if backend == "gsplat" and device.type != "cuda":
+        raise RenderError(f'backend: expected one of {BACKENDS}, got {backend!r}')
+    if backend == 'auto':
+        return 'gsplat' if device.type == 'cuda' else 'torch'
+    if backend == 'gsplat' and device.type != 'cuda':
         raise RenderError("backend 'gsplat' needs the Gaussians on a CUDA device")
     return backend
 
@@ -58,7 +71,7 @@ def render(
     features: Optional[Tensor] = None,
     *,
     background: Union[float, Tensor] = 0.0,
-    backend: str = "auto",
+    backend: str = 'auto',
 ) -> RenderOutput:
     """Render Gaussians from one camera.
 
@@ -78,7 +91,7 @@ def render(
     if features is not None:
         if features.dim() != 2 or features.shape[0] != len(gaussians):
             raise RenderError(
-                f"features: expected shape ({len(gaussians)}, D), got {tuple(features.shape)}"
+                f'features: expected shape ({len(gaussians)}, D), got {tuple(features.shape)}'
             )
         features = features.to(device=device, dtype=torch.float32)
     channels = 3 if features is None else features.shape[1]
@@ -86,8 +99,8 @@ def render(
     if bg.numel() == 1:
         bg = bg.expand(channels)
     if bg.numel() != channels:
-        raise RenderError(f"background: expected a scalar or {channels} values, got {bg.numel()}")
-    if chosen == "gsplat":
+        raise RenderError(f'background: expected a scalar or {channels} values, got {bg.numel()}')
+    if chosen == 'gsplat':
         from st4r_ros.render.gsplat_backend import render_gsplat
 
         return render_gsplat(gaussians, camera, features, bg)

@@ -1,3 +1,17 @@
+# Copyright 2026 The st4r_ros Authors
+#
+# Licensed under the Apache License, Version 2.0 (the "License");
+# you may not use this file except in compliance with the License.
+# You may obtain a copy of the License at
+#
+#     http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS,
+# WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+# See the License for the specific language governing permissions and
+# limitations under the License.
+
 """Pinhole cameras in the OpenCV convention (x right, y down, z forward).
 
 A camera is intrinsics K, image size and a world-to-camera transform. It can be made from a
@@ -8,16 +22,15 @@ body-convention camera link (x forward, y left, z up), and read from / written t
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 import json
 import math
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
+from st4r_ros.errors import CameraError
 import torch
 from torch import Tensor
-
-from st4r_ros.errors import CameraError
 
 # Rotation taking optical-frame axes (x right, y down, z forward) to body-frame axes
 # (x forward, y left, z up): columns are the optical axes written in body coordinates.
@@ -31,7 +44,7 @@ def quat_xyzw_to_rotmat(q: Sequence[float]) -> Tensor:
     x, y, z, w = (float(v) for v in q)
     norm = math.sqrt(x * x + y * y + z * z + w * w)
     if not math.isfinite(norm) or norm < 1e-6:
-        raise CameraError(f"orientation: expected a non-zero finite quaternion, got {list(q)}")
+        raise CameraError(f'orientation: expected a non-zero finite quaternion, got {list(q)}')
     x, y, z, w = x / norm, y / norm, z / norm, w / norm
     return torch.tensor(
         [
@@ -64,35 +77,35 @@ class Camera:
     def __post_init__(self) -> None:
         if tuple(self.K.shape) != (3, 3) or tuple(self.world_to_cam.shape) != (4, 4):
             raise CameraError(
-                f"camera: expected K [3, 3] and world_to_cam [4, 4], got "
-                f"{tuple(self.K.shape)} and {tuple(self.world_to_cam.shape)}"
+                f'camera: expected K [3, 3] and world_to_cam [4, 4], got '
+                f'{tuple(self.K.shape)} and {tuple(self.world_to_cam.shape)}'
             )
         if not (isinstance(self.width, int) and isinstance(self.height, int)):
             raise CameraError(
-                f"camera: width and height must be ints, got {self.width!r}, {self.height!r}"
+                f'camera: width and height must be ints, got {self.width!r}, {self.height!r}'
             )
         if not (0 < self.width <= 16384 and 0 < self.height <= 16384):
             raise CameraError(
-                "camera: width and height must be in 1..16384 pixels, "
-                f"got {self.width}x{self.height}"
+                'camera: width and height must be in 1..16384 pixels, '
+                f'got {self.width}x{self.height}'
             )
         if not all(bool(torch.isfinite(m).all()) for m in (self.K, self.world_to_cam)):
-            raise CameraError("camera: K and world_to_cam must be finite (found NaN or inf)")
+            raise CameraError('camera: K and world_to_cam must be finite (found NaN or inf)')
         fx, fy = float(self.K[0, 0]), float(self.K[1, 1])
         if fx <= 0 or fy <= 0:
-            raise CameraError(f"camera: focal lengths must be positive, got fx={fx}, fy={fy}")
+            raise CameraError(f'camera: focal lengths must be positive, got fx={fx}, fy={fy}')
         rotation = self.world_to_cam[:3, :3].double()
         identity = torch.eye(3, dtype=torch.float64)
         orthogonality = float((rotation @ rotation.T - identity).abs().max())
         det = float(torch.linalg.det(rotation))
         if orthogonality > 1e-3 or det < 0:
             raise CameraError(
-                "camera: world_to_cam[:3, :3] must be a proper rotation "
-                f"(|R R^T - I| = {orthogonality:.3g}, det = {det:.3g})"
+                'camera: world_to_cam[:3, :3] must be a proper rotation '
+                f'(|R R^T - I| = {orthogonality:.3g}, det = {det:.3g})'
             )
         if not 0 < self.near < self.far:
             raise CameraError(
-                f"camera: expected 0 < near < far, got near={self.near}, far={self.far}"
+                f'camera: expected 0 < near < far, got near={self.near}, far={self.far}'
             )
 
     @classmethod
@@ -106,7 +119,7 @@ class Camera:
         height: int,
         world_to_cam: Tensor | None = None,
         **kwargs,
-    ) -> "Camera":
+    ) -> 'Camera':
         """A camera from pinhole intrinsics; identity pose unless ``world_to_cam`` is given."""
         K = torch.tensor([[fx, 0.0, cx], [0.0, fy, cy], [0.0, 0.0, 1.0]], dtype=torch.float32)
         w2c = torch.eye(4) if world_to_cam is None else torch.as_tensor(world_to_cam)
@@ -116,10 +129,10 @@ class Camera:
     @classmethod
     def from_fov(
         cls, fov_x_deg: float, width: int, height: int, world_to_cam: Tensor | None = None
-    ) -> "Camera":
+    ) -> 'Camera':
         """A camera with square pixels, the principal point at the centre and horizontal FoV."""
         if not 0.0 < fov_x_deg < 180.0:
-            raise CameraError(f"camera: fov_x must be in (0, 180) degrees, got {fov_x_deg}")
+            raise CameraError(f'camera: fov_x must be in (0, 180) degrees, got {fov_x_deg}')
         focal = 0.5 * width / math.tan(math.radians(fov_x_deg) / 2)
         return cls.from_intrinsics(focal, focal, width / 2, height / 2, width, height,
                                    world_to_cam)
@@ -133,7 +146,7 @@ class Camera:
         position: Sequence[float],
         orientation_xyzw: Sequence[float],
         optical: bool = True,
-    ) -> "Camera":
+    ) -> 'Camera':
         """A camera from its pose in the world frame, as in geometry_msgs/Pose.
 
         Args:
@@ -147,7 +160,7 @@ class Camera:
             cam_to_world_rot = cam_to_world_rot @ OPTICAL_IN_BODY
         origin = torch.tensor([float(v) for v in position], dtype=torch.float64)
         if origin.shape != (3,) or not bool(torch.isfinite(origin).all()):
-            raise CameraError(f"position: expected 3 finite numbers, got {list(position)}")
+            raise CameraError(f'position: expected 3 finite numbers, got {list(position)}')
         w2c = torch.eye(4, dtype=torch.float64)
         w2c[:3, :3] = cam_to_world_rot.T
         w2c[:3, 3] = -cam_to_world_rot.T @ origin
@@ -163,16 +176,16 @@ class Camera:
         fov_x_deg: float = 60.0,
         width: int = 640,
         height: int = 480,
-    ) -> "Camera":
+    ) -> 'Camera':
         """A camera at ``eye`` looking at ``target`` with ``up`` pointing up in the image."""
         eye_t = torch.tensor(eye, dtype=torch.float64)
         forward = torch.tensor(target, dtype=torch.float64) - eye_t
         if float(forward.norm()) < 1e-9:
-            raise CameraError("look_at: eye and target coincide")
+            raise CameraError('look_at: eye and target coincide')
         forward = forward / forward.norm()
         right = torch.linalg.cross(forward, torch.tensor(up, dtype=torch.float64))
         if float(right.norm()) < 1e-9:
-            raise CameraError("look_at: up is parallel to the viewing direction")
+            raise CameraError('look_at: up is parallel to the viewing direction')
         right = right / right.norm()
         down = torch.linalg.cross(forward, right)
         rot = torch.stack([right, down, forward])  # rows: camera axes in world coordinates
@@ -188,56 +201,56 @@ class Camera:
 
     def to_json(self) -> dict:
         return {
-            "width": self.width,
-            "height": self.height,
-            "K": self.K.tolist(),
-            "world_to_cam": self.world_to_cam.tolist(),
-            "near": self.near,
-            "far": self.far,
+            'width': self.width,
+            'height': self.height,
+            'K': self.K.tolist(),
+            'world_to_cam': self.world_to_cam.tolist(),
+            'near': self.near,
+            'far': self.far,
         }
 
     @classmethod
-    def from_json(cls, data: dict, source: str = "camera") -> "Camera":
+    def from_json(cls, data: dict, source: str = 'camera') -> 'Camera':
         """A camera from ``to_json``'s layout, or from a pose:
         ``{"width", "height", "K" | "fx", "fy", "cx", "cy",
         "position", "orientation_xyzw", "optical"}``.
         """
         if not isinstance(data, dict):
-            raise CameraError(f"{source}: expected a JSON object, got {type(data).__name__}")
+            raise CameraError(f'{source}: expected a JSON object, got {type(data).__name__}')
         try:
-            width, height = int(data["width"]), int(data["height"])
-            if "K" in data:
-                K = torch.tensor(data["K"], dtype=torch.float32)
+            width, height = int(data['width']), int(data['height'])
+            if 'K' in data:
+                K = torch.tensor(data['K'], dtype=torch.float32)
             else:
-                K = torch.tensor([[data["fx"], 0.0, data["cx"]],
-                                  [0.0, data["fy"], data["cy"]],
+                K = torch.tensor([[data['fx'], 0.0, data['cx']],
+                                  [0.0, data['fy'], data['cy']],
                                   [0.0, 0.0, 1.0]], dtype=torch.float32)
-            extra = {k: float(data[k]) for k in ("near", "far") if k in data}
-            if "world_to_cam" in data:
-                w2c = torch.tensor(data["world_to_cam"], dtype=torch.float32)
+            extra = {k: float(data[k]) for k in ('near', 'far') if k in data}
+            if 'world_to_cam' in data:
+                w2c = torch.tensor(data['world_to_cam'], dtype=torch.float32)
                 return cls(K=K, world_to_cam=w2c, width=width, height=height, **extra)
-            if "position" in data:
-                cam = cls.from_pose(K, width, height, data["position"], data["orientation_xyzw"],
-                                    optical=bool(data.get("optical", True)))
+            if 'position' in data:
+                cam = cls.from_pose(K, width, height, data['position'], data['orientation_xyzw'],
+                                    optical=bool(data.get('optical', True)))
                 return cls(K=cam.K, world_to_cam=cam.world_to_cam, width=width, height=height,
                            **extra)
         except KeyError as missing:
-            raise CameraError(f"{source}: missing field {missing}") from None
+            raise CameraError(f'{source}: missing field {missing}') from None
         except (TypeError, ValueError, RuntimeError) as err:
             if isinstance(err, CameraError):
                 raise
-            raise CameraError(f"{source}: malformed camera ({err})") from None
+            raise CameraError(f'{source}: malformed camera ({err})') from None
         raise CameraError(f"{source}: expected 'world_to_cam' or 'position' + 'orientation_xyzw'")
 
     @classmethod
-    def load(cls, path: str | Path) -> "Camera":
+    def load(cls, path: str | Path) -> 'Camera':
         path = Path(path)
         try:
             data = json.loads(path.read_text())
         except FileNotFoundError:
-            raise CameraError(f"{path}: camera file not found") from None
+            raise CameraError(f'{path}: camera file not found') from None
         except json.JSONDecodeError as err:
-            raise CameraError(f"{path}: not valid JSON ({err})") from None
+            raise CameraError(f'{path}: not valid JSON ({err})') from None
         return cls.from_json(data, source=str(path))
 
     def save(self, path: str | Path) -> None:

@@ -1,17 +1,30 @@
+# Copyright 2026 The st4r_ros Authors
+#
+# Licensed under the Apache License, Version 2.0 (the "License");
+# you may not use this file except in compliance with the License.
+# You may obtain a copy of the License at
+#
+#     http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS,
+# WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+# See the License for the specific language governing permissions and
+# limitations under the License.
+
 """The CUDA backend: gsplat 1.5.3's rasterization behind st4r_ros's render contract."""
 
 from __future__ import annotations
 
 from typing import Optional
 
-from torch import Tensor
-
 from st4r_ros.errors import RenderError
 from st4r_ros.render.api import EPS2D, RenderOutput
 from st4r_ros.render.camera import Camera
 from st4r_ros.scene.gaussians import Gaussians
+from torch import Tensor
 
-GSPLAT_VERSION = "1.5.3"
+GSPLAT_VERSION = '1.5.3'
 
 
 def _rasterization():
@@ -59,7 +72,7 @@ def render_gsplat(
         eps2d=EPS2D,
         sh_degree=sh_degree,
         backgrounds=background[None],
-        render_mode="RGB+ED",
+        render_mode='RGB+ED',
         # gsplat 1.5.3's packed mode fails an assertion when backgrounds are given
         # (nerfstudio-project/gsplat#764).
         packed=False,

@@ -1,3 +1,17 @@
+# Copyright 2026 The st4r_ros Authors
+#
+# Licensed under the Apache License, Version 2.0 (the "License");
+# you may not use this file except in compliance with the License.
+# You may obtain a copy of the License at
+#
+#     http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS,
+# WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+# See the License for the specific language governing permissions and
+# limitations under the License.
+
 """View-dependent colour from real spherical harmonics, in gsplat 1.5.3's convention.
 
 The basis is the real SH basis of the Inria 3DGS / gsplat code (Sloan's "Efficient Spherical
@@ -11,10 +25,9 @@ gsplat's ``rasterization(sh_degree=...)`` does to match the Inria CUDA rasterise
 
 from __future__ import annotations
 
+from st4r_ros.errors import RenderError
 import torch
 from torch import Tensor
-
-from st4r_ros.errors import RenderError
 
 MAX_SH_DEGREE = 3
 
@@ -90,16 +103,16 @@ def sh_to_rgb(sh: Tensor, dirs: Tensor, degree: int) -> Tensor:
         colour = max(SH value + 0.5, 0), [N, 3].
     """
     if not 0 <= degree <= MAX_SH_DEGREE:
-        raise RenderError(f"sh degree: expected 0..{MAX_SH_DEGREE}, got {degree}")
+        raise RenderError(f'sh degree: expected 0..{MAX_SH_DEGREE}, got {degree}')
     num_basis = (degree + 1) ** 2
     if sh.dim() != 3 or sh.shape[1] < num_basis or sh.shape[2] != 3:
         raise RenderError(
-            f"sh: expected shape (N, K >= {num_basis}, 3) for degree {degree}, "
-            f"got {tuple(sh.shape)}"
+            f'sh: expected shape (N, K >= {num_basis}, 3) for degree {degree}, '
+            f'got {tuple(sh.shape)}'
         )
     # A zero direction (a mean at the camera centre) would give NaN; such a Gaussian is culled by
     # the near plane anyway, the floor only keeps the colour finite.
     unit = dirs / dirs.norm(dim=-1, keepdim=True).clamp_min(1e-12)
     basis = sh_basis(unit.to(sh.dtype), degree)  # [N, B]
-    value = torch.einsum("nb,nbc->nc", basis, sh[:, :num_basis])
+    value = torch.einsum('nb,nbc->nc', basis, sh[:, :num_basis])
     return (value + 0.5).clamp_min(0.0)

@@ -1,3 +1,17 @@
+# Copyright 2026 The st4r_ros Authors
+#
+# Licensed under the Apache License, Version 2.0 (the "License");
+# you may not use this file except in compliance with the License.
+# You may obtain a copy of the License at
+#
+#     http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS,
+# WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+# See the License for the specific language governing permissions and
+# limitations under the License.
+
 """A pure-torch tile rasterizer that reproduces gsplat 1.5.3's ``rasterization()``.
 
 It is the CPU path of `st4r_ros.render.api.render` and the reference the CUDA path is tested
@@ -41,13 +55,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Iterator, Optional, Tuple
 
-import torch
-from torch import Tensor
-
 from st4r_ros.render.api import EPS2D, RenderOutput
 from st4r_ros.render.camera import Camera
 from st4r_ros.render.sh import sh_to_rgb
 from st4r_ros.scene.gaussians import Gaussians
+import torch
+from torch import Tensor
 
 TILE_SIZE = 16
 TILE_PIXELS = TILE_SIZE * TILE_SIZE

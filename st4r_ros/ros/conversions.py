@@ -1,3 +1,17 @@
+# Copyright 2026 The st4r_ros Authors
+#
+# Licensed under the Apache License, Version 2.0 (the "License");
+# you may not use this file except in compliance with the License.
+# You may obtain a copy of the License at
+#
+#     http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS,
+# WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+# See the License for the specific language governing permissions and
+# limitations under the License.
+
 """Messages <-> QueryEngine: the one conversion layer of the ROS face, live and offline.
 
 The same functions serve the rclpy node (rclpy's generated classes) and bag replay (rosbags
@@ -26,35 +40,34 @@ never another exception.
 from __future__ import annotations
 
 import array
+from dataclasses import dataclass
 import enum
 import importlib
 import math
-import uuid
-from dataclasses import dataclass
 from typing import Dict, Optional, Sequence, Tuple, Union
+import uuid
 
 import numpy as np
-import torch
-from torch import Tensor
-
 from st4r_ros.engine import (MAX_QUERY_CHARS, QueryMode, QueryRequest, QueryResult, QueryStatus,
                              TargetCloud, TimeSpan)
 from st4r_ros.errors import CameraError, TimeRangeError
 from st4r_ros.render.camera import Camera
 from st4r_ros.render.images import to_uint8
+import torch
+from torch import Tensor
 
-RESULT = "st4r_ros/msg/ReferringResult"
-SPAN = "st4r_ros/msg/TimeSpan"
-HEADER = "std_msgs/msg/Header"
-TIME = "builtin_interfaces/msg/Time"
-IMAGE = "sensor_msgs/msg/Image"
-CAMERA_INFO = "sensor_msgs/msg/CameraInfo"
-POINT_CLOUD2 = "sensor_msgs/msg/PointCloud2"
-POINT_FIELD = "sensor_msgs/msg/PointField"
-MARKER = "visualization_msgs/msg/Marker"
-MARKER_ARRAY = "visualization_msgs/msg/MarkerArray"
+RESULT = 'st4r_ros/msg/ReferringResult'
+SPAN = 'st4r_ros/msg/TimeSpan'
+HEADER = 'std_msgs/msg/Header'
+TIME = 'builtin_interfaces/msg/Time'
+IMAGE = 'sensor_msgs/msg/Image'
+CAMERA_INFO = 'sensor_msgs/msg/CameraInfo'
+POINT_CLOUD2 = 'sensor_msgs/msg/PointCloud2'
+POINT_FIELD = 'sensor_msgs/msg/PointField'
+MARKER = 'visualization_msgs/msg/Marker'
+MARKER_ARRAY = 'visualization_msgs/msg/MarkerArray'
 
-LATENCY_STAGES = ("total", "text", "where", "when", "render")  # QueryResult.latency_ms keys
+LATENCY_STAGES = ('total', 'text', 'where', 'when', 'render')  # QueryResult.latency_ms keys
 NS_PER_S = 1_000_000_000
 
 # Camera plausibility. tf2 drops transforms whose |q|^2 is off by this much (BufferCore's
@@ -65,15 +78,15 @@ QUATERNION_TOLERANCE = 0.01
 FOCAL_RANGE = (0.05, 100.0)
 MAX_IMAGE_SIDE = 16384  # pixels, the renderers' limit (render.camera.Camera)
 
-MARKER_NS = "st4r_target"
+MARKER_NS = 'st4r_target'
 MIN_BOX_SIZE = 0.01  # scene units; a one-Gaussian target would give RViz a zero-size cube
 BOX_RGBA = (0.1, 0.9, 0.2, 0.35)
 TEXT_RGBA = (1.0, 1.0, 1.0, 1.0)
 MAX_LABEL_CHARS = 80
 # PointCloud2 layout: x, y, z, rgb, score, float32 little-endian; rgb holds 0x00RRGGBB as RViz
 # and PCL read it (the uint32's bytes, declared FLOAT32).
-CLOUD_DTYPE = np.dtype([("x", "<f4"), ("y", "<f4"), ("z", "<f4"), ("rgb", "<u4"),
-                        ("score", "<f4")])
+CLOUD_DTYPE = np.dtype([('x', '<f4'), ('y', '<f4'), ('z', '<f4'), ('rgb', '<u4'),
+                        ('score', '<f4')])
 
 
 # ----- message classes of either world -----
@@ -98,12 +111,12 @@ class RosbagsTypes:
 
         kind, detail = desc
         if kind == Nodetype.BASE:
-            return {"string": "", "bool": False, "float32": 0.0, "float64": 0.0}.get(detail[0], 0)
+            return {'string': '', 'bool': False, 'float32': 0.0, 'float64': 0.0}.get(detail[0], 0)
         if kind == Nodetype.NAME:
             return self[detail](**self.defaults(detail, {}))
         (item_kind, item), size = detail
         length = size if kind == Nodetype.ARRAY else 0  # sequences start empty
-        if item_kind == Nodetype.BASE and item[0] not in ("string", "bool"):
+        if item_kind == Nodetype.BASE and item[0] not in ('string', 'bool'):
             return np.zeros(length, dtype=item[0])
         return [self._default((item_kind, item)) for _ in range(length)]
 
@@ -116,8 +129,8 @@ class RclpyTypes:
     """rclpy's generated classes (the live node; needs ROS 2 sourced and st4r_ros built)."""
 
     def __getitem__(self, name: str) -> type:
-        package, kind, message = name.split("/")  # "sensor_msgs/msg/Image"
-        return getattr(importlib.import_module(f"{package}.{kind}"), message)
+        package, kind, message = name.split('/')  # "sensor_msgs/msg/Image"
+        return getattr(importlib.import_module(f'{package}.{kind}'), message)
 
     @staticmethod
     def defaults(name: str, given: Dict) -> Dict:
@@ -156,14 +169,14 @@ def stamp_to_ns(stamp) -> int:
         TimeRangeError: nanosec outside [0, 1e9) (no ROS clock makes one).
     """
     if not 0 <= int(stamp.nanosec) < NS_PER_S:
-        raise TimeRangeError(f"stamp.nanosec: expected 0..999999999, got {stamp.nanosec}")
+        raise TimeRangeError(f'stamp.nanosec: expected 0..999999999, got {stamp.nanosec}')
     return int(stamp.sec) * NS_PER_S + int(stamp.nanosec)
 
 
 def ros_string(text: str) -> str:
     """``text`` as every ROS client carries it: valid UTF-8 (lone surrogates become '?') and no
     NUL characters (C and C++ subscribers would cut the string there)."""
-    return text.encode("utf-8", "replace").decode("utf-8").replace("\x00", "\ufffd")
+    return text.encode('utf-8', 'replace').decode('utf-8').replace('\x00', '\ufffd')
 
 
 def _header(types: Types, stamp, frame_id: str):
@@ -172,7 +185,7 @@ def _header(types: Types, stamp, frame_id: str):
 
 def _point(types: Types, xyz: Sequence[float]):
     x, y, z = (float(v) for v in xyz)
-    return make(types, "geometry_msgs/msg/Point", x=x, y=y, z=z)
+    return make(types, 'geometry_msgs/msg/Point', x=x, y=y, z=z)
 
 
 # ----- results -----
@@ -190,7 +203,7 @@ def result_to_msg(types: Types, result: QueryResult, stamp, frame_id: str):
     span_threshold NaN: QueryResult carries none until the temporal layer arrives.
     """
     cls = types[RESULT]
-    latencies = {f"latency_{stage}_ms": float(result.latency_ms.get(stage, math.nan))
+    latencies = {f'latency_{stage}_ms': float(result.latency_ms.get(stage, math.nan))
                  for stage in LATENCY_STAGES}
     return make(
         types, RESULT,
@@ -198,9 +211,9 @@ def result_to_msg(types: Types, result: QueryResult, stamp, frame_id: str):
         request_id=ros_string(result.request_id),
         query=ros_string(result.query),
         # By name: a status or mode the .msg does not define fails here, not in a planner.
-        status=getattr(cls, "STATUS_" + QueryStatus(result.status).name),
+        status=getattr(cls, 'STATUS_' + QueryStatus(result.status).name),
         status_message=ros_string(result.message),
-        mode=getattr(cls, "MODE_" + QueryMode(result.mode).name),
+        mode=getattr(cls, 'MODE_' + QueryMode(result.mode).name),
         time_sensitive=bool(result.time_sensitive),
         time_sensitivity_reason=ros_string(result.time_sensitivity_reason),
         target_instance_id=int(result.target_instance_id),
@@ -251,8 +264,8 @@ def mask_to_image(types: Types, mask, stamp, frame_id: str):
     """
     mask = _numpy(mask)
     if mask.ndim != 2:
-        raise ValueError(f"mask: expected shape [H, W], got {mask.shape}")
-    return _image(types, np.where(mask.astype(bool), 255, 0), "mono8", stamp, frame_id)
+        raise ValueError(f'mask: expected shape [H, W], got {mask.shape}')
+    return _image(types, np.where(mask.astype(bool), 255, 0), 'mono8', stamp, frame_id)
 
 
 def camera_to_camera_info(types: Types, camera: Camera, stamp, frame_id: str):
@@ -263,7 +276,7 @@ def camera_to_camera_info(types: Types, camera: Camera, stamp, frame_id: str):
     p = np.hstack([k, np.zeros((3, 1))])  # [3, 4]: monocular, no baseline
     return make(types, CAMERA_INFO, header=_header(types, stamp, frame_id),
                 height=int(camera.height), width=int(camera.width),
-                distortion_model="plumb_bob", d=np.zeros(5), k=k.reshape(-1),
+                distortion_model='plumb_bob', d=np.zeros(5), k=k.reshape(-1),
                 r=np.eye(3).reshape(-1), p=p.reshape(-1))
 
 
@@ -280,7 +293,7 @@ def overlay_to_image(types: Types, rgb: Tensor, mask: Tensor, stamp, frame_id: s
     """sensor_msgs/Image bgr8 of an RGB render [H, W, 3] in [0, 1] with the mask [H, W] tinted
     red; frame_id is the camera's optical frame."""
     pixels = to_uint8(tint(rgb, mask))  # [H, W, 3] RGB
-    return _image(types, pixels[..., ::-1], "bgr8", stamp, frame_id)
+    return _image(types, pixels[..., ::-1], 'bgr8', stamp, frame_id)
 
 
 # ----- target cloud and markers -----
@@ -295,13 +308,13 @@ def cloud_to_pointcloud2(types: Types, cloud: Optional[TargetCloud], stamp, fram
     if count:
         xyz = _numpy(cloud.xyz).astype(np.float32)  # [M, 3]
         rgb = _numpy((cloud.rgb.clamp(0.0, 1.0) * 255.0).round()).astype(np.uint32)  # [M, 3]
-        points["x"], points["y"], points["z"] = xyz[:, 0], xyz[:, 1], xyz[:, 2]
-        points["rgb"] = (rgb[:, 0] << 16) | (rgb[:, 1] << 8) | rgb[:, 2]
-        points["score"] = _numpy(cloud.score).astype(np.float32)
+        points['x'], points['y'], points['z'] = xyz[:, 0], xyz[:, 1], xyz[:, 2]
+        points['rgb'] = (rgb[:, 0] << 16) | (rgb[:, 1] << 8) | rgb[:, 2]
+        points['score'] = _numpy(cloud.score).astype(np.float32)
     float32 = types[POINT_FIELD].FLOAT32
     fields = [make(types, POINT_FIELD, name=name, offset=int(CLOUD_DTYPE.fields[name][1]),
                    datatype=float32, count=1) for name in CLOUD_DTYPE.names]
-    finite = all(np.isfinite(points[axis]).all() for axis in ("x", "y", "z"))
+    finite = all(np.isfinite(points[axis]).all() for axis in ('x', 'y', 'z'))
     return make(types, POINT_CLOUD2, header=_header(types, stamp, frame_id), height=1,
                 width=count, fields=fields, is_bigendian=False,
                 point_step=CLOUD_DTYPE.itemsize, row_step=CLOUD_DTYPE.itemsize * count,
@@ -310,19 +323,19 @@ def cloud_to_pointcloud2(types: Types, cloud: Optional[TargetCloud], stamp, fram
 
 def _pose(types: Types, xyz: Sequence[float]):
     """geometry_msgs/Pose at ``xyz``, unrotated (w given: rosbags would default it to 0)."""
-    orientation = make(types, "geometry_msgs/msg/Quaternion", x=0.0, y=0.0, z=0.0, w=1.0)
-    return make(types, "geometry_msgs/msg/Pose", position=_point(types, xyz),
+    orientation = make(types, 'geometry_msgs/msg/Quaternion', x=0.0, y=0.0, z=0.0, w=1.0)
+    return make(types, 'geometry_msgs/msg/Pose', position=_point(types, xyz),
                 orientation=orientation)
 
 
 def _marker(types: Types, stamp, frame_id: str, marker_id: int, kind: int, action: int,
-            centre=(0.0, 0.0, 0.0), size=(1.0, 1.0, 1.0), rgba=(0.0, 0.0, 0.0, 0.0), text=""):
+            centre=(0.0, 0.0, 0.0), size=(1.0, 1.0, 1.0), rgba=(0.0, 0.0, 0.0, 0.0), text=''):
     sx, sy, sz = (float(v) for v in size)
     r, g, b, a = (float(v) for v in rgba)
     return make(types, MARKER, header=_header(types, stamp, frame_id), ns=MARKER_NS,
                 id=marker_id, type=kind, action=action, pose=_pose(types, centre),
-                scale=make(types, "geometry_msgs/msg/Vector3", x=sx, y=sy, z=sz),
-                color=make(types, "std_msgs/msg/ColorRGBA", r=r, g=g, b=b, a=a), text=text)
+                scale=make(types, 'geometry_msgs/msg/Vector3', x=sx, y=sy, z=sz),
+                color=make(types, 'std_msgs/msg/ColorRGBA', r=r, g=g, b=b, a=a), text=text)
 
 
 def result_markers(types: Types, result: QueryResult, stamp, frame_id: str):
@@ -336,7 +349,7 @@ def result_markers(types: Types, result: QueryResult, stamp, frame_id: str):
         low, high = np.array(result.bbox_min), np.array(result.bbox_max)
         centre, size = (low + high) / 2, np.maximum(high - low, MIN_BOX_SIZE)
         text_height = max(MIN_BOX_SIZE, 0.25 * float(size.max()))
-        label = ros_string(f"{result.query[:MAX_LABEL_CHARS]} ({result.score:.2f})")
+        label = ros_string(f'{result.query[:MAX_LABEL_CHARS]} ({result.score:.2f})')
         above = centre + np.array([0.0, 0.0, size[2] / 2 + text_height])
         markers += [
             _marker(types, stamp, frame_id, 1, cls.CUBE, cls.ADD, centre, size, BOX_RGBA),
@@ -362,13 +375,13 @@ def camera_from_msgs(pose_stamped, camera_info, scene_frame: Optional[str] = Non
     (when given; an empty frame_id is taken as the scene frame).
     """
     frame = pose_stamped.header.frame_id
-    if scene_frame is not None and frame not in ("", scene_frame):
-        raise CameraError(f"camera_pose.header.frame_id: expected the scene frame "
-                          f"{scene_frame!r} (transform the pose first), got {frame!r}")
+    if scene_frame is not None and frame not in ('', scene_frame):
+        raise CameraError(f'camera_pose.header.frame_id: expected the scene frame '
+                          f'{scene_frame!r} (transform the pose first), got {frame!r}')
     width, height = int(camera_info.width), int(camera_info.height)
     if not (0 < width <= MAX_IMAGE_SIDE and 0 < height <= MAX_IMAGE_SIDE):
-        raise CameraError(f"camera_info.width/height: expected a non-zero image size of at "
-                          f"most {MAX_IMAGE_SIDE} px a side, got {width}x{height}")
+        raise CameraError(f'camera_info.width/height: expected a non-zero image size of at '
+                          f'most {MAX_IMAGE_SIDE} px a side, got {width}x{height}')
     k = _intrinsics(camera_info.k, width, height)
     position, orientation = pose_stamped.pose.position, pose_stamped.pose.orientation
     return Camera.from_pose(torch.from_numpy(k), width, height,
@@ -382,10 +395,10 @@ def camera_to_pose(types: Types, camera: Camera, stamp, frame_id: str):
     cam_to_world = camera.cam_to_world.double().numpy()
     x, y, z, w = _rotation_to_quaternion(cam_to_world[:3, :3])
     px, py, pz = (float(v) for v in cam_to_world[:3, 3])
-    position = make(types, "geometry_msgs/msg/Point", x=px, y=py, z=pz)
-    orientation = make(types, "geometry_msgs/msg/Quaternion", x=x, y=y, z=z, w=w)
-    pose = make(types, "geometry_msgs/msg/Pose", position=position, orientation=orientation)
-    return make(types, "geometry_msgs/msg/PoseStamped", header=_header(types, stamp, frame_id),
+    position = make(types, 'geometry_msgs/msg/Point', x=px, y=py, z=pz)
+    orientation = make(types, 'geometry_msgs/msg/Quaternion', x=x, y=y, z=z, w=w)
+    pose = make(types, 'geometry_msgs/msg/Pose', position=position, orientation=orientation)
+    return make(types, 'geometry_msgs/msg/PoseStamped', header=_header(types, stamp, frame_id),
                 pose=pose)
 
 
@@ -416,34 +429,34 @@ def _intrinsics(k, width: int, height: int) -> np.ndarray:
     try:
         values = np.array(k, dtype=np.float64).reshape(-1)
     except (TypeError, ValueError) as err:
-        raise CameraError(f"camera_info.k: expected 9 numbers ({err})") from None
+        raise CameraError(f'camera_info.k: expected 9 numbers ({err})') from None
     if values.shape != (9,) or not np.isfinite(values).all():
-        raise CameraError(f"camera_info.k: expected 9 finite numbers, got {values.tolist()}")
+        raise CameraError(f'camera_info.k: expected 9 finite numbers, got {values.tolist()}')
     if not values.any():
-        raise CameraError("camera_info.k: all zeros (an uncalibrated camera)")
+        raise CameraError('camera_info.k: all zeros (an uncalibrated camera)')
     fx, skew, cx, below_fx, fy, cy = values[:6]
     if abs(skew) > 1e-6 * abs(fx) or below_fx != 0 or not np.allclose(values[6:], [0, 0, 1]):
-        raise CameraError(f"camera_info.k: expected a pinhole [[fx, 0, cx], [0, fy, cy], "
-                          f"[0, 0, 1]], got {values.tolist()}")
+        raise CameraError(f'camera_info.k: expected a pinhole [[fx, 0, cx], [0, fy, cy], '
+                          f'[0, 0, 1]], got {values.tolist()}')
     low, high = (bound * max(width, height) for bound in FOCAL_RANGE)
     if not (low <= fx <= high and low <= fy <= high):
-        raise CameraError(f"camera_info.k: focal lengths fx={fx:g}, fy={fy:g} outside "
-                          f"[{low:g}, {high:g}] px for a {width}x{height} image")
+        raise CameraError(f'camera_info.k: focal lengths fx={fx:g}, fy={fy:g} outside '
+                          f'[{low:g}, {high:g}] px for a {width}x{height} image')
     if not (-width <= cx <= 2 * width and -height <= cy <= 2 * height):
-        raise CameraError(f"camera_info.k: principal point ({cx:g}, {cy:g}) far off the "
-                          f"{width}x{height} image")
+        raise CameraError(f'camera_info.k: principal point ({cx:g}, {cy:g}) far off the '
+                          f'{width}x{height} image')
     return values.reshape(3, 3)
 
 
 def _unit_quaternion(q) -> tuple:
     """(x, y, z, w) of a geometry_msgs/Quaternion, normalised; see camera_from_msgs."""
-    with np.errstate(over="ignore", invalid="ignore"):
+    with np.errstate(over='ignore', invalid='ignore'):
         values = np.array([q.x, q.y, q.z, q.w], dtype=np.float64)
         norm2 = float((values * values).sum())
     if not np.isfinite(values).all() or not abs(norm2 - 1.0) <= QUATERNION_TOLERANCE:
-        raise CameraError(f"camera_pose.pose.orientation: expected a finite unit quaternion "
-                          f"(|q|^2 within {QUATERNION_TOLERANCE} of 1), got "
-                          f"{values.tolist()} (|q|^2 = {norm2:.4g})")
+        raise CameraError(f'camera_pose.pose.orientation: expected a finite unit quaternion '
+                          f'(|q|^2 within {QUATERNION_TOLERANCE} of 1), got '
+                          f'{values.tolist()} (|q|^2 = {norm2:.4g})')
     x, y, z, w = (float(v) for v in values / math.sqrt(norm2))
     return (x, y, z, w)
 
@@ -497,26 +510,26 @@ def request_from_service(request_msg, latest_camera: Optional[Camera],
         mode = QueryMode(int(request_msg.mode))
     except ValueError:
         return refusal(request_id, text, QueryStatus.INVALID,
-                       f"mode: expected one of {[int(m) for m in QueryMode]}, "
-                       f"got {request_msg.mode}")
+                       f'mode: expected one of {[int(m) for m in QueryMode]}, '
+                       f'got {request_msg.mode}')
 
     def refuse(status: QueryStatus, message: str) -> QueryResult:
         return refusal(request_id, text, status, message, mode)
 
     time = float(request_msg.scene_time) if request_msg.use_scene_time else None
     if time is not None and not 0.0 <= time <= 1.0:  # NaN fails too
-        return refuse(QueryStatus.INVALID, f"scene_time: expected a normalised scene time in "
-                                           f"[0, 1] with use_scene_time, got {time!r}")
+        return refuse(QueryStatus.INVALID, f'scene_time: expected a normalised scene time in '
+                                           f'[0, 1] with use_scene_time, got {time!r}')
     info = request_msg.camera_info
     explicit = info.width != 0 or info.height != 0
     if explicit and request_msg.use_latest_camera:
-        return refuse(QueryStatus.INVALID, "camera: give use_latest_camera or an explicit "
-                                           "camera (camera_info width/height), not both")
+        return refuse(QueryStatus.INVALID, 'camera: give use_latest_camera or an explicit '
+                                           'camera (camera_info width/height), not both')
     camera = None
     if request_msg.use_latest_camera:
         if latest_camera is None:
-            return refuse(QueryStatus.NOT_READY, "use_latest_camera: no camera pose and "
-                                                 "CameraInfo received yet")
+            return refuse(QueryStatus.NOT_READY, 'use_latest_camera: no camera pose and '
+                                                 'CameraInfo received yet')
         camera = latest_camera
     elif explicit:
         try:
@@ -531,8 +544,8 @@ def request_from_service(request_msg, latest_camera: Optional[Camera],
 class StampPolicy(str, enum.Enum):
     """What scene_time_from_stamp does with a stamp outside the scene's time range."""
 
-    CLAMP = "clamp"  # hold the first or last frame, and flag it
-    REFUSE = "refuse"  # raise TimeRangeError
+    CLAMP = 'clamp'  # hold the first or last frame, and flag it
+    REFUSE = 'refuse'  # raise TimeRangeError
 
 
 @dataclass(frozen=True)
@@ -568,13 +581,13 @@ def scene_time_from_stamp(stamp, start_stamp, duration_s: Optional[float],
     policy = StampPolicy(policy)
     if duration_s is None or not math.isfinite(duration_s) or duration_s <= 0:
         raise TimeRangeError(f"duration_s: a scene time from a stamp needs the scene's "
-                             f"duration in seconds (> 0), got {duration_s!r}; give scene times "
-                             "explicitly for scenes that declare none")
+                             f'duration in seconds (> 0), got {duration_s!r}; give scene times '
+                             'explicitly for scenes that declare none')
     offset_s = (stamp_to_ns(stamp) - stamp_to_ns(start_stamp)) / NS_PER_S
     time = offset_s / duration_s
     if 0.0 <= time <= 1.0:
         return SceneTime(time, offset_s, clamped=False)
     if policy == StampPolicy.REFUSE:
-        raise TimeRangeError(f"stamp: {offset_s:.9g} s from the scene start, outside the "
+        raise TimeRangeError(f'stamp: {offset_s:.9g} s from the scene start, outside the '
                              f"scene's [0, {duration_s:g}] s")
     return SceneTime(min(max(time, 0.0), 1.0), offset_s, clamped=True)

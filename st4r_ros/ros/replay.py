@@ -1,3 +1,17 @@
+# Copyright 2026 The st4r_ros Authors
+#
+# Licensed under the Apache License, Version 2.0 (the "License");
+# you may not use this file except in compliance with the License.
+# You may obtain a copy of the License at
+#
+#     http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS,
+# WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+# See the License for the specific language governing permissions and
+# limitations under the License.
+
 """`st4r replay IN_BAG OUT_BAG --scene SCENE`: the live node's work on a recorded rosbag2, no ROS.
 
 Reads a rosbag2 (mcap or sqlite3) in bag order:
@@ -37,16 +51,15 @@ from rich.console import Console
 from rich.table import Table
 from rosbags.rosbag2 import Reader, ReaderError, StoragePlugin, Writer, WriterError
 from rosbags.serde import SerdeError
-
 from st4r_ros.engine import QueryEngine, QueryStatus
 from st4r_ros.errors import St4rError, TimeRangeError
 from st4r_ros.ros import conversions as conv
 from st4r_ros.ros.session import OUTPUTS, QuerySession
 from st4r_ros.ros.typestore import DISTROS, ros_typestore
 
-STRING = "std_msgs/msg/String"
-POSE_STAMPED = "geometry_msgs/msg/PoseStamped"
-STORAGES = {"mcap": StoragePlugin.MCAP, "sqlite3": StoragePlugin.SQLITE3}
+STRING = 'std_msgs/msg/String'
+POSE_STAMPED = 'geometry_msgs/msg/PoseStamped'
+STORAGES = {'mcap': StoragePlugin.MCAP, 'sqlite3': StoragePlugin.SQLITE3}
 BAG_VERSION = 8  # rosbag2 metadata version 8: the newest Humble reads; Jazzy reads it too
 
 
@@ -67,13 +80,13 @@ class ReplayOptions:
         stamp_policy: 'clamp' or 'refuse' (conversions.scene_time_from_stamp).
     """
 
-    storage: str = "mcap"
-    distro: str = "jazzy"
-    namespace: str = "/"
-    command_topic: str = "command"
-    pose_topic: str = "camera/pose"
-    info_topic: str = "camera/camera_info"
-    scene_frame: str = "map"
+    storage: str = 'mcap'
+    distro: str = 'jazzy'
+    namespace: str = '/'
+    command_topic: str = 'command'
+    pose_topic: str = 'camera/pose'
+    info_topic: str = 'camera/camera_info'
+    scene_frame: str = 'map'
     scene_time: Optional[float] = 0.0
     stamp_policy: str = conv.StampPolicy.CLAMP.value
 
@@ -93,7 +106,7 @@ class ReplaySummary:
 def resolve(namespace: str, topic: str) -> str:
     """The fully qualified name of ``topic`` in ``namespace`` ("camera/pose" in "/robot" ->
     "/robot/camera/pose"); absolute names stay as they are."""
-    if topic.startswith("/"):
+    if topic.startswith('/'):
         return topic
     return f"{namespace.rstrip('/')}/{topic}"
 
@@ -126,7 +139,7 @@ class _Session:
     def on_command(self, msg) -> None:
         self.commands += 1
         request = conv.request_from_string(msg.data, self.session.camera,
-                                           request_id=f"replay-{self.commands}")
+                                           request_id=f'replay-{self.commands}')
         stamp = conv.stamp_from_ns(self.types, self.bag_ns)
         try:
             self._follow_clock()
@@ -146,7 +159,7 @@ class _Session:
 
     def _count_invalid(self, error: Optional[str]) -> None:
         if error is not None:
-            self.summary.skipped["invalid camera"] += 1
+            self.summary.skipped['invalid camera'] += 1
 
     def _follow_clock(self) -> None:
         """With scene_time None, set the engine's scene time from the bag clock."""
@@ -173,8 +186,8 @@ def replay(in_bag: Union[str, Path], out_bag: Union[str, Path], engine: QueryEng
         St4rError: bad options, an unreadable input bag, an existing output bag.
     """
     if options.storage not in STORAGES or options.distro not in DISTROS:
-        raise St4rError(f"replay: expected storage in {sorted(STORAGES)} and distro in "
-                        f"{sorted(DISTROS)}, got {options.storage!r}, {options.distro!r}")
+        raise St4rError(f'replay: expected storage in {sorted(STORAGES)} and distro in '
+                        f'{sorted(DISTROS)}, got {options.storage!r}, {options.distro!r}')
     conv.StampPolicy(options.stamp_policy)  # an unknown policy fails before any work
     if options.scene_time is not None:
         engine.set_scene_time(options.scene_time)
@@ -185,9 +198,9 @@ def replay(in_bag: Union[str, Path], out_bag: Union[str, Path], engine: QueryEng
                     storage_plugin=STORAGES[options.storage]) as out:
             _run(reader, _Session(engine, out, options, reader.start_time, summary), summary)
     except WriterError as err:
-        raise St4rError(f"{out_bag}: cannot write the output bag ({err})") from None
+        raise St4rError(f'{out_bag}: cannot write the output bag ({err})') from None
     except ReaderError as err:
-        raise St4rError(f"{in_bag}: unreadable rosbag2 ({err})") from None
+        raise St4rError(f'{in_bag}: unreadable rosbag2 ({err})') from None
     finally:
         reader.close()
     return summary
@@ -198,7 +211,7 @@ def _open_reader(path: Union[str, Path]) -> Reader:
         reader = Reader(path)
         reader.open()
     except (ReaderError, OSError) as err:
-        raise St4rError(f"{path}: not a readable rosbag2 ({err})") from None
+        raise St4rError(f'{path}: not a readable rosbag2 ({err})') from None
     return reader
 
 
@@ -209,16 +222,16 @@ def _run(reader: Reader, session: _Session, summary: ReplaySummary) -> None:
         summary.read[connection.topic] += 1
         expected, handler = handlers.get(connection.topic, (None, None))
         if connection.msgtype not in known:
-            summary.skipped[f"unknown type {connection.msgtype}"] += 1
+            summary.skipped[f'unknown type {connection.msgtype}'] += 1
         elif handler is None:
-            summary.skipped["not an input topic"] += 1
+            summary.skipped['not an input topic'] += 1
         elif connection.msgtype != expected:
-            summary.skipped[f"wrong type on {connection.topic}"] += 1
+            summary.skipped[f'wrong type on {connection.topic}'] += 1
         else:
             try:
                 msg = session.store.deserialize_cdr(raw, connection.msgtype)
             except SerdeError:
-                summary.skipped[f"corrupt {connection.msgtype}"] += 1
+                summary.skipped[f'corrupt {connection.msgtype}'] += 1
                 continue
             session.bag_ns = bag_ns
             handler(msg)
@@ -226,20 +239,20 @@ def _run(reader: Reader, session: _Session, summary: ReplaySummary) -> None:
 
 def summary_table(summary: ReplaySummary) -> Table:
     """The summary as a rich table: one row per count."""
-    table = Table(title="st4r replay")
-    for column in ("", "what", "count"):
+    table = Table(title='st4r replay')
+    for column in ('', 'what', 'count'):
         table.add_column(column)
-    sections = (("read", summary.read), ("skipped", summary.skipped),
-                ("results", summary.statuses), ("written", summary.written))
+    sections = (('read', summary.read), ('skipped', summary.skipped),
+                ('results', summary.statuses), ('written', summary.written))
     for section, counts in sections:
         for name, count in sorted(counts.items()):
             table.add_row(section, name, str(count))
-    table.add_row("scene time", "stamps clamped", str(summary.clamped))
+    table.add_row('scene time', 'stamps clamped', str(summary.clamped))
     return table
 
 
 def replay_main(in_bag: Union[str, Path], out_bag: Union[str, Path], scene: Union[str, Path],
-                layer: Union[str, Path, None] = None, *, device: str = "auto",
+                layer: Union[str, Path, None] = None, *, device: str = 'auto',
                 console: Optional[Console] = None, **options) -> ReplaySummary:
     """`st4r replay`: open the scene (and its referring layer) as a QueryEngine, replay, print
     the summary table. ``options`` are ReplayOptions' fields."""
@@ -250,30 +263,30 @@ def replay_main(in_bag: Union[str, Path], out_bag: Union[str, Path], scene: Unio
 
 
 def _scene_time(text: str) -> Optional[float]:
-    return None if text == "bag" else float(text)
+    return None if text == 'bag' else float(text)
 
 
 def add_replay_arguments(parser: argparse.ArgumentParser) -> None:
     """Add `st4r replay`'s arguments to ``parser`` (a subcommand's), with ``run`` set to
     replay_from_args as the CLI's other subcommands do."""
     defaults = ReplayOptions()
-    parser.add_argument("in_bag", help="input rosbag2 folder (mcap or sqlite3)")
-    parser.add_argument("out_bag", help="output rosbag2 folder (must not exist)")
-    parser.add_argument("--scene", required=True, help="the scene (any `st4r scene` format)")
-    parser.add_argument("--layer", help="its referring layer folder (default: in the bundle)")
-    parser.add_argument("--storage", choices=sorted(STORAGES), default=defaults.storage)
-    parser.add_argument("--distro", choices=sorted(DISTROS), default=defaults.distro)
-    parser.add_argument("--namespace", default=defaults.namespace)
-    parser.add_argument("--command-topic", default=defaults.command_topic)
-    parser.add_argument("--pose-topic", default=defaults.pose_topic)
-    parser.add_argument("--info-topic", default=defaults.info_topic)
-    parser.add_argument("--scene-frame", default=defaults.scene_frame)
-    parser.add_argument("--scene-time", type=_scene_time, default=defaults.scene_time,
+    parser.add_argument('in_bag', help='input rosbag2 folder (mcap or sqlite3)')
+    parser.add_argument('out_bag', help='output rosbag2 folder (must not exist)')
+    parser.add_argument('--scene', required=True, help='the scene (any `st4r scene` format)')
+    parser.add_argument('--layer', help='its referring layer folder (default: in the bundle)')
+    parser.add_argument('--storage', choices=sorted(STORAGES), default=defaults.storage)
+    parser.add_argument('--distro', choices=sorted(DISTROS), default=defaults.distro)
+    parser.add_argument('--namespace', default=defaults.namespace)
+    parser.add_argument('--command-topic', default=defaults.command_topic)
+    parser.add_argument('--pose-topic', default=defaults.pose_topic)
+    parser.add_argument('--info-topic', default=defaults.info_topic)
+    parser.add_argument('--scene-frame', default=defaults.scene_frame)
+    parser.add_argument('--scene-time', type=_scene_time, default=defaults.scene_time,
                         help="normalised scene time of every query, or 'bag' to play the "
-                             "scene in step with the bag clock")
-    parser.add_argument("--stamp-policy", choices=[p.value for p in conv.StampPolicy],
+                             'scene in step with the bag clock')
+    parser.add_argument('--stamp-policy', choices=[p.value for p in conv.StampPolicy],
                         default=defaults.stamp_policy)
-    parser.add_argument("--device", default="auto", help="auto, cpu or cuda")
+    parser.add_argument('--device', default='auto', help='auto, cpu or cuda')
     parser.set_defaults(run=replay_from_args)
 
 

@@ -1,3 +1,17 @@
+# Copyright 2026 The st4r_ros Authors
+#
+# Licensed under the Apache License, Version 2.0 (the "License");
+# you may not use this file except in compliance with the License.
+# You may obtain a copy of the License at
+#
+#     http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS,
+# WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+# See the License for the specific language governing permissions and
+# limitations under the License.
+
 """A bounded request queue between the node's callbacks and its worker thread.
 
 Callbacks must return at once (rclpy executors serve every subscription and service from the
@@ -34,7 +48,7 @@ class RequestQueue:
 
     def __init__(self, maxsize: int) -> None:
         if maxsize < 1:
-            raise ValueError(f"maxsize: expected at least 1, got {maxsize}")
+            raise ValueError(f'maxsize: expected at least 1, got {maxsize}')
         self.maxsize = maxsize
         self._items: Deque[QueryRequest] = collections.deque()
         self._ready = threading.Condition()
@@ -53,10 +67,10 @@ class RequestQueue:
         for the caller to publish. Never blocks beyond the lock."""
         with self._ready:
             if self._closed:
-                return dropped(request, "node shutting down: request not processed")
+                return dropped(request, 'node shutting down: request not processed')
             if len(self._items) >= self.maxsize:
-                return dropped(request, f"request queue full ({self.maxsize} waiting): "
-                                        "not processed, send it again later")
+                return dropped(request, f'request queue full ({self.maxsize} waiting): '
+                                        'not processed, send it again later')
             self._items.append(request)
             self._ready.notify()
             return None
@@ -75,5 +89,5 @@ class RequestQueue:
             self._closed = True
             waiting, self._items = list(self._items), collections.deque()
             self._ready.notify_all()
-        return [dropped(request, "node shutting down: request not processed")
+        return [dropped(request, 'node shutting down: request not processed')
                 for request in waiting]

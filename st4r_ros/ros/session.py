@@ -1,3 +1,17 @@
+# Copyright 2026 The st4r_ros Authors
+#
+# Licensed under the Apache License, Version 2.0 (the "License");
+# you may not use this file except in compliance with the License.
+# You may obtain a copy of the License at
+#
+#     http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS,
+# WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+# See the License for the specific language governing permissions and
+# limitations under the License.
+
 """QuerySession: what the node does with its inputs, whatever carries the messages.
 
 The live node (rclpy publishers) and `st4r replay` (a bag writer) drive the same session, so a
@@ -20,22 +34,21 @@ from __future__ import annotations
 import math
 from typing import Callable, Optional
 
-import torch
-
 from st4r_ros.engine import QueryEngine, QueryRequest, QueryResult, QueryStatus
 from st4r_ros.errors import CameraError
 from st4r_ros.render.api import render
 from st4r_ros.render.camera import Camera
 from st4r_ros.ros import conversions as conv
+import torch
 
 # Output topic (relative name) -> message type.
 OUTPUTS = {
-    "result": conv.RESULT,
-    "target_cloud": conv.POINT_CLOUD2,
-    "markers": conv.MARKER_ARRAY,
-    "mask": conv.IMAGE,
-    "mask/camera_info": conv.CAMERA_INFO,
-    "overlay": conv.IMAGE,
+    'result': conv.RESULT,
+    'target_cloud': conv.POINT_CLOUD2,
+    'markers': conv.MARKER_ARRAY,
+    'mask': conv.IMAGE,
+    'mask/camera_info': conv.CAMERA_INFO,
+    'overlay': conv.IMAGE,
 }
 
 Publish = Callable[[str, object], None]
@@ -52,7 +65,7 @@ class QuerySession:
     """
 
     def __init__(self, engine: QueryEngine, types, publish: Publish,
-                 scene_frame: str = "map") -> None:
+                 scene_frame: str = 'map') -> None:
         self.engine, self.types, self.publish = engine, types, publish
         self.scene_frame = scene_frame
         self.camera: Optional[Camera] = None
@@ -88,9 +101,9 @@ class QuerySession:
         if request.camera is not None and request.camera is self.camera:
             stamp = self._camera_stamp
         frame, types = self.scene_frame, self.types
-        self.publish("result", conv.result_to_msg(types, result, stamp, frame))
-        self.publish("target_cloud", conv.cloud_to_pointcloud2(types, result.cloud, stamp, frame))
-        self.publish("markers", conv.result_markers(types, result, stamp, frame))
+        self.publish('result', conv.result_to_msg(types, result, stamp, frame))
+        self.publish('target_cloud', conv.cloud_to_pointcloud2(types, result.cloud, stamp, frame))
+        self.publish('markers', conv.result_markers(types, result, stamp, frame))
         # A processed answer replaces the current target and its views (none and an all-zero
         # mask after NO_TARGET); refusals (INVALID, DROPPED, NO_SCENE, ERROR ...) leave both.
         if result.status not in (QueryStatus.OK, QueryStatus.NO_TARGET):
@@ -116,9 +129,9 @@ class QuerySession:
                        camera: Optional[Camera] = None) -> None:
         """Mask, its CameraInfo and the overlay (the RGB render, target tinted)."""
         camera = camera or self.camera
-        frame, types = self._camera_frame or "", self.types
+        frame, types = self._camera_frame or '', self.types
         time = result.scene_time if math.isfinite(result.scene_time) else self.engine.scene_time
         rgb = render(self.engine.scene.at(time, self.engine.device), camera).image  # [H, W, 3]
-        self.publish("mask", conv.mask_to_image(types, mask, stamp, frame))
-        self.publish("mask/camera_info", conv.camera_to_camera_info(types, camera, stamp, frame))
-        self.publish("overlay", conv.overlay_to_image(types, rgb, mask, stamp, frame))
+        self.publish('mask', conv.mask_to_image(types, mask, stamp, frame))
+        self.publish('mask/camera_info', conv.camera_to_camera_info(types, camera, stamp, frame))
+        self.publish('overlay', conv.overlay_to_image(types, rgb, mask, stamp, frame))

@@ -1,3 +1,17 @@
+# Copyright 2026 The st4r_ros Authors
+#
+# Licensed under the Apache License, Version 2.0 (the "License");
+# you may not use this file except in compliance with the License.
+# You may obtain a copy of the License at
+#
+#     http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS,
+# WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+# See the License for the specific language governing permissions and
+# limitations under the License.
+
 """The st4r bundle: the project's own keyframed scene format (safetensors + a JSON manifest).
 
 Layout::
@@ -40,29 +54,28 @@ import math
 from pathlib import Path, PurePosixPath
 from typing import Dict, List, Mapping, Optional, Sequence
 
-import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
-from torch import Tensor
-
 from st4r_ros.errors import SceneFormatError
 from st4r_ros.files import atomic_write
 from st4r_ros.scene.gaussians import Gaussians
 from st4r_ros.scene.keyframes import INTERPOLATIONS, Keyframe, KeyframedScene
+import torch
+from torch import Tensor
 
-FORMAT = "st4r-bundle"
+FORMAT = 'st4r-bundle'
 VERSION = 1
-KIND = "keyframed"
-MANIFEST = "manifest.json"
-GAUSSIANS_FILE = "gaussians.safetensors"
-FLOAT_FIELDS = ("means", "quats", "scales", "opacities", "sh")
+KIND = 'keyframed'
+MANIFEST = 'manifest.json'
+GAUSSIANS_FILE = 'gaussians.safetensors'
+FLOAT_FIELDS = ('means', 'quats', 'scales', 'opacities', 'sh')
 # Activated quaternions are unit length; float32 round trips stay far inside this.
 QUAT_NORM_TOLERANCE = 1e-3
 
 
 def frame_key(index: int, field: str) -> str:
     """Tensor name of ``field`` of frame ``index`` in gaussians.safetensors."""
-    return f"frame_{index:04d}/{field}"
+    return f'frame_{index:04d}/{field}'
 
 
 def save_bundle(
@@ -71,7 +84,7 @@ def save_bundle(
     duration_s: Optional[float] = None,
     metadata: Optional[Mapping] = None,
     *,
-    interpolation: str = "nearest",
+    interpolation: str = 'nearest',
 ) -> Path:
     """Write ``keyframes`` as a bundle folder at ``path`` (created; its manifest and Gaussians
     replaced). The bundle lists no semantic layers: layers describe particular Gaussians, so a
@@ -93,19 +106,19 @@ def save_bundle(
     try:
         json.dumps(metadata, allow_nan=False)
     except (TypeError, ValueError) as err:
-        raise SceneFormatError(f"metadata: expected JSON-serialisable values ({err})") from None
+        raise SceneFormatError(f'metadata: expected JSON-serialisable values ({err})') from None
     tensors = _frame_tensors(scene.keyframes)
     manifest = {
-        "format": FORMAT,
-        "version": VERSION,
-        "kind": KIND,
-        "sh_degree": scene.info().sh_degree,
-        "instance_ids": scene.info().details["instance_ids"],
-        "interpolation": scene.interpolation,
-        "duration_s": scene.duration_s,
-        "frames": [{"time": t, "count": len(g)} for t, g in scene.keyframes],
-        "layers": {},
-        "metadata": metadata,
+        'format': FORMAT,
+        'version': VERSION,
+        'kind': KIND,
+        'sh_degree': scene.info().sh_degree,
+        'instance_ids': scene.info().details['instance_ids'],
+        'interpolation': scene.interpolation,
+        'duration_s': scene.duration_s,
+        'frames': [{'time': t, 'count': len(g)} for t, g in scene.keyframes],
+        'layers': {},
+        'metadata': metadata,
     }
     # Validate exactly what will be written, so a bundle that saves always loads.
     _check_tensors(path / GAUSSIANS_FILE, tensors, manifest)
@@ -114,7 +127,7 @@ def save_bundle(
     # either the old bundle or a tensor file the old manifest does not describe, never a
     # manifest that points at missing data.
     atomic_write(path / GAUSSIANS_FILE,
-                 lambda tmp: save_file(tensors, str(tmp), {"format": FORMAT}))
+                 lambda tmp: save_file(tensors, str(tmp), {'format': FORMAT}))
     atomic_write(path / MANIFEST, lambda tmp: tmp.write_text(json.dumps(manifest, indent=2)))
     return path
 
@@ -134,21 +147,21 @@ def load_bundle(path: str | Path) -> KeyframedScene:
     if not tensor_path.is_file():
         raise SceneFormatError(f"{tensor_path}: not found; expected the bundle's Gaussians")
     try:
-        tensors = load_file(str(tensor_path), device="cpu")
+        tensors = load_file(str(tensor_path), device='cpu')
     except (SafetensorError, OSError) as err:
-        raise SceneFormatError(f"{tensor_path}: not a readable safetensors file ({err})") from None
+        raise SceneFormatError(f'{tensor_path}: not a readable safetensors file ({err})') from None
     _check_tensors(tensor_path, tensors, manifest)
     keyframes = [
-        (frame["time"], _frame_gaussians(tensors, i, manifest["instance_ids"]))
-        for i, frame in enumerate(manifest["frames"])
+        (frame['time'], _frame_gaussians(tensors, i, manifest['instance_ids']))
+        for i, frame in enumerate(manifest['frames'])
     ]
     return KeyframedScene(
         keyframes,
-        interpolation=manifest["interpolation"],
-        duration_s=manifest["duration_s"],
+        interpolation=manifest['interpolation'],
+        duration_s=manifest['duration_s'],
         source=str(path),
-        scene_format="bundle",
-        semantic_layers=list(manifest["layers"]),
+        scene_format='bundle',
+        semantic_layers=list(manifest['layers']),
     )
 
 
@@ -157,45 +170,45 @@ def read_manifest(path: str | Path) -> Dict:
     path = Path(path)
     manifest_path = path / MANIFEST
     if not manifest_path.is_file():
-        raise SceneFormatError(f"{manifest_path}: not found; expected a {FORMAT} folder")
+        raise SceneFormatError(f'{manifest_path}: not found; expected a {FORMAT} folder')
     try:
         manifest = json.loads(manifest_path.read_text())
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
-        raise SceneFormatError(f"{manifest_path}: not valid JSON ({err})") from None
+        raise SceneFormatError(f'{manifest_path}: not valid JSON ({err})') from None
     if not isinstance(manifest, dict):
-        raise SceneFormatError(f"{manifest_path}: expected a JSON object")
+        raise SceneFormatError(f'{manifest_path}: expected a JSON object')
     _check_header(manifest_path, manifest)
-    _check_frames(manifest_path, manifest.get("frames"))
-    _check_layers(manifest_path, manifest.get("layers"))
-    if not isinstance(manifest.get("metadata", {}), dict):
+    _check_frames(manifest_path, manifest.get('frames'))
+    _check_layers(manifest_path, manifest.get('layers'))
+    if not isinstance(manifest.get('metadata', {}), dict):
         raise SceneFormatError(f"{manifest_path}: field 'metadata' must be a JSON object")
-    manifest.setdefault("metadata", {})
+    manifest.setdefault('metadata', {})
     return manifest
 
 
 def _check_header(where: Path, manifest: Dict) -> None:
-    expected = {"format": FORMAT, "version": VERSION, "kind": KIND}
+    expected = {'format': FORMAT, 'version': VERSION, 'kind': KIND}
     for field, value in expected.items():
         if manifest.get(field) != value:
             raise SceneFormatError(
                 f"{where}: field '{field}' must be {value!r}, got {manifest.get(field)!r}"
             )
-    degree = manifest.get("sh_degree")
+    degree = manifest.get('sh_degree')
     if isinstance(degree, bool) or not isinstance(degree, int) or degree < 0:
         raise SceneFormatError(
             f"{where}: field 'sh_degree' must be an integer >= 0, got {degree!r}"
         )
-    if not isinstance(manifest.get("instance_ids"), bool):
+    if not isinstance(manifest.get('instance_ids'), bool):
         raise SceneFormatError(
             f"{where}: field 'instance_ids' must be true or false, "
             f"got {manifest.get('instance_ids')!r}"
         )
-    if manifest.get("interpolation") not in INTERPOLATIONS:
+    if manifest.get('interpolation') not in INTERPOLATIONS:
         raise SceneFormatError(
             f"{where}: field 'interpolation' must be one of {INTERPOLATIONS}, "
             f"got {manifest.get('interpolation')!r}"
         )
-    duration = manifest.get("duration_s")
+    duration = manifest.get('duration_s')
     if duration is not None and (
         isinstance(duration, bool) or not isinstance(duration, (int, float))
         or not math.isfinite(duration) or duration <= 0
@@ -208,26 +221,26 @@ def _check_header(where: Path, manifest: Dict) -> None:
 def _check_frames(where: Path, frames: object) -> None:
     if not isinstance(frames, list) or not frames:
         raise SceneFormatError(f"{where}: field 'frames' must be a non-empty list of "
-                               "{\"time\": t, \"count\": n}")
+                               '{"time": t, "count": n}')
     previous = -math.inf
     for i, frame in enumerate(frames):
         if not isinstance(frame, dict):
-            raise SceneFormatError(f"{where}: frames[{i}] must be an object {{time, count}}")
-        t, count = frame.get("time"), frame.get("count")
+            raise SceneFormatError(f'{where}: frames[{i}] must be an object {{time, count}}')
+        t, count = frame.get('time'), frame.get('count')
         if isinstance(t, bool) or not isinstance(t, (int, float)) or not (
             math.isfinite(t) and 0.0 <= t <= 1.0
         ):
             raise SceneFormatError(
-                f"{where}: frames[{i}].time must be a number in [0, 1], got {t!r}"
+                f'{where}: frames[{i}].time must be a number in [0, 1], got {t!r}'
             )
         if t <= previous:
             raise SceneFormatError(
-                f"{where}: frames[{i}].time = {t} must be greater than frames[{i - 1}].time = "
-                f"{previous} (times sorted, strictly increasing)"
+                f'{where}: frames[{i}].time = {t} must be greater than frames[{i - 1}].time = '
+                f'{previous} (times sorted, strictly increasing)'
             )
         if isinstance(count, bool) or not isinstance(count, int) or count < 0:
             raise SceneFormatError(
-                f"{where}: frames[{i}].count must be an integer >= 0, got {count!r}"
+                f'{where}: frames[{i}].count must be an integer >= 0, got {count!r}'
             )
         previous = t
 
@@ -236,13 +249,13 @@ def _check_layers(where: Path, layers: object) -> None:
     if not isinstance(layers, dict):
         raise SceneFormatError(f"{where}: field 'layers' must be an object name -> {{file, ...}}")
     for name, layer in layers.items():
-        file = layer.get("file") if isinstance(layer, dict) else None
+        file = layer.get('file') if isinstance(layer, dict) else None
         if not name or not isinstance(file, str) or not file:
             raise SceneFormatError(
                 f"{where}: layers['{name}'] must be an object with a non-empty 'file'"
             )
         relative = PurePosixPath(file)
-        if relative.is_absolute() or ".." in relative.parts:
+        if relative.is_absolute() or '..' in relative.parts:
             raise SceneFormatError(
                 f"{where}: layers['{name}'].file = {file!r} must be a path inside the bundle"
             )
@@ -258,8 +271,8 @@ def _frame_tensors(keyframes: List[Keyframe]) -> Dict[str, Tensor]:
     storages = set()
     for i, (_, gaussians) in enumerate(keyframes):
         for field, tensor in gaussians.tensors().items():
-            dtype = torch.int64 if field == "instance_ids" else torch.float32
-            tensor = tensor.detach().to("cpu", dtype).contiguous()
+            dtype = torch.int64 if field == 'instance_ids' else torch.float32
+            tensor = tensor.detach().to('cpu', dtype).contiguous()
             # safetensors refuses tensors sharing memory (frames reusing one static tensor).
             storage = tensor.untyped_storage().data_ptr()
             if storage in storages and tensor.numel():
@@ -272,13 +285,13 @@ def _frame_tensors(keyframes: List[Keyframe]) -> Dict[str, Tensor]:
 def _check_tensors(where: Path, tensors: Mapping[str, Tensor], manifest: Dict) -> None:
     """Every tensor the manifest promises, with its shape, dtype and value range; no others."""
     expected = {}
-    k = (manifest["sh_degree"] + 1) ** 2
-    for i, frame in enumerate(manifest["frames"]):
-        n = frame["count"]
-        shapes = {"means": (n, 3), "quats": (n, 4), "scales": (n, 3), "opacities": (n,),
-                  "sh": (n, k, 3)}
-        if manifest["instance_ids"]:
-            shapes["instance_ids"] = (n,)
+    k = (manifest['sh_degree'] + 1) ** 2
+    for i, frame in enumerate(manifest['frames']):
+        n = frame['count']
+        shapes = {'means': (n, 3), 'quats': (n, 4), 'scales': (n, 3), 'opacities': (n,),
+                  'sh': (n, k, 3)}
+        if manifest['instance_ids']:
+            shapes['instance_ids'] = (n,)
         expected.update({frame_key(i, field): shape for field, shape in shapes.items()})
     missing = [key for key in expected if key not in tensors]
     if missing:
@@ -289,7 +302,7 @@ def _check_tensors(where: Path, tensors: Mapping[str, Tensor], manifest: Dict) -
     unexpected = sorted(set(tensors) - set(expected))
     if unexpected:
         raise SceneFormatError(
-            f"{where}: unexpected tensor(s) {unexpected[:5]}; {MANIFEST} describes "
+            f'{where}: unexpected tensor(s) {unexpected[:5]}; {MANIFEST} describes '
             f"{len(manifest['frames'])} frames, instance_ids={manifest['instance_ids']}"
         )
     for key, shape in expected.items():
@@ -297,8 +310,8 @@ def _check_tensors(where: Path, tensors: Mapping[str, Tensor], manifest: Dict) -
 
 
 def _check_tensor(where: Path, key: str, tensor: Tensor, shape: tuple) -> None:
-    field = key.split("/", 1)[1]
-    dtype = torch.int64 if field == "instance_ids" else torch.float32
+    field = key.split('/', 1)[1]
+    dtype = torch.int64 if field == 'instance_ids' else torch.float32
     if tensor.dtype != dtype:
         raise SceneFormatError(
             f"{where}: tensor '{key}' has dtype {tensor.dtype}, expected {dtype}"
@@ -306,27 +319,27 @@ def _check_tensor(where: Path, key: str, tensor: Tensor, shape: tuple) -> None:
     if tuple(tensor.shape) != shape:
         raise SceneFormatError(
             f"{where}: tensor '{key}' has shape {tuple(tensor.shape)}, expected {shape} "
-            f"(from {MANIFEST} count and sh_degree)"
+            f'(from {MANIFEST} count and sh_degree)'
         )
-    if field == "instance_ids":
+    if field == 'instance_ids':
         return
     if not bool(torch.isfinite(tensor).all()):
         raise SceneFormatError(f"{where}: tensor '{key}' has NaN or inf values; expected finite")
-    if field == "scales" and tensor.numel() and float(tensor.min()) <= 0:
+    if field == 'scales' and tensor.numel() and float(tensor.min()) <= 0:
         raise SceneFormatError(f"{where}: tensor '{key}' has scales <= 0; expected positive")
-    if field == "opacities" and tensor.numel() and not (
+    if field == 'opacities' and tensor.numel() and not (
         float(tensor.min()) >= 0 and float(tensor.max()) <= 1
     ):
         raise SceneFormatError(f"{where}: tensor '{key}' has opacities outside [0, 1]")
-    if field == "quats" and tensor.numel():
+    if field == 'quats' and tensor.numel():
         worst = float((tensor.norm(dim=1) - 1).abs().max())
         if worst > QUAT_NORM_TOLERANCE:
             raise SceneFormatError(
                 f"{where}: tensor '{key}' has quaternions of norm off 1 by {worst:.3g}; "
-                "expected unit quaternions (activated values)"
+                'expected unit quaternions (activated values)'
             )
 
 
 def _frame_gaussians(tensors: Mapping[str, Tensor], index: int, with_ids: bool) -> Gaussians:
-    fields = FLOAT_FIELDS + (("instance_ids",) if with_ids else ())
+    fields = FLOAT_FIELDS + (('instance_ids',) if with_ids else ())
     return Gaussians(**{field: tensors[frame_key(index, field)] for field in fields})

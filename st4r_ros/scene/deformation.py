@@ -1,3 +1,17 @@
+# Copyright 2026 The st4r_ros Authors
+#
+# Licensed under the Apache License, Version 2.0 (the "License");
+# you may not use this file except in compliance with the License.
+# You may obtain a copy of the License at
+#
+#     http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS,
+# WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+# See the License for the specific language governing permissions and
+# limitations under the License.
+
 """The 4DGaussians (hustvl, CVPR 2024) deformation network, re-implemented for inference.
 
 A trained scene stores ``deform_network.state_dict()`` in ``deformation.pth``; `DeformationNetwork`
@@ -37,17 +51,16 @@ The renderer deforms every Gaussian (``deformation_table.pth`` is not used when 
 from __future__ import annotations
 
 import ast
+from dataclasses import dataclass, field, fields
 import itertools
 import os
-from dataclasses import dataclass, field, fields
 from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
-
-import torch
-import torch.nn.functional as F
-from torch import Tensor, nn
 
 from st4r_ros.errors import SceneFormatError
 from st4r_ros.scene.ply import RawGaussians
+import torch
+from torch import nn, Tensor
+import torch.nn.functional as F
 
 # The SH head's output size is fixed in the public code: 16 coefficients (degree 3) x RGB.
 SHS_DEFORM_COEFFS = 16
@@ -95,12 +108,12 @@ class DeformationConfig:
     static_mlp: bool = False
     apply_rotation: bool = False
     sh_degree: int = 3
-    configs: str = ""
+    configs: str = ''
 
     @classmethod
     def from_values(
-        cls, values: Mapping[str, Any], source: str = "cfg_args"
-    ) -> "DeformationConfig":
+        cls, values: Mapping[str, Any], source: str = 'cfg_args'
+    ) -> 'DeformationConfig':
         """Build from cfg_args key -> value (other keys ignored, missing keys defaulted)."""
         kwargs: Dict[str, Any] = {}
         for f in fields(cls):
@@ -110,7 +123,7 @@ class DeformationConfig:
             if isinstance(value, _Unparsed):
                 raise SceneFormatError(
                     f"{source}: '{f.name}' = {value.text} is not a literal; expected "
-                    f"{_type_name(f.name)}"
+                    f'{_type_name(f.name)}'
                 )
             kwargs[f.name] = _convert(f.name, value, source)
         config = cls(**kwargs)
@@ -118,24 +131,24 @@ class DeformationConfig:
         return config
 
     @classmethod
-    def from_cfg_args(cls, path: str | os.PathLike) -> "DeformationConfig":
+    def from_cfg_args(cls, path: str | os.PathLike) -> 'DeformationConfig':
         """Parse a trainer-written ``cfg_args`` file (``Namespace(...)``) without eval."""
         path = os.fspath(path)
         try:
-            with open(path, encoding="utf-8") as handle:
+            with open(path, encoding='utf-8') as handle:
                 text = handle.read()
         except FileNotFoundError:
-            raise SceneFormatError(f"{path}: cfg_args file not found") from None
+            raise SceneFormatError(f'{path}: cfg_args file not found') from None
         except (OSError, UnicodeDecodeError) as exc:
-            raise SceneFormatError(f"{path}: cannot read cfg_args as text: {exc}") from exc
+            raise SceneFormatError(f'{path}: cannot read cfg_args as text: {exc}') from exc
         return cls.from_values(parse_cfg_args(text, path), path)
 
     @classmethod
-    def preset(cls, name: str) -> "DeformationConfig":
+    def preset(cls, name: str) -> 'DeformationConfig':
         """The public training preset ``name`` ('hypernerf' or 'dnerf') over the defaults."""
         if name not in PRESETS:
-            raise KeyError(f"preset: unknown {name!r}; expected one of {sorted(PRESETS)}")
-        return cls.from_values(PRESETS[name], f"preset {name}")
+            raise KeyError(f'preset: unknown {name!r}; expected one of {sorted(PRESETS)}')
+        return cls.from_values(PRESETS[name], f'preset {name}')
 
     @property
     def feature_dim(self) -> int:
@@ -146,9 +159,9 @@ class DeformationConfig:
     def name(self) -> str:
         """The training config ('hypernerf/default'), else the matching preset, else 'custom'."""
         if self.configs:
-            stem = os.path.splitext(self.configs.replace("\\", "/"))[0]
-            return stem.split("arguments/", 1)[-1]
-        return self.matching_preset() or "custom"
+            stem = os.path.splitext(self.configs.replace('\\', '/'))[0]
+            return stem.split('arguments/', 1)[-1]
+        return self.matching_preset() or 'custom'
 
     def matching_preset(self) -> Optional[str]:
         """The public preset whose network-shaping settings this config has, if any."""
@@ -163,38 +176,38 @@ class DeformationConfig:
         kplanes = self.kplanes_config
         problems = []
         if self.no_grid:
-            problems.append("no_grid=True (the public query_time then fails: no hidden features)")
+            problems.append('no_grid=True (the public query_time then fails: no hidden features)')
         if self.grid_pe == 1 or self.grid_pe < 0:
-            problems.append(f"grid_pe={self.grid_pe} (public code: feature_out expects 3F inputs "
-                            "but only encodes features when grid_pe > 1); expected 0 or > 1")
+            problems.append(f'grid_pe={self.grid_pe} (public code: feature_out expects 3F inputs '
+                            'but only encodes features when grid_pe > 1); expected 0 or > 1')
         if kplanes.input_coordinate_dim != INPUT_COORDINATE_DIM:
-            problems.append(f"kplanes_config.input_coordinate_dim={kplanes.input_coordinate_dim}; "
-                            "expected 4 (x, y, z, t)")
+            problems.append(f'kplanes_config.input_coordinate_dim={kplanes.input_coordinate_dim}; '
+                            'expected 4 (x, y, z, t)')
         if kplanes.grid_dimensions not in (2, 3):
-            problems.append(f"kplanes_config.grid_dimensions={kplanes.grid_dimensions}; "
-                            "expected 2 or 3")
+            problems.append(f'kplanes_config.grid_dimensions={kplanes.grid_dimensions}; '
+                            'expected 2 or 3')
         if len(kplanes.resolution) != kplanes.input_coordinate_dim:
-            problems.append(f"kplanes_config.resolution={list(kplanes.resolution)}; expected "
-                            f"{kplanes.input_coordinate_dim} values")
+            problems.append(f'kplanes_config.resolution={list(kplanes.resolution)}; expected '
+                            f'{kplanes.input_coordinate_dim} values')
         if not self.no_dshs and self.sh_degree != 3:
-            problems.append(f"no_dshs=False with sh_degree={self.sh_degree} (the SH head outputs "
-                            "16 x 3 coefficients); expected sh_degree 3")
+            problems.append(f'no_dshs=False with sh_degree={self.sh_degree} (the SH head outputs '
+                            '16 x 3 coefficients); expected sh_degree 3')
         if not self.multires:
-            problems.append("multires is empty; expected at least one scale")
-        sizes = {"net_width": self.net_width, "timenet_width": self.timenet_width,
-                 "timenet_output": self.timenet_output,
-                 "kplanes_config.output_coordinate_dim": kplanes.output_coordinate_dim}
-        sizes.update({f"kplanes_config.resolution[{i}]": r
+            problems.append('multires is empty; expected at least one scale')
+        sizes = {'net_width': self.net_width, 'timenet_width': self.timenet_width,
+                 'timenet_output': self.timenet_output,
+                 'kplanes_config.output_coordinate_dim': kplanes.output_coordinate_dim}
+        sizes.update({f'kplanes_config.resolution[{i}]': r
                       for i, r in enumerate(kplanes.resolution)})
-        sizes.update({f"multires[{i}]": m for i, m in enumerate(self.multires)})
-        problems += [f"{key}={value}; expected > 0" for key, value in sizes.items() if value <= 0]
-        counts = {"defor_depth": self.defor_depth, "timebase_pe": self.timebase_pe,
-                  "posebase_pe": self.posebase_pe, "scale_rotation_pe": self.scale_rotation_pe,
-                  "opacity_pe": self.opacity_pe, "sh_degree": self.sh_degree}
-        problems += [f"{key}={value}; expected >= 0" for key, value in counts.items() if value < 0]
+        sizes.update({f'multires[{i}]': m for i, m in enumerate(self.multires)})
+        problems += [f'{key}={value}; expected > 0' for key, value in sizes.items() if value <= 0]
+        counts = {'defor_depth': self.defor_depth, 'timebase_pe': self.timebase_pe,
+                  'posebase_pe': self.posebase_pe, 'scale_rotation_pe': self.scale_rotation_pe,
+                  'opacity_pe': self.opacity_pe, 'sh_degree': self.sh_degree}
+        problems += [f'{key}={value}; expected >= 0' for key, value in counts.items() if value < 0]
         if problems:
             raise SceneFormatError(
-                f"{source}: unsupported deformation settings: " + "; ".join(problems)
+                f'{source}: unsupported deformation settings: ' + '; '.join(problems)
             )
 
 
@@ -203,14 +216,14 @@ _DEFAULT_CONFIG = DeformationConfig()
 # Overrides of the public config files arguments/hypernerf/default.py and
 # arguments/dnerf/dnerf_default.py that shape the network.
 PRESETS: Dict[str, Dict[str, Any]] = {
-    "hypernerf": {
-        "kplanes_config": {"grid_dimensions": 2, "input_coordinate_dim": 4,
-                           "output_coordinate_dim": 16, "resolution": [64, 64, 64, 150]},
-        "multires": [1, 2, 4],
-        "defor_depth": 1,
-        "net_width": 128,
+    'hypernerf': {
+        'kplanes_config': {'grid_dimensions': 2, 'input_coordinate_dim': 4,
+                           'output_coordinate_dim': 16, 'resolution': [64, 64, 64, 150]},
+        'multires': [1, 2, 4],
+        'defor_depth': 1,
+        'net_width': 128,
     },
-    "dnerf": {"multires": [1, 2], "defor_depth": 0, "net_width": 64, "bounds": 1.6},
+    'dnerf': {'multires': [1, 2], 'defor_depth': 0, 'net_width': 64, 'bounds': 1.6},
 }
 
 
@@ -221,20 +234,20 @@ class _Unparsed:
     text: str
 
 
-def parse_cfg_args(text: str, source: str = "cfg_args") -> Dict[str, Any]:
+def parse_cfg_args(text: str, source: str = 'cfg_args') -> Dict[str, Any]:
     """key -> value of a ``Namespace(key=value, ..., **{'odd-key': value})`` text, via ast.
 
     Values that are not literals are kept as opaque placeholders; they only matter (and raise
     SceneFormatError) if the deformation config needs them.
     """
     try:
-        tree = ast.parse(text.strip(), mode="eval")
+        tree = ast.parse(text.strip(), mode='eval')
     except SyntaxError as exc:
-        raise SceneFormatError(f"{source}: not a Namespace(...) text: {exc}") from None
+        raise SceneFormatError(f'{source}: not a Namespace(...) text: {exc}') from None
     call = tree.body
     if not (isinstance(call, ast.Call) and isinstance(call.func, ast.Name)
-            and call.func.id == "Namespace" and not call.args):
-        raise SceneFormatError(f"{source}: expected text of the form Namespace(key=value, ...)")
+            and call.func.id == 'Namespace' and not call.args):
+        raise SceneFormatError(f'{source}: expected text of the form Namespace(key=value, ...)')
     values: Dict[str, Any] = {}
     for keyword in call.keywords:
         value = _literal(keyword.value)
@@ -259,10 +272,10 @@ def _type_name(key: str) -> str:
     """How cfg_args value ``key`` must look, for messages ('an integer', ...)."""
     default = getattr(_DEFAULT_CONFIG, key)
     if isinstance(default, KPlanesConfig):
-        return "a dict"
+        return 'a dict'
     if isinstance(default, tuple):
-        return "a list of integers"
-    return {bool: "a bool", int: "an integer", float: "a number", str: "a string"}[type(default)]
+        return 'a list of integers'
+    return {bool: 'a bool', int: 'an integer', float: 'a number', str: 'a string'}[type(default)]
 
 
 def _convert(key: str, value: Any, source: str) -> Any:
@@ -302,7 +315,7 @@ def _kplanes(value: Any, source: str) -> KPlanesConfig:
         raise SceneFormatError(
             f"{source}: 'kplanes_config' lacks {missing}; expected keys {names}"
         )
-    resolution = value["resolution"]
+    resolution = value['resolution']
     if not (isinstance(resolution, (list, tuple)) and all(_is_int(r) for r in resolution)):
         raise SceneFormatError(
             f"{source}: 'kplanes_config.resolution' = {resolution!r}; expected a list of integers"
@@ -312,8 +325,8 @@ def _kplanes(value: Any, source: str) -> KPlanesConfig:
             raise SceneFormatError(
                 f"{source}: 'kplanes_config.{name}' = {value[name]!r}; expected an integer"
             )
-    return KPlanesConfig(value["grid_dimensions"], value["input_coordinate_dim"],
-                         value["output_coordinate_dim"], tuple(resolution))
+    return KPlanesConfig(value['grid_dimensions'], value['input_coordinate_dim'],
+                         value['output_coordinate_dim'], tuple(resolution))
 
 
 class HexPlaneGrid(nn.Module):
@@ -328,7 +341,7 @@ class HexPlaneGrid(nn.Module):
     def __init__(self, bounds: float, kplanes: KPlanesConfig, multires: Sequence[int]) -> None:
         super().__init__()
         self.register_buffer(
-            "aabb", torch.tensor([[bounds] * 3, [-bounds] * 3], dtype=torch.float32)
+            'aabb', torch.tensor([[bounds] * 3, [-bounds] * 3], dtype=torch.float32)
         )
         # Coordinate tuples in itertools order: (0,1), (0,2), (0,3), (1,2), (1,3), (2,3).
         self.planes: List[Tuple[int, ...]] = list(
@@ -376,7 +389,7 @@ def _sample(plane: Tensor, coords: Tensor) -> Tensor:
     n, g = coords.shape
     grid = coords.reshape([1] * g + [n, g])
     samples = F.grid_sample(
-        plane, grid, mode="bilinear", padding_mode="border", align_corners=True
+        plane, grid, mode='bilinear', padding_mode='border', align_corners=True
     )
     return samples.reshape(plane.shape[1], n).t()
 
@@ -390,15 +403,15 @@ class EmptyVoxelGrid(nn.Module):
     def __init__(self, bounds: float) -> None:
         super().__init__()
         self.grid = nn.Parameter(torch.ones([1, 1, *EMPTY_VOXEL_SIZE]))
-        self.register_buffer("xyz_min", torch.full((3,), -bounds))
-        self.register_buffer("xyz_max", torch.full((3,), bounds))
+        self.register_buffer('xyz_min', torch.full((3,), -bounds))
+        self.register_buffer('xyz_max', torch.full((3,), bounds))
 
     def forward(self, means: Tensor) -> Tensor:
         """Trilinear mask at ``means`` [N, 3] (zero outside the box): [N, 1]."""
         unit = (means - self.xyz_min) / (self.xyz_max - self.xyz_min)
         # grid_sample reads (x, y, z) as (W, H, D); the volume is indexed [x, y, z] = [D, H, W].
         coords = unit.flip((-1,)) * 2 - 1
-        samples = F.grid_sample(self.grid, coords.reshape(1, 1, 1, -1, 3), mode="bilinear",
+        samples = F.grid_sample(self.grid, coords.reshape(1, 1, 1, -1, 3), mode='bilinear',
                                 align_corners=True)
         return samples.reshape(1, -1).t()
 
@@ -453,9 +466,9 @@ class DeformationNetwork(nn.Module):
             nn.Linear(config.timenet_width, config.timenet_output),
         )
         self.deformation_net = DeformationField(config)
-        for name, count in (("time_poc", config.timebase_pe), ("pos_poc", config.posebase_pe),
-                            ("rotation_scaling_poc", config.scale_rotation_pe),
-                            ("opacity_poc", config.opacity_pe)):
+        for name, count in (('time_poc', config.timebase_pe), ('pos_poc', config.posebase_pe),
+                            ('rotation_scaling_poc', config.scale_rotation_pe),
+                            ('opacity_poc', config.opacity_pe)):
             self.register_buffer(name, torch.tensor([2.0 ** i for i in range(count)]))
 
     def grid_features(self, means: Tensor, t: float) -> Tensor:
@@ -514,8 +527,8 @@ class DeformationNetwork(nn.Module):
     def _sh_delta(self, hidden: Tensor, sh: Tensor) -> Tensor:
         if sh.shape[1] != SHS_DEFORM_COEFFS:
             raise SceneFormatError(
-                f"sh: {sh.shape[1]} coefficients per channel, but the SH deformation head "
-                f"(no_dshs=False) outputs {SHS_DEFORM_COEFFS} (degree 3)"
+                f'sh: {sh.shape[1]} coefficients per channel, but the SH deformation head '
+                f'(no_dshs=False) outputs {SHS_DEFORM_COEFFS} (degree 3)'
             )
         return self.deformation_net.shs_deform(hidden).reshape(sh.shape[0], SHS_DEFORM_COEFFS, 3)
 
@@ -527,25 +540,25 @@ class DeformationNetwork(nn.Module):
                 NaN / inf values; the message names the keys with expected shapes.
         """
         expected = self.state_dict()
-        missing = [f"{k} {tuple(v.shape)}" for k, v in expected.items() if k not in state]
+        missing = [f'{k} {tuple(v.shape)}' for k, v in expected.items() if k not in state]
         unexpected = [k for k in state if k not in expected]
         not_tensors = [k for k in state if k in expected and not torch.is_tensor(state[k])]
-        wrong = [f"{k}: got {tuple(state[k].shape)}, expected {tuple(v.shape)}"
+        wrong = [f'{k}: got {tuple(state[k].shape)}, expected {tuple(v.shape)}'
                  for k, v in expected.items()
                  if torch.is_tensor(state.get(k)) and state[k].shape != v.shape]
-        labelled = (("missing keys (expected shape)", missing), ("unexpected keys", unexpected),
-                    ("values that are not tensors", not_tensors), ("wrong shapes", wrong))
-        problems = [f"{label} {_listing(items)}" for label, items in labelled if items]
+        labelled = (('missing keys (expected shape)', missing), ('unexpected keys', unexpected),
+                    ('values that are not tensors', not_tensors), ('wrong shapes', wrong))
+        problems = [f'{label} {_listing(items)}' for label, items in labelled if items]
         if problems:
             raise SceneFormatError(
-                f"{source}: state_dict does not fit the 4DGaussians deformation network "
-                "described by cfg_args (check multires, kplanes_config, net_width, defor_depth, "
-                "static_mlp, empty_voxel, grid_pe): " + "; ".join(problems)
+                f'{source}: state_dict does not fit the 4DGaussians deformation network '
+                'described by cfg_args (check multires, kplanes_config, net_width, defor_depth, '
+                'static_mlp, empty_voxel, grid_pe): ' + '; '.join(problems)
             )
         not_finite = [k for k in expected if _has_non_finite(state[k])]
         if not_finite:
-            raise SceneFormatError(f"{source}: NaN or inf values in {_listing(not_finite)}; "
-                                   "expected finite weights")
+            raise SceneFormatError(f'{source}: NaN or inf values in {_listing(not_finite)}; '
+                                   'expected finite weights')
         self.load_state_dict(dict(state), strict=True)
 
 
@@ -558,7 +571,7 @@ def _has_non_finite(tensor: Tensor) -> bool:
 
 
 def _listing(items: List[str], limit: int = 50) -> str:
-    shown = ", ".join(items[:limit])
+    shown = ', '.join(items[:limit])
     return f"[{shown}{f', ... {len(items) - limit} more' if len(items) > limit else ''}]"
 
 

@@ -1,3 +1,17 @@
+# Copyright 2026 The st4r_ros Authors
+#
+# Licensed under the Apache License, Version 2.0 (the "License");
+# you may not use this file except in compliance with the License.
+# You may obtain a copy of the License at
+#
+#     http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS,
+# WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+# See the License for the specific language governing permissions and
+# limitations under the License.
+
 """A fast CUDA path for the 4DGaussians deformation network, with the same outputs.
 
 Why it exists: on an H200 the reference `DeformationNetwork` spends 3.55 ms at 300k Gaussians
@@ -48,15 +62,14 @@ graphs always need CUDA.
 from __future__ import annotations
 
 import contextlib
-import os
 from dataclasses import dataclass
+import os
 from typing import Iterator, List, Optional, Sequence, Tuple
-
-import torch
-from torch import Tensor, nn
 
 from st4r_ros.errors import RenderError, SceneFormatError
 from st4r_ros.scene.ply import RawGaussians
+import torch
+from torch import nn, Tensor
 
 try:  # optional: only this fast path needs triton, and CPU-only installs lack it
     import triton
@@ -67,15 +80,15 @@ except ImportError:
 
 # Whether the kernels below run in Triton's CPU interpreter: decided when they are decorated,
 # i.e. by TRITON_INTERPRET at import time.
-_INTERPRETED = os.environ.get("TRITON_INTERPRET", "0") == "1"
+_INTERPRETED = os.environ.get('TRITON_INTERPRET', '0') == '1'
 
 # The HexPlane planes in the order of itertools.combinations(range(4), 2), which is the order of
 # the original's ParameterList; 0, 1, 2 = x, y, z (normalised), 3 = t. The first coordinate of a
 # pair runs along the plane's width (grid_sample's x), the second along its height.
 PLANES: Tuple[Tuple[int, int], ...] = ((0, 1), (0, 2), (0, 3), (1, 2), (1, 3), (2, 3))
 
-PRECISIONS = ("fp32", "tf32", "bf16")
-MLP_BACKENDS = ("torch", "triton")
+PRECISIONS = ('fp32', 'tf32', 'bf16')
+MLP_BACKENDS = ('torch', 'triton')
 
 
 @dataclass(frozen=True)
@@ -88,11 +101,11 @@ class HeadSpec:
 
 
 HEADS: Tuple[HeadSpec, ...] = (
-    HeadSpec("pos_deform", "no_dx", "means"),
-    HeadSpec("scales_deform", "no_ds", "log_scales"),
-    HeadSpec("rotations_deform", "no_dr", "quats_raw"),
-    HeadSpec("opacity_deform", "no_do", "opacity_logits"),
-    HeadSpec("shs_deform", "no_dshs", "sh"),
+    HeadSpec('pos_deform', 'no_dx', 'means'),
+    HeadSpec('scales_deform', 'no_ds', 'log_scales'),
+    HeadSpec('rotations_deform', 'no_dr', 'quats_raw'),
+    HeadSpec('opacity_deform', 'no_do', 'opacity_logits'),
+    HeadSpec('shs_deform', 'no_dshs', 'sh'),
 )
 
 # Rows per launch of the torch-MLP path: bounds the [rows, k*W] intermediates (1.5 GiB in fp32
@@ -114,16 +127,16 @@ def _check_device(device: torch.device, what: str) -> None:
     """Raise RenderError unless ``device`` can run the Triton kernels."""
     if not triton_available():
         raise RenderError(
-            f"{what}: the fused deformation needs triton (pip install triton; it ships with "
-            "CUDA builds of torch); use the reference DeformationNetwork instead"
+            f'{what}: the fused deformation needs triton (pip install triton; it ships with '
+            'CUDA builds of torch); use the reference DeformationNetwork instead'
         )
-    if device.type == "cuda":
+    if device.type == 'cuda':
         return
-    if device.type == "cpu" and _INTERPRETED:
+    if device.type == 'cpu' and _INTERPRETED:
         return
     raise RenderError(
         f"{what}: the fused deformation runs on CUDA devices only, got tensors on '{device}'; "
-        "use the reference DeformationNetwork on CPU (or set TRITON_INTERPRET=1 for tests)"
+        'use the reference DeformationNetwork on CPU (or set TRITON_INTERPRET=1 for tests)'
     )
 
 
@@ -134,7 +147,7 @@ def _matmul_precision(precision: str) -> Iterator[None]:
     torch's setting is process-global; it is restored on exit so callers see no change. Under
     CUDA graph capture the cuBLAS kernel chosen here is the one the graph replays.
     """
-    wanted = "high" if precision == "tf32" else "highest"
+    wanted = 'high' if precision == 'tf32' else 'highest'
     previous = torch.get_float32_matmul_precision()
     if previous == wanted:
         yield
@@ -345,13 +358,13 @@ def _pack_grids(grids: Sequence[Sequence[Tensor]]) -> Tuple[Tensor, Tensor, int]
     for s, scale in enumerate(grids):
         if len(scale) != len(PLANES):
             raise SceneFormatError(
-                f"deformation_net.grid.grids.{s}: expected {len(PLANES)} planes, got {len(scale)}"
+                f'deformation_net.grid.grids.{s}: expected {len(PLANES)} planes, got {len(scale)}'
             )
         for p, plane in enumerate(scale):
             if plane.dim() != 4 or plane.shape[0] != 1 or plane.shape[1] != channels:
                 raise SceneFormatError(
-                    f"deformation_net.grid.grids.{s}.{p}: expected shape [1, {channels}, H, W], "
-                    f"got {list(plane.shape)}"
+                    f'deformation_net.grid.grids.{s}.{p}: expected shape [1, {channels}, H, W], '
+                    f'got {list(plane.shape)}'
                 )
             height, width = int(plane.shape[2]), int(plane.shape[3])
             # [1, C, H, W] -> [H, W, C]: the C values of one texel become contiguous.
@@ -361,7 +374,7 @@ def _pack_grids(grids: Sequence[Sequence[Tensor]]) -> Tuple[Tensor, Tensor, int]
     if offset * channels >= 2**31:
         raise SceneFormatError(
             f"deformation_net.grid: {offset * channels} grid values exceed the kernel's int32 "
-            "indexing (2^31)"
+            'indexing (2^31)'
         )
     return torch.cat(flat), torch.tensor(meta, dtype=torch.int32), channels
 
@@ -376,13 +389,13 @@ def _linears(seq: nn.Module, name: str, leading_relu: bool) -> List[nn.Linear]:
         if not isinstance(module, want):
             raise SceneFormatError(
                 f"deformation_net.{name}: expected {'[ReLU] ' if leading_relu else ''}Linear "
-                f"(ReLU Linear)*, found {type(module).__name__} where {want.__name__} belongs"
+                f'(ReLU Linear)*, found {type(module).__name__} where {want.__name__} belongs'
             )
         if isinstance(module, nn.Linear):
             linears.append(module)
         expected_relu = not expected_relu
     if not linears or not isinstance(layers[-1], nn.Linear):
-        raise SceneFormatError(f"deformation_net.{name}: expected it to end with a Linear layer")
+        raise SceneFormatError(f'deformation_net.{name}: expected it to end with a Linear layer')
     return linears
 
 
@@ -395,22 +408,22 @@ def _check_supported(net: nn.Module) -> None:
     config = net.config
     kplanes = config.kplanes_config
     unsupported = [
-        (kplanes.grid_dimensions != 2, f"kplanes_config.grid_dimensions={kplanes.grid_dimensions}"),
-        (config.grid_pe != 0, f"grid_pe={config.grid_pe}"),
-        (config.static_mlp, "static_mlp=True"),
-        (config.empty_voxel, "empty_voxel=True"),
-        (config.apply_rotation and not config.no_dr, "apply_rotation=True"),
+        (kplanes.grid_dimensions != 2, f'kplanes_config.grid_dimensions={kplanes.grid_dimensions}'),
+        (config.grid_pe != 0, f'grid_pe={config.grid_pe}'),
+        (config.static_mlp, 'static_mlp=True'),
+        (config.empty_voxel, 'empty_voxel=True'),
+        (config.apply_rotation and not config.no_dr, 'apply_rotation=True'),
     ]
     problems = [text for bad, text in unsupported if bad]
     if problems:
         raise RenderError(
-            "FusedDeformation: the fused path supports the published 4DGaussians configs only; "
+            'FusedDeformation: the fused path supports the published 4DGaussians configs only; '
             f"this network has {', '.join(problems)}: use DeformationNetwork itself"
         )
-    planes = tuple(tuple(p) for p in getattr(net.deformation_net.grid, "planes", PLANES))
+    planes = tuple(tuple(p) for p in getattr(net.deformation_net.grid, 'planes', PLANES))
     if planes != PLANES:
         raise SceneFormatError(
-            f"deformation_net.grid.planes: expected {list(PLANES)}, got {list(planes)}"
+            f'deformation_net.grid.planes: expected {list(PLANES)}, got {list(planes)}'
         )
 
 
@@ -434,8 +447,8 @@ def _active_heads(net: nn.Module) -> List[_ActiveHead]:
         linears = _linears(getattr(inner, spec.module), spec.module, leading_relu=True)
         if len(linears) != 2:
             raise SceneFormatError(
-                f"deformation_net.{spec.module}: expected ReLU-Linear-ReLU-Linear, "
-                f"found {len(linears)} Linear layers"
+                f'deformation_net.{spec.module}: expected ReLU-Linear-ReLU-Linear, '
+                f'found {len(linears)} Linear layers'
             )
         width = linears[-1].out_features
         heads.append(_ActiveHead(spec, linears[0], linears[1], column, column + width))
@@ -479,18 +492,18 @@ class FusedDeformation:
             bf16 (fastest in benchmarks/gpu_suite.py's sweep on an H200), 32 columns.
     """
 
-    def __init__(self, net: nn.Module, precision: str = "fp32", mlp: str = "torch",
+    def __init__(self, net: nn.Module, precision: str = 'fp32', mlp: str = 'torch',
                  cuda_graph: bool = False, device: Optional[torch.device | str] = None,
                  block: int = 64, block_warps: Optional[int] = None, mlp_block: Optional[int] = None,
                  mlp_warps: Optional[int] = None, mlp_chunk: int = 32) -> None:
         if precision not in PRECISIONS:
-            raise RenderError(f"precision: expected one of {PRECISIONS}, got {precision!r}")
+            raise RenderError(f'precision: expected one of {PRECISIONS}, got {precision!r}')
         if mlp not in MLP_BACKENDS:
-            raise RenderError(f"mlp: expected one of {MLP_BACKENDS}, got {mlp!r}")
+            raise RenderError(f'mlp: expected one of {MLP_BACKENDS}, got {mlp!r}')
         if not triton_available():
             raise RenderError(
-                "FusedDeformation needs triton (it ships with CUDA builds of torch); "
-                "use DeformationNetwork itself"
+                'FusedDeformation needs triton (it ships with CUDA builds of torch); '
+                'use DeformationNetwork itself'
             )
         _check_supported(net)
         grid = net.deformation_net.grid
@@ -500,17 +513,17 @@ class FusedDeformation:
         self.cuda_graph = cuda_graph
         self.block = block
         self.block_warps = block_warps
-        self.mlp_block = mlp_block or (64 if precision == "fp32" else 128)
-        self.mlp_warps = mlp_warps or (4 if precision == "fp32" else 8)
+        self.mlp_block = mlp_block or (64 if precision == 'fp32' else 128)
+        self.mlp_warps = mlp_warps or (4 if precision == 'fp32' else 8)
         self.mlp_chunk = mlp_chunk
-        self._op_dtype = torch.bfloat16 if precision == "bf16" else torch.float32
+        self._op_dtype = torch.bfloat16 if precision == 'bf16' else torch.float32
         self._graph: Optional[DeformationGraph] = None
         with torch.no_grad():
             self._pack_hexplane(grid)
             self._pack_mlp(net)
 
     @classmethod
-    def from_network(cls, net: nn.Module, **options) -> "FusedDeformation":
+    def from_network(cls, net: nn.Module, **options) -> 'FusedDeformation':
         """Pack ``net``'s weights once; ``options`` as in the constructor."""
         return cls(net, **options)
 
@@ -532,11 +545,11 @@ class FusedDeformation:
 
     def _pack_mlp(self, net: nn.Module) -> None:
         inner = net.deformation_net
-        trunk = _linears(inner.feature_out, "feature_out", leading_relu=False)
+        trunk = _linears(inner.feature_out, 'feature_out', leading_relu=False)
         if trunk[0].in_features != self.feature_dim:
             raise SceneFormatError(
-                f"deformation_net.feature_out.0: expected {self.feature_dim} inputs (C x scales), "
-                f"got {trunk[0].in_features}"
+                f'deformation_net.feature_out.0: expected {self.feature_dim} inputs (C x scales), '
+                f'got {trunk[0].in_features}'
             )
         heads = _active_heads(net)
         self.heads = heads
@@ -560,7 +573,7 @@ class FusedDeformation:
             w2[j * width:(j + 1) * width, h.start:h.stop] = h.last.weight.detach().t().float()
         self._w2 = w2.to(dev, dt)
         self._b2 = torch.cat([h.last.bias.detach().float() for h in heads]).to(dev)
-        if self.mlp == "triton":
+        if self.mlp == 'triton':
             self._pack_triton_mlp(trunk, width)
 
     def _pack_triton_mlp(self, trunk: List[nn.Linear], width: int) -> None:
@@ -589,7 +602,7 @@ class FusedDeformation:
         w2[:, :self.out_dim] = self._w2.float()
         self._tw2 = w2.to(dt).contiguous()
 
-    def to(self, device: torch.device | str) -> "FusedDeformation":
+    def to(self, device: torch.device | str) -> 'FusedDeformation':
         """Move the packed weights to ``device`` (in place; returns self)."""
         device = torch.device(device)
         if device == self.device:
@@ -607,11 +620,11 @@ class FusedDeformation:
     @torch.no_grad()
     def __call__(self, raw: RawGaussians, t: float) -> RawGaussians:
         """Deform canonical ``raw`` to time ``t``; same result as DeformationNetwork(raw, t)."""
-        _check_device(raw.device, "FusedDeformation")
+        _check_device(raw.device, 'FusedDeformation')
         if not self.heads:
             return raw
         self.to(raw.device)
-        if self.cuda_graph and raw.device.type == "cuda":
+        if self.cuda_graph and raw.device.type == 'cuda':
             if self._graph is None or self._graph.raw is not raw:
                 self._graph = None  # release the old graph's memory before capturing anew
                 self._graph = DeformationGraph(self, raw)
@@ -620,14 +633,14 @@ class FusedDeformation:
         self.run_packed(raw.means.float().contiguous(), self._time_tensor(t), out)
         return self.unpack(out, raw)
 
-    def capture(self, raw: RawGaussians, warmup: int = 2) -> "DeformationGraph":
+    def capture(self, raw: RawGaussians, warmup: int = 2) -> 'DeformationGraph':
         """A CUDA graph of this deformation for the fixed canonical Gaussians ``raw``."""
         self.to(raw.device)
         return DeformationGraph(self, raw, warmup=warmup)
 
     def grid_features(self, means: Tensor, t: float | Tensor, dtype: torch.dtype = torch.float32) -> Tensor:
         """HexPlane features at time ``t``: means [N, 3] -> [N, C * num_scales]."""
-        _check_device(means.device, "FusedDeformation.grid_features")
+        _check_device(means.device, 'FusedDeformation.grid_features')
         self.to(means.device)
         t_dev = t if isinstance(t, Tensor) else self._time_tensor(t)
         out = torch.empty(means.shape[0], self.feature_dim, dtype=dtype, device=means.device)
@@ -646,8 +659,8 @@ class FusedDeformation:
         for head, col in zip(self.heads, columns):
             if col.shape[1] != head.stop - head.start:
                 raise SceneFormatError(
-                    f"RawGaussians.{head.spec.field}: {col.shape[1]} values per Gaussian, but "
-                    f"deformation_net.{head.spec.module} outputs {head.stop - head.start}"
+                    f'RawGaussians.{head.spec.field}: {col.shape[1]} values per Gaussian, but '
+                    f'deformation_net.{head.spec.module} outputs {head.stop - head.start}'
                 )
         base = torch.cat([c.float() for c in columns], dim=1)
         return base.add_(self._b2)
@@ -661,7 +674,7 @@ class FusedDeformation:
             out: `pack_base` of the canonical Gaussians [N, O] fp32; overwritten with the
                 deformed values.
         """
-        if self.mlp == "triton":
+        if self.mlp == 'triton':
             self._run_triton_mlp(means, t_dev, out, out)
             return
         for start in range(0, means.shape[0], _ROWS_PER_CHUNK):
@@ -671,15 +684,15 @@ class FusedDeformation:
     def unpack(self, packed: Tensor, raw: RawGaussians) -> RawGaussians:
         """RawGaussians whose deformed fields are views of packed [N, O], the rest from raw."""
         fields = {
-            "means": raw.means, "quats_raw": raw.quats_raw, "log_scales": raw.log_scales,
-            "opacity_logits": raw.opacity_logits, "sh": raw.sh,
+            'means': raw.means, 'quats_raw': raw.quats_raw, 'log_scales': raw.log_scales,
+            'opacity_logits': raw.opacity_logits, 'sh': raw.sh,
         }
         for head in self.heads:
             block = packed[:, head.start:head.stop]
             name = head.spec.field
-            if name == "opacity_logits":
+            if name == 'opacity_logits':
                 block = block[:, 0]
-            elif name == "sh":
+            elif name == 'sh':
                 block = block.unflatten(1, (raw.sh.shape[1], 3))
             fields[name] = block
         return RawGaussians(**fields)
@@ -724,7 +737,7 @@ class FusedDeformation:
             return
         # 'ieee' keeps fp32 products exact (FMA path); 'tf32' lets fp32 operands use tensor
         # cores, and is Triton's usual setting for bf16 operands (whose products are exact).
-        dot_precision = "ieee" if self.precision == "fp32" else "tf32"
+        dot_precision = 'ieee' if self.precision == 'fp32' else 'tf32'
         deform_kernel[(_cdiv(n, self.mlp_block),)](
             means, t_dev, self._norm, self._texels, self._meta,
             self._tw0, self._tb0, self._twh, self._tbh, self._tw1, self._tb1, self._tw2,
@@ -747,13 +760,13 @@ class DeformationGraph:
     """
 
     def __init__(self, fused: FusedDeformation, raw: RawGaussians, warmup: int = 2) -> None:
-        if raw.device.type != "cuda" or fused.device != raw.device:
+        if raw.device.type != 'cuda' or fused.device != raw.device:
             raise RenderError(
-                f"DeformationGraph: CUDA graphs need the Gaussians and the weights on one CUDA "
+                f'DeformationGraph: CUDA graphs need the Gaussians and the weights on one CUDA '
                 f"device, got '{raw.device}' and '{fused.device}'"
             )
         if not fused.heads:
-            raise RenderError("DeformationGraph: every deformation head is off; nothing to capture")
+            raise RenderError('DeformationGraph: every deformation head is off; nothing to capture')
         self.fused = fused
         self.raw = raw
         with torch.no_grad():
@@ -805,7 +818,7 @@ def _cdiv(a: int, b: int) -> int:
 
 def _addmm_relu(bias: Tensor, mat1: Tensor, mat2: Tensor) -> Tensor:
     """relu(bias + mat1 @ mat2), with the ReLU fused into the GEMM epilogue on CUDA."""
-    if mat1.is_cuda and hasattr(torch, "_addmm_activation"):
+    if mat1.is_cuda and hasattr(torch, '_addmm_activation'):
         return torch._addmm_activation(bias, mat1, mat2)
     return torch.relu(torch.addmm(bias, mat1, mat2))
 
@@ -821,7 +834,7 @@ class AutoDeformation:
     (BENCHMARKS.md); ``precision='fp32'`` reproduces the reference to ~1e-6.
     """
 
-    DEFAULTS = {"precision": "tf32", "mlp": "triton", "cuda_graph": True}
+    DEFAULTS = {'precision': 'tf32', 'mlp': 'triton', 'cuda_graph': True}
 
     def __init__(self, net: nn.Module, **fused_options) -> None:
         self.net = net
@@ -830,16 +843,16 @@ class AutoDeformation:
         self.fallback_reason: Optional[str] = None  # why CUDA calls use the network, if they do
 
     @classmethod
-    def from_network(cls, net: nn.Module, **fused_options) -> "AutoDeformation":
+    def from_network(cls, net: nn.Module, **fused_options) -> 'AutoDeformation':
         return cls(net, **fused_options)
 
     @property
     def backend(self) -> str:
         """'fused' once CUDA calls run the kernels, else 'reference'."""
-        return "fused" if self._fused is not None else "reference"
+        return 'fused' if self._fused is not None else 'reference'
 
     def __call__(self, raw: RawGaussians, t: float) -> RawGaussians:
-        if raw.device.type != "cuda" or self.fallback_reason is not None:
+        if raw.device.type != 'cuda' or self.fallback_reason is not None:
             return self.net(raw, t)
         if self._fused is None:
             try:

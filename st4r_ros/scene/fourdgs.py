@@ -1,3 +1,17 @@
+# Copyright 2026 The st4r_ros Authors
+#
+# Licensed under the Apache License, Version 2.0 (the "License");
+# you may not use this file except in compliance with the License.
+# You may obtain a copy of the License at
+#
+#     http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS,
+# WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+# See the License for the specific language governing permissions and
+# limitations under the License.
+
 """A trained 4DGaussians (hustvl, CVPR 2024) output folder as a Scene4D.
 
 Folder layout, as the public trainer writes it (``Scene.save``):
@@ -18,19 +32,18 @@ import os
 import re
 from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence
 
-import torch
-
 from st4r_ros.errors import SceneFormatError
 from st4r_ros.scene.deformation import DeformationConfig, DeformationNetwork
 from st4r_ros.scene.deformation_fused import AutoDeformation
 from st4r_ros.scene.gaussians import Gaussians
 from st4r_ros.scene.ply import RawGaussians, read_ply
-from st4r_ros.scene.scene4d import SceneInfo, Scene4D, check_time
+from st4r_ros.scene.scene4d import check_time, Scene4D, SceneInfo
+import torch
 
 # (canonical pre-activation Gaussians, t) -> deformed pre-activation Gaussians.
 DeformFn = Callable[[RawGaussians, float], RawGaussians]
 
-_ITERATION_DIR = re.compile(r"iteration_(\d+)$")
+_ITERATION_DIR = re.compile(r'iteration_(\d+)$')
 
 
 class FourDGaussiansScene(Scene4D):
@@ -54,7 +67,7 @@ class FourDGaussiansScene(Scene4D):
         self,
         canonical: RawGaussians,
         network: DeformationNetwork,
-        path: str = "<memory>",
+        path: str = '<memory>',
         iteration: Optional[int] = None,
         iterations: Sequence[int] = (),
         deformation_factory: Optional[Callable[[DeformationNetwork], DeformFn]] = None,
@@ -77,19 +90,19 @@ class FourDGaussiansScene(Scene4D):
         path: str | os.PathLike,
         iteration: Optional[int] = None,
         deformation_factory: Optional[Callable[[DeformationNetwork], DeformFn]] = None,
-    ) -> "FourDGaussiansScene":
+    ) -> 'FourDGaussiansScene':
         """Read a 4DGaussians output folder (the one holding ``cfg_args``); ``iteration``
         picks ``point_cloud/iteration_N``, the highest N when None."""
         path = os.fspath(path)
         if not os.path.isdir(path):
-            raise SceneFormatError(f"{path}: 4DGaussians output folder not found")
-        config = DeformationConfig.from_cfg_args(os.path.join(path, "cfg_args"))
+            raise SceneFormatError(f'{path}: 4DGaussians output folder not found')
+        config = DeformationConfig.from_cfg_args(os.path.join(path, 'cfg_args'))
         iterations = find_iterations(path)
         chosen = _choose_iteration(path, iterations, iteration)
-        folder = os.path.join(path, "point_cloud", f"iteration_{chosen}")
-        canonical = _read_canonical(os.path.join(folder, "point_cloud.ply"), config)
+        folder = os.path.join(path, 'point_cloud', f'iteration_{chosen}')
+        canonical = _read_canonical(os.path.join(folder, 'point_cloud.ply'), config)
         network = DeformationNetwork(config)
-        weights_path = os.path.join(folder, "deformation.pth")
+        weights_path = os.path.join(folder, 'deformation.pth')
         network.load_checked(load_deformation_state(weights_path), weights_path)
         return cls(canonical, network, path, chosen, iterations, deformation_factory)
 
@@ -134,27 +147,27 @@ class FourDGaussiansScene(Scene4D):
 
     def info(self) -> SceneInfo:
         config = self.config
-        deltas = [name for name, off in (("means", config.no_dx), ("scales", config.no_ds),
-                                         ("rotations", config.no_dr), ("opacities", config.no_do),
-                                         ("sh", config.no_dshs)) if not off]
+        deltas = [name for name, off in (('means', config.no_dx), ('scales', config.no_ds),
+                                         ('rotations', config.no_dr), ('opacities', config.no_do),
+                                         ('sh', config.no_dshs)) if not off]
         return SceneInfo(
             path=self.path,
-            format="4dgaussians",
+            format='4dgaussians',
             num_gaussians=len(self._canonical),
             sh_degree=self._canonical.sh_degree,
             time_range=(0.0, 1.0),
             details={
-                "iteration": self.iteration,
-                "iterations": list(self.iterations),
-                "config": config.name,
-                "preset": config.matching_preset() or "custom",
-                "deformed": deltas,
-                "multires": list(config.multires),
-                "grid_resolution": list(config.kplanes_config.resolution),
-                "grid_channels": config.kplanes_config.output_coordinate_dim,
-                "net_width": config.net_width,
-                "aabb": self.network.deformation_net.grid.aabb.tolist(),
-                "deformation": getattr(self._deformation, "backend",
+                'iteration': self.iteration,
+                'iterations': list(self.iterations),
+                'config': config.name,
+                'preset': config.matching_preset() or 'custom',
+                'deformed': deltas,
+                'multires': list(config.multires),
+                'grid_resolution': list(config.kplanes_config.resolution),
+                'grid_channels': config.kplanes_config.output_coordinate_dim,
+                'net_width': config.net_width,
+                'aabb': self.network.deformation_net.grid.aabb.tolist(),
+                'deformation': getattr(self._deformation, 'backend',
                                        type(self._deformation).__name__),
             },
         )
@@ -162,9 +175,9 @@ class FourDGaussiansScene(Scene4D):
 
 def find_iterations(path: str) -> List[int]:
     """The N of every ``point_cloud/iteration_N`` folder under ``path``, ascending."""
-    cloud_dir = os.path.join(path, "point_cloud")
+    cloud_dir = os.path.join(path, 'point_cloud')
     if not os.path.isdir(cloud_dir):
-        raise SceneFormatError(f"{cloud_dir}: folder not found; expected point_cloud/iteration_N")
+        raise SceneFormatError(f'{cloud_dir}: folder not found; expected point_cloud/iteration_N')
     entries = os.listdir(cloud_dir)
     iterations = sorted(
         int(match.group(1))
@@ -173,8 +186,8 @@ def find_iterations(path: str) -> List[int]:
     )
     if not iterations:
         raise SceneFormatError(
-            f"{cloud_dir}: no iteration_N folder (found {sorted(entries)}); expected the fine "
-            "stage output point_cloud/iteration_N (coarse_iteration_N is not deformed)"
+            f'{cloud_dir}: no iteration_N folder (found {sorted(entries)}); expected the fine '
+            'stage output point_cloud/iteration_N (coarse_iteration_N is not deformed)'
         )
     return iterations
 
@@ -184,7 +197,7 @@ def _choose_iteration(path: str, iterations: List[int], wanted: Optional[int]) -
         return iterations[-1]
     if wanted not in iterations:
         raise SceneFormatError(
-            f"{path}: iteration {wanted} not found; available iterations {iterations}"
+            f'{path}: iteration {wanted} not found; available iterations {iterations}'
         )
     return wanted
 
@@ -194,9 +207,9 @@ def _read_canonical(ply_path: str, config: DeformationConfig) -> RawGaussians:
     # The public loader asserts this count; a mismatch means the PLY is from another run.
     if canonical.sh_degree != config.sh_degree:
         raise SceneFormatError(
-            f"{ply_path}: SH degree {canonical.sh_degree} "
-            f"({3 * (canonical.sh.shape[1] - 1)} f_rest properties), but cfg_args has "
-            f"sh_degree={config.sh_degree}"
+            f'{ply_path}: SH degree {canonical.sh_degree} '
+            f'({3 * (canonical.sh.shape[1] - 1)} f_rest properties), but cfg_args has '
+            f'sh_degree={config.sh_degree}'
         )
     return canonical
 
@@ -209,19 +222,19 @@ def load_deformation_state(path: str) -> Dict[str, Any]:
     """
     if not os.path.isfile(path):
         raise SceneFormatError(
-            f"{path}: deformation.pth not found; the trainer saves it next to point_cloud.ply"
+            f'{path}: deformation.pth not found; the trainer saves it next to point_cloud.ply'
         )
     try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
+        state = torch.load(path, map_location='cpu', weights_only=True)
     # torch reports refused globals and corrupt archives through several types
     # (UnpicklingError, RuntimeError, EOFError, ValueError, ...).
     except Exception as exc:
         raise SceneFormatError(
-            f"{path}: not a loadable weights-only state_dict (corrupt, or pickles objects other "
-            f"than tensors, which are refused): {exc}"
+            f'{path}: not a loadable weights-only state_dict (corrupt, or pickles objects other '
+            f'than tensors, which are refused): {exc}'
         ) from exc
     if not isinstance(state, Mapping) or not all(isinstance(key, str) for key in state):
         raise SceneFormatError(
-            f"{path}: holds a {type(state).__name__}; expected a state_dict (str -> tensor)"
+            f'{path}: holds a {type(state).__name__}; expected a state_dict (str -> tensor)'
         )
     return dict(state)

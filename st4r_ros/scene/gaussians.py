@@ -1,15 +1,28 @@
+# Copyright 2026 The st4r_ros Authors
+#
+# Licensed under the Apache License, Version 2.0 (the "License");
+# you may not use this file except in compliance with the License.
+# You may obtain a copy of the License at
+#
+#     http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS,
+# WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+# See the License for the specific language governing permissions and
+# limitations under the License.
+
 """The state of a Gaussian scene at one instant, with activated parameters."""
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, fields, replace
+import math
 from typing import Dict, Optional
 
+from st4r_ros.errors import SceneFormatError
 import torch
 from torch import Tensor
-
-from st4r_ros.errors import SceneFormatError
 
 # Zeroth-order real spherical harmonic constant: colour = SH_C0 * f_dc + 0.5.
 SH_C0 = 0.28209479177387814
@@ -20,7 +33,7 @@ def sh_degree_for(num_coeffs: int) -> int:
     degree = math.isqrt(num_coeffs) - 1
     if degree < 0 or (degree + 1) ** 2 != num_coeffs:
         raise SceneFormatError(
-            f"sh: {num_coeffs} coefficients per channel is not (degree + 1)^2 for any degree"
+            f'sh: {num_coeffs} coefficients per channel is not (degree + 1)^2 for any degree'
         )
     return degree
 
@@ -49,24 +62,24 @@ class Gaussians:
     def __post_init__(self) -> None:
         n = self.means.shape[0]
         expected = {
-            "means": (n, 3),
-            "quats": (n, 4),
-            "scales": (n, 3),
-            "opacities": (n,),
+            'means': (n, 3),
+            'quats': (n, 4),
+            'scales': (n, 3),
+            'opacities': (n,),
         }
         for name, shape in expected.items():
             got = tuple(getattr(self, name).shape)
             if got != shape:
-                raise SceneFormatError(f"Gaussians.{name}: expected shape {shape}, got {got}")
+                raise SceneFormatError(f'Gaussians.{name}: expected shape {shape}, got {got}')
         if self.sh.dim() != 3 or self.sh.shape[0] != n or self.sh.shape[2] != 3:
             raise SceneFormatError(
-                f"Gaussians.sh: expected shape ({n}, K, 3), got {tuple(self.sh.shape)}"
+                f'Gaussians.sh: expected shape ({n}, K, 3), got {tuple(self.sh.shape)}'
             )
         sh_degree_for(self.sh.shape[1])
         if self.instance_ids is not None and tuple(self.instance_ids.shape) != (n,):
             raise SceneFormatError(
-                f"Gaussians.instance_ids: expected shape ({n},), "
-                f"got {tuple(self.instance_ids.shape)}"
+                f'Gaussians.instance_ids: expected shape ({n},), '
+                f'got {tuple(self.instance_ids.shape)}'
             )
 
     def __len__(self) -> int:
@@ -85,11 +98,11 @@ class Gaussians:
         """View-independent base colour from the DC term, clamped to [0, 1], [N, 3]."""
         return (SH_C0 * self.sh[:, 0] + 0.5).clamp(0.0, 1.0)
 
-    def to(self, device: torch.device | str) -> "Gaussians":
+    def to(self, device: torch.device | str) -> 'Gaussians':
         """The same Gaussians on ``device`` (no copy when already there)."""
         return replace(self, **{f.name: _to(getattr(self, f.name), device) for f in fields(self)})
 
-    def select(self, index: Tensor) -> "Gaussians":
+    def select(self, index: Tensor) -> 'Gaussians':
         """A subset by boolean mask [N] or integer indices [M]."""
         return replace(
             self,
@@ -113,7 +126,7 @@ class Gaussians:
             if bad_rows:
                 raise SceneFormatError(
                     f"{source}: field '{name}' has {bad_rows} Gaussian(s) with NaN or inf "
-                    "values; expected finite numbers"
+                    'values; expected finite numbers'
                 )
 
 

@@ -1,3 +1,17 @@
+# Copyright 2026 The st4r_ros Authors
+#
+# Licensed under the Apache License, Version 2.0 (the "License");
+# you may not use this file except in compliance with the License.
+# You may obtain a copy of the License at
+#
+#     http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS,
+# WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+# See the License for the specific language governing permissions and
+# limitations under the License.
+
 """Keyframed scenes: a dynamic scene stored as Gaussians at a few instants.
 
 Two sources produce them: a folder of per-frame 3DGS PLY files (e.g. 4DGaussians' per-timestamp
@@ -35,19 +49,18 @@ from __future__ import annotations
 import bisect
 import json
 import math
-import re
 from pathlib import Path
+import re
 from typing import Dict, List, Optional, Sequence, Tuple
-
-import torch
 
 from st4r_ros.errors import SceneFormatError
 from st4r_ros.scene.gaussians import Gaussians
 from st4r_ros.scene.ply import read_ply
 from st4r_ros.scene.scene4d import Scene4D, SceneInfo
+import torch
 
-INTERPOLATIONS = ("nearest", "linear")
-FRAMES_FILE = "frames.json"
+INTERPOLATIONS = ('nearest', 'linear')
+FRAMES_FILE = 'frames.json'
 
 Keyframe = Tuple[float, Gaussians]
 
@@ -69,23 +82,23 @@ class KeyframedScene(Scene4D):
         self,
         keyframes: Sequence[Keyframe],
         *,
-        interpolation: str = "nearest",
+        interpolation: str = 'nearest',
         duration_s: Optional[float] = None,
-        source: str = "keyframes",
-        scene_format: str = "keyframes",
+        source: str = 'keyframes',
+        scene_format: str = 'keyframes',
         semantic_layers: Sequence[str] = (),
     ) -> None:
         super().__init__()
         self._keyframes = _checked_keyframes(keyframes, source)
         self._times = [t for t, _ in self._keyframes]
         self.interpolation = _checked_interpolation(interpolation, self._keyframes, source)
-        self.duration_s = _checked_duration(duration_s, f"{source}: duration_s")
+        self.duration_s = _checked_duration(duration_s, f'{source}: duration_s')
         self.source = source
         self.scene_format = scene_format
         self.semantic_layers = list(semantic_layers)
 
     @classmethod
-    def from_ply_folder(cls, folder: str | Path) -> "KeyframedScene":
+    def from_ply_folder(cls, folder: str | Path) -> 'KeyframedScene':
         """A scene from a folder of per-frame 3DGS PLY files (layout in the module docstring).
 
         Raises:
@@ -94,17 +107,17 @@ class KeyframedScene(Scene4D):
         """
         folder = Path(folder)
         if not folder.is_dir():
-            raise SceneFormatError(f"{folder}: expected a folder of per-frame .ply files")
+            raise SceneFormatError(f'{folder}: expected a folder of per-frame .ply files')
         files = _naturally_sorted_plys(folder)
         spec = _read_frames_json(folder / FRAMES_FILE, [f.name for f in files])
-        times = spec.get("times") or _even_times(len(files))
+        times = spec.get('times') or _even_times(len(files))
         frames = sorted(zip(times, files), key=lambda pair: pair[0])
         return cls(
             [(t, _read_frame(path)) for t, path in frames],
-            interpolation=spec.get("interpolation", "nearest"),
-            duration_s=spec.get("duration_s"),
+            interpolation=spec.get('interpolation', 'nearest'),
+            duration_s=spec.get('duration_s'),
             source=str(folder),
-            scene_format="ply-sequence",
+            scene_format='ply-sequence',
         )
 
     @property
@@ -127,16 +140,16 @@ class KeyframedScene(Scene4D):
             duration_s=self.duration_s,
             semantic_layers=list(self.semantic_layers),
             details={
-                "frame_times": self.times,
-                "counts": counts,
-                "interpolation": self.interpolation,
-                "instance_ids": self._keyframes[0][1].instance_ids is not None,
+                'frame_times': self.times,
+                'counts': counts,
+                'interpolation': self.interpolation,
+                'instance_ids': self._keyframes[0][1].instance_ids is not None,
             },
         )
 
     def _at(self, t: float, device: torch.device) -> Gaussians:
         before, after, weight = self._bracket(t)
-        if self.interpolation == "nearest" or weight in (0.0, 1.0):
+        if self.interpolation == 'nearest' or weight in (0.0, 1.0):
             index = after if weight > 0.5 else before
             return self._keyframes[index][1].to(device)
         a, b = self._keyframes[before][1], self._keyframes[after][1]
@@ -177,20 +190,20 @@ def interpolate(a: Gaussians, b: Gaussians, weight: float) -> Gaussians:
 
 def natural_key(name: str) -> Tuple:
     """Sort key comparing digit runs as numbers: 'time_2.ply' < 'time_10.ply'."""
-    return tuple(int(part) if part.isdigit() else part for part in re.split(r"(\d+)", name))
+    return tuple(int(part) if part.isdigit() else part for part in re.split(r'(\d+)', name))
 
 
 def _naturally_sorted_plys(folder: Path) -> List[Path]:
-    files = sorted((p for p in folder.iterdir() if p.suffix.lower() == ".ply" and p.is_file()),
+    files = sorted((p for p in folder.iterdir() if p.suffix.lower() == '.ply' and p.is_file()),
                    key=lambda p: natural_key(p.name))
     if not files:
-        raise SceneFormatError(f"{folder}: expected per-frame .ply files, found none")
+        raise SceneFormatError(f'{folder}: expected per-frame .ply files, found none')
     for first, second in zip(files, files[1:]):
         if natural_key(first.name) == natural_key(second.name):
             # e.g. t1.ply and t01.ply: the order (and so the time) of the two is undefined.
             raise SceneFormatError(
                 f"{folder}: '{first.name}' and '{second.name}' have the same frame number; "
-                "expected one file per frame"
+                'expected one file per frame'
             )
     return files
 
@@ -214,21 +227,21 @@ def _read_frames_json(path: Path, ply_names: List[str]) -> Dict:
     try:
         data = json.loads(path.read_text())
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
-        raise SceneFormatError(f"{path}: not valid JSON ({err})") from None
+        raise SceneFormatError(f'{path}: not valid JSON ({err})') from None
     if not isinstance(data, dict):
-        raise SceneFormatError(f"{path}: expected a JSON object, got {type(data).__name__}")
-    unknown = set(data) - {"times", "duration_s", "interpolation"}
+        raise SceneFormatError(f'{path}: expected a JSON object, got {type(data).__name__}')
+    unknown = set(data) - {'times', 'duration_s', 'interpolation'}
     if unknown:
         raise SceneFormatError(
-            f"{path}: unknown field(s) {sorted(unknown)}; "
-            "expected times, duration_s, interpolation"
+            f'{path}: unknown field(s) {sorted(unknown)}; '
+            'expected times, duration_s, interpolation'
         )
     spec = dict(data)
-    if "times" in data:
-        spec["times"] = _times_for(path, data["times"], ply_names)
-    if "duration_s" in data:
-        spec["duration_s"] = _checked_duration(data["duration_s"], f"{path}: duration_s")
-    if spec.get("interpolation", "nearest") not in INTERPOLATIONS:
+    if 'times' in data:
+        spec['times'] = _times_for(path, data['times'], ply_names)
+    if 'duration_s' in data:
+        spec['duration_s'] = _checked_duration(data['duration_s'], f'{path}: duration_s')
+    if spec.get('interpolation', 'nearest') not in INTERPOLATIONS:
         raise SceneFormatError(
             f"{path}: field 'interpolation' must be one of {INTERPOLATIONS}, "
             f"got {data['interpolation']!r}"
@@ -244,43 +257,43 @@ def _times_for(path: Path, times: object, ply_names: List[str]) -> List[float]:
     if missing or extra:
         raise SceneFormatError(
             f"{path}: field 'times' must list exactly the folder's PLY files; "
-            f"missing {missing}, unknown {extra}"
+            f'missing {missing}, unknown {extra}'
         )
     return [_checked_time(times[n], f"{path}: times['{n}']") for n in ply_names]
 
 
 def _checked_time(value: object, where: str) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise SceneFormatError(f"{where}: expected a number in [0, 1], got {value!r}")
+        raise SceneFormatError(f'{where}: expected a number in [0, 1], got {value!r}')
     if not (math.isfinite(value) and 0.0 <= value <= 1.0):
-        raise SceneFormatError(f"{where}: expected a time in [0, 1], got {value!r}")
+        raise SceneFormatError(f'{where}: expected a time in [0, 1], got {value!r}')
     return float(value)
 
 
 def _checked_keyframes(keyframes: Sequence[Keyframe], source: str) -> List[Keyframe]:
     frames = list(keyframes)
     if not frames:
-        raise SceneFormatError(f"{source}: expected at least one keyframe, got none")
+        raise SceneFormatError(f'{source}: expected at least one keyframe, got none')
     checked = []
     for i, (t, gaussians) in enumerate(frames):
-        checked.append((_checked_time(t, f"{source}: frame {i} time"), gaussians))
+        checked.append((_checked_time(t, f'{source}: frame {i} time'), gaussians))
     for i in range(1, len(checked)):
         if checked[i][0] <= checked[i - 1][0]:
             raise SceneFormatError(
-                f"{source}: frame times must increase strictly; frame {i} has time "
-                f"{checked[i][0]} after {checked[i - 1][0]}"
+                f'{source}: frame times must increase strictly; frame {i} has time '
+                f'{checked[i][0]} after {checked[i - 1][0]}'
             )
     first = checked[0][1]
     for i, (_, gaussians) in enumerate(checked):
         if gaussians.sh.shape[1] != first.sh.shape[1]:
             raise SceneFormatError(
-                f"{source}: frame {i} has SH degree {gaussians.sh_degree}, "
-                f"expected {first.sh_degree} as in frame 0"
+                f'{source}: frame {i} has SH degree {gaussians.sh_degree}, '
+                f'expected {first.sh_degree} as in frame 0'
             )
         if (gaussians.instance_ids is None) != (first.instance_ids is None):
             raise SceneFormatError(
-                f"{source}: frame {i} instance_ids presence differs from frame 0; "
-                "expected all frames or none to carry instance ids"
+                f'{source}: frame {i} instance_ids presence differs from frame 0; '
+                'expected all frames or none to carry instance ids'
             )
     return checked
 
@@ -288,9 +301,9 @@ def _checked_keyframes(keyframes: Sequence[Keyframe], source: str) -> List[Keyfr
 def _checked_interpolation(interpolation: str, keyframes: List[Keyframe], source: str) -> str:
     if interpolation not in INTERPOLATIONS:
         raise SceneFormatError(
-            f"{source}: interpolation must be one of {INTERPOLATIONS}, got {interpolation!r}"
+            f'{source}: interpolation must be one of {INTERPOLATIONS}, got {interpolation!r}'
         )
-    if interpolation == "linear":
+    if interpolation == 'linear':
         _check_correspondence(keyframes, source)
     return interpolation
 
@@ -302,14 +315,14 @@ def _check_correspondence(keyframes: List[Keyframe], source: str) -> None:
         if len(gaussians) != len(first):
             raise SceneFormatError(
                 f"{source}: interpolation 'linear' needs equal Gaussian counts; frame {i} has "
-                f"{len(gaussians)}, frame 0 has {len(first)}"
+                f'{len(gaussians)}, frame 0 has {len(first)}'
             )
         if first.instance_ids is not None and not torch.equal(
             gaussians.instance_ids.cpu(), first.instance_ids.cpu()
         ):
             raise SceneFormatError(
                 f"{source}: interpolation 'linear' needs the same instance_ids in every frame; "
-                f"frame {i} differs from frame 0"
+                f'frame {i} differs from frame 0'
             )
 
 
@@ -321,7 +334,7 @@ def _checked_duration(duration_s: object, where: str) -> Optional[float]:
         math.isfinite(duration_s) and duration_s > 0
     ):
         raise SceneFormatError(
-            f"{where}: expected a positive number of seconds, got {duration_s!r}"
+            f'{where}: expected a positive number of seconds, got {duration_s!r}'
         )
     return float(duration_s)
 

@@ -1,3 +1,17 @@
+# Copyright 2026 The st4r_ros Authors
+#
+# Licensed under the Apache License, Version 2.0 (the "License");
+# you may not use this file except in compliance with the License.
+# You may obtain a copy of the License at
+#
+#     http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS,
+# WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+# See the License for the specific language governing permissions and
+# limitations under the License.
+
 """Inria 3D Gaussian Splatting PLY files: read and write, pre-activation values.
 
 Layout (one ``vertex`` element, float32, as written by the Inria trainer and by 4DGaussians):
@@ -12,33 +26,32 @@ reading; any other per-vertex property is ignored too.
 
 from __future__ import annotations
 
+from dataclasses import dataclass, fields, replace
 import os
 import re
-from dataclasses import dataclass, fields, replace
 from typing import Dict, Sequence, Tuple, Union
 
 import numpy as np
 import plyfile
-import torch
-import torch.nn.functional as F
-from torch import Tensor
-
 from st4r_ros.errors import SceneFormatError
 from st4r_ros.scene.gaussians import Gaussians, sh_degree_for
+import torch
+from torch import Tensor
+import torch.nn.functional as F
 
 PathLike = Union[str, os.PathLike]
 
 # Opacities are clamped into [eps, 1 - eps] before the logit so that 0 and 1 stay finite;
 # in float32 1 - 1e-6 is still below 1.
 _OPACITY_EPS = 1e-6
-_F_REST = re.compile(r"f_rest_(\d+)$")
+_F_REST = re.compile(r'f_rest_(\d+)$')
 
-MEANS_PROPS = ("x", "y", "z")
-NORMAL_PROPS = ("nx", "ny", "nz")
-DC_PROPS = ("f_dc_0", "f_dc_1", "f_dc_2")
-OPACITY_PROP = "opacity"
-SCALE_PROPS = ("scale_0", "scale_1", "scale_2")
-ROT_PROPS = ("rot_0", "rot_1", "rot_2", "rot_3")
+MEANS_PROPS = ('x', 'y', 'z')
+NORMAL_PROPS = ('nx', 'ny', 'nz')
+DC_PROPS = ('f_dc_0', 'f_dc_1', 'f_dc_2')
+OPACITY_PROP = 'opacity'
+SCALE_PROPS = ('scale_0', 'scale_1', 'scale_2')
+ROT_PROPS = ('rot_0', 'rot_1', 'rot_2', 'rot_3')
 REQUIRED_PROPS = MEANS_PROPS + DC_PROPS + (OPACITY_PROP,) + SCALE_PROPS + ROT_PROPS
 
 
@@ -63,15 +76,15 @@ class RawGaussians:
     def __post_init__(self) -> None:
         n = self.means.shape[0]
         expected = {
-            "means": (n, 3), "quats_raw": (n, 4), "log_scales": (n, 3), "opacity_logits": (n,)
+            'means': (n, 3), 'quats_raw': (n, 4), 'log_scales': (n, 3), 'opacity_logits': (n,)
         }
         for name, shape in expected.items():
             got = tuple(getattr(self, name).shape)
             if got != shape:
-                raise SceneFormatError(f"RawGaussians.{name}: expected shape {shape}, got {got}")
+                raise SceneFormatError(f'RawGaussians.{name}: expected shape {shape}, got {got}')
         if self.sh.dim() != 3 or self.sh.shape[0] != n or self.sh.shape[2] != 3:
             raise SceneFormatError(
-                f"RawGaussians.sh: expected shape ({n}, K, 3), got {tuple(self.sh.shape)}"
+                f'RawGaussians.sh: expected shape ({n}, K, 3), got {tuple(self.sh.shape)}'
             )
         sh_degree_for(self.sh.shape[1])
 
@@ -86,7 +99,7 @@ class RawGaussians:
     def device(self) -> torch.device:
         return self.means.device
 
-    def to(self, device: torch.device | str) -> "RawGaussians":
+    def to(self, device: torch.device | str) -> 'RawGaussians':
         """The same Gaussians on ``device`` (no copy when already there)."""
         return replace(self, **{f.name: getattr(self, f.name).to(device) for f in fields(self)})
 
@@ -105,7 +118,7 @@ class RawGaussians:
         )
 
     @classmethod
-    def from_gaussians(cls, gaussians: Gaussians) -> "RawGaussians":
+    def from_gaussians(cls, gaussians: Gaussians) -> 'RawGaussians':
         """Invert the activations of ``gaussians`` (opacities clamped so 0 and 1 stay finite)."""
         # float64 for the logit: near 0 and 1 float32 loses most of its digits.
         opacities = gaussians.opacities.double().clamp(_OPACITY_EPS, 1.0 - _OPACITY_EPS)
@@ -169,13 +182,13 @@ def write_ply(path: PathLike, gaussians: Union[Gaussians, RawGaussians]) -> None
     raw = (RawGaussians.from_gaussians(gaussians) if isinstance(gaussians, Gaussians)
            else gaussians)
     columns = _ply_columns(raw)
-    vertices = np.empty(len(raw), dtype=[(name, "<f4") for name in columns])
+    vertices = np.empty(len(raw), dtype=[(name, '<f4') for name in columns])
     for name, column in columns.items():
         vertices[name] = column
     path = os.fspath(path)
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    element = plyfile.PlyElement.describe(vertices, "vertex")
-    plyfile.PlyData([element], byte_order="<").write(path)
+    element = plyfile.PlyElement.describe(vertices, 'vertex')
+    plyfile.PlyData([element], byte_order='<').write(path)
 
 
 def _ply_columns(raw: RawGaussians) -> Dict[str, np.ndarray]:
@@ -183,7 +196,7 @@ def _ply_columns(raw: RawGaussians) -> Dict[str, np.ndarray]:
     n, k = len(raw), raw.sh.shape[1]
 
     def numpy(tensor: Tensor) -> np.ndarray:
-        return tensor.detach().to("cpu", torch.float32).numpy()
+        return tensor.detach().to('cpu', torch.float32).numpy()
 
     # [N, K-1, 3] -> [N, 3, K-1] -> [N, 3 * (K-1)]: channel-major, as the trainer writes it.
     f_rest = numpy(raw.sh[:, 1:].transpose(1, 2).reshape(n, 3 * (k - 1)))
@@ -191,7 +204,7 @@ def _ply_columns(raw: RawGaussians) -> Dict[str, np.ndarray]:
         (MEANS_PROPS, numpy(raw.means)),
         (NORMAL_PROPS, np.zeros((n, 3), dtype=np.float32)),
         (DC_PROPS, numpy(raw.sh[:, 0])),
-        (tuple(f"f_rest_{i}" for i in range(3 * (k - 1))), f_rest),
+        (tuple(f'f_rest_{i}' for i in range(3 * (k - 1))), f_rest),
         ((OPACITY_PROP,), numpy(raw.opacity_logits).reshape(n, 1)),
         (SCALE_PROPS, numpy(raw.log_scales)),
         (ROT_PROPS, numpy(raw.quats_raw)),
@@ -201,7 +214,7 @@ def _ply_columns(raw: RawGaussians) -> Dict[str, np.ndarray]:
 
 def _read_plydata(path: str) -> plyfile.PlyData:
     if not os.path.isfile(path):
-        raise SceneFormatError(f"{path}: PLY file not found")
+        raise SceneFormatError(f'{path}: PLY file not found')
     try:
         # mmap=False: read everything now, so a truncated body fails here and the file is
         # not kept mapped after loading.
@@ -210,18 +223,18 @@ def _read_plydata(path: str) -> plyfile.PlyData:
     # UnicodeDecodeError, ValueError, EOFError, ...); all mean "not a readable PLY".
     except Exception as exc:
         raise SceneFormatError(
-            f"{path}: not a readable PLY file (truncated or malformed): {exc}"
+            f'{path}: not a readable PLY file (truncated or malformed): {exc}'
         ) from exc
 
 
 def _vertex_element(path: str, ply: plyfile.PlyData) -> plyfile.PlyElement:
     names = [element.name for element in ply.elements]
-    if "vertex" not in names:
+    if 'vertex' not in names:
         raise SceneFormatError(
             f"{path}: no 'vertex' element (found {names}); expected a 3DGS PLY whose "
             "'vertex' element holds the Gaussians"
         )
-    return ply["vertex"]
+    return ply['vertex']
 
 
 def _f_rest_names(path: str, vertex: plyfile.PlyElement) -> Tuple[str, ...]:
@@ -234,14 +247,14 @@ def _f_rest_names(path: str, vertex: plyfile.PlyElement) -> Tuple[str, ...]:
     if degree is None:
         raise SceneFormatError(
             f"{path}: {count} 'f_rest_*' properties; expected 3 * ((d + 1)^2 - 1) for an SH "
-            "degree d (0, 9, 24 or 45 for degrees 0..3)"
+            'degree d (0, 9, 24 or 45 for degrees 0..3)'
         )
-    rest = tuple(f"f_rest_{i}" for i in range(count))
+    rest = tuple(f'f_rest_{i}' for i in range(count))
     missing = [name for name in REQUIRED_PROPS + rest if name not in present]
     if missing:
         raise SceneFormatError(
             f"{path}: 'vertex' element lacks properties {missing}; expected "
-            f"{list(REQUIRED_PROPS)} and f_rest_0..f_rest_{count - 1}"
+            f'{list(REQUIRED_PROPS)} and f_rest_0..f_rest_{count - 1}'
         )
     return rest
 

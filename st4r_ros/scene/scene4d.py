@@ -1,16 +1,29 @@
+# Copyright 2026 The st4r_ros Authors
+#
+# Licensed under the Apache License, Version 2.0 (the "License");
+# you may not use this file except in compliance with the License.
+# You may obtain a copy of the License at
+#
+#     http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS,
+# WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+# See the License for the specific language governing permissions and
+# limitations under the License.
+
 """Scene4D: what exists where and when, whatever file format it came from."""
 
 from __future__ import annotations
 
 import abc
-import math
 from dataclasses import dataclass, field
+import math
 from typing import List, Optional, Tuple
-
-import torch
 
 from st4r_ros.errors import TimeRangeError
 from st4r_ros.scene.gaussians import Gaussians
+import torch
 
 
 @dataclass(frozen=True)
@@ -33,9 +46,9 @@ def check_time(t: float) -> float:
     try:
         value = float(t)
     except (TypeError, ValueError):
-        raise TimeRangeError(f"time: expected a number in [0, 1], got {t!r}") from None
+        raise TimeRangeError(f'time: expected a number in [0, 1], got {t!r}') from None
     if not math.isfinite(value) or not 0.0 <= value <= 1.0:
-        raise TimeRangeError(f"time: expected a normalised scene time in [0, 1], got {t!r}")
+        raise TimeRangeError(f'time: expected a normalised scene time in [0, 1], got {t!r}')
     return value
 
 
@@ -58,7 +71,7 @@ class Scene4D(abc.ABC):
     def _at(self, t: float, device: torch.device) -> Gaussians:
         """The Gaussians at validated time ``t`` on ``device``."""
 
-    def at(self, t: float, device: torch.device | str = "cpu") -> Gaussians:
+    def at(self, t: float, device: torch.device | str = 'cpu') -> Gaussians:
         """The activated Gaussians at normalised time ``t`` on ``device``."""
         t = check_time(t)
         device = torch.device(device)

@@ -1,3 +1,17 @@
+# Copyright 2026 The st4r_ros Authors
+#
+# Licensed under the Apache License, Version 2.0 (the "License");
+# you may not use this file except in compliance with the License.
+# You may obtain a copy of the License at
+#
+#     http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS,
+# WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+# See the License for the specific language governing permissions and
+# limitations under the License.
+
 """Synthetic dynamic scenes with ground truth: the test bed of the referring and temporal parts.
 
 A scene is a table of flat Gaussians (instance id -1) with objects on it, each a cloud of
@@ -47,43 +61,42 @@ bytes, another seed another layout, look, timing and Gaussians.
 
 from __future__ import annotations
 
+from dataclasses import asdict, dataclass, fields
 import json
 import math
-from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
-import torch
 from PIL import Image
-from torch import Tensor
-
 from st4r_ros.errors import SceneFormatError
 from st4r_ros.render.api import render
 from st4r_ros.render.camera import Camera
 from st4r_ros.render.images import save_png
 from st4r_ros.scene.bundle import save_bundle
-from st4r_ros.scene.gaussians import SH_C0, Gaussians
+from st4r_ros.scene.gaussians import Gaussians, SH_C0
 from st4r_ros.scene.keyframes import Keyframe
+import torch
+from torch import Tensor
 
 PALETTE: Dict[str, Tuple[float, float, float]] = {
-    "red": (0.85, 0.12, 0.10),
-    "green": (0.15, 0.65, 0.20),
-    "blue": (0.12, 0.25, 0.85),
-    "yellow": (0.95, 0.85, 0.10),
-    "orange": (0.95, 0.50, 0.08),
-    "purple": (0.55, 0.20, 0.70),
-    "cyan": (0.10, 0.75, 0.80),
-    "pink": (0.95, 0.45, 0.65),
-    "white": (0.95, 0.95, 0.95),
-    "black": (0.08, 0.08, 0.08),
+    'red': (0.85, 0.12, 0.10),
+    'green': (0.15, 0.65, 0.20),
+    'blue': (0.12, 0.25, 0.85),
+    'yellow': (0.95, 0.85, 0.10),
+    'orange': (0.95, 0.50, 0.08),
+    'purple': (0.55, 0.20, 0.70),
+    'cyan': (0.10, 0.75, 0.80),
+    'pink': (0.95, 0.45, 0.65),
+    'white': (0.95, 0.95, 0.95),
+    'black': (0.08, 0.08, 0.08),
 }
 TABLE_RGB = (0.55, 0.42, 0.30)  # wood, kept out of the palette so objects stand out
-SHAPES = ("sphere", "cube", "cylinder", "torus")
+SHAPES = ('sphere', 'cube', 'cylinder', 'torus')
 # Size word -> half width of the object in metres (sphere radius, cube half side, ...).
-SIZES = {"small": 0.14, "medium": 0.18, "large": 0.22}
-ROLES = ("twin", "twin", "mover", "rotator", "squasher", "splitter", "vanisher")
-MOTION_EVENTS = ("moving", "rotating", "squashed", "splitting", "disappearing", "appearing")
+SIZES = {'small': 0.14, 'medium': 0.18, 'large': 0.22}
+ROLES = ('twin', 'twin', 'mover', 'rotator', 'squasher', 'splitter', 'vanisher')
+MOTION_EVENTS = ('moving', 'rotating', 'squashed', 'splitting', 'disappearing', 'appearing')
 # Slots on the table are this far apart; large enough for a turning large cube (reach
 # 0.22 * sqrt 2) beside a split object (reach 0.22 + half the gap).
 SLOT_SPACING = 0.7
@@ -113,22 +126,22 @@ class SyntheticConfig:
     sh_degree: int = 0
 
     def __post_init__(self) -> None:
-        minimums = {"num_objects": len(ROLES), "gaussians_per_object": 16, "table_gaussians": 0,
-                    "num_frames": 2, "train_cameras_per_frame": 0, "novel_cameras_per_frame": 0,
-                    "width": 8, "height": 8, "sh_degree": 0}
+        minimums = {'num_objects': len(ROLES), 'gaussians_per_object': 16, 'table_gaussians': 0,
+                    'num_frames': 2, 'train_cameras_per_frame': 0, 'novel_cameras_per_frame': 0,
+                    'width': 8, 'height': 8, 'sh_degree': 0}
         for name, low in minimums.items():
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < low:
                 raise SceneFormatError(f"synthetic option '{name}': expected an integer >= {low}, "
-                                       f"got {value!r}")
+                                       f'got {value!r}')
         if self.num_objects > MAX_OBJECTS or self.sh_degree > 3:
-            raise SceneFormatError(f"synthetic options: expected num_objects <= {MAX_OBJECTS} and "
-                                   f"sh_degree <= 3, got {self.num_objects}, {self.sh_degree}")
+            raise SceneFormatError(f'synthetic options: expected num_objects <= {MAX_OBJECTS} and '
+                                   f'sh_degree <= 3, got {self.num_objects}, {self.sh_degree}')
         numbers = all(isinstance(v, (int, float)) and not isinstance(v, bool)
                       for v in (self.duration_s, self.fov_x_deg))
         if not (numbers and self.duration_s > 0 and 0 < self.fov_x_deg < 180):
-            raise SceneFormatError(f"synthetic options: expected duration_s > 0 and fov_x_deg in "
-                                   f"(0, 180), got {self.duration_s!r}, {self.fov_x_deg!r}")
+            raise SceneFormatError(f'synthetic options: expected duration_s > 0 and fov_x_deg in '
+                                   f'(0, 180), got {self.duration_s!r}, {self.fov_x_deg!r}')
 
 
 @dataclass(frozen=True)
@@ -252,24 +265,24 @@ def write_synthetic(
     """
     out = Path(out_dir)
     scene = generate_synthetic(seed, config)
-    metadata = {"generator": "st4r_ros.scene.synthetic", "seed": seed,
-                "config": asdict(scene.config), "objects": "../objects.json"}
-    save_bundle(out / "scene", scene.keyframes, scene.config.duration_s, metadata,
-                interpolation="linear")
-    cameras: Dict[str, List[Dict]] = {"train": [], "novel": []}
+    metadata = {'generator': 'st4r_ros.scene.synthetic', 'seed': seed,
+                'config': asdict(scene.config), 'objects': '../objects.json'}
+    save_bundle(out / 'scene', scene.keyframes, scene.config.duration_s, metadata,
+                interpolation='linear')
+    cameras: Dict[str, List[Dict]] = {'train': [], 'novel': []}
     for view in progress(scene.views):
         gaussians = scene.keyframes[view.frame][1]
         rgb, labels = render_ground_truth(gaussians, view.camera, scene.num_instances)
-        mask_path = f"masks/{view.split}/{view.name}.png"
-        image_path = f"images/{view.split}/{view.name}.png"
+        mask_path = f'masks/{view.split}/{view.name}.png'
+        image_path = f'images/{view.split}/{view.name}.png'
         _save_labels(out / mask_path, labels)
         save_png(out / image_path, rgb)
-        cameras[view.split].append({"name": view.name, "frame": view.frame, "time": view.time,
-                                    "camera": view.camera.to_json(), "mask": mask_path,
-                                    "image": image_path})
-    _write_json(out / "cameras.json", {"format": "st4r-synthetic-cameras", "version": 1,
-                                       "mask_background": 0, **cameras})
-    _write_json(out / "objects.json", _objects_document(scene))
+        cameras[view.split].append({'name': view.name, 'frame': view.frame, 'time': view.time,
+                                    'camera': view.camera.to_json(), 'mask': mask_path,
+                                    'image': image_path})
+    _write_json(out / 'cameras.json', {'format': 'st4r-synthetic-cameras', 'version': 1,
+                                       'mask_background': 0, **cameras})
+    _write_json(out / 'objects.json', _objects_document(scene))
     return scene
 
 
@@ -282,11 +295,11 @@ def synth_main(out: str | Path, seed: int = 0, **options) -> SyntheticScene:
     unknown = sorted(set(options) - known)
     if unknown:
         raise SceneFormatError(
-            f"synthetic options: unknown {unknown}; expected some of {sorted(known)}"
+            f'synthetic options: unknown {unknown}; expected some of {sorted(known)}'
         )
     config = SyntheticConfig(**options)
     return write_synthetic(out, seed, config,
-                           progress=lambda views: track(views, description="rendering masks"))
+                           progress=lambda views: track(views, description='rendering masks'))
 
 
 # ---- layout and objects -------------------------------------------------------------------
@@ -307,10 +320,10 @@ def _table_layout(num_objects: int) -> Tuple[List[Tuple[float, float]], Tuple[fl
 def _make_objects(rng: np.random.Generator, config: SyntheticConfig,
                   slots: List[Tuple[float, float]]) -> List[_Object]:
     """Objects sorted by id; ids are a seeded permutation of 1..K over ROLES + extras."""
-    roles = list(ROLES) + ["static"] * (config.num_objects - len(ROLES))
+    roles = list(ROLES) + ['static'] * (config.num_objects - len(ROLES))
     twin_look, *looks = _looks(rng, len(roles) - 1)
     # The rotator (roles[3], looks[1]) takes the first cube look: a cube shows its turn.
-    cube = next(i for i, look in enumerate(looks) if look[0] == "cube")
+    cube = next(i for i, look in enumerate(looks) if look[0] == 'cube')
     looks.insert(1, looks.pop(cube))
     looks = [twin_look, twin_look] + looks
     placement = _placement(rng, roles, slots)
@@ -346,24 +359,24 @@ def _placement(rng: np.random.Generator, roles: List[str], slots: List[Tuple[flo
                   if math.isclose(math.dist(s, mover_slot), SLOT_SPACING, rel_tol=1e-6)]
     destination = neighbours[int(rng.integers(len(neighbours)))]
     free.remove(destination)
-    return [(mover_slot, destination) if role == "mover" else (free.pop(), None) for role in roles]
+    return [(mover_slot, destination) if role == 'mover' else (free.pop(), None) for role in roles]
 
 
 def _schedule(rng: np.random.Generator, role: str) -> Dict[str, float]:
     """Normalised-time windows of the role's change, and its amount."""
-    if role in ("twin", "static"):
+    if role in ('twin', 'static'):
         return {}
-    if role == "vanisher":
+    if role == 'vanisher':
         start = rng.uniform(0.15, 0.35)
         gone = start + 0.1 + rng.uniform(0.2, 0.3)
-        return {"out_start": start, "out_end": start + 0.1, "in_start": gone, "in_end": gone + 0.1}
-    if role == "splitter":
+        return {'out_start': start, 'out_end': start + 0.1, 'in_start': gone, 'in_end': gone + 0.1}
+    if role == 'splitter':
         start = rng.uniform(0.3, 0.5)
-        return {"start": start, "end": start + rng.uniform(0.2, 0.3)}
+        return {'start': start, 'end': start + rng.uniform(0.2, 0.3)}
     start = rng.uniform(0.1, 0.4)
-    window = {"start": start, "end": start + rng.uniform(0.25, 0.4)}
-    if role == "rotator":
-        window["angle"] = float(rng.choice([-1.0, 1.0]) * rng.uniform(math.pi / 3, math.pi))
+    window = {'start': start, 'end': start + rng.uniform(0.25, 0.4)}
+    if role == 'rotator':
+        window['angle'] = float(rng.choice([-1.0, 1.0]) * rng.uniform(math.pi / 3, math.pi))
     return window
 
 
@@ -419,7 +432,7 @@ def _torus(rng: np.random.Generator, size: float, n: int) -> Tuple[np.ndarray, f
     return points, 4 * math.pi ** 2 * R * r, r
 
 
-_SAMPLERS = {"sphere": _sphere, "cube": _cube, "cylinder": _cylinder, "torus": _torus}
+_SAMPLERS = {'sphere': _sphere, 'cube': _cube, 'cylinder': _cylinder, 'torus': _torus}
 
 
 def _table_gaussians(rng: np.random.Generator, config: SyntheticConfig,
@@ -453,31 +466,31 @@ def _state(obj: _Object, u: float) -> _State:
     """Where ``obj`` is and what it does at normalised time ``u``; an event holds strictly
     inside its window (the object has not started or has finished changing at the bounds)."""
     s, events = obj.schedule, []
-    inside = obj.role not in ("twin", "static", "vanisher") and s["start"] < u < s["end"]
+    inside = obj.role not in ('twin', 'static', 'vanisher') and s['start'] < u < s['end']
     x, y = obj.slot
     yaw, height, gap, opacity = 0.0, 1.0, 0.0, 1.0
-    if obj.role == "mover":
-        p = _smoothstep(u, s["start"], s["end"])
+    if obj.role == 'mover':
+        p = _smoothstep(u, s['start'], s['end'])
         x, y = (1 - p) * np.asarray(obj.slot) + p * np.asarray(obj.destination)
-        events += ["moving"] if inside else []
-    elif obj.role == "rotator":
-        yaw = s["angle"] * _smoothstep(u, s["start"], s["end"])
-        events += ["rotating"] if inside else []
-    elif obj.role == "squasher":
-        progress = min(max((u - s["start"]) / (s["end"] - s["start"]), 0.0), 1.0)
+        events += ['moving'] if inside else []
+    elif obj.role == 'rotator':
+        yaw = s['angle'] * _smoothstep(u, s['start'], s['end'])
+        events += ['rotating'] if inside else []
+    elif obj.role == 'squasher':
+        progress = min(max((u - s['start']) / (s['end'] - s['start']), 0.0), 1.0)
         height = 1.0 - SQUASH_DEPTH * math.sin(math.pi * progress)
-        events += ["squashed"] if inside else []
-    elif obj.role == "splitter":
-        gap = MAX_SPLIT_GAP * _smoothstep(u, s["start"], s["end"])
-        events += ["splitting"] if inside else ["split"] if u >= s["end"] else []
-    elif obj.role == "vanisher":
-        opacity = 1.0 - _smoothstep(u, s["out_start"], s["out_end"]) + _smoothstep(
-            u, s["in_start"], s["in_end"])
-        events += ["disappearing"] if s["out_start"] < u < s["out_end"] else []
-        events += ["invisible"] if opacity == 0.0 else []
-        events += ["appearing"] if s["in_start"] < u < s["in_end"] else []
+        events += ['squashed'] if inside else []
+    elif obj.role == 'splitter':
+        gap = MAX_SPLIT_GAP * _smoothstep(u, s['start'], s['end'])
+        events += ['splitting'] if inside else ['split'] if u >= s['end'] else []
+    elif obj.role == 'vanisher':
+        opacity = 1.0 - _smoothstep(u, s['out_start'], s['out_end']) + _smoothstep(
+            u, s['in_start'], s['in_end'])
+        events += ['disappearing'] if s['out_start'] < u < s['out_end'] else []
+        events += ['invisible'] if opacity == 0.0 else []
+        events += ['appearing'] if s['in_start'] < u < s['in_end'] else []
     if not set(events) & set(MOTION_EVENTS):
-        events.append("static")
+        events.append('static')
     position = np.array([x, y, obj.template.half_height * height])
     return _State(position, yaw, height, gap, opacity, events)
 
@@ -544,7 +557,7 @@ def _train_views(config: SyntheticConfig, times: List[float], radius: float) -> 
         for j in range(n):
             azimuth = 2 * math.pi * (j + f * golden) / n
             elevation = math.radians(TRAIN_ELEVATIONS_DEG[(f + j) % 2])
-            views.append(CameraView(f"train_f{f:03d}_c{j}", "train", f, u,
+            views.append(CameraView(f'train_f{f:03d}_c{j}', 'train', f, u,
                                     _orbit_camera(config, azimuth, elevation, radius)))
     return views
 
@@ -559,7 +572,7 @@ def _novel_views(rng: np.random.Generator, config: SyntheticConfig, times: List[
             azimuth = rng.uniform(0, 2 * math.pi)
             elevation = math.radians(rng.uniform(10.0, 60.0))
             camera = _orbit_camera(config, azimuth, elevation, radius * rng.uniform(0.8, 1.25))
-            views.append(CameraView(f"novel_f{f:03d}_c{j}", "novel", f, u, camera))
+            views.append(CameraView(f'novel_f{f:03d}_c{j}', 'novel', f, u, camera))
     return views
 
 
@@ -569,17 +582,17 @@ def _novel_views(rng: np.random.Generator, config: SyntheticConfig, times: List[
 def _object_entry(obj: _Object, states: List[_State], times: List[float]) -> Dict:
     """objects.json entry: identity, look, per-frame state and event spans."""
     frames = [
-        {"frame": f, "time": u, "position": [_r(v) for v in st.position],
-         "yaw_deg": _r(math.degrees(st.yaw)), "height_scale": _r(st.height_scale),
-         "split_gap": _r(st.split_gap), "opacity_scale": _r(st.opacity_scale),
-         "visible": st.opacity_scale > 0, "events": st.events}
+        {'frame': f, 'time': u, 'position': [_r(v) for v in st.position],
+         'yaw_deg': _r(math.degrees(st.yaw)), 'height_scale': _r(st.height_scale),
+         'split_gap': _r(st.split_gap), 'opacity_scale': _r(st.opacity_scale),
+         'visible': st.opacity_scale > 0, 'events': st.events}
         for f, (u, st) in enumerate(zip(times, states))
     ]
-    return {"id": obj.id, "name": f"{obj.colour} {obj.shape}", "shape": obj.shape,
-            "colour": obj.colour, "rgb": list(PALETTE[obj.colour]), "size": obj.size,
-            "size_m": SIZES[obj.size], "role": obj.role, "look_alikes": [],
-            "num_gaussians": len(obj.template.points), "frames": frames,
-            "spans": _spans(states, times)}
+    return {'id': obj.id, 'name': f'{obj.colour} {obj.shape}', 'shape': obj.shape,
+            'colour': obj.colour, 'rgb': list(PALETTE[obj.colour]), 'size': obj.size,
+            'size_m': SIZES[obj.size], 'role': obj.role, 'look_alikes': [],
+            'num_gaussians': len(obj.template.points), 'frames': frames,
+            'spans': _spans(states, times)}
 
 
 def _spans(states: List[_State], times: List[float]) -> List[Dict]:
@@ -592,31 +605,31 @@ def _spans(states: List[_State], times: List[float]) -> List[Dict]:
             if holds and start is None:
                 start = f
             if not holds and start is not None:
-                spans.append({"event": event, "start_frame": start, "end_frame": f - 1,
-                              "start_time": times[start], "end_time": times[f - 1]})
+                spans.append({'event': event, 'start_frame': start, 'end_frame': f - 1,
+                              'start_time': times[start], 'end_time': times[f - 1]})
                 start = None
-    return sorted(spans, key=lambda span: (span["start_frame"], span["event"]))
+    return sorted(spans, key=lambda span: (span['start_frame'], span['event']))
 
 
 def _link_look_alikes(entries: List[Dict]) -> None:
     """Fill each entry's look_alikes: ids of the other objects of the same shape, colour, size."""
     def look(entry: Dict) -> Tuple[str, str, str]:
-        return entry["shape"], entry["colour"], entry["size"]
+        return entry['shape'], entry['colour'], entry['size']
 
     by_look: Dict[Tuple, List[int]] = {}
     for entry in entries:
-        by_look.setdefault(look(entry), []).append(entry["id"])
+        by_look.setdefault(look(entry), []).append(entry['id'])
     for entry in entries:
-        entry["look_alikes"] = [i for i in by_look[look(entry)] if i != entry["id"]]
+        entry['look_alikes'] = [i for i in by_look[look(entry)] if i != entry['id']]
 
 
 def _objects_document(scene: SyntheticScene) -> Dict:
-    return {"format": "st4r-synthetic-objects", "version": 1, "seed": scene.seed,
-            "num_frames": scene.config.num_frames, "duration_s": scene.config.duration_s,
-            "frame_times": [u for u, _ in scene.keyframes],
-            "background": {"instance_id": -1, "name": "table", "mask_value": 0},
-            "events": list(MOTION_EVENTS) + ["split", "invisible", "static"],
-            "objects": scene.objects}
+    return {'format': 'st4r-synthetic-objects', 'version': 1, 'seed': scene.seed,
+            'num_frames': scene.config.num_frames, 'duration_s': scene.config.duration_s,
+            'frame_times': [u for u, _ in scene.keyframes],
+            'background': {'instance_id': -1, 'name': 'table', 'mask_value': 0},
+            'events': list(MOTION_EVENTS) + ['split', 'invisible', 'static'],
+            'objects': scene.objects}
 
 
 def _r(value: float) -> float:

@@ -1,3 +1,17 @@
+# Copyright 2026 The st4r_ros Authors
+#
+# Licensed under the Apache License, Version 2.0 (the "License");
+# you may not use this file except in compliance with the License.
+# You may obtain a copy of the License at
+#
+#     http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS,
+# WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+# See the License for the specific language governing permissions and
+# limitations under the License.
+
 """Language for the synthetic scenes: training captions and a held-out benchmark, with answers
 known exactly from the generator's ground truth (objects.json, cameras.json, masks).
 
@@ -66,44 +80,34 @@ synthetic folder). Deterministic for a seed.
 
 from __future__ import annotations
 
-import json
-import math
-import shutil
 from dataclasses import dataclass, replace
 from itertools import combinations
+import json
+import math
 from pathlib import Path
+import shutil
 from typing import Any, Callable, Dict, List, Optional, Sequence, Set, Tuple
 
 import numpy as np
-
 from st4r_ros.errors import CameraError, SupervisionFormatError
 from st4r_ros.render.camera import Camera
 from st4r_ros.scene.synthetic import PALETTE, SHAPES, SIZES, SLOT_SPACING
-from st4r_ros.supervision.format import (
-    Benchmark,
-    Caption,
-    Expression,
-    InstanceCaptions,
-    Supervision,
-    SupervisionView,
-    load_benchmark,
-    load_supervision,
-    save_benchmark,
-    save_supervision,
-)
+from st4r_ros.supervision.format import (Benchmark, Caption, Expression, InstanceCaptions,
+                                         load_benchmark, load_supervision, save_benchmark,
+                                         save_supervision, Supervision, SupervisionView)
 
-KINDS = ("appearance", "attribute", "spatial", "relation-only")
+KINDS = ('appearance', 'attribute', 'spatial', 'relation-only')
 APPEARANCE, ATTRIBUTE, SPATIAL, RELATION_ONLY = KINDS
-LEFT_OF, RIGHT_OF, IN_FRONT_OF, BEHIND = "left_of", "right_of", "in_front_of", "behind"
-NEXT_TO, NEAREST_TO, BETWEEN = "next_to", "nearest_to", "between"
-LEFTMOST, RIGHTMOST, FRONTMOST, REARMOST = "leftmost", "rightmost", "frontmost", "rearmost"
+LEFT_OF, RIGHT_OF, IN_FRONT_OF, BEHIND = 'left_of', 'right_of', 'in_front_of', 'behind'
+NEXT_TO, NEAREST_TO, BETWEEN = 'next_to', 'nearest_to', 'between'
+LEFTMOST, RIGHTMOST, FRONTMOST, REARMOST = 'leftmost', 'rightmost', 'frontmost', 'rearmost'
 # (axis, sign): the side's direction in the world frame (module doc, "Spatial convention").
 SIDE_OF = {LEFT_OF: (0, -1.0), RIGHT_OF: (0, 1.0), IN_FRONT_OF: (1, -1.0), BEHIND: (1, 1.0)}
 EXTREME = {LEFTMOST: (0, -1.0), RIGHTMOST: (0, 1.0), FRONTMOST: (1, -1.0), REARMOST: (1, 1.0)}
 SPATIAL_FRAME = {
-    "viewer": "at the table's front edge (-y side), looking along +y, z up",
-    "left": [-1, 0, 0], "right": [1, 0, 0], "front": [0, -1, 0], "behind": [0, 1, 0],
-    "up": [0, 0, 1],
+    'viewer': "at the table's front edge (-y side), looking along +y, z up",
+    'left': [-1, 0, 0], 'right': [1, 0, 0], 'front': [0, -1, 0], 'behind': [0, 1, 0],
+    'up': [0, 0, 1],
 }
 # Margins in metres, tied to the generator's slot grid: static objects sit 0 or >= one slot
 # apart, so only an object in transit can come near a margin (and then no relation is said).
@@ -114,7 +118,7 @@ NEAREST_MARGIN = 0.2 * SLOT_SPACING
 # the benchmark.
 TRAINING_QUOTA = {APPEARANCE: 1, ATTRIBUTE: 1, SPATIAL: 2, RELATION_ONLY: 2}
 EVALUATION_QUOTA = {APPEARANCE: 1, ATTRIBUTE: 2, SPATIAL: 2, RELATION_ONLY: 2}
-GENERATOR = "st4r_ros.supervision.synthetic_language"
+GENERATOR = 'st4r_ros.supervision.synthetic_language'
 
 
 @dataclass(frozen=True)
@@ -136,49 +140,49 @@ TRAINING_WORDS = Words(
     shapes={shape: (shape,) for shape in SHAPES},
     plurals={},
     sizes={size: (size,) for size in SIZES},
-    properties={"sphere": ("round",), "cube": ("flat-faced",), "cylinder": ("pillar-like",),
-                "torus": ("hollow-centred",)},
-    generic=("object",),
+    properties={'sphere': ('round',), 'cube': ('flat-faced',), 'cylinder': ('pillar-like',),
+                'torus': ('hollow-centred',)},
+    generic=('object',),
     relations={
-        LEFT_OF: ("to the left of {0}",), RIGHT_OF: ("to the right of {0}",),
-        IN_FRONT_OF: ("in front of {0}",), BEHIND: ("behind {0}",), NEXT_TO: ("next to {0}",),
-        NEAREST_TO: ("nearest to {0}",), BETWEEN: ("between {0} and {1}",),
-        LEFTMOST: ("leftmost",), RIGHTMOST: ("rightmost",), FRONTMOST: ("frontmost",),
-        REARMOST: ("rearmost",),
+        LEFT_OF: ('to the left of {0}',), RIGHT_OF: ('to the right of {0}',),
+        IN_FRONT_OF: ('in front of {0}',), BEHIND: ('behind {0}',), NEXT_TO: ('next to {0}',),
+        NEAREST_TO: ('nearest to {0}',), BETWEEN: ('between {0} and {1}',),
+        LEFTMOST: ('leftmost',), RIGHTMOST: ('rightmost',), FRONTMOST: ('frontmost',),
+        REARMOST: ('rearmost',),
     },
 )
 
 EVALUATION_WORDS = Words(
     colours={
-        "red": ("red", "crimson", "scarlet"), "green": ("green", "emerald", "grass-green"),
-        "blue": ("blue", "cobalt", "royal-blue"), "yellow": ("yellow", "golden", "lemon"),
-        "orange": ("orange", "tangerine", "amber"), "purple": ("purple", "violet", "amethyst"),
-        "cyan": ("cyan", "turquoise", "aqua"), "pink": ("pink", "rose", "blush"),
-        "white": ("white", "ivory", "snow-white"), "black": ("black", "jet-black", "ebony"),
+        'red': ('red', 'crimson', 'scarlet'), 'green': ('green', 'emerald', 'grass-green'),
+        'blue': ('blue', 'cobalt', 'royal-blue'), 'yellow': ('yellow', 'golden', 'lemon'),
+        'orange': ('orange', 'tangerine', 'amber'), 'purple': ('purple', 'violet', 'amethyst'),
+        'cyan': ('cyan', 'turquoise', 'aqua'), 'pink': ('pink', 'rose', 'blush'),
+        'white': ('white', 'ivory', 'snow-white'), 'black': ('black', 'jet-black', 'ebony'),
     },
-    shapes={"sphere": ("ball", "orb"), "cube": ("box", "block"),
-            "cylinder": ("can", "tube", "canister"), "torus": ("ring", "donut", "doughnut")},
-    plurals={"ball": "balls", "orb": "orbs", "box": "boxes", "block": "blocks", "can": "cans",
-             "tube": "tubes", "canister": "canisters", "ring": "rings", "donut": "donuts",
-             "doughnut": "doughnuts"},
-    sizes={"small": ("little",), "medium": ("mid-sized",), "large": ("big",)},
-    properties={"sphere": ("ball-shaped",), "cube": ("box-shaped",), "cylinder": ("can-shaped",),
-                "torus": ("ring-shaped", "donut-shaped")},
-    generic=("thing", "item", "one"),
+    shapes={'sphere': ('ball', 'orb'), 'cube': ('box', 'block'),
+            'cylinder': ('can', 'tube', 'canister'), 'torus': ('ring', 'donut', 'doughnut')},
+    plurals={'ball': 'balls', 'orb': 'orbs', 'box': 'boxes', 'block': 'blocks', 'can': 'cans',
+             'tube': 'tubes', 'canister': 'canisters', 'ring': 'rings', 'donut': 'donuts',
+             'doughnut': 'doughnuts'},
+    sizes={'small': ('little',), 'medium': ('mid-sized',), 'large': ('big',)},
+    properties={'sphere': ('ball-shaped',), 'cube': ('box-shaped',), 'cylinder': ('can-shaped',),
+                'torus': ('ring-shaped', 'donut-shaped')},
+    generic=('thing', 'item', 'one'),
     relations={
-        LEFT_OF: ("further left than {0}", "on the left-hand side of {0}"),
-        RIGHT_OF: ("further right than {0}", "on the right-hand side of {0}"),
-        IN_FRONT_OF: ("closer to the front than {0}", "nearer the front than {0}"),
-        BEHIND: ("further back than {0}", "farther from the front than {0}"),
-        NEXT_TO: ("beside {0}", "adjacent to {0}"), NEAREST_TO: ("closest to {0}",),
-        BETWEEN: ("flanked by {0} and {1}", "in the middle of {0} and {1}"),
-        LEFTMOST: ("furthest to the left",), RIGHTMOST: ("furthest to the right",),
-        FRONTMOST: ("closest to the front",), REARMOST: ("furthest back",),
+        LEFT_OF: ('further left than {0}', 'on the left-hand side of {0}'),
+        RIGHT_OF: ('further right than {0}', 'on the right-hand side of {0}'),
+        IN_FRONT_OF: ('closer to the front than {0}', 'nearer the front than {0}'),
+        BEHIND: ('further back than {0}', 'farther from the front than {0}'),
+        NEXT_TO: ('beside {0}', 'adjacent to {0}'), NEAREST_TO: ('closest to {0}',),
+        BETWEEN: ('flanked by {0} and {1}', 'in the middle of {0} and {1}'),
+        LEFTMOST: ('furthest to the left',), RIGHTMOST: ('furthest to the right',),
+        FRONTMOST: ('closest to the front',), REARMOST: ('furthest back',),
     },
 )
 # Family B's comparison of a twin with the other one: "of the two ..., the one further left".
-EVALUATION_COMPARATIVES = {LEFT_OF: "further left", RIGHT_OF: "further right",
-                           IN_FRONT_OF: "closer to the front", BEHIND: "further back"}
+EVALUATION_COMPARATIVES = {LEFT_OF: 'further left', RIGHT_OF: 'further right',
+                           IN_FRONT_OF: 'closer to the front', BEHIND: 'further back'}
 
 
 @dataclass(frozen=True)
@@ -190,7 +194,7 @@ class Head:
     size: Optional[str] = None
     shape_as_property: bool = False  # "the round object" rather than "the sphere"
 
-    def fits(self, thing: "_Thing") -> bool:
+    def fits(self, thing: '_Thing') -> bool:
         return ((self.colour is None or self.colour == thing.colour)
                 and (self.shape is None or self.shape == thing.shape)
                 and (self.size is None or self.size == thing.size))
@@ -206,12 +210,12 @@ class Referent:
     anchors: Tuple[int, ...] = ()
 
     def metadata(self) -> Dict[str, Any]:
-        head: Dict[str, Any] = {k: v for k, v in (("colour", self.head.colour),
-                                                  ("shape", self.head.shape),
-                                                  ("size", self.head.size)) if v is not None}
+        head: Dict[str, Any] = {k: v for k, v in (('colour', self.head.colour),
+                                                  ('shape', self.head.shape),
+                                                  ('size', self.head.size)) if v is not None}
         if self.head.shape_as_property:
-            head["shape_as_property"] = True
-        return {"head": head, "relation": self.relation, "anchors": list(self.anchors)}
+            head['shape_as_property'] = True
+        return {'head': head, 'relation': self.relation, 'anchors': list(self.anchors)}
 
 
 @dataclass(frozen=True)
@@ -263,39 +267,39 @@ def build_synthetic_task(synthetic_dir: str | Path, seed: int = 0) -> Tuple[Path
     """Write ``synthetic_dir/bench.json`` and ``synthetic_dir/supervision/``; their paths."""
     scene = _load_scene(Path(synthetic_dir))
     holding = _holding_frames(scene)  # the costly part, shared by both
-    _write_benchmark(scene, holding, scene.root / "bench.json", seed)
-    _write_supervision(scene, holding, scene.root / "supervision", seed)
-    return scene.root / "supervision", scene.root / "bench.json"
+    _write_benchmark(scene, holding, scene.root / 'bench.json', seed)
+    _write_supervision(scene, holding, scene.root / 'supervision', seed)
+    return scene.root / 'supervision', scene.root / 'bench.json'
 
 
 def _write_supervision(scene: _Scene, holding: Dict[Referent, Tuple[int, ...]], out: Path,
                        seed: int) -> Supervision:
     rng = np.random.default_rng([seed, 0])
-    views = [_copy_mask(_view(scene, entry, f"train[{i}]"), out / "masks")
-             for i, entry in enumerate(scene.views["train"])]
+    views = [_copy_mask(_view(scene, entry, f'train[{i}]'), out / 'masks')
+             for i, entry in enumerate(scene.views['train'])]
     instances = [_training_captions(scene, thing, holding, rng) for thing in scene.things]
-    metadata = {"generator": GENERATOR, "seed": seed, "template_family": "training (A)",
-                "spatial_frame": SPATIAL_FRAME}
+    metadata = {'generator': GENERATOR, 'seed': seed, 'template_family': 'training (A)',
+                'spatial_frame': SPATIAL_FRAME}
     save_supervision(out, Supervision(views, instances, out, metadata))
     return load_supervision(out)
 
 
 def _write_benchmark(scene: _Scene, holding: Dict[Referent, Tuple[int, ...]], out: Path,
                      seed: int) -> Benchmark:
-    if not scene.views["novel"]:
+    if not scene.views['novel']:
         raise SupervisionFormatError(f"{scene.root / 'cameras.json'}: novel: expected at least "
-                                     "one held-out view for a benchmark, got none")
+                                     'one held-out view for a benchmark, got none')
     rng = np.random.default_rng([seed, 1])
-    views = [_view(scene, entry, f"novel[{i}]") for i, entry in enumerate(scene.views["novel"])]
+    views = [_view(scene, entry, f'novel[{i}]') for i, entry in enumerate(scene.views['novel'])]
     seen_frames = {view.frame for view in views}
     expressions: List[Expression] = []
     for thing in scene.things:
         for ref in _evaluation_referents(scene, thing, holding, seen_frames, rng):
             expressions.append(Expression(
-                f"e{len(expressions) + 1:04d}", _evaluation_text(scene, ref, rng), thing.id,
+                f'e{len(expressions) + 1:04d}', _evaluation_text(scene, ref, rng), thing.id,
                 _kind(scene, ref), list(holding[ref]), None, ref.metadata()))
-    metadata = {"generator": GENERATOR, "seed": seed, "template_family": "evaluation (B)",
-                "spatial_frame": SPATIAL_FRAME, "kinds": list(KINDS)}
+    metadata = {'generator': GENERATOR, 'seed': seed, 'template_family': 'evaluation (B)',
+                'spatial_frame': SPATIAL_FRAME, 'kinds': list(KINDS)}
     instances = {thing.id: thing.name for thing in scene.things}
     save_benchmark(out, Benchmark(views, expressions, instances, out.parent, metadata))
     return load_benchmark(out)
@@ -305,25 +309,25 @@ def _write_benchmark(scene: _Scene, holding: Dict[Referent, Tuple[int, ...]], ou
 
 
 def _load_scene(root: Path) -> _Scene:
-    objects = _read_document(root / "objects.json", "st4r-synthetic-objects")
-    cameras = _read_document(root / "cameras.json", "st4r-synthetic-cameras")
+    objects = _read_document(root / 'objects.json', 'st4r-synthetic-objects')
+    cameras = _read_document(root / 'cameras.json', 'st4r-synthetic-cameras')
     try:
-        times = tuple(float(u) for u in objects["frame_times"])
-        things = tuple(_thing(entry, len(times)) for entry in objects["objects"])
+        times = tuple(float(u) for u in objects['frame_times'])
+        things = tuple(_thing(entry, len(times)) for entry in objects['objects'])
     except (KeyError, TypeError, ValueError, IndexError) as err:
         raise SupervisionFormatError(f"{root / 'objects.json'}: expected st4r synthetic "
-                                     f"objects, missing or malformed field ({err!r})") from None
+                                     f'objects, missing or malformed field ({err!r})') from None
     for i, thing in enumerate(things):
-        for key, known in (("shape", SHAPES), ("colour", PALETTE), ("size", SIZES)):
+        for key, known in (('shape', SHAPES), ('colour', PALETTE), ('size', SIZES)):
             if getattr(thing, key) not in known:
                 raise SupervisionFormatError(
                     f"{root / 'objects.json'}: objects[{i}].{key}: expected one of "
-                    f"{sorted(known)}, got {getattr(thing, key)!r}")
+                    f'{sorted(known)}, got {getattr(thing, key)!r}')
     views = {}
-    for split in ("train", "novel"):
+    for split in ('train', 'novel'):
         if not isinstance(cameras.get(split), list):
             raise SupervisionFormatError(f"{root / 'cameras.json'}: {split}: expected a list "
-                                         "of views")
+                                         'of views')
         views[split] = cameras[split]
     namesakes = {t.id: tuple(o.id for o in things if o.id != t.id and o.colour == t.colour
                              and o.shape == t.shape) for t in things}
@@ -334,44 +338,44 @@ def _read_document(file: Path, expected_format: str) -> Dict:
     try:
         document = json.loads(file.read_text())
     except FileNotFoundError:
-        raise SupervisionFormatError(f"{file}: file not found (expected the output of "
-                                     "`st4r synth`)") from None
+        raise SupervisionFormatError(f'{file}: file not found (expected the output of '
+                                     '`st4r synth`)') from None
     except (OSError, ValueError) as err:
-        raise SupervisionFormatError(f"{file}: not a readable JSON file ({err})") from None
-    if not isinstance(document, dict) or document.get("format") != expected_format:
-        raise SupervisionFormatError(f"{file}: format: expected {expected_format!r}")
+        raise SupervisionFormatError(f'{file}: not a readable JSON file ({err})') from None
+    if not isinstance(document, dict) or document.get('format') != expected_format:
+        raise SupervisionFormatError(f'{file}: format: expected {expected_format!r}')
     return document
 
 
 def _thing(entry: Dict, num_frames: int) -> _Thing:
-    frames = entry["frames"]
+    frames = entry['frames']
     if len(frames) != num_frames:
         raise ValueError(f"object {entry['id']}: {len(frames)} frames, not {num_frames}")
-    xy = tuple((float(f["position"][0]), float(f["position"][1])) for f in frames)
-    return _Thing(int(entry["id"]), str(entry["name"]), entry["shape"], entry["colour"],
-                  entry["size"], xy, tuple(bool(f["visible"]) for f in frames))
+    xy = tuple((float(f['position'][0]), float(f['position'][1])) for f in frames)
+    return _Thing(int(entry['id']), str(entry['name']), entry['shape'], entry['colour'],
+                  entry['size'], xy, tuple(bool(f['visible']) for f in frames))
 
 
 def _view(scene: _Scene, entry: Any, where: str) -> SupervisionView:
     """A view of cameras.json; its mask path points into the synthetic folder."""
-    source = scene.root / "cameras.json"
+    source = scene.root / 'cameras.json'
     try:
-        camera = Camera.from_json(entry["camera"], source=f"{source}: {where}.camera")
-        return SupervisionView(str(entry["name"]), float(entry["time"]), int(entry["frame"]),
-                               camera, scene.root / entry["mask"])
+        camera = Camera.from_json(entry['camera'], source=f'{source}: {where}.camera')
+        return SupervisionView(str(entry['name']), float(entry['time']), int(entry['frame']),
+                               camera, scene.root / entry['mask'])
     except CameraError as err:
         raise SupervisionFormatError(str(err)) from None
     except (KeyError, TypeError, ValueError) as err:
-        raise SupervisionFormatError(f"{source}: {where}: expected name, time, frame, camera "
-                                     f"and mask ({err!r})") from None
+        raise SupervisionFormatError(f'{source}: {where}: expected name, time, frame, camera '
+                                     f'and mask ({err!r})') from None
 
 
 def _copy_mask(view: SupervisionView, folder: Path) -> SupervisionView:
     """The view with its mask copied into ``folder`` (a self-contained supervision folder)."""
     if not view.mask_path.is_file():
-        raise SupervisionFormatError(f"{view.mask_path}: mask of view {view.name!r} not found "
-                                     "(expected the masks written by `st4r synth`)")
-    copy = folder / f"{view.name}.png"
+        raise SupervisionFormatError(f'{view.mask_path}: mask of view {view.name!r} not found '
+                                     '(expected the masks written by `st4r synth`)')
+    copy = folder / f'{view.name}.png'
     copy.parent.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(view.mask_path, copy)
     return replace(view, mask_path=copy)
@@ -573,10 +577,10 @@ def _choose(words: Words, thing: _Thing, rng: np.random.Generator) -> _Chosen:
 
 def _head_phrase(head: Head, chosen: _Chosen) -> str:
     """[size] [property] [colour] noun, the noun generic unless the shape is named as one."""
-    parts = [chosen.size if head.size else "", chosen.prop if head.shape_as_property else "",
-             chosen.colour if head.colour else ""]
+    parts = [chosen.size if head.size else '', chosen.prop if head.shape_as_property else '',
+             chosen.colour if head.colour else '']
     noun = chosen.noun if head.shape and not head.shape_as_property else chosen.generic
-    return " ".join([p for p in parts if p] + [noun])
+    return ' '.join([p for p in parts if p] + [noun])
 
 
 def _anchor_phrases(scene: _Scene, ref: Referent, words: Words, target_words: _Chosen,
@@ -585,15 +589,15 @@ def _anchor_phrases(scene: _Scene, ref: Referent, words: Words, target_words: _C
     phrases = []
     for key in ref.anchors:
         if key in scene.namesakes[ref.target]:
-            phrases.append(f"the other {target_words.colour} {target_words.noun}")
+            phrases.append(f'the other {target_words.colour} {target_words.noun}')
         else:
             chosen = _choose(words, scene.thing(key), rng)
-            phrases.append(f"the {chosen.colour} {chosen.noun}")
+            phrases.append(f'the {chosen.colour} {chosen.noun}')
     return phrases
 
 
 def _article(phrase: str) -> str:
-    return ("an " if phrase[0] in "aeiou" else "a ") + phrase
+    return ('an ' if phrase[0] in 'aeiou' else 'a ') + phrase
 
 
 def _training_text(scene: _Scene, ref: Referent, rng: np.random.Generator) -> str:
@@ -601,12 +605,12 @@ def _training_text(scene: _Scene, ref: Referent, rng: np.random.Generator) -> st
     chosen = _choose(TRAINING_WORDS, scene.thing(ref.target), rng)
     head = _head_phrase(ref.head, chosen)
     if ref.relation is None:
-        return _one(rng, (f"the {head}", _article(head)))
+        return _one(rng, (f'the {head}', _article(head)))
     phrase = _one(rng, TRAINING_WORDS.relations[ref.relation])
     if ref.relation in EXTREME:
-        return f"the {phrase} {head}"
+        return f'the {phrase} {head}'
     anchors = _anchor_phrases(scene, ref, TRAINING_WORDS, chosen, rng)
-    return f"the {head} {phrase.format(*anchors)}"
+    return f'the {head} {phrase.format(*anchors)}'
 
 
 def _evaluation_text(scene: _Scene, ref: Referent, rng: np.random.Generator) -> str:
@@ -614,12 +618,12 @@ def _evaluation_text(scene: _Scene, ref: Referent, rng: np.random.Generator) -> 
     chosen = _choose(EVALUATION_WORDS, scene.thing(ref.target), rng)
     head = _head_phrase(ref.head, chosen)
     if ref.relation is None:
-        return _one(rng, (f"find the {head}", f"locate the {head}", f"point to the {head}",
-                          f"show me the {head}"))
+        return _one(rng, (f'find the {head}', f'locate the {head}', f'point to the {head}',
+                          f'show me the {head}'))
     if _is_twin_comparison(scene, ref) and rng.random() < 0.5:
-        return (f"of the two {chosen.colour} {EVALUATION_WORDS.plurals[chosen.noun]}, the one "
-                f"{EVALUATION_COMPARATIVES[ref.relation]}")
+        return (f'of the two {chosen.colour} {EVALUATION_WORDS.plurals[chosen.noun]}, the one '
+                f'{EVALUATION_COMPARATIVES[ref.relation]}')
     anchors = _anchor_phrases(scene, ref, EVALUATION_WORDS, chosen, rng)
     clause = _one(rng, EVALUATION_WORDS.relations[ref.relation]).format(*anchors)
-    return _one(rng, (f"the {head} that is {clause}", f"find the {head} {clause}",
-                      f"which {head} is {clause}?", f"the {head} sitting {clause}"))
+    return _one(rng, (f'the {head} that is {clause}', f'find the {head} {clause}',
+                      f'which {head} is {clause}?', f'the {head} sitting {clause}'))
