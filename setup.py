@@ -12,7 +12,8 @@
 # See the License for the specific language governing permissions and
 # limitations under the License.
 
-"""pip installation of st4r_ros: library, `st4r` CLI, training, replay and CI.
+"""
+pip installation of st4r_ros: library, `st4r` CLI, training, replay and CI.
 
 ROS builds the same sources with colcon through CMakeLists.txt (ament_cmake); see README.md.
 """

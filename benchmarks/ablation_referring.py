@@ -12,7 +12,8 @@
 # See the License for the specific language governing permissions and
 # limitations under the License.
 
-"""Ablation of the referring field on synthetic scenes (time-agnostic mIoU, novel views).
+"""
+Ablation of the referring field on synthetic scenes (time-agnostic mIoU, novel views).
 
 For each seed: generate the synthetic scene (st4r_ros.scene.synthetic, default size), build its
 training captions and held-out benchmark (st4r_ros.supervision.synthetic_language: another
@@ -73,7 +74,7 @@ def variant_config(name: str, steps: int, device: str = 'cpu'):
 
 
 def prepare(root: Path, seed: int) -> None:
-    """The synthetic scene, its supervision and benchmark under root (skipped when present)."""
+    """Write the synthetic scene, its supervision and benchmark under root (unless present)."""
     from st4r_ros.scene.synthetic import write_synthetic
     from st4r_ros.supervision.synthetic_language import build_synthetic_task
 
@@ -169,7 +170,7 @@ def _mean(values: List[float]) -> float:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    parser = argparse.ArgumentParser(description=__doc__.strip().split('\n')[0])
     parser.add_argument('--seeds', type=int, nargs='+', default=[0])
     parser.add_argument('--steps', type=int, default=1500)
     parser.add_argument('--jobs', type=int, default=1, help='variants trained at once')

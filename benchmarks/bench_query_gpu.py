@@ -12,7 +12,8 @@
 # See the License for the specific language governing permissions and
 # limitations under the License.
 
-"""Referring-query latency on a GPU, through the public QueryEngine.
+"""
+Referring-query latency on a GPU, through the public QueryEngine.
 
     python3 benchmarks/bench_query_gpu.py --out DIR [--n 300000] [--text-model FOLDER]
 
@@ -46,8 +47,8 @@ import tempfile
 import time
 from typing import Callable, Dict, List
 
-import torch
-
+# Run as a script from a checkout: st4r_ros and gpu_suite import from the repository, so the
+# imports below can only come after these lines (hence the noqa: E402).
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / 'benchmarks'))
@@ -58,13 +59,14 @@ from st4r_ros.field.model import FieldConfig, ReferringField  # noqa: E402
 from st4r_ros.render.camera import Camera  # noqa: E402
 from st4r_ros.scene.fourdgs import FourDGaussiansScene  # noqa: E402
 from st4r_ros.text import TextEncoder  # noqa: E402
+import torch  # noqa: E402
 
 EXPRESSION = 'the white sphere to the left of the red cube'
 
 
 def wall_ms(fn: Callable[[int], object], device: torch.device, iters: int,
             warmup: int = 10) -> Dict[str, float]:
-    """Synchronised wall-clock latency of fn(i) in ms: median, p99, min over ``iters``."""
+    """Measure fn(i)'s synchronised wall-clock latency in ms: median, p99, min over ``iters``."""
     for i in range(warmup):
         fn(i)
     times: List[float] = []
@@ -86,7 +88,7 @@ def sync(device: torch.device) -> None:
 
 
 def text_encoder(folder: str, device: torch.device) -> TextEncoder:
-    """The encoder in ``folder``; random weights of its architecture when it has none."""
+    """Load the encoder in ``folder``; random weights of its architecture when it has none."""
     path = Path(folder)
     if any(path.glob('*.safetensors')) or any(path.glob('*.bin')):
         return TextEncoder(path, device)
@@ -106,7 +108,7 @@ def orbit(i: int) -> Camera:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    parser = argparse.ArgumentParser(description=__doc__.strip().split('\n')[0])
     parser.add_argument('--out', default='.')
     parser.add_argument('--n', type=int, default=300_000)
     parser.add_argument('--text-model', required=True, help='encoder folder (weights optional)')

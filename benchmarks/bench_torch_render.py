@@ -12,7 +12,8 @@
 # See the License for the specific language governing permissions and
 # limitations under the License.
 
-"""Time the pure-torch rasterizer on a random but scene-like cloud of Gaussians.
+"""
+Time the pure-torch rasterizer on a random but scene-like cloud of Gaussians.
 
     python benchmarks/bench_torch_render.py --n 30000 --width 320 --height 240
 
@@ -40,7 +41,7 @@ import torch
 
 
 def random_scene(n: int, seed: int = 0) -> Gaussians:
-    """n Gaussians in front of an identity camera (z forward), [2, 8] m deep."""
+    """Draw n Gaussians in front of an identity camera (z forward), [2, 8] m deep."""
     gen = torch.Generator().manual_seed(seed)
     depth = 2.0 + 6.0 * torch.rand(n, generator=gen)
     half_fov = math.tan(math.radians(30.0))
@@ -54,13 +55,14 @@ def random_scene(n: int, seed: int = 0) -> Gaussians:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=__doc__.strip().splitlines()[0])
     parser.add_argument('--n', type=int, default=30000, help='number of Gaussians')
     parser.add_argument('--width', type=int, default=320)
     parser.add_argument('--height', type=int, default=240)
     parser.add_argument('--runs', type=int, default=7, help='timed renders (median reported)')
     parser.add_argument('--channels', type=int, default=0, help='feature channels; 0 = SH RGB')
-    parser.add_argument('--threads', type=int, default=0, help="torch threads; 0 = torch's default")
+    parser.add_argument('--threads', type=int, default=0,
+                        help="torch threads; 0 = torch's default")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)

@@ -14,7 +14,8 @@
 # See the License for the specific language governing permissions and
 # limitations under the License.
 
-"""One GPU run: correctness first, then every timing, saved as JSON and printed as a table.
+"""
+One GPU run: correctness first, then every timing, saved as JSON and printed as a table.
 
     python3 benchmarks/gpu_suite.py --out DIR      (see benchmarks/README.md)
 
@@ -58,26 +59,25 @@ import traceback
 import types
 from typing import Callable, Dict, List, Optional
 
-import torch
-import torch.nn.functional as F
-
 T0 = time.perf_counter()
 ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 # Only PLY I/O needs plyfile and the suite builds its scenes in memory: if the GPU box lacks
-# it, an empty stand-in lets st4r_ros.scene.ply import (reading a PLY would then fail).
+# it, an empty stand-in lets st4r_ros.scene.ply import (reading a PLY would then fail). The
+# imports below must come after it (and after the sys.path line above), hence noqa: E402.
 PLYFILE_STUBBED = importlib.util.find_spec('plyfile') is None
 if PLYFILE_STUBBED:
     sys.modules['plyfile'] = types.ModuleType('plyfile')
 
 from st4r_ros.render.api import render  # noqa: E402
 from st4r_ros.render.camera import Camera  # noqa: E402
-from st4r_ros.scene.deformation import DeformationConfig  # noqa: E402
-from st4r_ros.scene.deformation import DeformationNetwork
+from st4r_ros.scene.deformation import DeformationConfig, DeformationNetwork  # noqa: E402
 from st4r_ros.scene.gaussians import Gaussians  # noqa: E402
 from st4r_ros.scene.ply import RawGaussians  # noqa: E402
+import torch  # noqa: E402
+import torch.nn.functional as F  # noqa: E402
 
 FIELDS = ('means', 'log_scales', 'quats_raw', 'opacity_logits', 'sh')
 PARITY_TIMES = (0.0, 0.3, 0.77, 1.0)
@@ -88,7 +88,8 @@ REL_TOL = {'tf32': 2e-2, 'bf16': 5e-2}
 ABS_FLOOR = {'tf32': 1e-4, 'bf16': 1e-3}
 ALPHA_MIN = 1.0 / 255.0  # gsplat's per-Gaussian alpha threshold: a covered pixel has alpha >= it
 TARGETS_MS = {300_000: 2.0, 1_000_000: 4.0}  # deform + render 1-channel 640x480
-FUSED_VARIANTS = [(mlp, precision) for mlp in ('torch', 'triton') for precision in ('fp32', 'tf32', 'bf16')]
+FUSED_VARIANTS = [(mlp, precision) for mlp in ('torch', 'triton')
+                  for precision in ('fp32', 'tf32', 'bf16')]
 
 
 def log(message: str) -> None:
@@ -101,6 +102,7 @@ def log(message: str) -> None:
 
 
 class Report:
+
     def __init__(self, path: Path) -> None:
         self.path = path
         self.data: Dict = {'meta': {}, 'steps': {}, 'fused_parity': [], 'render_parity': [],
@@ -142,8 +144,9 @@ def sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def time_frames(fn: Callable[[int], object], device: torch.device, iters: int, warmup: int) -> Dict:
-    """Per-frame latency in ms of fn(i): synchronised before each frame, CUDA events around it."""
+def time_frames(fn: Callable[[int], object], device: torch.device, iters: int,
+                warmup: int) -> Dict:
+    """Time fn(i) per frame in ms: synchronised before each frame, CUDA events around it."""
     for i in range(warmup):
         fn(i)
     sync(device)
@@ -172,7 +175,7 @@ def time_frames(fn: Callable[[int], object], device: torch.device, iters: int, w
 
 
 def frame_time(i: int) -> float:
-    """A different scene time in [0, 1] every frame (golden-ratio steps: no cache hits)."""
+    """Return a different scene time in [0, 1] every frame (golden-ratio steps: no cache hits)."""
     return (0.1 + 0.6180339887 * i) % 1.0
 
 
@@ -183,7 +186,8 @@ def frame_time(i: int) -> float:
 
 def hypernerf_network(device: torch.device, seed: int = 0, delta_scale: float = 0.05,
                       name: str = 'hypernerf') -> DeformationNetwork:
-    """The HyperNeRF-config network with random weights and small deltas, aabb [-1, 1]^3.
+    """
+    Build the HyperNeRF-config network with random weights and small deltas, aabb [-1, 1]^3.
 
     Planes: spatial U(0.1, 0.5) as the public init, time planes 1 + 0.2 N(0, 1) (so that t
     matters); Linear layers torch's default init; the heads' last layers scaled by
@@ -205,7 +209,8 @@ def hypernerf_network(device: torch.device, seed: int = 0, delta_scale: float = 
                 else:
                     plane.uniform_(0.1, 0.5)
         field.grid.aabb.copy_(torch.tensor([[1.0, 1.0, 1.0], [-1.0, -1.0, -1.0]]))
-        for head in ('pos_deform', 'scales_deform', 'rotations_deform', 'opacity_deform', 'shs_deform'):
+        for head in ('pos_deform', 'scales_deform', 'rotations_deform', 'opacity_deform',
+                     'shs_deform'):
             last = getattr(field, head)[-1]
             last.weight.mul_(delta_scale)
             last.bias.mul_(delta_scale)
@@ -213,7 +218,7 @@ def hypernerf_network(device: torch.device, seed: int = 0, delta_scale: float = 
 
 
 def synthetic_canonical(n: int, device: torch.device, seed: int = 0) -> RawGaussians:
-    """n canonical Gaussians in the box [-1, 1]^3: 3-20 mm anisotropic, degree-3 SH."""
+    """Draw n canonical Gaussians in the box [-1, 1]^3: 3-20 mm anisotropic, degree-3 SH."""
     gen = torch.Generator(device=device).manual_seed(seed)
 
     def rand(*shape):
@@ -230,8 +235,11 @@ def synthetic_canonical(n: int, device: torch.device, seed: int = 0) -> RawGauss
 
 
 def make_scene(canonical: RawGaussians, network: DeformationNetwork, deformation) -> object:
-    """A FourDGaussiansScene over in-memory canonical Gaussians and network (no folder), so
-    at(t) runs the real Scene4D.at -> deform_raw -> activate path."""
+    """
+    Make a FourDGaussiansScene over in-memory canonical Gaussians and network (no folder).
+
+    Its at(t) runs the real Scene4D.at -> deform_raw -> activate path.
+    """
     from st4r_ros.scene.fourdgs import FourDGaussiansScene
 
     return FourDGaussiansScene(canonical, network, deformation_factory=lambda _: deformation)
@@ -279,7 +287,8 @@ def step_fused_parity(report: Report, device: torch.device, n: int) -> None:
                     for t in PARITY_TIMES:
                         got = fused(raw, t)
                         if precision == 'fp32' and not graph:
-                            feat_err = max(feat_err, max_abs(fused.grid_features(raw.means, t), feats[t]))
+                            feat_err = max(feat_err, max_abs(fused.grid_features(raw.means, t),
+                                                             feats[t]))
                         for field in FIELDS:
                             err = max_abs(getattr(got, field), getattr(refs[t], field))
                             delta = max_abs(getattr(refs[t], field), getattr(raw, field))
@@ -295,8 +304,9 @@ def step_fused_parity(report: Report, device: torch.device, n: int) -> None:
                     else:
                         ok = within
                     row['ok'] = ok
-                    log(f"   {label}: means {worst['means']:.1e} log_scales {worst['log_scales']:.1e} "
-                        f"quats {worst['quats_raw']:.1e} rel {max(worst_rel.values(), default=0):.1e} "
+                    log(f"   {label}: means {worst['means']:.1e} "
+                        f"log_scales {worst['log_scales']:.1e} quats {worst['quats_raw']:.1e} "
+                        f'rel {max(worst_rel.values(), default=0):.1e} '
                         f"{'OK' if ok else 'FAIL'}")
                 except Exception as exc:  # noqa: BLE001
                     row.update(ok=False, error=f'{type(exc).__name__}: {exc}',
@@ -330,19 +340,22 @@ def parity_scene(kind: str, device: torch.device, seed: int) -> Gaussians:
     quats = F.normalize(torch.randn(n, 4, generator=gen), dim=1)
     opacities = torch.sigmoid(mu + sd * torch.randn(n, generator=gen))
     sh = 0.3 * torch.randn(n, 16, 3, generator=gen)
-    return Gaussians(means=means, quats=quats, scales=scales, opacities=opacities, sh=sh).to(device)
+    return Gaussians(means=means, quats=quats, scales=scales, opacities=opacities,
+                     sh=sh).to(device)
 
 
 def parity_cameras() -> Dict[str, Camera]:
     side = look_at((0.0, -3.0, 1.0))
     offset = Camera.from_intrinsics(300.0, 340.0, 130.0, 110.0, 320, 240,
                                     world_to_cam=look_at((2.2, 1.5, 0.8)).world_to_cam)
-    close = look_at((0.3, -1.2, 0.4), width=480, height=360, fov=75.0)  # Gaussians off-screen / near
+    # close: Gaussians off-screen / near
+    close = look_at((0.3, -1.2, 0.4), width=480, height=360, fov=75.0)
     return {'640x480': side, '320x240-offset': offset, '480x360-close': close}
 
 
 def edge_mask(alpha_ref: torch.Tensor) -> torch.Tensor:
-    """Pixels within one pixel of a silhouette edge, [H, W] bool.
+    """
+    Pixels within one pixel of a silhouette edge, [H, W] bool.
 
     A pixel is covered when its accumulated alpha >= 1/255 (a Gaussian below gsplat's 1/255
     threshold contributes nothing, so coverage is exactly alpha > 0). Edge pixels are those
@@ -377,7 +390,8 @@ def step_render_parity(report: Report, device: torch.device) -> None:
     rows = report.data['render_parity']
     for s, kind in enumerate(('small-mixed', 'large-opaque', 'faint-wide')):
         gaussians = parity_scene(kind, device, seed=10 + s)
-        feature = torch.rand(len(gaussians), 1, generator=torch.Generator().manual_seed(s)).to(device)
+        feature = torch.rand(len(gaussians), 1,
+                             generator=torch.Generator().manual_seed(s)).to(device)
         for cam_name, camera in parity_cameras().items():
             for mode in ('feature1', 'rgb'):
                 features = feature if mode == 'feature1' else None
@@ -390,18 +404,23 @@ def step_render_parity(report: Report, device: torch.device) -> None:
                     out = render(gaussians, camera, features, backend='gsplat')
                     edges = edge_mask(ref.alpha)
                     row['edge_fraction'] = round(float(edges.float().mean()), 4)
-                    row['covered_fraction'] = round(float((ref.alpha >= ALPHA_MIN).float().mean()), 4)
+                    row['covered_fraction'] = round(
+                        float((ref.alpha >= ALPHA_MIN).float().mean()), 4)
                     row['image'] = diff_stats(out.image, ref.image, edges)
                     row['alpha'] = diff_stats(out.alpha, ref.alpha, edges)
                     covered = (ref.alpha[..., 0] > 0.5) & (out.alpha[..., 0] > 0.5) & ~edges
                     depth_diff = (out.depth - ref.depth).abs()[..., 0][covered]
-                    row['depth_max_where_alpha_gt_0.5'] = float(depth_diff.max()) if depth_diff.numel() else 0.0
-                    log(f"   {kind:12s} {cam_name:14s} {mode:8s} image max {row['image']['max']:.1e} "
-                        f"mean {row['image']['mean']:.1e} away-from-edges {row['image']['max_away_from_edges']:.1e} | "
-                        f"alpha max {row['alpha']['max']:.1e} away {row['alpha']['max_away_from_edges']:.1e} "
+                    row['depth_max_where_alpha_gt_0.5'] = (
+                        float(depth_diff.max()) if depth_diff.numel() else 0.0)
+                    image, alpha = row['image'], row['alpha']
+                    log(f"   {kind:12s} {cam_name:14s} {mode:8s} image max {image['max']:.1e} "
+                        f"mean {image['mean']:.1e} "
+                        f"away-from-edges {image['max_away_from_edges']:.1e} | "
+                        f"alpha max {alpha['max']:.1e} away {alpha['max_away_from_edges']:.1e} "
                         f"(torch {row['torch_s']}s)")
                 except Exception as exc:  # noqa: BLE001
-                    row.update(error=f'{type(exc).__name__}: {exc}', traceback=traceback.format_exc()[-2000:])
+                    row.update(error=f'{type(exc).__name__}: {exc}',
+                               traceback=traceback.format_exc()[-2000:])
                     log(f"   {kind} {cam_name} {mode}: ERROR {row['error']}")
                 rows.append(row)
                 report.save()
@@ -448,7 +467,8 @@ class Timer:
                 f"(p10 {row['p10_ms']:.3f}, p90 {row['p90_ms']:.3f})"
                 + (f"  peak {row['peak_mb']:.0f} MB" if 'peak_mb' in row else ''))
         except Exception as exc:  # noqa: BLE001
-            row.update(error=f'{type(exc).__name__}: {exc}', traceback=traceback.format_exc()[-2000:])
+            row.update(error=f'{type(exc).__name__}: {exc}',
+                       traceback=traceback.format_exc()[-2000:])
             log(f"   {group} {name} N={n}: ERROR {row['error']}")
             if self.device.type == 'cuda':
                 torch.cuda.empty_cache()
@@ -478,7 +498,8 @@ def step_timings_for_n(report: Report, timer: Timer, device: torch.device, n: in
         for graph in (False, True):
             name = f"fused {mlp}-mlp {precision} {'graph' if graph else 'eager'}"
             try:
-                fused = FusedDeformation.from_network(net, mlp=mlp, precision=precision, cuda_graph=graph)
+                fused = FusedDeformation.from_network(net, mlp=mlp, precision=precision,
+                                                      cuda_graph=graph)
             except Exception as exc:  # noqa: BLE001
                 report.data['timings'].append({'group': 'deform', 'name': name, 'n': n,
                                                'error': f'{type(exc).__name__}: {exc}'})
@@ -546,7 +567,8 @@ def step_tuning(report: Report, timer: Timer, device: torch.device, n: int,
                 log('   tuning: out of time, stopping')
                 return
             fused = FusedDeformation.from_network(net, mlp='triton', precision=precision,
-                                                  mlp_block=block, mlp_warps=warps, mlp_chunk=chunk)
+                                                  mlp_block=block, mlp_warps=warps,
+                                                  mlp_chunk=chunk)
             out = fused.pack_base(canonical)  # accumulated into again and again: timing only
             timer('tuning', f'triton-mlp {precision} block={block} warps={warps} chunk={chunk}',
                   n, lambda i, f=fused, o=out: f.run_packed(means, t_dev, o),
@@ -586,7 +608,8 @@ def summary(report: Report) -> str:
     lines.append('TIMINGS (median ms per frame)')
     for n in ns:
         lines.append(f'N={n:,}')
-        lines.append(f"  deform  reference fp32 {get('reference fp32', n)} | tf32 {get('reference tf32', n)}"
+        lines.append(f"  deform  reference fp32 {get('reference fp32', n)}"
+                     f" | tf32 {get('reference tf32', n)}"
                      f" | features only {get('fused features only (Triton)', n)}")
         for precision in ('fp32', 'tf32', 'bf16'):
             cells = []
@@ -597,10 +620,12 @@ def summary(report: Report) -> str:
         lines.append(f"  render  1ch 640x480 {get('render 1ch 640x480', n)} | RGB 1280x720 "
                      f"{get('render RGB 1280x720', n)}")
         lines.append(f"  e2e 1ch reference {get('e2e 1ch reference fp32', n)} | best fused "
-                     f"{best('e2e 1ch fused', n, 'e2e')} | cached {get('e2e 1ch cached (same t)', n)}"
+                     f"{best('e2e 1ch fused', n, 'e2e')}"
+                     f" | cached {get('e2e 1ch cached (same t)', n)}"
                      f" | RGB720 default {get('e2e RGB 1280x720 fused triton-mlp tf32 graph', n)}")
         if n in TARGETS_MS:
-            verdicts = [f"{r['variant'].replace('fused ', '')}: {'PASS' if r['meets_target'] else 'miss'}"
+            verdicts = [f"{r['variant'].replace('fused ', '')}: "
+                        f"{'PASS' if r['meets_target'] else 'miss'}"
                         for r in rows if r['n'] == n and 'meets_target' in r]
             lines.append(f'  target <= {TARGETS_MS[n]} ms: ' + ', '.join(verdicts))
         mems = [m for m in report.data['memory'] if m['n'] == n]
@@ -612,8 +637,10 @@ def summary(report: Report) -> str:
         bad = [f"{r['config']}/{r['mlp']}/{r['precision']}/{'graph' if r['graph'] else 'eager'}"
                for r in fp if not r.get('ok')]
         worst32 = max((max(r['max_abs_diff'].values()) for r in fp
-                       if r.get('precision') == 'fp32' and 'max_abs_diff' in r), default=float('nan'))
-        lines.append(f'FUSED PARITY: {len(fp) - len(bad)}/{len(fp)} ok; worst fp32 abs diff {worst32:.2e}'
+                       if r.get('precision') == 'fp32' and 'max_abs_diff' in r),
+                      default=float('nan'))
+        lines.append(f'FUSED PARITY: {len(fp) - len(bad)}/{len(fp)} ok; '
+                     f'worst fp32 abs diff {worst32:.2e}'
                      + (f"; FAILED: {', '.join(bad)}" if bad else ''))
     rp = [r for r in report.data['render_parity'] if 'image' in r]
     if rp:
@@ -636,7 +663,8 @@ def summary(report: Report) -> str:
             sel = [r for r in tun if r.get('precision') == precision]
             if sel:
                 b = min(sel, key=lambda r: r['median_ms'])
-                lines.append(f"TUNING triton-mlp {precision} best: {b['name']} {b['median_ms']:.3f} ms")
+                lines.append(f"TUNING triton-mlp {precision} best: {b['name']} "
+                             f"{b['median_ms']:.3f} ms")
     steps = ', '.join(f"{k}={v.get('status')}" for k, v in report.data['steps'].items())
     lines.append(f'STEPS: {steps}')
     return '\n'.join(lines)
@@ -654,7 +682,8 @@ def environment(device: torch.device) -> Dict:
             'TRITON_INTERPRET': os.environ.get('TRITON_INTERPRET')}
     if device.type == 'cuda':
         meta['gpu'] = torch.cuda.get_device_name(device)
-        meta['gpu_memory_gb'] = round(torch.cuda.get_device_properties(device).total_memory / 2**30, 1)
+        memory = torch.cuda.get_device_properties(device).total_memory
+        meta['gpu_memory_gb'] = round(memory / 2**30, 1)
     for module in ('triton', 'gsplat'):
         try:
             meta[module] = __import__(module).__version__
@@ -664,8 +693,9 @@ def environment(device: torch.device) -> Dict:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument('--out', default=os.environ.get('OUT', '.'), help='folder for gpu_suite.json')
+    parser = argparse.ArgumentParser(description=__doc__.strip().splitlines()[0])
+    parser.add_argument('--out', default=os.environ.get('OUT', '.'),
+                        help='folder for gpu_suite.json')
     parser.add_argument('--sizes', default='100000,300000,1000000,3000000')
     parser.add_argument('--iters', type=int, default=50, help='timed frames per figure (median)')
     parser.add_argument('--warmup', type=int, default=8)

@@ -12,7 +12,8 @@
 # See the License for the specific language governing permissions and
 # limitations under the License.
 
-"""Launch st4r_node; every node parameter is also a launch argument.
+"""
+Launch st4r_node; every node parameter is also a launch argument.
 
     ros2 launch st4r_ros st4r.launch.py scene:=/path/to/scene namespace:=robot1 rviz:=true
 

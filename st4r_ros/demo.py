@@ -12,7 +12,8 @@
 # See the License for the specific language governing permissions and
 # limitations under the License.
 
-"""The embedded demo: the main job of st4r_ros on a scene that ships as a few lines of config.
+"""
+The embedded demo: the main job of st4r_ros on a scene that ships as a few lines of config.
 
 ``models/demo/demo.json`` holds a seed and sizes; nothing else is stored. The demo
 
@@ -58,7 +59,7 @@ START_NS = 1_700_000_000 * 10**9  # bag clock of the demo's first message
 
 
 def find_demo_config() -> Path:
-    """The demo config from a source checkout, else from the installed share folder."""
+    """Find the demo config in a source checkout, else in the installed share folder."""
     candidates = [
         Path(__file__).resolve().parents[1] / DEMO_CONFIG,
         Path(sys.prefix) / 'share' / 'st4r_ros' / DEMO_CONFIG,
@@ -70,7 +71,7 @@ def find_demo_config() -> Path:
 
 
 def orbit_camera(center: torch.Tensor, radius: float, view: Dict, settings: Dict) -> Camera:
-    """A camera on a sphere around ``center`` looking at it (z up)."""
+    """Place a camera on a sphere around ``center``, looking at it (z up)."""
     azimuth, elevation = math.radians(view['azimuth_deg']), math.radians(view['elevation_deg'])
     offset = radius * torch.tensor(
         [math.cos(elevation) * math.cos(azimuth), math.cos(elevation) * math.sin(azimuth),
@@ -146,8 +147,12 @@ def _render_views(engine: QueryEngine, cameras: Dict[str, Camera], config: Dict,
 
 
 def _demo_commands(supervision, benchmark, settings: Dict) -> List[str]:
-    """Training captions (wording the layer was trained on), one held-out expression of each
-    kind (other wording: the benchmark's question), then the extra (bad) commands."""
+    """
+    Pick the demo's commands.
+
+    Training captions (wording the layer was trained on), one held-out expression of each
+    kind (other wording: the benchmark's question), then the extra (bad) commands.
+    """
     captions = [texts[0] for _, texts in sorted(supervision.captions_at(time=0.0).items())]
     chosen, kinds = [], set()
     for expression in benchmark.expressions:
@@ -166,8 +171,12 @@ def _remove_bag(path: Path) -> None:
 
 
 def _write_command_bag(path: Path, commands: List[str], cameras: List[Camera]) -> None:
-    """A rosbag2 (mcap) of CameraInfo + pose of the first camera, the commands one by one, the
-    other cameras' poses between them, 400 ms apart."""
+    """
+    Write a rosbag2 (mcap) of what a robot would send.
+
+    CameraInfo + pose of the first camera, the commands one by one, the other cameras' poses
+    between them, 400 ms apart.
+    """
     from rosbags.rosbag2 import StoragePlugin, Writer
 
     store = ros_typestore('jazzy')
@@ -229,7 +238,7 @@ def _save_image(path: Path, image) -> Path:
 
 
 def _save_cloud(path: Path, cloud) -> Path:
-    """A PointCloud2 of (x, y, z, rgb, score) float32 fields as a PLY point cloud."""
+    """Save a PointCloud2 of (x, y, z, rgb, score) float32 fields as a PLY point cloud."""
     from plyfile import PlyData, PlyElement
 
     fields = np.frombuffer(bytes(cloud.data), np.float32).reshape(cloud.width, -1)

@@ -12,7 +12,8 @@
 # See the License for the specific language governing permissions and
 # limitations under the License.
 
-"""QueryEngine: the one place that strings scene, text encoder and referring field together.
+"""
+QueryEngine: the one place that strings scene, text encoder and referring field together.
 
 A query goes in as a `QueryRequest` (text, optional mode, scene time and camera) and exactly one
 `QueryResult` comes out, whatever happens: bad input, a scene without a semantic layer and
@@ -75,14 +76,14 @@ class QueryMode(enum.IntEnum):
 
 @dataclass(frozen=True)
 class QueryRequest:
-    """One referring query.
+    """
+    One referring query.
 
-    Attributes:
-        text: the referring expression.
-        mode: AUTO lets the engine decide whether the query is time-sensitive.
-        time: normalised scene time in [0, 1]; None uses the engine's current scene time.
-        camera: render the target's mask from this camera; None renders nothing.
-        request_id: echoed in the result; empty: the engine makes one up.
+    :ivar text: the referring expression.
+    :ivar mode: AUTO lets the engine decide whether the query is time-sensitive.
+    :ivar time: normalised scene time in [0, 1]; None uses the engine's current scene time.
+    :ivar camera: render the target's mask from this camera; None renders nothing.
+    :ivar request_id: echoed in the result; empty: the engine makes one up.
     """
 
     text: str
@@ -105,8 +106,11 @@ class TimeSpan:
 
 @dataclass(frozen=True)
 class TargetCloud:
-    """The target's Gaussians at the scene time: centres xyz [M, 3], colours rgb [M, 3] in
-    [0, 1], relevance p [M] in [0, 1]."""
+    """
+    The target's Gaussians at the scene time.
+
+    Centres xyz [M, 3], colours rgb [M, 3] in [0, 1], relevance p [M] in [0, 1].
+    """
 
     xyz: Tensor
     rgb: Tensor
@@ -118,9 +122,13 @@ NAN3 = (math.nan, math.nan, math.nan)
 
 @dataclass(frozen=True)
 class QueryResult:
-    """The answer to one query; the fields of msg/ReferringResult.msg plus the payloads
-    (target cloud, mask) that the ROS face publishes beside it. Target fields hold their
-    "none" values (-1, 0, NaN) unless status is OK."""
+    """
+    The answer to one query.
+
+    The fields of msg/ReferringResult.msg plus the payloads (target cloud, mask) that the ROS
+    face publishes beside it. Target fields hold their "none" values (-1, 0, NaN) unless status
+    is OK.
+    """
 
     request_id: str
     query: str
@@ -150,15 +158,15 @@ class QueryResult:
 
 
 class QueryEngine:
-    """Answers referring queries over one scene.
+    """
+    Answers referring queries over one scene.
 
-    Args:
-        scene: the 4D scene.
-        field: its trained referring field, or None (queries are then answered NO_SCENE).
-        encoder: the text encoder the field was trained with (``encode(texts)``).
-        threshold: the layer's calibrated no-target threshold on max_i sigmoid(m_i).
-        device: where the scene is deformed, the field runs and masks are rendered.
-        duration_s: the scene's duration, for times in seconds (None: unknown).
+    :param scene: the 4D scene.
+    :param field: its trained referring field, or None (queries are then answered NO_SCENE).
+    :param encoder: the text encoder the field was trained with (``encode(texts)``).
+    :param threshold: the layer's calibrated no-target threshold on max_i sigmoid(m_i).
+    :param device: where the scene is deformed, the field runs and masks are rendered.
+    :param duration_s: the scene's duration, for times in seconds (None: unknown).
     """
 
     def __init__(self, scene: Scene4D, field: Optional[ReferringField] = None, encoder=None,
@@ -175,11 +183,17 @@ class QueryEngine:
         # the mask without encoding the text or running the field again.
         self._last_relevance: Optional[Tuple[str, float, Tensor]] = None
 
+    # A003: `open` is the public constructor's name (QueryEngine.open(path)); as a class
+    # attribute it shadows the builtin nowhere.
     @classmethod
-    def open(cls, scene_path: str | Path, layer_dir: str | Path | None = None,
+    def open(cls, scene_path: str | Path, layer_dir: str | Path | None = None,  # noqa: A003
              device: str = 'auto') -> 'QueryEngine':
-        """The engine for the scene at ``scene_path`` with its referring layer (in the bundle,
-        or in ``layer_dir``); without a layer the engine answers every query NO_SCENE."""
+        """
+        Open the engine for the scene at ``scene_path`` with its referring layer.
+
+        The layer is the one in the bundle, or in ``layer_dir``; without a layer the engine
+        answers every query NO_SCENE.
+        """
         from st4r_ros.field.layer import load_referring
         from st4r_ros.scene.loading import load_scene
 
@@ -194,7 +208,7 @@ class QueryEngine:
         return cls(scene, field_, encoder, threshold, chosen, info.duration_s)
 
     def set_scene_time(self, t: float) -> None:
-        """The time used by queries and mask updates that give none (raises TimeRangeError)."""
+        """Set the time of queries and mask updates that give none (raises TimeRangeError)."""
         self.scene_time = check_time(t)
 
     def query(self, request: QueryRequest) -> QueryResult:
@@ -281,8 +295,12 @@ class QueryEngine:
         return replace(result, mask=mask, camera=camera, latency_ms=clock.laps)
 
     def render_mask(self, result: QueryResult, camera: Camera) -> Tensor:
-        """The mask [H, W] bool of an answered query from another camera, at its scene time
-        (a new camera pose re-renders the current target)."""
+        """
+        Render the mask [H, W] bool of an answered query from another camera.
+
+        The mask is at the query's scene time (a new camera pose re-renders the current
+        target).
+        """
         if not result.ok:
             return torch.zeros(camera.height, camera.width, dtype=torch.bool)
         gaussians = self.scene.at(result.scene_time, self.device)
@@ -294,7 +312,7 @@ class QueryEngine:
         return self._render_mask(gaussians, relevance, camera)
 
     def _relevance(self, gaussians: Gaussians, encoded) -> Tensor:
-        """m [E, N] of the encoded expressions (words, mask, sentence) at ``gaussians``."""
+        """Compute m [E, N] of the encoded expressions (words, mask, sentence) at ``gaussians``."""
         with torch.no_grad():
             return self.field(gaussians.means, encoded.words.to(self.device),
                               encoded.word_mask.to(self.device),
@@ -329,7 +347,7 @@ class _Stopwatch:
 
 
 def _mode(mode) -> Optional[QueryMode]:
-    """The QueryMode of ``mode`` (a QueryMode or its int value), None when it is none."""
+    """Return the QueryMode of ``mode`` (a QueryMode or its int value), None when it is none."""
     try:
         return QueryMode(int(mode))
     except (TypeError, ValueError):
@@ -337,7 +355,7 @@ def _mode(mode) -> Optional[QueryMode]:
 
 
 def _printable(text) -> str:
-    """The query as echoed in results: any input, as a bounded string."""
+    """Return the query as echoed in results: any input, as a bounded string."""
     shown = text if isinstance(text, str) else repr(text)
     return shown[:MAX_QUERY_CHARS]
 

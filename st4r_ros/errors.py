@@ -12,7 +12,8 @@
 # See the License for the specific language governing permissions and
 # limitations under the License.
 
-"""The one exception family of st4r_ros.
+"""
+The one exception family of st4r_ros.
 
 Every message names the file or field at fault and what was expected, so that a user can fix
 the input without reading the code.

@@ -22,8 +22,11 @@ from typing import Callable
 
 
 def atomic_write(target: Path, write: Callable[[Path], object]) -> None:
-    """Run ``write(tmp_path)`` on a temporary file beside ``target``, then rename it over
-    ``target`` in one step (a crash or error leaves ``target`` as it was)."""
+    """
+    Run ``write(tmp_path)`` on a temporary file beside ``target``, then rename it over ``target``.
+
+    The rename is one step: a crash or error leaves ``target`` as it was.
+    """
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = target.with_name(f'.{target.name}.tmp')

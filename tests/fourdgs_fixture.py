@@ -12,7 +12,8 @@
 # See the License for the specific language governing permissions and
 # limitations under the License.
 
-"""Writes 4DGaussians (hustvl) output folders from code, for tests: no stored binaries.
+"""
+Writes 4DGaussians (hustvl) output folders from code, for tests: no stored binaries.
 
 `write_fourdgs_scene` lays out ``cfg_args`` (``str(argparse.Namespace)`` of the trainer's
 arguments, as train.py writes it), ``point_cloud/iteration_N/point_cloud.ply`` and
@@ -87,7 +88,7 @@ CONFIG_FILES: Dict[str, Dict[str, Any]] = {
 
 def trainer_namespace(config: str, model_path: str, overrides: Optional[Dict[str, Any]] = None
                       ) -> argparse.Namespace:
-    """The arguments train.py would hold after merging ``arguments/<config>`` (in its order)."""
+    """Return the arguments train.py holds after merging ``arguments/<config>`` (in its order)."""
     args: Dict[str, Any] = {
         # ModelParams
         'sh_degree': 3, 'source_path': f'/data/{config}/scene', 'model_path': model_path,
@@ -126,7 +127,8 @@ def plane_axes(grid_dimensions: int = 2) -> list:
 
 def public_state_dict(hidden: Dict[str, Any], aabb: Tensor, gen: torch.Generator,
                       random: bool) -> 'OrderedDict[str, Tensor]':
-    """deform_network.state_dict() of the public code for ModelHiddenParams ``hidden``.
+    """
+    deform_network.state_dict() of the public code for ModelHiddenParams ``hidden``.
 
     Weights are random when ``random``, else zeros (planes: ones) for `_set_known` to fill.
     """
@@ -188,7 +190,7 @@ class KnownDeformation:
     rotation_rate: Tensor   # [4]
 
     def x_normalised(self, means: Tensor) -> Tensor:
-        """x mapped by the aabb (max -> -1, min -> +1), clamped like border padding: [N]."""
+        """Map x by the aabb (max -> -1, min -> +1), clamped like border padding: [N]."""
         x_max, x_min = self.aabb[0, 0], self.aabb[1, 0]
         return ((means[:, 0] - x_max) * 2.0 / (x_min - x_max) - 1.0).clamp(-1.0, 1.0)
 
@@ -262,7 +264,8 @@ def write_fourdgs_scene(
     iterations: Sequence[int] = (7000, 14000),
     overrides: Optional[Dict[str, Any]] = None,
 ) -> FixtureScene:
-    """A 4DGaussians output folder at ``root`` for ``config`` ('hypernerf' or 'dnerf').
+    """
+    Write a 4DGaussians output folder at ``root`` for ``config`` ('hypernerf' or 'dnerf').
 
     Every iteration folder gets the same PLY and state (the highest is the one loaded by
     default); a ``coarse_iteration_3000`` folder with a different PLY is added as a decoy.

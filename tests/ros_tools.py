@@ -12,7 +12,8 @@
 # See the License for the specific language governing permissions and
 # limitations under the License.
 
-"""The ROS 2 tools the interface and package tests run, found outside the virtual environment.
+"""
+The ROS 2 tools the interface and package tests run, found outside the virtual environment.
 
 rosidl (translate + parser), catkin_pkg and the ament linters come from Debian/Ubuntu packages in
 the system python3 (scripts/bootstrap.sh installs them) or from a sourced ROS 2 install. The venv
@@ -47,7 +48,7 @@ _MODULES = ('rosidl_cli.cli', 'rosidl_adapter', 'rosidl_parser.parser', 'catkin_
 
 @functools.cache
 def ros_python() -> str:
-    """An interpreter that imports rosidl (cli, adapter, parser) and catkin_pkg; else fail."""
+    """Find an interpreter that imports rosidl (cli, adapter, parser) and catkin_pkg; else fail."""
     candidates = [sys.executable, '/usr/bin/python3', shutil.which('python3')]
     check = 'import ' + ', '.join(_MODULES)
     for python in dict.fromkeys(c for c in candidates if c):

@@ -12,7 +12,8 @@
 # See the License for the specific language governing permissions and
 # limitations under the License.
 
-"""The fused deformation (Triton + cuBLAS / one Triton kernel) against DeformationNetwork.
+"""
+The fused deformation (Triton + cuBLAS / one Triton kernel) against DeformationNetwork.
 
 Parity tests need CUDA and triton. Without a GPU they can run on the CPU through Triton's
 interpreter, which executes the same kernels with numpy (slow, so the clouds are small):
@@ -65,7 +66,7 @@ def cuda_device() -> torch.device:
 
 
 def config(name: str) -> DeformationConfig:
-    """hypernerf / dnerf presets, and 'all-heads': D-NeRF with every head on and 2 layers."""
+    """Return the hypernerf / dnerf presets, or 'all-heads': D-NeRF, every head on, 2 layers."""
     if name == 'all-heads':
         return dataclasses.replace(DeformationConfig.preset('dnerf'), no_do=False, no_dshs=False,
                                    defor_depth=2)
@@ -81,7 +82,8 @@ def random_network(name: str, seed: int = 0) -> DeformationNetwork:
             if param.dim() == 4:  # planes: away from the constant init, so t matters
                 param.copy_(0.1 + 0.9 * torch.rand(param.shape, generator=gen))
             else:
-                param.copy_((torch.rand(param.shape, generator=gen) * 2 - 1) / param.shape[-1] ** 0.5)
+                uniform = torch.rand(param.shape, generator=gen) * 2 - 1
+                param.copy_(uniform / param.shape[-1] ** 0.5)
         net.deformation_net.grid.aabb.copy_(torch.tensor([[1.2, 0.8, 2.0], [-1.0, -1.5, -0.3]]))
     return net
 
@@ -157,8 +159,11 @@ def test_scene_with_fused_deformation(tmp_path, mlp):
 
 
 def test_scenes_use_the_fused_path_on_cuda_by_default(tmp_path):
-    """A plain load serves CUDA callers through the kernels (TF32), CPU callers through the
-    network, and both agree with the known deformation."""
+    """
+    A plain load serves CUDA callers through the kernels (TF32), CPU callers through the network.
+
+    Both agree with the known deformation.
+    """
     device = cuda_device()
     fixture = write_fourdgs_scene(tmp_path / 'scene', 'hypernerf', n=300, variant='known')
     scene = FourDGaussiansScene.load(fixture.path)
@@ -221,7 +226,8 @@ def test_cpu_without_interpreter_is_refused():
 def test_unsupported_settings_are_named():
     if not triton_available():
         pytest.skip('triton is not installed: construction fails earlier, on that')
-    net = DeformationNetwork(dataclasses.replace(DeformationConfig.preset('dnerf'), static_mlp=True))
+    net = DeformationNetwork(dataclasses.replace(DeformationConfig.preset('dnerf'),
+                                                 static_mlp=True))
     with pytest.raises(RenderError, match='static_mlp'):
         FusedDeformation.from_network(net)
     with pytest.raises(RenderError, match='precision'):
@@ -230,8 +236,11 @@ def test_unsupported_settings_are_named():
 
 @pytest.mark.filterwarnings('ignore:TRITON_DEFAULT_FP_FUSION')
 def test_kernels_compile_for_hopper():
-    """Compile both kernels for sm_90 without a GPU (triton bundles ptxas): catches code that
-    only the compiler, not the interpreter, rejects."""
+    """
+    Compile both kernels for sm_90 without a GPU (triton bundles ptxas).
+
+    This catches code that only the compiler, not the interpreter, rejects.
+    """
     if not triton_available() or INTERPRETING:
         pytest.skip('needs triton, not in interpreter mode')
     from st4r_ros.scene import deformation_fused as fused_module
@@ -251,13 +260,17 @@ def test_kernels_compile_for_hopper():
                   b1_ptr='*fp32', **{name: 'constexpr' for name in (
                       'NUM_SCALES', 'C', 'C_PAD', 'WIDTH', 'EXTRA_LAYERS', 'HIDDEN', 'CHUNK',
                       'OUT', 'OUT_PAD', 'BLOCK', 'DOT_PRECISION')})
-    hypernerf = dict(NUM_SCALES=3, C=16, C_PAD=16, WIDTH=128, EXTRA_LAYERS=0, HIDDEN=384,
-                     CHUNK=32, OUT=10, OUT_PAD=16, BLOCK=64)
+    hypernerf = {'NUM_SCALES': 3, 'C': 16, 'C_PAD': 16, 'WIDTH': 128, 'EXTRA_LAYERS': 0,
+                 'HIDDEN': 384, 'CHUNK': 32, 'OUT': 10, 'OUT_PAD': 16, 'BLOCK': 64}
     jobs = [(fused_module.hexplane_kernel, dict(hexplane, out_ptr=out),
-             dict(NUM_SCALES=3, C=16, C_PAD=16, BLOCK=64), 8) for out in ('*fp32', '*bf16')]
-    for precision, weights, warps in (('ieee', '*fp32', 4), ('tf32', '*fp32', 8), ('tf32', '*bf16', 8)):
-        signature = dict(deform, **{name: weights for name in ('w0_ptr', 'wh_ptr', 'w1_ptr', 'w2_ptr')})
-        jobs.append((fused_module.deform_kernel, signature, dict(hypernerf, DOT_PRECISION=precision), warps))
+             {'NUM_SCALES': 3, 'C': 16, 'C_PAD': 16, 'BLOCK': 64}, 8)
+            for out in ('*fp32', '*bf16')]
+    for precision, weights, warps in (('ieee', '*fp32', 4), ('tf32', '*fp32', 8),
+                                      ('tf32', '*bf16', 8)):
+        signature = dict(deform, **{name: weights
+                                    for name in ('w0_ptr', 'wh_ptr', 'w1_ptr', 'w2_ptr')})
+        jobs.append((fused_module.deform_kernel, signature,
+                     dict(hypernerf, DOT_PRECISION=precision), warps))
     for kernel, signature, constexprs, warps in jobs:
         # Parameter order must follow the kernel's.
         ordered = {name: signature[name] for name in kernel.arg_names}

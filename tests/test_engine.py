@@ -12,7 +12,8 @@
 # See the License for the specific language governing permissions and
 # limitations under the License.
 
-"""QueryEngine: exactly one result with an explicit status for every request.
+"""
+QueryEngine: exactly one result with an explicit status for every request.
 
 The field and encoder here are small test doubles with a known answer ("object k" is relevant
 exactly on instance k's Gaussians), so the engine's own logic is what is checked: thresholds,
@@ -156,6 +157,7 @@ def test_scene_without_layer_and_internal_failures(engine, synthetic):
     assert bare.query(QueryRequest('object 3')).status == QueryStatus.NO_SCENE
 
     class Broken(InstanceField):
+
         def forward(self, *args):
             raise RuntimeError('out of memory')
 
@@ -184,8 +186,11 @@ def test_fuzzed_requests_always_get_one_result(engine, text, t, mode):
 
 
 def test_engine_runs_the_real_field_and_encoder(synthetic):
-    """The engine's call of the real ReferringField and TextEncoder (the doubles above only
-    mimic them): an untrained field answers OK or NO_TARGET, never INVALID or ERROR."""
+    """
+    The engine's call of the real ReferringField and TextEncoder (the doubles above only mimic).
+
+    An untrained field answers OK or NO_TARGET, never INVALID or ERROR.
+    """
     from st4r_ros.field.model import FieldConfig, ReferringField
     from st4r_ros.text import TextEncoder
 

@@ -12,8 +12,11 @@
 # See the License for the specific language governing permissions and
 # limitations under the License.
 
-"""Referring evaluation: IoU bookkeeping, per-kind scores, no-target answers, bad input, and
-the eval command on a saved benchmark (the two-ball task of test_training)."""
+"""
+Referring evaluation: IoU bookkeeping, per-kind scores, no-target answers, bad input.
+
+Also the eval command on a saved benchmark (the two-ball task of test_training).
+"""
 
 from __future__ import annotations
 

@@ -12,8 +12,11 @@
 # See the License for the specific language governing permissions and
 # limitations under the License.
 
-"""The referring field: model shapes and masking, ablation variants, frozen geometry, losses,
-rendering through the blend-weight cache, instance assignment from masks, layer files."""
+"""
+The referring field: model shapes and masking, ablation variants, frozen geometry, losses.
+
+Also rendering through the blend-weight cache, instance assignment from masks, layer files.
+"""
 
 from __future__ import annotations
 
@@ -250,6 +253,7 @@ def synthetic(tmp_path_factory):
 
 
 class MaskView:
+
     def __init__(self, root: Path, entry: dict) -> None:
         self.time = entry['time']
         self.camera = Camera.from_json(entry['camera'])

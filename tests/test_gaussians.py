@@ -22,13 +22,13 @@ import torch
 
 
 def make(n=5, k=4, **overrides):
-    fields = dict(
-        means=torch.randn(n, 3),
-        quats=torch.nn.functional.normalize(torch.randn(n, 4), dim=1),
-        scales=torch.rand(n, 3) + 0.01,
-        opacities=torch.rand(n),
-        sh=torch.randn(n, k, 3),
-    )
+    fields = {
+        'means': torch.randn(n, 3),
+        'quats': torch.nn.functional.normalize(torch.randn(n, 4), dim=1),
+        'scales': torch.rand(n, 3) + 0.01,
+        'opacities': torch.rand(n),
+        'sh': torch.randn(n, k, 3),
+    }
     fields.update(overrides)
     return Gaussians(**fields)
 
@@ -73,6 +73,7 @@ def test_rgb_select_and_tensors():
 
 
 class CountingScene(Scene4D):
+
     def __init__(self):
         super().__init__()
         self.calls = 0

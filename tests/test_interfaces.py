@@ -12,7 +12,8 @@
 # See the License for the specific language governing permissions and
 # limitations under the License.
 
-"""The ROS 2 interfaces in msg/ and srv/: valid for the real ROS 2 tools, with the agreed layout.
+"""
+The ROS 2 interfaces in msg/ and srv/: valid for the real ROS 2 tools, with the agreed layout.
 
 rosidl (what colcon runs) translates every .msg/.srv to IDL and rosidl_parser parses it; the
 layouts found there must equal LAYOUTS below, so renaming, retyping, reordering or adding a field
@@ -285,12 +286,12 @@ def _typestore(store_name: str):
 
 
 def _rosbags_name(type_name: str) -> str:
-    """The name _typestore registered `type_name` under (service halves as messages)."""
+    """Return the name _typestore registered `type_name` under (service halves as messages)."""
     return type_name.replace('/srv/', '/msg/')
 
 
 def _default(store, type_name: str):
-    """A message of `type_name` with every field at its ROS default (zeros, empty)."""
+    """Make a message of `type_name` with every field at its ROS default (zeros, empty)."""
     _rosbags()
     from rosbags.interfaces import Nodetype as nodetype
     _, fields = store.fielddefs[type_name]
@@ -329,7 +330,7 @@ def _assert_same(a, b, where='msg'):
 
 
 def _sample_result(store):
-    """A filled, time-sensitive OK result as the node would publish it."""
+    """Make a filled, time-sensitive OK result as the node would publish it."""
     types = store.types
     Time, Header, Point = (types[t] for t in (
         'builtin_interfaces/msg/Time', 'std_msgs/msg/Header', 'geometry_msgs/msg/Point'))

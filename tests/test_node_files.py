@@ -12,10 +12,13 @@
 # See the License for the specific language governing permissions and
 # limitations under the License.
 
-"""The rclpy node and the files around it agree: parameters (node, launch file, YAML), topics
-(node, session, RViz), and only node.py imports rclpy. rclpy cannot be installed here, so the
-node is checked by reading it: its behaviour lives in QuerySession, RequestQueue and the
-conversions, which the other tests run."""
+"""
+The rclpy node and the files around it agree.
+
+Parameters (node, launch file, YAML), topics (node, session, RViz), and only node.py imports
+rclpy. rclpy cannot be installed here, so the node is checked by reading it: its behaviour
+lives in QuerySession, RequestQueue and the conversions, which the other tests run.
+"""
 
 import ast
 import os
@@ -32,7 +35,7 @@ LAUNCH = REPO / 'launch' / 'st4r.launch.py'
 
 
 def module_constant(path: Path, name: str):
-    """The literal value of a module-level constant, without importing the module."""
+    """Return the literal value of a module-level constant, without importing the module."""
     for node in ast.parse(path.read_text()).body:
         if isinstance(node, ast.Assign) and any(getattr(t, 'id', None) == name
                                                 for t in node.targets):
@@ -74,7 +77,8 @@ def test_yaml_sets_every_parameter_to_its_default():
     values = document['st4r_node']['ros__parameters']
     assert values == {name: p.default for name, p in PARAMETERS.items()}
     for name, value in values.items():
-        assert type(value) is type(PARAMETERS[name].default), name
+        # The exact type, not isinstance: a bool is no int, an int no float.
+        assert value.__class__ is PARAMETERS[name].default.__class__, name
 
 
 def test_node_publishes_exactly_the_session_outputs():

@@ -12,7 +12,8 @@
 # See the License for the specific language governing permissions and
 # limitations under the License.
 
-"""The ROS 2 package: package.xml and CMakeLists.txt, checked with the real ROS 2 tools.
+"""
+The ROS 2 package: package.xml and CMakeLists.txt, checked with the real ROS 2 tools.
 
 catkin_pkg (what colcon and rosdep read package.xml with) and ament_xmllint (the format 3 schema)
 validate package.xml; CMakeLists.txt must register every interface file, keep the Python install
@@ -80,7 +81,7 @@ def _cmake_code() -> str:
 
 
 def _cmake_calls(name: str) -> list[str]:
-    """The argument text of every call of the CMake command `name`."""
+    """Return the argument text of every call of the CMake command `name`."""
     return re.findall(rf'\b{name}\s*\(([^)]*)\)', _cmake_code(), flags=re.I)
 
 

@@ -39,7 +39,7 @@ def raw_gaussians(n=6, degree=3, seed=0):
 
 
 def write_columns(path, columns, extra_elements=(), text=False):
-    """A PLY whose 'vertex' element has exactly ``columns`` (name -> array)."""
+    """Write a PLY whose 'vertex' element has exactly ``columns`` (name -> array)."""
     n = len(next(iter(columns.values())))
     vertices = np.empty(n, dtype=[(name, '<f4') for name in columns])
     for name, values in columns.items():

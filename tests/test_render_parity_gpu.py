@@ -12,8 +12,12 @@
 # See the License for the specific language governing permissions and
 # limitations under the License.
 
-"""gsplat (CUDA) against the pure-torch reference on the same scenes: alpha, a 1-channel
-feature and RGB agree to 1e-3 away from silhouette edges. Skips without CUDA and gsplat."""
+"""
+gsplat (CUDA) against the pure-torch reference on the same scenes.
+
+Alpha, a 1-channel feature and RGB agree to 1e-3 away from silhouette edges. Skips without
+CUDA and gsplat.
+"""
 
 import pytest
 from st4r_ros.render.api import render
@@ -45,8 +49,12 @@ def random_scene(n: int, seed: int, device: torch.device) -> Gaussians:
 
 
 def silhouette_edges(alpha: torch.Tensor) -> torch.Tensor:
-    """[H, W] bool: pixels whose 3x3 neighbourhood holds both covered (alpha >= 1/255) and
-    uncovered pixels, where a last-ulp difference in a Gaussian's extent flips coverage."""
+    """
+    Find the silhouette edges, [H, W] bool.
+
+    They are the pixels whose 3x3 neighbourhood holds both covered (alpha >= 1/255) and
+    uncovered pixels, where a last-ulp difference in a Gaussian's extent flips coverage.
+    """
     covered = (alpha[..., 0] >= 1 / 255).float()[None, None]
     any_covered = torch.nn.functional.max_pool2d(covered, 3, 1, 1)[0, 0] > 0
     all_covered = -torch.nn.functional.max_pool2d(-covered, 3, 1, 1)[0, 0] > 0

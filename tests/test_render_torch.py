@@ -12,7 +12,8 @@
 # See the License for the specific language governing permissions and
 # limitations under the License.
 
-"""The pure-torch rasterizer and SH colours against independent float64 references.
+"""
+The pure-torch rasterizer and SH colours against independent float64 references.
 
 The references below are written from the maths, not from the backend: an EWA projection and
 a per-pixel front-to-back compositor that visits every Gaussian for every pixel (no tiles), and
@@ -69,7 +70,7 @@ def pinhole(
 def random_gaussians(
     n: int, seed: int, depth=(2.0, 5.0), spread=0.6, max_opacity=0.97
 ) -> Gaussians:
-    """n anisotropic Gaussians in front of an identity camera, some partly off screen."""
+    """Draw n anisotropic Gaussians in front of an identity camera, some partly off screen."""
     gen = torch.Generator().manual_seed(seed)
     z = depth[0] + (depth[1] - depth[0]) * torch.rand(n, generator=gen)
     xy = (2 * torch.rand(n, 2, generator=gen) - 1) * spread * z[:, None]
@@ -179,7 +180,8 @@ def test_two_gaussians_composite_front_to_back_whatever_the_input_order():
     camera = pinhole(40, 32)
     near = ([0.05, 0.0, 3.0], [0.3, 0.25, 0.2], 0.6, [1.0, 0.0])
     far = ([-0.05, 0.05, 5.0], [0.5, 0.4, 0.3], 0.7, [0.0, 1.0])
-    singles = [render_torch(make_gaussians([m], [s], [o]), camera, torch.ones(1, 1), torch.zeros(1))
+    singles = [render_torch(make_gaussians([m], [s], [o]), camera, torch.ones(1, 1),
+                            torch.zeros(1))
                for m, s, o, _ in (near, far)]
     a_near, a_far = singles[0].alpha, singles[1].alpha
     expected = torch.cat([a_near, (1 - a_near) * a_far], dim=-1)  # [H, W, 2]: one channel each
@@ -266,7 +268,7 @@ def test_features_are_composited_linearly_per_channel(channels: int):
     np.testing.assert_allclose(out.image.numpy(), ref_img, atol=2e-5)
     np.testing.assert_allclose(out.alpha[..., 0].numpy(), ref_alpha, atol=2e-5)
     for k in range(channels):
-        alone = render_torch(g, camera, feats[:, k : k + 1], torch.zeros(1))
+        alone = render_torch(g, camera, feats[:, k:k + 1], torch.zeros(1))
         torch.testing.assert_close(alone.image[..., 0], out.image[..., k])
 
 
@@ -339,29 +341,29 @@ def test_feature_gradient_is_each_gaussians_total_weight():
 # Spherical harmonics.
 
 
-def legendre(l: int, m: int, x: float) -> float:
-    """Associated Legendre P_l^m(x), m >= 0, with the Condon-Shortley phase."""
+def legendre(ell: int, m: int, x: float) -> float:
+    """Associated Legendre P_l^m(x), l = ell, m >= 0, with the Condon-Shortley phase."""
     pmm = 1.0
     for k in range(1, m + 1):
         pmm *= -(2 * k - 1) * math.sqrt(1 - x * x)
-    if l == m:
+    if ell == m:
         return pmm
     pm1 = x * (2 * m + 1) * pmm
-    for ll in range(m + 2, l + 1):
+    for ll in range(m + 2, ell + 1):
         pmm, pm1 = pm1, ((2 * ll - 1) * x * pm1 - (ll + m - 1) * pmm) / (ll - m)
     return pm1
 
 
-def real_sh(l: int, m: int, direction: np.ndarray) -> float:
-    """Real spherical harmonic Y_lm (the 3DGS basis) at a direction of any length."""
+def real_sh(ell: int, m: int, direction: np.ndarray) -> float:
+    """Real spherical harmonic Y_lm, l = ell (the 3DGS basis) at a direction of any length."""
     x, y, z = direction / np.linalg.norm(direction)
     phi = math.atan2(y, x)
-    ratio = math.factorial(l - abs(m)) / math.factorial(l + abs(m))
-    k = math.sqrt((2 * l + 1) / (4 * math.pi) * ratio)
+    ratio = math.factorial(ell - abs(m)) / math.factorial(ell + abs(m))
+    k = math.sqrt((2 * ell + 1) / (4 * math.pi) * ratio)
     if m == 0:
-        return k * legendre(l, 0, z)
+        return k * legendre(ell, 0, z)
     angular = math.cos(m * phi) if m > 0 else math.sin(-m * phi)
-    return math.sqrt(2) * k * legendre(l, abs(m), z) * angular
+    return math.sqrt(2) * k * legendre(ell, abs(m), z) * angular
 
 
 def test_sh_degree_zero_is_the_clamped_dc_colour():
@@ -379,7 +381,7 @@ def test_sh_matches_the_real_harmonics(degree: int):
     got = sh_to_rgb(sh.float(), torch.tensor(dirs, dtype=torch.float32), degree)
     for n, direction in enumerate(dirs):
         basis = np.array(
-            [real_sh(l, m, direction) for l in range(degree + 1) for m in range(-l, l + 1)]
+            [real_sh(ell, m, direction) for ell in range(degree + 1) for m in range(-ell, ell + 1)]
         )
         expected = np.maximum(basis @ sh[n, : (degree + 1) ** 2].numpy() + 0.5, 0.0)
         np.testing.assert_allclose(got[n].numpy(), expected, atol=2e-6)

@@ -12,7 +12,8 @@
 # See the License for the specific language governing permissions and
 # limitations under the License.
 
-"""`st4r replay`: a rosbag2 of commands and camera messages in, the node's outputs out.
+"""
+`st4r replay`: a rosbag2 of commands and camera messages in, the node's outputs out.
 
 Input bags are generated here with rosbags' Writer. Output bags are checked with an independent
 decoder, `mcap` + `mcap-ros2-support` (what Foxglove's Python tooling uses), not only with
@@ -67,7 +68,7 @@ def camera_pair(stamp_ns: int, scene_frame: str = 'map'):
 
 
 def write_bag(path: Path, entries, storage: str = 'mcap', version: int = 9) -> Path:
-    """A rosbag2 at ``path`` of (topic, msgtype, bag time ns, message or raw CDR bytes)."""
+    """Write a rosbag2 at ``path`` of (topic, msgtype, bag time ns, message or raw CDR bytes)."""
     plugin = {'mcap': StoragePlugin.MCAP, 'sqlite3': StoragePlugin.SQLITE3}[storage]
     with Writer(path, version=version, storage_plugin=plugin) as writer:
         connections = {}

@@ -12,7 +12,8 @@
 # See the License for the specific language governing permissions and
 # limitations under the License.
 
-"""The conversion layer of the ROS face, in both worlds it serves.
+"""
+The conversion layer of the ROS face, in both worlds it serves.
 
 rosbags world: every message is built from the typestore of msg/ and srv/ for Jazzy and Humble
 and must survive CDR. rclpy world (no ROS here): an "rclpy-like" set of classes generated from
@@ -30,8 +31,8 @@ from collections.abc import Sequence
 import dataclasses
 import math
 import sys
-from types import SimpleNamespace
 import types as pytypes
+from types import SimpleNamespace
 
 from hypothesis import event, given, HealthCheck, settings
 from hypothesis import strategies as st
@@ -51,8 +52,12 @@ import torch
 
 
 def fuzz(examples: int) -> settings:
-    """Hypothesis settings of a fuzz test (module-scoped fixtures: nothing is reset between
-    examples, and the conversion layer keeps no state)."""
+    """
+    Return the Hypothesis settings of a fuzz test.
+
+    Module-scoped fixtures: nothing is reset between examples, and the conversion layer keeps
+    no state.
+    """
     return settings(max_examples=examples, deadline=None,
                     suppress_health_check=[HealthCheck.function_scoped_fixture])
 
@@ -60,8 +65,11 @@ def fuzz(examples: int) -> settings:
 # ----- shared helpers (test_replay uses them too) -----
 
 def double_engine(duration_s: float = 2.0) -> QueryEngine:
-    """A QueryEngine over a small synthetic scene with test-double field and encoder:
-    "object k" is relevant exactly on instance k (see test_engine.py)."""
+    """
+    Make a QueryEngine over a small synthetic scene with test-double field and encoder.
+
+    "object k" is relevant exactly on instance k (see test_engine.py).
+    """
     synthetic = generate_synthetic(seed=1, config=SMALL)
     scene = KeyframedScene(synthetic.keyframes, duration_s=duration_s)
     ids = synthetic.keyframes[0][1].instance_ids
@@ -70,7 +78,7 @@ def double_engine(duration_s: float = 2.0) -> QueryEngine:
 
 
 def scene_camera(width: int = 48, height: int = 36) -> Camera:
-    """A small camera that sees the synthetic table (its first training view, scaled)."""
+    """Make a small camera that sees the synthetic table (its first training view, scaled)."""
     view = generate_synthetic(seed=1, config=SMALL).views[0].camera
     k = view.K.clone()
     k[:2] *= width / view.width
@@ -78,7 +86,7 @@ def scene_camera(width: int = 48, height: int = 36) -> Camera:
 
 
 def quaternion_xyzw(rotation: np.ndarray) -> tuple:
-    """Unit quaternion (x, y, z, w) of a rotation matrix [3, 3] (Shepperd's method)."""
+    """Return the unit quaternion (x, y, z, w) of a rotation matrix [3, 3] (Shepperd's method)."""
     m = rotation
     trace = m[0, 0] + m[1, 1] + m[2, 2]
     if trace > 0:
@@ -273,7 +281,7 @@ def test_camera_info_and_back_give_the_same_camera(store, types, stamp, camera):
 # ----- cloud and markers -----
 
 def decode_cloud(msg) -> np.ndarray:
-    """The points of a PointCloud2 as a structured array, read through its own fields."""
+    """Decode the points of a PointCloud2 as a structured array, read through its own fields."""
     kinds = {7: '<f4'}
     dtype = np.dtype({'names': [f.name for f in msg.fields],
                       'formats': [kinds[f.datatype] for f in msg.fields],
@@ -343,7 +351,7 @@ def test_a_single_gaussian_box_is_not_flat(types, stamp):
 # ----- cameras from messages -----
 
 def _with(msg, **changes):
-    """A shallow copy of a rosbags message with fields replaced (nested: 'a.b')."""
+    """Make a shallow copy of a rosbags message with fields replaced (nested: 'a.b')."""
     nested = {}
     for key, value in changes.items():
         head, _, rest = key.partition('.')
@@ -503,7 +511,7 @@ TYPECODES = {'uint8': 'B', 'int8': 'b', 'float32': 'f', 'float64': 'd', 'int32':
 
 
 def _rclpy_check(world, desc, value, where: str) -> None:
-    """rclpy's setter rules for one field (rosidl_generator_py's generated _msg.py)."""
+    """Apply rclpy's setter rules for one field (rosidl_generator_py's generated _msg.py)."""
     from rosbags.interfaces import Nodetype
 
     kind, detail = desc
@@ -555,7 +563,7 @@ class _RclpyWorld(dict):
 
 @pytest.fixture()
 def rclpy_types(store, monkeypatch):
-    """RclpyTypes over rclpy-like modules (sensor_msgs.msg, ...) put into sys.modules."""
+    """Provide RclpyTypes over rclpy-like modules (sensor_msgs.msg, ...) put into sys.modules."""
     world = _RclpyWorld(store)
     for package in ('builtin_interfaces', 'std_msgs', 'geometry_msgs', 'sensor_msgs',
                     'visualization_msgs', 'st4r_ros'):
@@ -716,8 +724,11 @@ def test_fuzz_stamps_map_into_the_scene_or_are_refused(types, sec, nanosec, star
 
 @pytest.mark.parametrize('seed', range(20))
 def test_camera_to_pose_round_trips_through_camera_from_msgs(seed):
-    """camera_to_pose + camera_to_camera_info are the inverse of camera_from_msgs, for
-    orientations drawn uniformly (every branch of the quaternion extraction)."""
+    """
+    camera_to_pose + camera_to_camera_info are the inverse of camera_from_msgs.
+
+    This holds for orientations drawn uniformly (every branch of the quaternion extraction).
+    """
     from st4r_ros.render.camera import Camera
     from st4r_ros.ros.typestore import ros_typestore
 

@@ -32,9 +32,12 @@ def _answer(request: QueryRequest) -> QueryResult:
 
 
 def burst(count: int, maxsize: int, work_s: float):
-    """``count`` requests put as fast as possible while one slow worker answers them; once the
-    worker has taken every queued request, close; returns (results, the largest queue length
-    seen by either side)."""
+    """
+    Put ``count`` requests as fast as possible while one slow worker answers them.
+
+    Once the worker has taken every queued request, close; returns (results, the largest queue
+    length seen by either side).
+    """
     queue = RequestQueue(maxsize)
     results, lock, peak = [], threading.Lock(), [0]
 

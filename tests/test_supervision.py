@@ -173,7 +173,7 @@ def test_missing_file_and_bad_json(tmp_path):
 
 
 def _set(path: str, value) -> Callable[[Dict], None]:
-    """A mutation setting (or, for value DELETE, deleting) a dotted path such as views.0.time."""
+    """Make a mutation setting (or, for value DELETE, deleting) a dotted path like views.0.time."""
     def mutate(doc: Dict) -> None:
         *parents, last = path.split('.')
         for key in parents:

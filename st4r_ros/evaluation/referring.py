@@ -12,7 +12,8 @@
 # See the License for the specific language governing permissions and
 # limitations under the License.
 
-"""Time-agnostic referring segmentation: mIoU of a referring field on a benchmark.
+"""
+Time-agnostic referring segmentation: mIoU of a referring field on a benchmark.
 
 Definition (ST4R-Splat's time-agnostic mIoU, made precise):
 
@@ -72,9 +73,12 @@ class ReferringReport:
 
 
 def training_benchmark(supervision: Supervision) -> Benchmark:
-    """The training captions as a benchmark on the training views (kind 'training'): one
-    expression per instance and distinct caption, holding at the frames it was given for.
-    Scores how well a field fits its supervision (no generalisation involved)."""
+    """
+    Turn the training captions into a benchmark on the training views (kind 'training').
+
+    One expression per instance and distinct caption, holding at the frames it was given for.
+    Scores how well a field fits its supervision (no generalisation involved).
+    """
     frames: Dict[tuple, set] = {}
     for instance in supervision.instances:
         for caption in instance.captions:
@@ -86,7 +90,7 @@ def training_benchmark(supervision: Supervision) -> Benchmark:
 
 
 def iou(prediction: Tensor, target: Tensor) -> float:
-    """IoU of two [H, W] bool masks (1.0 when both are empty)."""
+    """Return the IoU of two [H, W] bool masks (1.0 when both are empty)."""
     union = int((prediction | target).sum())
     return 1.0 if union == 0 else int((prediction & target).sum()) / union
 
@@ -94,12 +98,12 @@ def iou(prediction: Tensor, target: Tensor) -> float:
 @torch.no_grad()
 def evaluate_referring(scene: Scene4D, field: ReferringField, text_encoder, benchmark: Benchmark,
                        threshold: float = 0.0, backend: str = 'auto') -> ReferringReport:
-    """Score ``field`` on ``benchmark`` (module docstring); the field's device is used.
+    """
+    Score ``field`` on ``benchmark`` (module docstring); the field's device is used.
 
-    Args:
-        text_encoder: ``encode(texts) -> TextFeatures``; the one the field was trained with.
-        threshold: no-target threshold on the best score (the layer's calibrated value; 0
-            disables no-target answers).
+    :param text_encoder: ``encode(texts) -> TextFeatures``; the one the field was trained with.
+    :param threshold: no-target threshold on the best score (the layer's calibrated value; 0
+        disables no-target answers).
     """
     started = time.perf_counter()
     device = field.embeddings.device
@@ -135,8 +139,11 @@ def evaluate_referring(scene: Scene4D, field: ReferringField, text_encoder, benc
 
 def _predict(field: ReferringField, gaussians, camera, words: Tensor, word_mask: Tensor,
              sentences: Tensor, threshold: float, backend: str):
-    """Masks [H, W, E] bool of E expressions from one camera, and which were silenced as
-    no-target ([E] bool)."""
+    """
+    Predict the masks [H, W, E] bool of E expressions from one camera.
+
+    Also returns which were silenced as no-target ([E] bool).
+    """
     length = int(word_mask.sum(dim=1).max())
     relevance = field(gaussians.means, words[:, :length], word_mask[:, :length],
                       sentences).relevance
@@ -172,10 +179,14 @@ def _mean(values: List[float]) -> float:
 def eval_main(scene: str, bench: str, json: bool = False, layer: Optional[str] = None,
               device: str = 'auto', backend: str = 'auto',
               text_encoder=None) -> ReferringReport:
-    """`st4r eval SCENE BENCH.json [--layer LAYER_DIR] [--json]`: score the scene's referring
-    layer (LAYER_DIR defaults to SCENE when it is a bundle) and print the report.
+    """
+    Score the scene's referring layer and print the report.
 
-    ``text_encoder`` replaces the encoder named in the layer (programmatic use)."""
+    `st4r eval SCENE BENCH.json [--layer LAYER_DIR] [--json]`; LAYER_DIR defaults to SCENE when
+    it is a bundle.
+
+    ``text_encoder`` replaces the encoder named in the layer (programmatic use).
+    """
     import json as json_module
 
     from st4r_ros.field.layer import default_layer_dir, load_referring_layer
@@ -199,7 +210,7 @@ def eval_main(scene: str, bench: str, json: bool = False, layer: Optional[str] =
 
 
 def print_report(report: ReferringReport, title: str = 'referring mIoU') -> None:
-    """A rich table: overall, per-expression and per-kind mIoU with pair counts."""
+    """Print a rich table: overall, per-expression and per-kind mIoU with pair counts."""
     from rich.console import Console
     from rich.table import Table
 

@@ -12,8 +12,12 @@
 # See the License for the specific language governing permissions and
 # limitations under the License.
 
-"""Where: the instance-aware 4D Gaussian referring field (ST4R-Splat), its losses, the
-instance assignment from 2D masks, training and the 'referring' semantic layer on disk."""
+"""
+Where: the instance-aware 4D Gaussian referring field (ST4R-Splat).
+
+Also its losses, the instance assignment from 2D masks, training and the 'referring' semantic
+layer on disk.
+"""
 
 from st4r_ros.field.layer import load_referring_layer, save_referring_layer
 from st4r_ros.field.model import (best_scores, FieldConfig, ground_expressions, Grounding,

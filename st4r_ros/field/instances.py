@@ -12,7 +12,8 @@
 # See the License for the specific language governing permissions and
 # limitations under the License.
 
-"""Which instance each Gaussian belongs to, from the 2D training masks alone.
+"""
+Which instance each Gaussian belongs to, from the 2D training masks alone.
 
 A real scene has no 3D instance labels, only per-view masks from a segmenter/tracker. Each
 Gaussian's centre is projected into every training view at the view's time (``scene.at(t)``,
@@ -68,13 +69,13 @@ class MaskedView(Protocol):
 
 @dataclass(frozen=True)
 class InstanceAssignment:
-    """Gaussian -> instance, from mask votes.
+    """
+    Gaussian -> instance, from mask votes.
 
-    Attributes:
-        assignment: instance id per Gaussian, -1 for none, [N] int64.
-        instance_ids: the ids that got at least one Gaussian, sorted, [K] int64.
-        votes: votes for the assigned id (or the best object id when unassigned), [N] int64.
-        seen: number of views in which each Gaussian was visible, [N] int64.
+    :ivar assignment: instance id per Gaussian, -1 for none, [N] int64.
+    :ivar instance_ids: the ids that got at least one Gaussian, sorted, [K] int64.
+    :ivar votes: votes for the assigned id (or the best object id when unassigned), [N] int64.
+    :ivar seen: number of views in which each Gaussian was visible, [N] int64.
     """
 
     assignment: Tensor
@@ -92,8 +93,12 @@ class InstanceAssignment:
 
 
 def project_centres(means: Tensor, camera: Camera) -> tuple[Tensor, Tensor, Tensor]:
-    """Pixel column, row (int64, floor of the projected centre) and depth z of means [N, 3];
-    each [N]. Points behind the near plane get depth <= near and are filtered by the caller."""
+    """
+    Project means [N, 3] to pixel column, row and depth z, each [N].
+
+    Column and row are int64, the floor of the projected centre. Points behind the near plane
+    get depth <= near and are filtered by the caller.
+    """
     w2c = camera.world_to_cam.to(means.device, torch.float32)
     K = camera.K.to(means.device, torch.float32)
     cam = means.float() @ w2c[:3, :3].T + w2c[:3, 3]
@@ -106,14 +111,12 @@ def project_centres(means: Tensor, camera: Camera) -> tuple[Tensor, Tensor, Tens
 
 def visible_labels(gaussians: Gaussians, camera: Camera, mask: Tensor,
                    depth_tolerance: float = DEPTH_TOLERANCE) -> tuple[Tensor, Tensor]:
-    """The Gaussians seen in one view and the mask id under each.
+    """
+    Find the Gaussians seen in one view and the mask id under each.
 
-    Args:
-        gaussians: the scene at the view's time (N Gaussians).
-        mask: [H, W] int64 ids of the view, 0 = background.
-
-    Returns:
-        indices of the visible Gaussians [M] int64 and their mask ids [M] int64.
+    :param gaussians: the scene at the view's time (N Gaussians).
+    :param mask: [H, W] int64 ids of the view, 0 = background.
+    :return: indices of the visible Gaussians [M] int64 and their mask ids [M] int64.
     """
     if tuple(mask.shape) != (camera.height, camera.width):
         raise SupervisionFormatError(f'mask: expected shape ({camera.height}, {camera.width}) '
@@ -140,7 +143,8 @@ def assign_instances(
     min_fraction: float = MIN_FRACTION,
     progress: Callable[[Sequence], Iterable] = lambda views: views,
 ) -> InstanceAssignment:
-    """Vote every Gaussian into an instance over ``views`` (see the module docstring).
+    """
+    Vote every Gaussian into an instance over ``views`` (see the module docstring).
 
     The scene must keep the same N Gaussians at every time (the referring field's premise).
     """
@@ -159,8 +163,12 @@ def assign_instances(
 
 def fill_unseen(assignment: Tensor, decided: Tensor, means: Tensor,
                 neighbours: int = NEIGHBOURS) -> Tensor:
-    """Assignment [N] where every undecided Gaussian (decided [N] bool False) takes the most
-    common label (an id or -1) of its ``neighbours`` nearest decided ones (means [N, 3])."""
+    """
+    Fill in the undecided Gaussians of an assignment [N].
+
+    Every undecided Gaussian (decided [N] bool False) takes the most common label (an id or -1)
+    of its ``neighbours`` nearest decided ones (means [N, 3]).
+    """
     undecided = torch.nonzero(~decided).squeeze(1)
     known = torch.nonzero(decided).squeeze(1)
     if len(undecided) == 0 or len(known) == 0:
@@ -174,7 +182,7 @@ def fill_unseen(assignment: Tensor, decided: Tensor, means: Tensor,
 
 
 def _add_votes(counts: Optional[Tensor], n: int, index: Tensor, labels: Tensor) -> Tensor:
-    """counts [N, C] with one vote added per (index, label); widened when a label >= C."""
+    """Add one vote per (index, label) to counts [N, C]; widened when a label >= C."""
     width = int(labels.max()) + 1 if len(labels) else 1
     if counts is None:
         counts = torch.zeros(n, width, dtype=torch.long, device=index.device)

@@ -12,7 +12,8 @@
 # See the License for the specific language governing permissions and
 # limitations under the License.
 
-"""The 'referring' semantic layer: a trained ReferringField on disk, beside its scene.
+"""
+The 'referring' semantic layer: a trained ReferringField on disk, beside its scene.
 
 Files, in the layer folder::
 
@@ -64,11 +65,12 @@ def is_bundle(folder: str | Path) -> bool:
 
 
 def default_layer_dir(scene_path: str | Path, out: Optional[str | Path] = None) -> Path:
-    """Where the layer of the scene at ``scene_path`` goes: ``out`` if given, else the scene
-    itself when it is a bundle.
+    """
+    Choose where the layer of the scene at ``scene_path`` goes.
 
-    Raises:
-        SceneFormatError: neither ``out`` nor a bundle scene.
+    That is ``out`` if given, else the scene itself when it is a bundle.
+
+    :raises SceneFormatError: neither ``out`` nor a bundle scene.
     """
     if out is not None:
         return Path(out)
@@ -79,11 +81,13 @@ def default_layer_dir(scene_path: str | Path, out: Optional[str | Path] = None) 
 
 
 def save_referring_layer(layer_dir: str | Path, field: ReferringField, metadata: Dict) -> Path:
-    """Write the field and ``metadata`` (JSON-serialisable: text encoder, threshold, training
-    config, seed...) into ``layer_dir``; register the layer in the manifest if it is a bundle.
+    """
+    Write the field and ``metadata`` into ``layer_dir``.
 
-    Returns:
-        The path of referring.safetensors.
+    ``metadata`` is JSON-serialisable: text encoder, threshold, training config, seed...
+    The layer is registered in the manifest if ``layer_dir`` is a bundle.
+
+    :return: The path of referring.safetensors.
     """
     folder = Path(layer_dir)
     folder.mkdir(parents=True, exist_ok=True)
@@ -107,7 +111,8 @@ def save_referring_layer(layer_dir: str | Path, field: ReferringField, metadata:
 
 
 def register_layer(bundle_dir: Path, name: str, entry: Dict) -> None:
-    """Add or replace ``layers[name] = entry`` in the bundle's manifest (atomically).
+    """
+    Add or replace ``layers[name] = entry`` in the bundle's manifest (atomically).
 
     bundle.py reads layers but has no writer yet; this is the one place that edits a
     manifest, and re-validates it with bundle.read_manifest afterwards.
@@ -119,7 +124,7 @@ def register_layer(bundle_dir: Path, name: str, entry: Dict) -> None:
 
 
 def read_layer_meta(layer_dir: str | Path) -> Dict:
-    """The layer's metadata (referring.json), validated for format and version."""
+    """Read the layer's metadata (referring.json), validated for format and version."""
     path = Path(layer_dir) / META_FILE
     if not path.is_file():
         raise SceneFormatError(f'{path}: not found; expected a referring layer (st4r train)')
@@ -137,11 +142,11 @@ def read_layer_meta(layer_dir: str | Path) -> Dict:
 
 def load_referring_layer(layer_dir: str | Path,
                          device: torch.device | str = 'cpu') -> Tuple[ReferringField, Dict]:
-    """The trained field (eval mode, on ``device``) and its metadata.
+    """
+    Load the trained field (eval mode, on ``device``) and its metadata.
 
-    Raises:
-        SceneFormatError: missing or malformed files, or tensors that do not fit the stored
-            configuration (the message names the file).
+    :raises SceneFormatError: missing or malformed files, or tensors that do not fit the
+        stored configuration (the message names the file).
     """
     folder = Path(layer_dir)
     meta = read_layer_meta(folder)
@@ -167,8 +172,11 @@ def load_referring_layer(layer_dir: str | Path,
 
 def load_referring(scene_path: str | Path, layer_dir: str | Path | None = None,
                    device: torch.device | str = 'cpu'):
-    """The scene's referring layer ready to query: (field, text encoder, threshold), or None
-    when the scene has no layer (not a bundle with one and no ``layer_dir`` given).
+    """
+    Load the scene's referring layer ready to query: (field, text encoder, threshold).
+
+    Return None when the scene has no layer (not a bundle with one and no ``layer_dir``
+    given).
 
     The encoder is the one named in the layer's metadata (the one the field was trained with).
     """

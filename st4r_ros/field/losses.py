@@ -12,7 +12,8 @@
 # See the License for the specific language governing permissions and
 # limitations under the License.
 
-"""Training objectives of the referring field (ST4R-Splat section 3.2, ReferSplat's GTCL).
+"""
+Training objectives of the referring field (ST4R-Splat section 3.2, ReferSplat's GTCL).
 
     L = lambda_ref L_ref + L_inst + lambda_con L_con
     L_inst = lambda_comp L_comp + lambda_dist L_dist
@@ -57,18 +58,19 @@ class LossWeights:
 
 
 def referring_bce(probabilities: Tensor, targets: Tensor) -> Tensor:
-    """L_ref: mean BCE over pixels and expressions.
+    """
+    L_ref: mean BCE over pixels and expressions.
 
-    Args:
-        probabilities: rendered mask probabilities, [H, W, E] in [0, 1].
-        targets: pseudo-GT masks, [H, W, E] (1 = the expression's target).
+    :param probabilities: rendered mask probabilities, [H, W, E] in [0, 1].
+    :param targets: pseudo-GT masks, [H, W, E] (1 = the expression's target).
     """
     p = probabilities.clamp(PROB_EPS, 1.0 - PROB_EPS)
     return F.binary_cross_entropy(p, targets.to(p.dtype))
 
 
 def tau_at(step: int, total_steps: int, start: float = 0.1, end: float = 0.005) -> float:
-    """Top-tau fraction at ``step``: geometric from ``start`` to ``end`` over the run.
+    """
+    Top-tau fraction at ``step``: geometric from ``start`` to ``end`` over the run.
 
     Early relevance is noise, so a wide set averages many Gaussians and gives a stable
     direction; late in training the set must shrink inside the target (a synthetic object is
@@ -80,14 +82,12 @@ def tau_at(step: int, total_steps: int, start: float = 0.1, end: float = 0.005) 
 
 
 def top_tau_mean(output: FieldOutput, tau: float) -> Tensor:
-    """Mean refined feature e'_i(t) of each expression's top-tau responding Gaussians.
+    """
+    Mean refined feature e'_i(t) of each expression's top-tau responding Gaussians.
 
-    Args:
-        output: the field's answer for E expressions over N Gaussians.
-        tau: fraction of the Gaussians to average (at least one).
-
-    Returns:
-        [E, h].
+    :param output: the field's answer for E expressions over N Gaussians.
+    :param tau: fraction of the Gaussians to average (at least one).
+    :return: [E, h].
     """
     k = max(1, math.ceil(tau * output.relevance.shape[1]))
     top = output.relevance.topk(k, dim=1).indices  # [E, k]
@@ -96,16 +96,14 @@ def top_tau_mean(output: FieldOutput, tau: float) -> Tensor:
 
 def contrastive_loss(grounded: Tensor, sentences: Tensor, positives: Tensor,
                      temperature: float = 0.1) -> Tensor:
-    """L_con: InfoNCE of grounded Gaussian features against the view's sentence embeddings.
+    """
+    L_con: InfoNCE of grounded Gaussian features against the view's sentence embeddings.
 
-    Args:
-        grounded: projected top-tau features, [E, D] (normalised here).
-        sentences: L2-normalised sentence embeddings of the same E expressions, [E, D].
-        positives: [E, E] bool, True where expression b describes expression a's target (the
-            diagonal, plus other captions of the same instance: they must not be pushed away).
-
-    Returns:
-        Cross-entropy of the softmax over sentences against the uniform distribution on the
+    :param grounded: projected top-tau features, [E, D] (normalised here).
+    :param sentences: L2-normalised sentence embeddings of the same E expressions, [E, D].
+    :param positives: [E, E] bool, True where expression b describes expression a's target (the
+        diagonal, plus other captions of the same instance: they must not be pushed away).
+    :return: Cross-entropy of the softmax over sentences against the uniform distribution on the
         positives, averaged over expressions.
     """
     logits = F.normalize(grounded, dim=-1) @ sentences.T / temperature  # [E, E]
@@ -114,8 +112,11 @@ def contrastive_loss(grounded: Tensor, sentences: Tensor, positives: Tensor,
 
 
 def compactness_loss(embeddings: Tensor, assignment: Tensor, instance_ids: Tensor) -> Tensor:
-    """L_comp: mean squared distance of each assigned embedding e_i [N, d] to its instance's
-    mean (assignment [N], -1 = none; instance_ids [K] sorted)."""
+    """
+    Compute L_comp: mean squared distance of each assigned embedding to its instance's mean.
+
+    Embeddings e_i [N, d]; assignment [N], -1 = none; instance_ids [K] sorted.
+    """
     slot = instance_slots(assignment, instance_ids)
     member = slot >= 0
     if not bool(member.any()):
@@ -125,7 +126,8 @@ def compactness_loss(embeddings: Tensor, assignment: Tensor, instance_ids: Tenso
 
 
 def distinctiveness_loss(instance_embeddings: Tensor, eps: float = 0.1) -> Tensor:
-    """L_dist: mean over instance pairs of 1 / (squared distance + eps), [K, d] -> scalar.
+    """
+    L_dist: mean over instance pairs of 1 / (squared distance + eps), [K, d] -> scalar.
 
     eps bounds the loss (1 / eps) and its gradient for coinciding means, and its size sets
     where the push fades: pairs well beyond sqrt(eps) apart are left alone.

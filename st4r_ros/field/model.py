@@ -12,7 +12,8 @@
 # See the License for the specific language governing permissions and
 # limitations under the License.
 
-"""ReferringField: per-Gaussian referring embeddings with position-aware cross-modal attention.
+"""
+ReferringField: per-Gaussian referring embeddings with position-aware cross-modal attention.
 
 Every Gaussian i carries a learnable, time-invariant embedding e_i in R^d (ST4R-Splat's
 "instance-aware 4D Gaussian referring field"). A query's tokens interact with the Gaussians
@@ -100,19 +101,19 @@ class FieldConfig:
 
 @dataclass(frozen=True)
 class FieldOutput:
-    """What the field says about E expressions at one instant.
+    """
+    What the field says about E expressions at one instant.
 
     e'_i(t) = f_i + sum_j a_ij v_j is linear in the attention weights, so it is never formed
     for all Gaussians at once ([E, N, h]: 1.2 GB for 8 expressions over 300k Gaussians):
     relevance goes through [E, N, L] only, and `refined` builds e' for the rows asked for.
 
-    Attributes:
-        relevance: m_i(t) per expression and Gaussian, logits, [E, N].
-        words: projected tokens w_j, [E, L, h].
-        features: f_i = F(e_i), [N, h].
-        attention: a_ij, [E, N, L]; None when attention is off (e' = f).
-        values: O(V(w_j)), the attended values already through the output projection,
-            [E, L, h]; None when attention is off.
+    :ivar relevance: m_i(t) per expression and Gaussian, logits, [E, N].
+    :ivar words: projected tokens w_j, [E, L, h].
+    :ivar features: f_i = F(e_i), [N, h].
+    :ivar attention: a_ij, [E, N, L]; None when attention is off (e' = f).
+    :ivar values: O(V(w_j)), the attended values already through the output projection,
+        [E, L, h]; None when attention is off.
     """
 
     relevance: Tensor
@@ -153,15 +154,15 @@ def fourier_features(unit: Tensor, frequencies: int) -> Tensor:
 
 
 class ReferringField(nn.Module):
-    """Per-Gaussian referring embeddings + position-aware cross-modal attention.
+    """
+    Per-Gaussian referring embeddings + position-aware cross-modal attention.
 
-    Args:
-        num_gaussians: N, fixed for the scene (Gaussian i is the same particle at every t).
-        canonical_means: a static picture of the scene, [N, 3]: sets the position bounds and
-            is what ``static=True`` uses as positions.
-        config: architecture; see FieldConfig.
-        assignment: instance id of every Gaussian (-1: none), [N] int64; defaults to none.
-            Defines the instance embeddings e_k (`instance_embeddings`).
+    :param num_gaussians: N, fixed for the scene (Gaussian i is the same particle at every t).
+    :param canonical_means: a static picture of the scene, [N, 3]: sets the position bounds and
+        is what ``static=True`` uses as positions.
+    :param config: architecture; see FieldConfig.
+    :param assignment: instance id of every Gaussian (-1: none), [N] int64; defaults to none.
+        Defines the instance embeddings e_k (`instance_embeddings`).
     """
 
     def __init__(self, num_gaussians: int, canonical_means: Tensor,
@@ -216,18 +217,16 @@ class ReferringField(nn.Module):
 
     def forward(self, means: Optional[Tensor], words: Tensor, word_mask: Tensor,
                 sentence: Optional[Tensor] = None) -> FieldOutput:
-        """Relevance of every Gaussian to E expressions.
+        """
+        Relevance of every Gaussian to E expressions.
 
-        Args:
-            means: Gaussian centres at the query time, mu(t) [N, 3]; detached (geometry is
-                frozen); None or ignored when static.
-            words: word features E [E, L, D_text] (zero padded).
-            word_mask: valid words, [E, L] bool; every expression needs at least one.
-            sentence: sentence embeddings [E, D_text]; used (as a first token) only when the
-                config says sentence_token.
-
-        Returns:
-            FieldOutput: relevance [E, N], words [E, L(+1), h] and what `refined` needs.
+        :param means: Gaussian centres at the query time, mu(t) [N, 3]; detached (geometry is
+            frozen); None or ignored when static.
+        :param words: word features E [E, L, D_text] (zero padded).
+        :param word_mask: valid words, [E, L] bool; every expression needs at least one.
+        :param sentence: sentence embeddings [E, D_text]; used (as a first token) only when the
+            config says sentence_token.
+        :return: FieldOutput with relevance [E, N], words [E, L(+1), h] and what `refined` needs.
         """
         mask = word_mask.to(device=words.device, dtype=torch.bool)
         if words.dim() != 3 or tuple(mask.shape) != tuple(words.shape[:2]):
@@ -259,7 +258,7 @@ class ReferringField(nn.Module):
         return FieldOutput(relevance, w, features, attention, values)
 
     def _attention(self, features: Tensor, positions: Tensor, w: Tensor, mask: Tensor) -> Tensor:
-        """a [E, N, L] from features f [N, h], positions p [N, h], words w [E, L, h]."""
+        """Compute a [E, N, L] from features f [N, h], positions p [N, h], words w [E, L, h]."""
         scale = 1.0 / math.sqrt(w.shape[-1])
         # PCMI: a word's position is where the Gaussians that match it are (softmax over N).
         affinity = torch.einsum('elh,nh->eln', w, features) * scale
@@ -276,14 +275,20 @@ class ReferringField(nn.Module):
         return torch.unique(self.assignment[self.assignment >= 0])
 
     def instance_embeddings(self) -> Tensor:
-        """e_k: mean embedding of the Gaussians assigned to each of `instance_ids`, [K, d];
-        the identity the temporal branch binds state captions to."""
+        """
+        Compute e_k: mean embedding of the Gaussians assigned to each of `instance_ids`, [K, d].
+
+        It is the identity the temporal branch binds state captions to.
+        """
         return instance_means(self.embeddings, self.assignment, self.instance_ids)
 
 
 def instance_slots(assignment: Tensor, instance_ids: Tensor) -> Tensor:
-    """Row of each Gaussian's instance in instance_ids [K] (sorted ascending), -1 where the
-    Gaussian has no instance or one not listed; [N] int64."""
+    """
+    Return the row of each Gaussian's instance in instance_ids [K] (sorted ascending).
+
+    The result is [N] int64, -1 where the Gaussian has no instance or one not listed.
+    """
     if len(instance_ids) == 0:
         return torch.full_like(assignment, -1)
     slot = torch.searchsorted(instance_ids, assignment).clamp_max(len(instance_ids) - 1)
@@ -291,8 +296,11 @@ def instance_slots(assignment: Tensor, instance_ids: Tensor) -> Tensor:
 
 
 def instance_means(values: Tensor, assignment: Tensor, instance_ids: Tensor) -> Tensor:
-    """Mean of values [N, C] over the rows assigned to each id of instance_ids [K] (sorted
-    ascending) -> [K, C]; an instance without rows gets zeros."""
+    """
+    Average values [N, C] over the rows assigned to each id of instance_ids [K] -> [K, C].
+
+    instance_ids is sorted ascending; an instance without rows gets zeros.
+    """
     slot = instance_slots(assignment, instance_ids)
     member = slot >= 0
     k = len(instance_ids)
@@ -302,21 +310,21 @@ def instance_means(values: Tensor, assignment: Tensor, instance_ids: Tensor) -> 
 
 
 def frozen(gaussians: Gaussians) -> Gaussians:
-    """The same Gaussians cut from any autograd graph: the 4DGS geometry is only read."""
+    """Return the same Gaussians cut from any autograd graph: the 4DGS geometry is only read."""
     return replace(gaussians, **{k: v.detach() for k, v in gaussians.tensors().items()})
 
 
 def render_relevance(gaussians: Gaussians, camera: Camera, relevance: Tensor,
                      backend: str = 'auto') -> Tensor:
-    """Mask probabilities of E expressions seen from ``camera``, [H, W, E].
+    """
+    Mask probabilities of E expressions seen from ``camera``, [H, W, E].
 
     sigmoid(m) [N, E] is composited as feature channels over the frozen geometry with an
     explicit background of 0 ("not the target"): an empty pixel is 0, never 0.5, so a
     prediction ``>= 0.5`` needs Gaussians that are both opaque and relevant there.
 
-    Args:
-        gaussians: the scene at the view's time (N Gaussians).
-        relevance: m [E, N] logits; gradients flow into it, none into the geometry.
+    :param gaussians: the scene at the view's time (N Gaussians).
+    :param relevance: m [E, N] logits; gradients flow into it, none into the geometry.
     """
     probabilities = torch.sigmoid(relevance).T  # [N, E]
     return render(frozen(gaussians), camera, probabilities, background=0.0,
@@ -325,18 +333,20 @@ def render_relevance(gaussians: Gaussians, camera: Camera, relevance: Tensor,
 
 @dataclass(frozen=True)
 class BlendWeights:
-    """The compositing weights of one view over frozen geometry: a render of features [N, E]
-    is ``matrix @ features`` (background 0), exactly what the torch backend computes, since
-    a render is linear in its features.
+    """
+    The compositing weights of one view over frozen geometry.
+
+    A render of features [N, E] is ``matrix @ features`` (background 0), exactly what the torch
+    backend computes, since a render is linear in its features.
 
     Training on the CPU renders the same few views thousands of times; building this once
     per view (~0.1 s, ~15 pixels' worth of Gaussians per pixel) turns each render into a
     sparse product of a few milliseconds. On CUDA gsplat renders as fast; there the field
     renders through render() directly.
 
-    Attributes:
-        matrix: sparse COO [H * W, N], row = y * W + x.
-        height, width: image size.
+    :ivar matrix: sparse COO [H * W, N], row = y * W + x.
+    :ivar height: image height.
+    :ivar width: image width.
     """
 
     matrix: Tensor
@@ -346,8 +356,12 @@ class BlendWeights:
     @classmethod
     @torch.no_grad()
     def of(cls, gaussians: Gaussians, camera: Camera) -> 'BlendWeights':
-        """Weights of ``gaussians`` seen from ``camera``, following the torch backend's
-        compositing loop (project, bin to tiles, depth chunks carrying transmittance)."""
+        """
+        Compute the weights of ``gaussians`` seen from ``camera``.
+
+        This follows the torch backend's compositing loop (project, bin to tiles, depth chunks
+        carrying transmittance).
+        """
         tiles_x = (camera.width + tb.TILE_SIZE - 1) // tb.TILE_SIZE
         tiles_y = (camera.height + tb.TILE_SIZE - 1) // tb.TILE_SIZE
         splats = tb.project(gaussians, camera)
@@ -372,7 +386,8 @@ class BlendWeights:
 
 def _tile_weights(tiles: Tensor, tile_starts: Tensor, splat_of_isect: Tensor,
                   splats: tb.Splats, tiles_x: int) -> tuple[Tensor, Tensor, Tensor]:
-    """Non-zero weights of a batch of tiles: padded-grid pixel index, Gaussian index, weight.
+    """
+    Non-zero weights of a batch of tiles: padded-grid pixel index, Gaussian index, weight.
 
     composite_chunk overwrites its alpha argument with the blending weights (its documented
     contract); features are not needed, so a zero channel stands in for them.
@@ -404,21 +419,24 @@ def _tile_weights(tiles: Tensor, tile_starts: Tensor, splat_of_isect: Tensor,
 
 
 def best_scores(relevance: Tensor) -> Tensor:
-    """An expression's best score: max over Gaussians of sigmoid(m_i), [E] from m [E, N].
-    Below the layer's calibrated threshold the expression has no target."""
+    """
+    Return each expression's best score: max over Gaussians of sigmoid(m_i), [E] from m [E, N].
+
+    Below the layer's calibrated threshold the expression has no target.
+    """
     return torch.sigmoid(relevance.max(dim=1).values)
 
 
 @dataclass(frozen=True)
 class Grounding:
-    """One expression grounded in the scene at one time.
+    """
+    One expression grounded in the scene at one time.
 
-    Attributes:
-        text: the normalised expression.
-        relevance: m_i(t) for every Gaussian, [N] logits.
-        best_score: max_i sigmoid(m_i(t)).
-        no_target: best_score < the threshold: nothing in the scene fits.
-        truncated: the text encoder cut the expression at its maximum length.
+    :ivar text: the normalised expression.
+    :ivar relevance: m_i(t) for every Gaussian, [N] logits.
+    :ivar best_score: max_i sigmoid(m_i(t)).
+    :ivar no_target: best_score < the threshold: nothing in the scene fits.
+    :ivar truncated: the text encoder cut the expression at its maximum length.
     """
 
     text: str
@@ -431,10 +449,10 @@ class Grounding:
 @torch.no_grad()
 def ground_expressions(field: ReferringField, text_encoder, means: Optional[Tensor],
                        texts: Sequence[str], threshold: float = 0.0) -> List[Grounding]:
-    """Ground free-form expressions against the Gaussians at positions means [N, 3].
+    """
+    Ground free-form expressions against the Gaussians at positions means [N, 3].
 
-    Raises:
-        QueryError: an empty or whitespace-only expression (from the text encoder).
+    :raises QueryError: an empty or whitespace-only expression (from the text encoder).
     """
     device = field.embeddings.device
     encoded = text_encoder.encode(list(texts))

@@ -12,7 +12,8 @@
 # See the License for the specific language governing permissions and
 # limitations under the License.
 
-"""Training the referring field on a frozen 4DGS scene from 2D masks and captions.
+"""
+Training the referring field on a frozen 4DGS scene from 2D masks and captions.
 
 One step: draw a training view (seeded generator), take the Gaussians at the view's time
 (cached per distinct time: keyframes repeat across views), draw up to ``captions_per_view``
@@ -146,17 +147,17 @@ class TrainConfig:
 
 @dataclass
 class TrainResult:
-    """What a training run produced.
+    """
+    What a training run produced.
 
-    Attributes:
-        field: the trained field (eval mode).
-        assignment: Gaussian -> instance votes from the training masks.
-        threshold: no-target threshold on an expression's best score (max_i sigmoid m_i).
-        calibration: statistics behind the threshold.
-        history: one dict of loss terms per step.
-        layer_path: the saved referring.safetensors (None when not saved).
-        resumed_from: the checkpoint step the run continued from (0: a fresh run).
-        seconds: wall time of this call.
+    :ivar field: the trained field (eval mode).
+    :ivar assignment: Gaussian -> instance votes from the training masks.
+    :ivar threshold: no-target threshold on an expression's best score (max_i sigmoid m_i).
+    :ivar calibration: statistics behind the threshold.
+    :ivar history: one dict of loss terms per step.
+    :ivar layer_path: the saved referring.safetensors (None when not saved).
+    :ivar resumed_from: the checkpoint step the run continued from (0: a fresh run).
+    :ivar seconds: wall time of this call.
     """
 
     field: ReferringField
@@ -171,8 +172,11 @@ class TrainResult:
 
 @dataclass(frozen=True)
 class ViewCaptions:
-    """Caption rows (into TrainingData.texts) usable with one view, and their instance ids
-    (-1 for the null sentences)."""
+    """
+    Caption rows (into TrainingData.texts) usable with one view, and their instance ids.
+
+    The instance id is -1 for the null sentences.
+    """
 
     positives: Tuple[Tuple[int, int], ...]
     negatives: Tuple[Tuple[int, int], ...]
@@ -180,18 +184,20 @@ class ViewCaptions:
 
 @dataclass
 class TrainingData:
-    """Everything a step reads, prepared once.
+    """
+    Everything a step reads, prepared once.
 
-    Attributes:
-        views: the training views.
-        frames: time -> Gaussians at that time, on the training device.
-        times: the distinct view times, sorted.
-        masks: view index -> instance ids [H, W] int32, on the training device.
-        weights: per view, its BlendWeights, or None to render through render().
-        captions: per view, the captions it can train.
-        texts: every distinct caption, then the training null sentences.
-        words, word_mask, sentences: their encodings, [U, L, D], [U, L], [U, D].
-        null_rows: rows of the training null sentences.
+    :ivar views: the training views.
+    :ivar frames: time -> Gaussians at that time, on the training device.
+    :ivar times: the distinct view times, sorted.
+    :ivar masks: view index -> instance ids [H, W] int32, on the training device.
+    :ivar weights: per view, its BlendWeights, or None to render through render().
+    :ivar captions: per view, the captions it can train.
+    :ivar texts: every distinct caption, then the training null sentences.
+    :ivar words: their word encodings, [U, L, D].
+    :ivar word_mask: valid words, [U, L].
+    :ivar sentences: their sentence encodings, [U, D].
+    :ivar null_rows: rows of the training null sentences.
     """
 
     views: List[SupervisionView]
@@ -210,17 +216,18 @@ class TrainingData:
 def train_field(scene: Scene4D, supervision: Supervision, config: Optional[TrainConfig] = None,
                 out: Optional[str | Path] = None, progress: bool = True, seed: int = 0,
                 resume: bool = True, text_encoder=None) -> TrainResult:
-    """Train a referring field for ``scene`` from ``supervision``; save it as a layer in
-    ``out`` (None: keep it in memory only, no checkpoints).
+    """
+    Train a referring field for ``scene`` from ``supervision``.
 
-    Args:
-        config: hyper-parameters; TrainConfig() by default.
-        progress: show a progress bar with the loss terms.
-        seed: seeds the field's initialisation and the sampling generator.
-        resume: continue from ``out``'s checkpoint when it was written with the same config
-            and seed.
-        text_encoder: an object with ``encode(texts) -> TextFeatures``, ``name`` and ``dim``;
-            default ``TextEncoder(config.text_model)`` on the training device.
+    The field is saved as a layer in ``out`` (None: keep it in memory only, no checkpoints).
+
+    :param config: hyper-parameters; TrainConfig() by default.
+    :param progress: show a progress bar with the loss terms.
+    :param seed: seeds the field's initialisation and the sampling generator.
+    :param resume: continue from ``out``'s checkpoint when it was written with the same config
+        and seed.
+    :param text_encoder: an object with ``encode(texts) -> TextFeatures``, ``name`` and ``dim``;
+        default ``TextEncoder(config.text_model)`` on the training device.
     """
     started = time.perf_counter()
     config = config or TrainConfig()
@@ -302,8 +309,12 @@ def prepare_data(scene: Scene4D, supervision: Supervision, encoder, config: Trai
 
 def _view_captions(supervision: Supervision, view: SupervisionView, mask: Tensor,
                    rows: Dict[str, int], min_pixels: int) -> ViewCaptions:
-    """Captions at the view's frame: of instances with >= min_pixels in the mask (positives)
-    and of the others (negatives: absent from this view, so their render must be empty)."""
+    """
+    Collect the captions at the view's frame.
+
+    Those of instances with >= min_pixels in the mask are positives; those of the others are
+    negatives (absent from this view, so their render must be empty).
+    """
     if view.frame is not None:
         at = supervision.captions_at(frame=view.frame)
     else:
@@ -319,15 +330,22 @@ def _view_captions(supervision: Supervision, view: SupervisionView, mask: Tensor
 
 
 def canonical_means(data: TrainingData) -> Tensor:
-    """Time-averaged centres over the training times, [N, 3]: the static picture of the scene
-    the ReferSplat-style baseline sees, and what the position bounds are taken from."""
+    """
+    Average the centres over the training times, [N, 3].
+
+    This is the static picture of the scene the ReferSplat-style baseline sees, and what the
+    position bounds are taken from.
+    """
     total = sum(data.frames[t].means.double() for t in data.times)
     return (total / len(data.times)).float()
 
 
 class BoundedCache:
-    """Values computed on first use, kept while their total size stays within ``max_bytes``
-    and recomputed on every use beyond that; deterministic either way."""
+    """
+    Values computed on first use, kept while their total size stays within ``max_bytes``.
+
+    Values beyond that are recomputed on every use; deterministic either way.
+    """
 
     def __init__(self, compute: Callable[[Hashable], Any], size: Callable[[Any], int],
                  max_bytes: int) -> None:
@@ -466,15 +484,18 @@ class _progress_bar:
 
 
 def _signature(config: TrainConfig, seed: int, encoder) -> Dict:
-    """What must match for a checkpoint to be resumed."""
+    """Return what must match for a checkpoint to be resumed."""
     return {'config': config.to_json(), 'seed': seed, 'text_encoder': str(encoder.name)}
 
 
 def save_checkpoint(run_dir: Path, signature: Dict, step: int, model: ReferringField,
                     optimizer: torch.optim.Adam, generator: torch.Generator,
                     history: List[Dict]) -> None:
-    """Field, Adam state and generator state as tensors; step, param groups and history as
-    JSON. Written tensor file first, then JSON (atomically each): the JSON names the step."""
+    """
+    Save field, Adam state and generator state as tensors; step, param groups and history as JSON.
+
+    Written tensor file first, then JSON (atomically each): the JSON names the step.
+    """
     run_dir.mkdir(parents=True, exist_ok=True)
     tensors = {f'field/{k}': v.detach().cpu().contiguous()
                for k, v in model.state_dict().items()}
@@ -493,8 +514,12 @@ def save_checkpoint(run_dir: Path, signature: Dict, step: int, model: ReferringF
 def load_checkpoint(run_dir: Path, signature: Dict, model: ReferringField,
                     optimizer: torch.optim.Adam, generator: torch.Generator,
                     history: List[Dict]) -> int:
-    """Restore the latest checkpoint into model, optimizer, generator and history if it was
-    written by a run with the same signature; the step to continue from (0: none usable)."""
+    """
+    Restore the latest checkpoint into model, optimizer, generator and history.
+
+    Only a checkpoint written by a run with the same signature is used. Returns the step to
+    continue from (0: none usable).
+    """
     meta_path, tensor_path = run_dir / CHECKPOINT_META, run_dir / CHECKPOINT_FILE
     if not (meta_path.is_file() and tensor_path.is_file()):
         return 0
@@ -529,7 +554,8 @@ def _best(model: ReferringField, means: Tensor, words: Tensor, word_mask: Tensor
 @torch.no_grad()
 def calibrate_threshold(model: ReferringField, data: TrainingData, encoder,
                         config: TrainConfig) -> Tuple[float, Dict]:
-    """No-target threshold on the best score, from training data.
+    """
+    No-target threshold on the best score, from training data.
 
     Positives: every training caption at its own frames. Negatives: the held-out half of the
     null sentences (never trained on) at every training time. The separating value is the
@@ -569,8 +595,11 @@ def calibrate_threshold(model: ReferringField, data: TrainingData, encoder,
 
 
 def separating_threshold(positives: Tensor, negatives: Tensor) -> Tuple[float, float]:
-    """(threshold, balanced accuracy) best separating positive [P] from negative [Q] scores
-    (score >= threshold: positive). Without negatives: half the lowest positive."""
+    """
+    Find the (threshold, balanced accuracy) best separating positive [P] from negative [Q] scores.
+
+    A score >= threshold is positive. Without negatives: half the lowest positive.
+    """
     if len(negatives) == 0:
         return float(positives.min()) * 0.5, 1.0
     values = torch.cat([positives, negatives]).sort().values
@@ -598,8 +627,11 @@ def _quantiles(values: Tensor) -> Dict[str, float]:
 def train_main(scene: str | Path, supervision: str | Path, out: Optional[str | Path] = None,
                *, seed: int = 0, resume: bool = True, progress: bool = True,
                text_encoder=None, **options) -> TrainResult:
-    """`st4r train SCENE SUPERVISION [--out LAYER_DIR] [--seed S] [--steps N] [--device D]
-    [--text-model M] [--no-resume]`: train and save the referring layer.
+    """
+    Train and save the referring layer.
+
+    `st4r train SCENE SUPERVISION [--out LAYER_DIR] [--seed S] [--steps N] [--device D]
+    [--text-model M] [--no-resume]`.
 
     LAYER_DIR defaults to SCENE when it is an st4r bundle (the layer is registered in its
     manifest); other scenes need --out. ``options`` are TrainConfig fields (nested dicts for

@@ -12,7 +12,8 @@
 # See the License for the specific language governing permissions and
 # limitations under the License.
 
-"""render(): the one entry point for turning Gaussians into images, whatever the backend.
+"""
+render(): the one entry point for turning Gaussians into images, whatever the backend.
 
 Two backends sit behind it: gsplat 1.5.3 on CUDA (fast) and a pure-torch rasterizer that runs
 anywhere and is the reference the gsplat path is tested against. Both composite front to back
@@ -41,12 +42,12 @@ BACKENDS = ('auto', 'gsplat', 'torch')
 
 @dataclass(frozen=True)
 class RenderOutput:
-    """What a render returns, on the Gaussians' device.
+    """
+    What a render returns, on the Gaussians' device.
 
-    Attributes:
-        image: composited channels including the background term, [H, W, D].
-        alpha: accumulated opacity, [H, W, 1].
-        depth: expected depth along the optical axis (0 where alpha is 0), [H, W, 1].
+    :ivar image: composited channels including the background term, [H, W, D].
+    :ivar alpha: accumulated opacity, [H, W, 1].
+    :ivar depth: expected depth along the optical axis (0 where alpha is 0), [H, W, 1].
     """
 
     image: Tensor
@@ -55,7 +56,7 @@ class RenderOutput:
 
 
 def resolve_backend(backend: str, device: torch.device) -> str:
-    """The backend that will serve ``backend`` on ``device`` ('auto': gsplat on CUDA)."""
+    """Return the backend that will serve ``backend`` on ``device`` ('auto': gsplat on CUDA)."""
     if backend not in BACKENDS:
         raise RenderError(f'backend: expected one of {BACKENDS}, got {backend!r}')
     if backend == 'auto':
@@ -73,18 +74,16 @@ def render(
     background: Union[float, Tensor] = 0.0,
     backend: str = 'auto',
 ) -> RenderOutput:
-    """Render Gaussians from one camera.
+    """
+    Render Gaussians from one camera.
 
-    Args:
-        gaussians: the scene at one instant (N Gaussians).
-        camera: where to look from.
-        features: per-Gaussian channels to composite, [N, D]; None renders view-dependent RGB
-            from the spherical harmonics (D = 3).
-        background: value of every channel where nothing is hit, scalar or [D].
-        backend: 'auto', 'gsplat' (CUDA) or 'torch' (any device).
-
-    Returns:
-        RenderOutput with image [H, W, D], alpha [H, W, 1] and depth [H, W, 1].
+    :param gaussians: the scene at one instant (N Gaussians).
+    :param camera: where to look from.
+    :param features: per-Gaussian channels to composite, [N, D]; None renders view-dependent RGB
+        from the spherical harmonics (D = 3).
+    :param background: value of every channel where nothing is hit, scalar or [D].
+    :param backend: 'auto', 'gsplat' (CUDA) or 'torch' (any device).
+    :return: RenderOutput with image [H, W, D], alpha [H, W, 1] and depth [H, W, 1].
     """
     device = gaussians.device
     chosen = resolve_backend(backend, device)

@@ -12,7 +12,8 @@
 # See the License for the specific language governing permissions and
 # limitations under the License.
 
-"""Pinhole cameras in the OpenCV convention (x right, y down, z forward).
+"""
+Pinhole cameras in the OpenCV convention (x right, y down, z forward).
 
 A camera is intrinsics K, image size and a world-to-camera transform. It can be made from a
 ROS-style pose (position + orientation of the camera in the world frame), either of the
@@ -58,13 +59,15 @@ def quat_xyzw_to_rotmat(q: Sequence[float]) -> Tensor:
 
 @dataclass(frozen=True)
 class Camera:
-    """A pinhole camera.
+    """
+    A pinhole camera.
 
-    Attributes:
-        K: intrinsics [3, 3] (fx, fy, cx, cy in pixels).
-        world_to_cam: rigid transform [4, 4] from world to OpenCV camera coordinates.
-        width, height: image size in pixels.
-        near, far: depth range kept by the renderers.
+    :ivar K: intrinsics [3, 3] (fx, fy, cx, cy in pixels).
+    :ivar world_to_cam: rigid transform [4, 4] from world to OpenCV camera coordinates.
+    :ivar width: image width in pixels.
+    :ivar height: image height in pixels.
+    :ivar near: near end of the depth range kept by the renderers.
+    :ivar far: far end of the depth range kept by the renderers.
     """
 
     K: Tensor
@@ -120,7 +123,7 @@ class Camera:
         world_to_cam: Tensor | None = None,
         **kwargs,
     ) -> 'Camera':
-        """A camera from pinhole intrinsics; identity pose unless ``world_to_cam`` is given."""
+        """Make a camera from pinhole intrinsics; identity pose unless ``world_to_cam`` given."""
         K = torch.tensor([[fx, 0.0, cx], [0.0, fy, cy], [0.0, 0.0, 1.0]], dtype=torch.float32)
         w2c = torch.eye(4) if world_to_cam is None else torch.as_tensor(world_to_cam)
         w2c = w2c.to(torch.float32)
@@ -130,7 +133,7 @@ class Camera:
     def from_fov(
         cls, fov_x_deg: float, width: int, height: int, world_to_cam: Tensor | None = None
     ) -> 'Camera':
-        """A camera with square pixels, the principal point at the centre and horizontal FoV."""
+        """Make a camera of horizontal FoV with square pixels and the principal point centred."""
         if not 0.0 < fov_x_deg < 180.0:
             raise CameraError(f'camera: fov_x must be in (0, 180) degrees, got {fov_x_deg}')
         focal = 0.5 * width / math.tan(math.radians(fov_x_deg) / 2)
@@ -147,13 +150,13 @@ class Camera:
         orientation_xyzw: Sequence[float],
         optical: bool = True,
     ) -> 'Camera':
-        """A camera from its pose in the world frame, as in geometry_msgs/Pose.
+        """
+        Make a camera from its pose in the world frame, as in geometry_msgs/Pose.
 
-        Args:
-            position: camera origin in the world frame, (x, y, z).
-            orientation_xyzw: camera orientation in the world frame, (x, y, z, w).
-            optical: True if the pose is of an optical frame (z forward, x right, y down);
-                False if it is of a body-convention frame (x forward, y left, z up).
+        :param position: camera origin in the world frame, (x, y, z).
+        :param orientation_xyzw: camera orientation in the world frame, (x, y, z, w).
+        :param optical: True if the pose is of an optical frame (z forward, x right, y down);
+            False if it is of a body-convention frame (x forward, y left, z up).
         """
         cam_to_world_rot = quat_xyzw_to_rotmat(orientation_xyzw)
         if not optical:
@@ -177,7 +180,7 @@ class Camera:
         width: int = 640,
         height: int = 480,
     ) -> 'Camera':
-        """A camera at ``eye`` looking at ``target`` with ``up`` pointing up in the image."""
+        """Place a camera at ``eye`` looking at ``target``, ``up`` pointing up in the image."""
         eye_t = torch.tensor(eye, dtype=torch.float64)
         forward = torch.tensor(target, dtype=torch.float64) - eye_t
         if float(forward.norm()) < 1e-9:
@@ -211,8 +214,10 @@ class Camera:
 
     @classmethod
     def from_json(cls, data: dict, source: str = 'camera') -> 'Camera':
-        """A camera from ``to_json``'s layout, or from a pose:
-        ``{"width", "height", "K" | "fx", "fy", "cx", "cy",
+        """
+        Make a camera from ``to_json``'s layout, or from a pose.
+
+        The pose layout is ``{"width", "height", "K" | "fx", "fy", "cx", "cy",
         "position", "orientation_xyzw", "optical"}``.
         """
         if not isinstance(data, dict):

@@ -28,7 +28,7 @@ GSPLAT_VERSION = '1.5.3'
 
 
 def _rasterization():
-    """gsplat's entry point, imported on first use so CPU-only installs never need gsplat."""
+    """Return gsplat's entry point, imported on first use so CPU-only installs need no gsplat."""
     try:
         import gsplat
     except ImportError as err:
@@ -46,11 +46,11 @@ def _rasterization():
 def render_gsplat(
     gaussians: Gaussians, camera: Camera, features: Optional[Tensor], background: Tensor
 ) -> RenderOutput:
-    """Render with gsplat; arguments as `st4r_ros.render.api.render` after validation.
+    """
+    Render with gsplat; arguments as `st4r_ros.render.api.render` after validation.
 
-    Args:
-        features: per-Gaussian channels [N, D], or None for RGB from the SH coefficients.
-        background: per-channel background [D].
+    :param features: per-Gaussian channels [N, D], or None for RGB from the SH coefficients.
+    :param background: per-channel background [D].
     """
     device = gaussians.device
     if features is None:

@@ -31,7 +31,7 @@ def to_uint8(image: Tensor) -> np.ndarray:
 
 
 def depth_to_gray(depth: Tensor, alpha: Tensor) -> Tensor:
-    """Expected depth [H, W, 1] -> [H, W, 1] in [0, 1], near bright, far dark, empty black."""
+    """Map expected depth [H, W, 1] -> [H, W, 1] in [0, 1], near bright, far dark, empty black."""
     hit = alpha[..., 0] > 0.5
     if not bool(hit.any()):
         return torch.zeros_like(depth)

@@ -12,7 +12,8 @@
 # See the License for the specific language governing permissions and
 # limitations under the License.
 
-"""View-dependent colour from real spherical harmonics, in gsplat 1.5.3's convention.
+"""
+View-dependent colour from real spherical harmonics, in gsplat 1.5.3's convention.
 
 The basis is the real SH basis of the Inria 3DGS / gsplat code (Sloan's "Efficient Spherical
 Harmonic Evaluation", JCGT 2013), coefficients ordered by band l = 0..3 and, inside a band,
@@ -49,14 +50,12 @@ SH_C3_0 = 1.119528997770346
 
 
 def sh_basis(dirs: Tensor, degree: int) -> Tensor:
-    """The real SH basis at unit directions.
+    """
+    Evaluate the real SH basis at unit directions.
 
-    Args:
-        dirs: unit directions, [N, 3].
-        degree: 0..3.
-
-    Returns:
-        basis values, [N, (degree + 1)^2], in the coefficient order of ``Gaussians.sh``.
+    :param dirs: unit directions, [N, 3].
+    :param degree: 0..3.
+    :return: basis values, [N, (degree + 1)^2], in the coefficient order of ``Gaussians.sh``.
     """
     n = dirs.shape[0]
     columns = [torch.full((n,), SH_C0, dtype=dirs.dtype, device=dirs.device)]
@@ -91,16 +90,14 @@ def sh_basis(dirs: Tensor, degree: int) -> Tensor:
 
 
 def sh_to_rgb(sh: Tensor, dirs: Tensor, degree: int) -> Tensor:
-    """Colour of each Gaussian seen along ``dirs``.
+    """
+    Colour of each Gaussian seen along ``dirs``.
 
-    Args:
-        sh: coefficients, [N, K, 3] with K >= (degree + 1)^2; only the first (degree + 1)^2
-            are used, as gsplat does when ``sh_degree`` is below the stored degree.
-        dirs: viewing directions (mean - camera centre), any length, [N, 3].
-        degree: SH degree to evaluate, 0..3.
-
-    Returns:
-        colour = max(SH value + 0.5, 0), [N, 3].
+    :param sh: coefficients, [N, K, 3] with K >= (degree + 1)^2; only the first (degree + 1)^2
+        are used, as gsplat does when ``sh_degree`` is below the stored degree.
+    :param dirs: viewing directions (mean - camera centre), any length, [N, 3].
+    :param degree: SH degree to evaluate, 0..3.
+    :return: colour = max(SH value + 0.5, 0), [N, 3].
     """
     if not 0 <= degree <= MAX_SH_DEGREE:
         raise RenderError(f'sh degree: expected 0..{MAX_SH_DEGREE}, got {degree}')

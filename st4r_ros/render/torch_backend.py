@@ -12,7 +12,8 @@
 # See the License for the specific language governing permissions and
 # limitations under the License.
 
-"""A pure-torch tile rasterizer that reproduces gsplat 1.5.3's ``rasterization()``.
+"""
+A pure-torch tile rasterizer that reproduces gsplat 1.5.3's ``rasterization()``.
 
 It is the CPU path of `st4r_ros.render.api.render` and the reference the CUDA path is tested
 against, so it follows gsplat's forward pass step by step (perspective camera, classic mode,
@@ -83,15 +84,15 @@ MAX_CHUNK_GAUSSIANS = 1024
 
 @dataclass(frozen=True)
 class Splats:
-    """Visible Gaussians projected to the image, sorted front to back (M of them).
+    """
+    Visible Gaussians projected to the image, sorted front to back (M of them).
 
-    Attributes:
-        index: row of each splat in the input Gaussians, [M] int64.
-        means2d: pixel coordinates of the centres, [M, 2].
-        conics: inverse 2D covariance (a, b, c) = ((0, 0), (0, 1), (1, 1)) entries, [M, 3].
-        depths: z in the camera frame, [M].
-        opacities: [M].
-        radii: half-sizes of the screen boxes in pixels (x, y), [M, 2] float32 integers.
+    :ivar index: row of each splat in the input Gaussians, [M] int64.
+    :ivar means2d: pixel coordinates of the centres, [M, 2].
+    :ivar conics: inverse 2D covariance (a, b, c) = ((0, 0), (0, 1), (1, 1)) entries, [M, 3].
+    :ivar depths: z in the camera frame, [M].
+    :ivar opacities: [M].
+    :ivar radii: half-sizes of the screen boxes in pixels (x, y), [M, 2] float32 integers.
     """
 
     index: Tensor
@@ -103,8 +104,11 @@ class Splats:
 
 
 def covariances_3d(quats: Tensor, scales: Tensor) -> Tensor:
-    """World covariances R S S^T R^T, [N, 3, 3], from quaternions (w, x, y, z) [N, 4]
-    (normalised here, as gsplat does) and scales [N, 3]."""
+    """
+    Compute world covariances R S S^T R^T, [N, 3, 3], from quaternions and scales.
+
+    Quaternions (w, x, y, z) [N, 4] are normalised here, as gsplat does; scales are [N, 3].
+    """
     w, x, y, z = (quats / quats.norm(dim=-1, keepdim=True)).unbind(-1)
     rot = torch.stack(
         [
@@ -119,7 +123,8 @@ def covariances_3d(quats: Tensor, scales: Tensor) -> Tensor:
 
 
 def ewa_jacobians(means_cam: Tensor, camera: Camera, K: Tensor) -> Tensor:
-    """Jacobians of the pinhole projection at the means, [N, 2, 3], for means_cam [N, 3].
+    """
+    Jacobians of the pinhole projection at the means, [N, 2, 3], for means_cam [N, 3].
 
     Means far outside the view would get huge, unstable Jacobians; like gsplat (and the Inria
     rasterizer) the point is clamped to 1.3x the half-FoV before differentiating.
@@ -195,12 +200,12 @@ def project(gaussians: Gaussians, camera: Camera, eps2d: float = EPS2D) -> Splat
 
 
 def bin_to_tiles(splats: Splats, tiles_x: int, tiles_y: int) -> Tuple[Tensor, Tensor]:
-    """Tile-Gaussian intersections (step 2 of the module docstring).
+    """
+    Tile-Gaussian intersections (step 2 of the module docstring).
 
-    Returns:
-        splat_of_isect: splat index of each intersection, grouped by tile (row-major tile id)
-            and front to back inside a tile, [I] int64.
-        tile_starts: offset of each tile's group, [tiles_y * tiles_x + 1] int64.
+    :return: ``(splat_of_isect, tile_starts)``: the splat index of each intersection, grouped
+        by tile (row-major tile id) and front to back inside a tile, [I] int64; the offset of
+        each tile's group, [tiles_y * tiles_x + 1] int64.
     """
     device = splats.means2d.device
     tile_centre = splats.means2d / TILE_SIZE
@@ -227,8 +232,12 @@ def bin_to_tiles(splats: Splats, tiles_x: int, tiles_y: int) -> Tuple[Tensor, Te
 
 
 def tile_batches(tile_starts: Tensor) -> Iterator[Tensor]:
-    """Groups of non-empty tile ids with similar list lengths, each a [B] int64 tensor whose
-    padded alpha matrices fit in about ``CHUNK_ELEMENTS`` elements per depth chunk."""
+    """
+    Group the non-empty tile ids by similar list lengths.
+
+    Each group is a [B] int64 tensor whose padded alpha matrices fit in about
+    ``CHUNK_ELEMENTS`` elements per depth chunk.
+    """
     lengths = tile_starts[1:] - tile_starts[:-1]
     by_length = torch.argsort(lengths, descending=True)
     by_length = by_length[lengths[by_length] > 0]
@@ -237,19 +246,17 @@ def tile_batches(tile_starts: Tensor) -> Iterator[Tensor]:
     while begin < len(sizes):
         chunk = min(sizes[begin], MAX_CHUNK_GAUSSIANS)
         count = max(1, CHUNK_ELEMENTS // (TILE_PIXELS * chunk))
-        yield by_length[begin : begin + count]
+        yield by_length[begin:begin + count]
         begin += count
 
 
 def tile_alphas(tiles: Tensor, slots: Tensor, splats: Splats, tiles_x: int) -> Tensor:
-    """Alpha of each pixel and Gaussian of a depth chunk of some tiles.
+    """
+    Alpha of each pixel and Gaussian of a depth chunk of some tiles.
 
-    Args:
-        tiles: tile ids, [B].
-        slots: splat index per tile and list position, -1 for padding, [B, G].
-
-    Returns:
-        alphas as gsplat computes them, 0 where skipped (< 1/255) or padding, [B, 256, G].
+    :param tiles: tile ids, [B].
+    :param slots: splat index per tile and list position, -1 for padding, [B, G].
+    :return: alphas as gsplat computes them, 0 where skipped (< 1/255) or padding, [B, 256, G].
     """
     pad = slots < 0
     safe = slots.clamp_min(0)
@@ -280,17 +287,15 @@ def tile_alphas(tiles: Tensor, slots: Tensor, splats: Splats, tiles_x: int) -> T
 def composite_chunk(
     alpha: Tensor, values: Tensor, trans: Tensor, done: Tensor
 ) -> Tuple[Tensor, Tensor, Tensor]:
-    """Front-to-back compositing of one depth chunk, continuing from earlier chunks.
+    """
+    Front-to-back compositing of one depth chunk, continuing from earlier chunks.
 
-    Args:
-        alpha: [B, P, G], depth sorted (consumed: overwritten with the weights).
-        values: what each Gaussian carries (features and depth), [B, G, C].
-        trans: transmittance before this chunk, [B, P].
-        done: pixels already ended by the T <= 1e-4 rule, [B, P] bool.
-
-    Returns:
-        sum of weight * value over the chunk [B, P, C], the transmittance after it [B, P] and
-        the updated done flags [B, P].
+    :param alpha: [B, P, G], depth sorted (consumed: overwritten with the weights).
+    :param values: what each Gaussian carries (features and depth), [B, G, C].
+    :param trans: transmittance before this chunk, [B, P].
+    :param done: pixels already ended by the T <= 1e-4 rule, [B, P] bool.
+    :return: sum of weight * value over the chunk [B, P, C], the transmittance after it [B, P]
+        and the updated done flags [B, P].
     """
     start = trans.masked_fill(done, 0.0)  # ended pixels take nothing more
     keep_fraction = torch.rsub(alpha, 1.0)
@@ -310,10 +315,10 @@ def composite_chunk(
 
 
 def composite(splats: Splats, values: Tensor, tiles_x: int, tiles_y: int) -> Tuple[Tensor, Tensor]:
-    """Composite ``values`` [M, C] of the splats into every tile.
+    """
+    Composite ``values`` [M, C] of the splats into every tile.
 
-    Returns:
-        accumulated sum of weight * value per tile pixel, [tiles, 256, C], and the final
+    :return: accumulated sum of weight * value per tile pixel, [tiles, 256, C], and the final
         transmittance, [tiles, 256].
     """
     device, dtype, channels = values.device, values.dtype, values.shape[1]
@@ -329,7 +334,8 @@ def composite(splats: Splats, values: Tensor, tiles_x: int, tiles_y: int) -> Tup
         acc = torch.zeros(len(tiles), TILE_PIXELS, channels, dtype=dtype, device=device)
         longest = int(lengths.max())
         for first in range(0, longest, MAX_CHUNK_GAUSSIANS):
-            position = torch.arange(first, min(first + MAX_CHUNK_GAUSSIANS, longest), device=device)
+            position = torch.arange(first, min(first + MAX_CHUNK_GAUSSIANS, longest),
+                                    device=device)
             isect = (starts[:, None] + position).clamp_max(len(splat_of_isect) - 1)  # [B, G]
             slots = torch.where(position < lengths[:, None], splat_of_isect[isect], -1)
             alpha = tile_alphas(tiles, slots, splats, tiles_x)
@@ -361,19 +367,18 @@ def splat_colours(gaussians: Gaussians, camera: Camera, splats: Splats) -> Tenso
 def render_torch(
     gaussians: Gaussians, camera: Camera, features: Optional[Tensor], background: Tensor
 ) -> RenderOutput:
-    """Render like gsplat 1.5.3 ``rasterization(..., render_mode='RGB+ED')``, on the
-    Gaussians' device (any device).
+    """
+    Render like gsplat 1.5.3 ``rasterization(..., render_mode='RGB+ED')``.
 
-    Args:
-        gaussians: N Gaussians.
-        camera: pinhole camera; its near/far are gsplat's near_plane/far_plane.
-        features: channels to composite, [N, D]; None: RGB from the SH coefficients
-            (view direction = mean - camera centre, colour clamped below at 0).
-        background: [D], added as T * background.
+    The render runs on the Gaussians' device (any device).
 
-    Returns:
-        RenderOutput: image [H, W, D], alpha [H, W, 1], depth [H, W, 1] (expected z, 0 where
-        alpha is 0).
+    :param gaussians: N Gaussians.
+    :param camera: pinhole camera; its near/far are gsplat's near_plane/far_plane.
+    :param features: channels to composite, [N, D]; None: RGB from the SH coefficients
+        (view direction = mean - camera centre, colour clamped below at 0).
+    :param background: [D], added as T * background.
+    :return: RenderOutput with image [H, W, D], alpha [H, W, 1], depth [H, W, 1] (expected z,
+        0 where alpha is 0).
     """
     tiles_x = (camera.width + TILE_SIZE - 1) // TILE_SIZE
     tiles_y = (camera.height + TILE_SIZE - 1) // TILE_SIZE

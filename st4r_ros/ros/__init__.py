@@ -12,7 +12,8 @@
 # See the License for the specific language governing permissions and
 # limitations under the License.
 
-"""The ROS face: messages <-> QueryEngine, live (rclpy) and offline (rosbags).
+"""
+The ROS face: messages <-> QueryEngine, live (rclpy) and offline (rosbags).
 
 - typestore.py: a rosbags Typestore with st4r_ros's msg/ and srv/ registered (no ROS needed).
 - conversions.py: requests from commands, service calls and camera messages; results, masks,

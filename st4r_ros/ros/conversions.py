@@ -12,7 +12,8 @@
 # See the License for the specific language governing permissions and
 # limitations under the License.
 
-"""Messages <-> QueryEngine: the one conversion layer of the ROS face, live and offline.
+"""
+Messages <-> QueryEngine: the one conversion layer of the ROS face, live and offline.
 
 The same functions serve the rclpy node (rclpy's generated classes) and bag replay (rosbags
 classes, no ROS needed). They never import either world: they take a ``types`` adapter that
@@ -101,8 +102,12 @@ class RosbagsTypes:
         return self.typestore.types[name]
 
     def defaults(self, name: str, given: Dict) -> Dict:
-        """ROS defaults (zeros, empty) of the fields of ``name`` not in ``given``. rosbags
-        keeps no .msg default values: a field with a non-zero one (Quaternion.w) must be given."""
+        """
+        Return the ROS default values (zeros, empty) of the fields of ``name`` not in ``given``.
+
+        rosbags keeps no .msg default values: a field with a non-zero one (Quaternion.w) must be
+        given.
+        """
         _, fields = self.typestore.fielddefs[name]
         return {field: self._default(desc) for field, desc in fields if field not in given}
 
@@ -145,7 +150,8 @@ Types = Union[RosbagsTypes, RclpyTypes]
 
 
 def make(types: Types, msgtype: str, /, **fields):
-    """A message of type ``msgtype`` with ``fields`` set and the others at their defaults.
+    """
+    Make a message of type ``msgtype`` with ``fields`` set and the others at their defaults.
 
     Give numbers as Python scalars (rclpy refuses numpy scalars) and arrays or sequences of
     numbers as 1-D numpy arrays of the field's dtype (uint8 for uint8[], float64 for
@@ -163,10 +169,10 @@ def stamp_from_ns(types: Types, ns: int):
 
 
 def stamp_to_ns(stamp) -> int:
-    """Nanoseconds of a builtin_interfaces/Time (either world).
+    """
+    Nanoseconds of a builtin_interfaces/Time (either world).
 
-    Raises:
-        TimeRangeError: nanosec outside [0, 1e9) (no ROS clock makes one).
+    :raises TimeRangeError: nanosec outside [0, 1e9) (no ROS clock makes one).
     """
     if not 0 <= int(stamp.nanosec) < NS_PER_S:
         raise TimeRangeError(f'stamp.nanosec: expected 0..999999999, got {stamp.nanosec}')
@@ -174,8 +180,12 @@ def stamp_to_ns(stamp) -> int:
 
 
 def ros_string(text: str) -> str:
-    """``text`` as every ROS client carries it: valid UTF-8 (lone surrogates become '?') and no
-    NUL characters (C and C++ subscribers would cut the string there)."""
+    """
+    Return ``text`` as every ROS client carries it.
+
+    That is valid UTF-8 (lone surrogates become '?') and no NUL characters (C and C++
+    subscribers would cut the string there).
+    """
     return text.encode('utf-8', 'replace').decode('utf-8').replace('\x00', '\ufffd')
 
 
@@ -191,12 +201,12 @@ def _point(types: Types, xyz: Sequence[float]):
 # ----- results -----
 
 def result_to_msg(types: Types, result: QueryResult, stamp, frame_id: str):
-    """st4r_ros/ReferringResult of ``result``.
+    """
+    st4r_ros/ReferringResult of ``result``.
 
-    Args:
-        stamp: builtin_interfaces/Time; that of the camera pose the mask was rendered for, or
-            the time the request was received (msg/ReferringResult.msg).
-        frame_id: the scene frame, in which centroid and box are expressed.
+    :param stamp: builtin_interfaces/Time; that of the camera pose the mask was rendered for, or
+        the time the request was received (msg/ReferringResult.msg).
+    :param frame_id: the scene frame, in which centroid and box are expressed.
 
     NaN conventions are the engine's (score, times, centroid, box of answers without a target);
     latencies the engine did not measure are NaN. The per-frame temporal scores stay empty and
@@ -258,7 +268,8 @@ def _image(types: Types, pixels: np.ndarray, encoding: str, stamp, frame_id: str
 
 
 def mask_to_image(types: Types, mask, stamp, frame_id: str):
-    """sensor_msgs/Image mono8 of a mask [H, W] (bool tensor or array): 255 target, 0 else.
+    """
+    sensor_msgs/Image mono8 of a mask [H, W] (bool tensor or array): 255 target, 0 else.
 
     frame_id: the camera's optical frame, as in the sibling CameraInfo.
     """
@@ -269,9 +280,13 @@ def mask_to_image(types: Types, mask, stamp, frame_id: str):
 
 
 def camera_to_camera_info(types: Types, camera: Camera, stamp, frame_id: str):
-    """sensor_msgs/CameraInfo of ``camera``: width, height, K, P = [K | 0], R = I and a zero
-    plumb_bob distortion (renders are ideal pinholes). Published beside a mask or overlay so
-    that RViz's Camera display can project them; frame_id is the camera's optical frame."""
+    """
+    Convert ``camera`` to a sensor_msgs/CameraInfo.
+
+    Width, height, K, P = [K | 0], R = I and a zero plumb_bob distortion (renders are ideal
+    pinholes). Published beside a mask or overlay so that RViz's Camera display can project
+    them; frame_id is the camera's optical frame.
+    """
     k = camera.K.detach().cpu().double().numpy()  # [3, 3]
     p = np.hstack([k, np.zeros((3, 1))])  # [3, 4]: monocular, no baseline
     return make(types, CAMERA_INFO, header=_header(types, stamp, frame_id),
@@ -282,16 +297,23 @@ def camera_to_camera_info(types: Types, camera: Camera, stamp, frame_id: str):
 
 def tint(rgb: Tensor, mask: Tensor, color: Sequence[float] = (1.0, 0.0, 0.0),
          strength: float = 0.5) -> Tensor:
-    """``rgb`` [H, W, 3] in [0, 1] with the pixels of ``mask`` [H, W] (bool) blended towards
-    ``color`` (RGB in [0, 1]) by ``strength``; same shape and range."""
+    """
+    Blend the pixels of ``mask`` [H, W] (bool) in ``rgb`` [H, W, 3] towards ``color``.
+
+    ``rgb`` and ``color`` are RGB in [0, 1], blended by ``strength``; the result has the same
+    shape and range.
+    """
     mask = torch.as_tensor(mask, dtype=torch.bool, device=rgb.device)
     paint = torch.as_tensor(color, dtype=rgb.dtype, device=rgb.device)
     return torch.where(mask[..., None], (1.0 - strength) * rgb + strength * paint, rgb)
 
 
 def overlay_to_image(types: Types, rgb: Tensor, mask: Tensor, stamp, frame_id: str):
-    """sensor_msgs/Image bgr8 of an RGB render [H, W, 3] in [0, 1] with the mask [H, W] tinted
-    red; frame_id is the camera's optical frame."""
+    """
+    Convert an RGB render [H, W, 3] in [0, 1] to a sensor_msgs/Image bgr8, the mask tinted red.
+
+    The mask is [H, W]; frame_id is the camera's optical frame.
+    """
     pixels = to_uint8(tint(rgb, mask))  # [H, W, 3] RGB
     return _image(types, pixels[..., ::-1], 'bgr8', stamp, frame_id)
 
@@ -299,10 +321,13 @@ def overlay_to_image(types: Types, rgb: Tensor, mask: Tensor, stamp, frame_id: s
 # ----- target cloud and markers -----
 
 def cloud_to_pointcloud2(types: Types, cloud: Optional[TargetCloud], stamp, frame_id: str):
-    """sensor_msgs/PointCloud2 of the target's Gaussians: one row (height 1) of M points with
-    x, y, z (scene frame, scene units), rgb (0x00RRGGBB in a FLOAT32 field, as RViz reads it)
-    and score (relevance in [0, 1]); 20 bytes a point. ``None`` (no target) gives an empty
-    cloud (width 0), which clears a stale one in RViz."""
+    """
+    Convert the target's Gaussians to a sensor_msgs/PointCloud2.
+
+    One row (height 1) of M points with x, y, z (scene frame, scene units), rgb (0x00RRGGBB in
+    a FLOAT32 field, as RViz reads it) and score (relevance in [0, 1]); 20 bytes a point.
+    ``None`` (no target) gives an empty cloud (width 0), which clears a stale one in RViz.
+    """
     count = 0 if cloud is None else len(cloud.xyz)
     points = np.zeros(count, dtype=CLOUD_DTYPE)
     if count:
@@ -339,10 +364,13 @@ def _marker(types: Types, stamp, frame_id: str, marker_id: int, kind: int, actio
 
 
 def result_markers(types: Types, result: QueryResult, stamp, frame_id: str):
-    """visualization_msgs/MarkerArray for RViz: a DELETEALL of namespace "st4r_target" first
-    (markers of an earlier target vanish), then for an OK result a translucent CUBE on the
-    target's box (scene frame; at least MIN_BOX_SIZE a side) and a TEXT_VIEW_FACING label
-    "query (score)" above it."""
+    """
+    Make the visualization_msgs/MarkerArray of ``result`` for RViz.
+
+    A DELETEALL of namespace "st4r_target" first (markers of an earlier target vanish), then
+    for an OK result a translucent CUBE on the target's box (scene frame; at least
+    MIN_BOX_SIZE a side) and a TEXT_VIEW_FACING label "query (score)" above it.
+    """
     cls = types[MARKER]
     markers = [_marker(types, stamp, frame_id, 0, cls.CUBE, cls.DELETEALL)]  # type ignored
     if result.ok:
@@ -362,9 +390,11 @@ def result_markers(types: Types, result: QueryResult, stamp, frame_id: str):
 # ----- cameras -----
 
 def camera_from_msgs(pose_stamped, camera_info, scene_frame: Optional[str] = None) -> Camera:
-    """The Camera of a geometry_msgs/PoseStamped (the pose of the camera's optical frame in
-    the scene frame) and a sensor_msgs/CameraInfo (K, width, height; d, binning and roi are
-    ignored: renders are ideal pinholes).
+    """
+    Make the Camera of a geometry_msgs/PoseStamped and a sensor_msgs/CameraInfo.
+
+    The pose is that of the camera's optical frame in the scene frame; from the CameraInfo K,
+    width and height are used (d, binning and roi are ignored: renders are ideal pinholes).
 
     Refused (CameraError naming the field): an image of zero size or over MAX_IMAGE_SIDE; K all
     zeros (uncalibrated), not of the pinhole form [[fx, 0, cx], [0, fy, cy], [0, 0, 1]], not
@@ -390,8 +420,11 @@ def camera_from_msgs(pose_stamped, camera_info, scene_frame: Optional[str] = Non
 
 
 def camera_to_pose(types: Types, camera: Camera, stamp, frame_id: str):
-    """The geometry_msgs/PoseStamped of ``camera``'s optical frame in ``frame_id`` (the
-    inverse of camera_from_msgs, with camera_to_camera_info)."""
+    """
+    Make the geometry_msgs/PoseStamped of ``camera``'s optical frame in ``frame_id``.
+
+    This is the inverse of camera_from_msgs, with camera_to_camera_info.
+    """
     cam_to_world = camera.cam_to_world.double().numpy()
     x, y, z, w = _rotation_to_quaternion(cam_to_world[:3, :3])
     px, py, pz = (float(v) for v in cam_to_world[:3, 3])
@@ -403,8 +436,12 @@ def camera_to_pose(types: Types, camera: Camera, stamp, frame_id: str):
 
 
 def _rotation_to_quaternion(rotation: np.ndarray) -> Tuple[float, float, float, float]:
-    """(x, y, z, w) of a rotation matrix [3, 3], from its largest quaternion component (the
-    well-conditioned branch of Shepperd's method)."""
+    """
+    Convert a rotation matrix [3, 3] to a quaternion (x, y, z, w).
+
+    It is computed from its largest quaternion component (the well-conditioned branch of
+    Shepperd's method).
+    """
     trace = float(np.trace(rotation))
     diagonal = [trace, *np.diag(rotation)]
     largest = int(np.argmax(diagonal))
@@ -464,15 +501,18 @@ def _unit_quaternion(q) -> tuple:
 # ----- requests -----
 
 def new_request_id() -> str:
-    """A request id for queries that came without one (12 hex digits)."""
+    """Make a request id for queries that came without one (12 hex digits)."""
     return uuid.uuid4().hex[:12]
 
 
 def refusal(request_id: str, text, status: QueryStatus, message: str,
             mode=QueryMode.AUTO) -> QueryResult:
-    """The result of a request answered without running it (INVALID, NOT_READY, DROPPED...):
-    target fields at their "none" values, the text echoed (bounded), the mode if it is one
-    (else AUTO, so that the result still converts)."""
+    """
+    Make the result of a request answered without running it (INVALID, NOT_READY, DROPPED...).
+
+    Target fields are at their "none" values, the text is echoed (bounded), the mode too if it
+    is one (else AUTO, so that the result still converts).
+    """
     shown = text if isinstance(text, str) else repr(text)
     try:
         mode = QueryMode(int(mode))
@@ -484,9 +524,13 @@ def refusal(request_id: str, text, status: QueryStatus, message: str,
 
 def request_from_string(data: str, latest_camera: Optional[Camera] = None,
                         request_id: Optional[str] = None) -> QueryRequest:
-    """The request of a std_msgs/String command: an AUTO query of ``data`` at the current scene
-    time, with the latest camera (if any) for the mask. The text is checked by the engine
-    (empty, over-long, control characters), so any string gets its answer there."""
+    """
+    Make the request of a std_msgs/String command.
+
+    It is an AUTO query of ``data`` at the current scene time, with the latest camera (if any)
+    for the mask. The text is checked by the engine (empty, over-long, control characters), so
+    any string gets its answer there.
+    """
     return QueryRequest(text=data, mode=QueryMode.AUTO, camera=latest_camera,
                         request_id=request_id or new_request_id())
 
@@ -494,15 +538,17 @@ def request_from_string(data: str, latest_camera: Optional[Camera] = None,
 def request_from_service(request_msg, latest_camera: Optional[Camera],
                          scene_frame: Optional[str] = None
                          ) -> Union[QueryRequest, QueryResult]:
-    """The QueryRequest of a Query service request (srv/Query.srv), or the refusal to answer
-    at once: INVALID for an unknown mode, a scene_time outside [0, 1] or NaN (with
-    use_scene_time), both use_latest_camera and an explicit camera, or a malformed explicit
-    camera (see camera_from_msgs); NOT_READY for use_latest_camera before any camera arrived.
+    """
+    Make the QueryRequest of a Query service request (srv/Query.srv), or the refusal.
 
-    Args:
-        latest_camera: the camera of the latest pose + CameraInfo received, or None.
-        scene_frame: the scene frame an explicit camera pose must be in (None: not checked;
-            the node transforms the pose with TF before).
+    The refusal answers at once: INVALID for an unknown mode, a scene_time outside [0, 1] or
+    NaN (with use_scene_time), both use_latest_camera and an explicit camera, or a malformed
+    explicit camera (see camera_from_msgs); NOT_READY for use_latest_camera before any camera
+    arrived.
+
+    :param latest_camera: the camera of the latest pose + CameraInfo received, or None.
+    :param scene_frame: the scene frame an explicit camera pose must be in (None: not checked;
+        the node transforms the pose with TF before).
     """
     request_id = request_msg.request_id or new_request_id()
     text = request_msg.query
@@ -550,12 +596,12 @@ class StampPolicy(str, enum.Enum):
 
 @dataclass(frozen=True)
 class SceneTime:
-    """A stamp on the scene's time axis.
+    """
+    A stamp on the scene's time axis.
 
-    Attributes:
-        time: normalised scene time in [0, 1].
-        offset_s: the stamp's offset from the scene start in seconds, before clamping.
-        clamped: True when the stamp lay outside [start, start + duration] and was clamped.
+    :ivar time: normalised scene time in [0, 1].
+    :ivar offset_s: the stamp's offset from the scene start in seconds, before clamping.
+    :ivar clamped: True when the stamp lay outside [start, start + duration] and was clamped.
     """
 
     time: float
@@ -565,7 +611,9 @@ class SceneTime:
 
 def scene_time_from_stamp(stamp, start_stamp, duration_s: Optional[float],
                           policy: Union[StampPolicy, str] = StampPolicy.CLAMP) -> SceneTime:
-    """Scene time of a builtin_interfaces/Time when the scene plays in step with a clock:
+    """
+    Map a builtin_interfaces/Time to a scene time when the scene plays in step with a clock.
+
     ``start_stamp`` (a Time) is the scene's first frame, ``start_stamp + duration_s`` its last.
 
     Policy: each stamp maps on its own, so out-of-order stamps simply give earlier scene times
@@ -573,10 +621,9 @@ def scene_time_from_stamp(stamp, start_stamp, duration_s: Optional[float],
     before the start or after the end is held at 0 or 1 and flagged (CLAMP: a robot that keeps
     running after the recording sees its last frame) or refused (REFUSE).
 
-    Raises:
-        TimeRangeError: no usable duration (None, NaN, <= 0: the scene declares none); a stamp
-            with nanosec outside [0, 1e9); with REFUSE, a stamp outside the scene's range.
-        ValueError: an unknown policy.
+    :raises TimeRangeError: no usable duration (None, NaN, <= 0: the scene declares none); a
+        stamp with nanosec outside [0, 1e9); with REFUSE, a stamp outside the scene's range.
+    :raises ValueError: an unknown policy.
     """
     policy = StampPolicy(policy)
     if duration_s is None or not math.isfinite(duration_s) or duration_s <= 0:

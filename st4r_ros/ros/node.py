@@ -12,7 +12,8 @@
 # See the License for the specific language governing permissions and
 # limitations under the License.
 
-"""st4r_node: the live ROS 2 face of st4r_ros (the only module that imports rclpy).
+"""
+st4r_node: the live ROS 2 face of st4r_ros (the only module that imports rclpy).
 
 Everything but moving messages lives elsewhere and is tested without ROS: what a query does
 (QueryEngine), what the node publishes for it (QuerySession), message conversions
@@ -65,6 +66,7 @@ OUTPUT_CLASSES = {'result': ReferringResult, 'target_cloud': PointCloud2,
 
 
 class St4rNode(Node):
+
     def __init__(self) -> None:
         super().__init__('st4r_node')
         for name, parameter in PARAMETERS.items():

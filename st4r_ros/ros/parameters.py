@@ -12,8 +12,12 @@
 # See the License for the specific language governing permissions and
 # limitations under the License.
 
-"""The node's parameters: one table that node.py declares, launch/st4r.launch.py mirrors as
-launch arguments and config/st4r.yaml sets (tests/test_node_files.py keeps the three equal)."""
+"""
+The node's parameters: one table for the node, its launch file and its config.
+
+node.py declares them, launch/st4r.launch.py mirrors them as launch arguments and
+config/st4r.yaml sets them (tests/test_node_files.py keeps the three equal).
+"""
 
 from __future__ import annotations
 

@@ -12,7 +12,8 @@
 # See the License for the specific language governing permissions and
 # limitations under the License.
 
-"""`st4r replay IN_BAG OUT_BAG --scene SCENE`: the live node's work on a recorded rosbag2, no ROS.
+"""
+`st4r replay IN_BAG OUT_BAG --scene SCENE`: the live node's work on a recorded rosbag2, no ROS.
 
 Reads a rosbag2 (mcap or sqlite3) in bag order:
 
@@ -65,19 +66,21 @@ BAG_VERSION = 8  # rosbag2 metadata version 8: the newest Humble reads; Jazzy re
 
 @dataclass(frozen=True)
 class ReplayOptions:
-    """How to read the input bag and write the output bag.
+    """
+    How to read the input bag and write the output bag.
 
-    Attributes:
-        storage: the output bag's storage, 'mcap' or 'sqlite3' (the input's is detected).
-        distro: message definitions of 'jazzy' or 'humble'.
-        namespace: the node's namespace; relative topic names below resolve in it.
-        command_topic, pose_topic, info_topic: the input topics.
-        scene_frame: the frame the scene is in: results' frame_id; camera poses in another
-            (non-empty) frame are skipped (no TF offline).
-        scene_time: the normalised scene time of every query, or None to play the scene in
-            step with the bag clock (the bag's start is the scene's first frame; needs a scene
-            that declares its duration), stamps outside its range handled by ``stamp_policy``.
-        stamp_policy: 'clamp' or 'refuse' (conversions.scene_time_from_stamp).
+    :ivar storage: the output bag's storage, 'mcap' or 'sqlite3' (the input's is detected).
+    :ivar distro: message definitions of 'jazzy' or 'humble'.
+    :ivar namespace: the node's namespace; relative topic names below resolve in it.
+    :ivar command_topic: the input topic of the commands.
+    :ivar pose_topic: the input topic of the camera poses.
+    :ivar info_topic: the input topic of the camera infos.
+    :ivar scene_frame: the frame the scene is in: results' frame_id; camera poses in another
+        (non-empty) frame are skipped (no TF offline).
+    :ivar scene_time: the normalised scene time of every query, or None to play the scene in
+        step with the bag clock (the bag's start is the scene's first frame; needs a scene
+        that declares its duration), stamps outside its range handled by ``stamp_policy``.
+    :ivar stamp_policy: 'clamp' or 'refuse' (conversions.scene_time_from_stamp).
     """
 
     storage: str = 'mcap'
@@ -93,8 +96,12 @@ class ReplayOptions:
 
 @dataclass
 class ReplaySummary:
-    """Counts of one replay: messages read per input topic, skipped by reason, results per
-    status name, messages written per output topic, stamps clamped into the scene's range."""
+    """
+    Counts of one replay.
+
+    Messages read per input topic, skipped by reason, results per status name, messages
+    written per output topic, stamps clamped into the scene's range.
+    """
 
     read: Counter = field(default_factory=Counter)
     skipped: Counter = field(default_factory=Counter)
@@ -104,8 +111,11 @@ class ReplaySummary:
 
 
 def resolve(namespace: str, topic: str) -> str:
-    """The fully qualified name of ``topic`` in ``namespace`` ("camera/pose" in "/robot" ->
-    "/robot/camera/pose"); absolute names stay as they are."""
+    """
+    Return the fully qualified name of ``topic`` in ``namespace``.
+
+    "camera/pose" in "/robot" -> "/robot/camera/pose"; absolute names stay as they are.
+    """
     if topic.startswith('/'):
         return topic
     return f"{namespace.rstrip('/')}/{topic}"
@@ -179,11 +189,12 @@ class _Session:
 
 def replay(in_bag: Union[str, Path], out_bag: Union[str, Path], engine: QueryEngine,
            options: ReplayOptions = ReplayOptions()) -> ReplaySummary:
-    """Run the commands and camera messages of ``in_bag`` through ``engine`` in bag order and
-    write the node's outputs to the new bag ``out_bag``; see the module docstring.
+    """
+    Run the commands and camera messages of ``in_bag`` through ``engine`` in bag order.
 
-    Raises:
-        St4rError: bad options, an unreadable input bag, an existing output bag.
+    The node's outputs are written to the new bag ``out_bag``; see the module docstring.
+
+    :raises St4rError: bad options, an unreadable input bag, an existing output bag.
     """
     if options.storage not in STORAGES or options.distro not in DISTROS:
         raise St4rError(f'replay: expected storage in {sorted(STORAGES)} and distro in '
@@ -238,7 +249,7 @@ def _run(reader: Reader, session: _Session, summary: ReplaySummary) -> None:
 
 
 def summary_table(summary: ReplaySummary) -> Table:
-    """The summary as a rich table: one row per count."""
+    """Lay the summary out as a rich table: one row per count."""
     table = Table(title='st4r replay')
     for column in ('', 'what', 'count'):
         table.add_column(column)
@@ -254,8 +265,12 @@ def summary_table(summary: ReplaySummary) -> Table:
 def replay_main(in_bag: Union[str, Path], out_bag: Union[str, Path], scene: Union[str, Path],
                 layer: Union[str, Path, None] = None, *, device: str = 'auto',
                 console: Optional[Console] = None, **options) -> ReplaySummary:
-    """`st4r replay`: open the scene (and its referring layer) as a QueryEngine, replay, print
-    the summary table. ``options`` are ReplayOptions' fields."""
+    """
+    Run `st4r replay`: open the scene as a QueryEngine, replay, print the summary table.
+
+    The engine opens the scene with its referring layer. ``options`` are ReplayOptions'
+    fields.
+    """
     summary = replay(in_bag, out_bag, QueryEngine.open(scene, layer, device),
                      ReplayOptions(**options))
     (console or Console()).print(summary_table(summary))
@@ -267,8 +282,11 @@ def _scene_time(text: str) -> Optional[float]:
 
 
 def add_replay_arguments(parser: argparse.ArgumentParser) -> None:
-    """Add `st4r replay`'s arguments to ``parser`` (a subcommand's), with ``run`` set to
-    replay_from_args as the CLI's other subcommands do."""
+    """
+    Add `st4r replay`'s arguments to ``parser`` (a subcommand's).
+
+    ``run`` is set to replay_from_args, as the CLI's other subcommands do.
+    """
     defaults = ReplayOptions()
     parser.add_argument('in_bag', help='input rosbag2 folder (mcap or sqlite3)')
     parser.add_argument('out_bag', help='output rosbag2 folder (must not exist)')

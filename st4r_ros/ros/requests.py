@@ -12,7 +12,8 @@
 # See the License for the specific language governing permissions and
 # limitations under the License.
 
-"""A bounded request queue between the node's callbacks and its worker thread.
+"""
+A bounded request queue between the node's callbacks and its worker thread.
 
 Callbacks must return at once (rclpy executors serve every subscription and service from the
 same threads), while a query holds the GPU for milliseconds to seconds. Callbacks ``put``
@@ -34,13 +35,14 @@ from st4r_ros.ros.conversions import new_request_id, refusal
 
 
 def dropped(request: QueryRequest, reason: str) -> QueryResult:
-    """The DROPPED result of ``request`` (its id, or a new one when it has none)."""
+    """Make the DROPPED result of ``request`` (its id, or a new one when it has none)."""
     return refusal(request.request_id or new_request_id(), request.text, QueryStatus.DROPPED,
                    reason, request.mode)
 
 
 class RequestQueue:
-    """First-in first-out, at most ``maxsize`` requests waiting; thread-safe.
+    """
+    First-in first-out, at most ``maxsize`` requests waiting; thread-safe.
 
     Requests should carry their id (request_from_string / request_from_service set one), so
     that a DROPPED answer and the worker's answer name the same request.
@@ -63,8 +65,12 @@ class RequestQueue:
         return self._closed
 
     def put(self, request: QueryRequest) -> Optional[QueryResult]:
-        """Queue ``request``; None when queued, else its DROPPED result (queue full or closed),
-        for the caller to publish. Never blocks beyond the lock."""
+        """
+        Queue ``request``.
+
+        Returns None when queued, else its DROPPED result (queue full or closed), for the
+        caller to publish. Never blocks beyond the lock.
+        """
         with self._ready:
             if self._closed:
                 return dropped(request, 'node shutting down: request not processed')
@@ -76,15 +82,23 @@ class RequestQueue:
             return None
 
     def get(self, timeout: Optional[float] = None) -> Optional[QueryRequest]:
-        """The oldest request; waits up to ``timeout`` seconds (None: until one comes or the
-        queue closes). None on timeout or once closed."""
+        """
+        Take the oldest request.
+
+        Waits up to ``timeout`` seconds (None: until one comes or the queue closes). Returns
+        None on timeout or once closed.
+        """
         with self._ready:
             self._ready.wait_for(lambda: self._items or self._closed, timeout)
             return self._items.popleft() if self._items else None  # close() empties it
 
     def close(self) -> List[QueryResult]:
-        """Stop accepting requests, wake every waiting ``get`` and return the DROPPED results of
-        the requests still waiting (in queue order), for the caller to publish."""
+        """
+        Stop accepting requests, wake every waiting ``get`` and drop the waiting requests.
+
+        Returns the DROPPED results of the requests still waiting (in queue order), for the
+        caller to publish.
+        """
         with self._ready:
             self._closed = True
             waiting, self._items = list(self._items), collections.deque()

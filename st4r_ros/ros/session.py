@@ -12,7 +12,8 @@
 # See the License for the specific language governing permissions and
 # limitations under the License.
 
-"""QuerySession: what the node does with its inputs, whatever carries the messages.
+"""
+QuerySession: what the node does with its inputs, whatever carries the messages.
 
 The live node (rclpy publishers) and `st4r replay` (a bag writer) drive the same session, so a
 replayed bag shows exactly what the node would have published:
@@ -55,13 +56,13 @@ Publish = Callable[[str, object], None]
 
 
 class QuerySession:
-    """The node's state between messages: latest camera and current answer.
+    """
+    The node's state between messages: latest camera and current answer.
 
-    Args:
-        engine: answers the queries.
-        types: message classes (conversions.RosbagsTypes or conversions.RclpyTypes).
-        publish: ``publish(topic, msg)`` sends one output on a topic of OUTPUTS.
-        scene_frame: the frame the scene is in (results' frame_id; camera poses must be in it).
+    :param engine: answers the queries.
+    :param types: message classes (conversions.RosbagsTypes or conversions.RclpyTypes).
+    :param publish: ``publish(topic, msg)`` sends one output on a topic of OUTPUTS.
+    :param scene_frame: the frame the scene is in (results' frame_id; camera poses must be in it).
     """
 
     def __init__(self, engine: QueryEngine, types, publish: Publish,
@@ -74,14 +75,20 @@ class QuerySession:
         self._camera_stamp = self._camera_frame = None
 
     def on_camera_info(self, msg) -> Optional[str]:
-        """Take a CameraInfo; returns why the camera is invalid, None when it is fine or still
-        waits for its pose."""
+        """
+        Take a CameraInfo.
+
+        Returns why the camera is invalid, None when it is fine or still waits for its pose.
+        """
         self._info = msg
         return self._update_camera()
 
     def on_pose(self, msg) -> Optional[str]:
-        """Take a camera pose; re-renders the current answer's mask for the new camera.
-        Returns why the camera is invalid, None otherwise."""
+        """
+        Take a camera pose; re-renders the current answer's mask for the new camera.
+
+        Returns why the camera is invalid, None otherwise.
+        """
         self._pose = msg
         error = self._update_camera()
         if error is None and self.camera is not None and self.current is not None:
@@ -96,8 +103,11 @@ class QuerySession:
         return result
 
     def publish_answer(self, request: QueryRequest, result: QueryResult, stamp) -> None:
-        """Publish ``result`` (an engine answer or a refusal) for ``request``; ``stamp`` is used
-        when the request had no camera."""
+        """
+        Publish ``result`` (an engine answer or a refusal) for ``request``.
+
+        ``stamp`` is used when the request had no camera.
+        """
         if request.camera is not None and request.camera is self.camera:
             stamp = self._camera_stamp
         frame, types = self.scene_frame, self.types

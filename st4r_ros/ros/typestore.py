@@ -12,7 +12,8 @@
 # See the License for the specific language governing permissions and
 # limitations under the License.
 
-"""A rosbags Typestore that knows st4r_ros's interfaces, for everything that runs without ROS.
+"""
+A rosbags Typestore that knows st4r_ros's interfaces, for everything that runs without ROS.
 
 The .msg/.srv files in msg/ and srv/ are the single source of truth; they are read from the
 source tree (a checkout) or from ``share/st4r_ros`` of an install (pip's data_files, colcon's
@@ -40,11 +41,13 @@ DISTROS = {'jazzy': Stores.ROS2_JAZZY, 'humble': Stores.ROS2_HUMBLE}
 
 
 def ros_typestore(distro: str = 'jazzy') -> Typestore:
-    """The rosbags Typestore of ROS 2 ``distro`` ('jazzy' or 'humble') plus st4r_ros's
-    interfaces. Built once per distro and shared: callers must not register more types in it.
+    """
+    Return the rosbags Typestore of ROS 2 ``distro`` plus st4r_ros's interfaces.
 
-    Raises:
-        St4rError: unknown distro, or no msg/ and srv/ folders found.
+    ``distro`` is 'jazzy' or 'humble'. Built once per distro and shared: callers must not
+    register more types in it.
+
+    :raises St4rError: unknown distro, or no msg/ and srv/ folders found.
     """
     key = str(distro).lower()
     if key not in DISTROS:
@@ -60,8 +63,12 @@ def _build(distro: str) -> Typestore:
 
 
 def interface_root() -> Path:
-    """The folder holding msg/ and srv/: the checkout this module is in, else an install's
-    ``share/st4r_ros`` (sys.prefix, the user base, then AMENT_PREFIX_PATH)."""
+    """
+    Find the folder holding msg/ and srv/.
+
+    That is the checkout this module is in, else an install's ``share/st4r_ros`` (sys.prefix,
+    the user base, then AMENT_PREFIX_PATH).
+    """
     candidates = _candidate_roots()
     for root in candidates:
         if (root / 'msg' / 'ReferringResult.msg').is_file():
@@ -79,8 +86,11 @@ def _candidate_roots() -> List[Path]:
 
 
 def interface_types(root: Path) -> Dict:
-    """rosbags type definitions of every root/msg/*.msg and root/srv/*.srv (service halves
-    as ``st4r_ros/msg/<Service>_Request`` and ``..._Response``)."""
+    """
+    Read the rosbags type definitions of every root/msg/*.msg and root/srv/*.srv.
+
+    Service halves are named ``st4r_ros/msg/<Service>_Request`` and ``..._Response``.
+    """
     types: Dict = {}
     for path in sorted((root / 'msg').glob('*.msg')):
         types.update(get_types_from_msg(path.read_text(), f'{PACKAGE}/msg/{path.stem}'))

@@ -12,7 +12,8 @@
 # See the License for the specific language governing permissions and
 # limitations under the License.
 
-"""The st4r bundle: the project's own keyframed scene format (safetensors + a JSON manifest).
+"""
+The st4r bundle: the project's own keyframed scene format (safetensors + a JSON manifest).
 
 Layout::
 
@@ -86,18 +87,18 @@ def save_bundle(
     *,
     interpolation: str = 'nearest',
 ) -> Path:
-    """Write ``keyframes`` as a bundle folder at ``path`` (created; its manifest and Gaussians
-    replaced). The bundle lists no semantic layers: layers describe particular Gaussians, so a
-    re-saved scene starts without them.
+    """
+    Write ``keyframes`` as a bundle folder at ``path``.
 
-    Args:
-        keyframes: (time in [0, 1], Gaussians), strictly increasing in time.
-        duration_s: real length of the scene in seconds, if known.
-        metadata: JSON-serialisable information stored as the manifest's ``metadata``.
-        interpolation: 'nearest' or 'linear' (frames correspond, see keyframes.py).
+    The folder is created; its manifest and Gaussians are replaced. The bundle lists no
+    semantic layers: layers describe particular Gaussians, so a re-saved scene starts without
+    them.
 
-    Returns:
-        The bundle folder.
+    :param keyframes: (time in [0, 1], Gaussians), strictly increasing in time.
+    :param duration_s: real length of the scene in seconds, if known.
+    :param metadata: JSON-serialisable information stored as the manifest's ``metadata``.
+    :param interpolation: 'nearest' or 'linear' (frames correspond, see keyframes.py).
+    :return: The bundle folder.
     """
     path = Path(path)
     scene = KeyframedScene(keyframes, interpolation=interpolation, duration_s=duration_s,
@@ -133,13 +134,13 @@ def save_bundle(
 
 
 def load_bundle(path: str | Path) -> KeyframedScene:
-    """Open the bundle folder at ``path``.
+    """
+    Open the bundle folder at ``path``.
 
-    Raises:
-        SceneFormatError: naming the file and field, for a missing or malformed manifest, a
-            wrong format/version/kind, frame times not strictly increasing in [0, 1], missing,
-            unexpected or mis-shaped tensors, wrong dtypes, NaN/inf, out-of-range values, or a
-            layer whose file is missing.
+    :raises SceneFormatError: naming the file and field, for a missing or malformed manifest, a
+        wrong format/version/kind, frame times not strictly increasing in [0, 1], missing,
+        unexpected or mis-shaped tensors, wrong dtypes, NaN/inf, out-of-range values, or a
+        layer whose file is missing.
     """
     path = Path(path)
     manifest = read_manifest(path)
@@ -166,7 +167,7 @@ def load_bundle(path: str | Path) -> KeyframedScene:
 
 
 def read_manifest(path: str | Path) -> Dict:
-    """The validated manifest of the bundle folder at ``path`` (layout in the module doc)."""
+    """Read the validated manifest of the bundle folder at ``path`` (layout in the module doc)."""
     path = Path(path)
     manifest_path = path / MANIFEST
     if not manifest_path.is_file():

@@ -12,7 +12,8 @@
 # See the License for the specific language governing permissions and
 # limitations under the License.
 
-"""The 4DGaussians (hustvl, CVPR 2024) deformation network, re-implemented for inference.
+"""
+The 4DGaussians (hustvl, CVPR 2024) deformation network, re-implemented for inference.
 
 A trained scene stores ``deform_network.state_dict()`` in ``deformation.pth``; `DeformationNetwork`
 has the same module tree, so that file loads with ``load_state_dict(strict=True)`` and gives the
@@ -81,7 +82,8 @@ class KPlanesConfig:
 
 @dataclass(frozen=True)
 class DeformationConfig:
-    """What cfg_args says about the deformation network and the PLY (public defaults).
+    """
+    What cfg_args says about the deformation network and the PLY (public defaults).
 
     ``configs`` is the training config file (e.g. ``arguments/hypernerf/default.py``).
     """
@@ -145,7 +147,7 @@ class DeformationConfig:
 
     @classmethod
     def preset(cls, name: str) -> 'DeformationConfig':
-        """The public training preset ``name`` ('hypernerf' or 'dnerf') over the defaults."""
+        """Return the public training preset ``name`` ('hypernerf' or 'dnerf') over defaults."""
         if name not in PRESETS:
             raise KeyError(f'preset: unknown {name!r}; expected one of {sorted(PRESETS)}')
         return cls.from_values(PRESETS[name], f'preset {name}')
@@ -157,14 +159,14 @@ class DeformationConfig:
 
     @property
     def name(self) -> str:
-        """The training config ('hypernerf/default'), else the matching preset, else 'custom'."""
+        """Name the training config ('hypernerf/default'), else the matching preset or 'custom'."""
         if self.configs:
             stem = os.path.splitext(self.configs.replace('\\', '/'))[0]
             return stem.split('arguments/', 1)[-1]
         return self.matching_preset() or 'custom'
 
     def matching_preset(self) -> Optional[str]:
-        """The public preset whose network-shaping settings this config has, if any."""
+        """Return the public preset whose network-shaping settings this config has, if any."""
         for preset_name, overrides in PRESETS.items():
             preset = DeformationConfig.preset(preset_name)
             if all(getattr(self, key) == getattr(preset, key) for key in overrides):
@@ -235,7 +237,8 @@ class _Unparsed:
 
 
 def parse_cfg_args(text: str, source: str = 'cfg_args') -> Dict[str, Any]:
-    """key -> value of a ``Namespace(key=value, ..., **{'odd-key': value})`` text, via ast.
+    """
+    Parse a ``Namespace(key=value, ..., **{'odd-key': value})`` text into key -> value, via ast.
 
     Values that are not literals are kept as opaque placeholders; they only matter (and raise
     SceneFormatError) if the deformation config needs them.
@@ -330,7 +333,8 @@ def _kplanes(value: Any, source: str) -> KPlanesConfig:
 
 
 class HexPlaneGrid(nn.Module):
-    """``deformation_net.grid``: multi-scale planes over pairs of (x, y, z, t).
+    """
+    ``deformation_net.grid``: multi-scale planes over pairs of (x, y, z, t).
 
     Buffers and parameters:
         aabb: [2, 3], row 0 the xyz maximum, row 1 the minimum (saved by the trainer).
@@ -395,7 +399,8 @@ def _sample(plane: Tensor, coords: Tensor) -> Tensor:
 
 
 class EmptyVoxelGrid(nn.Module):
-    """``deformation_net.empty_voxel`` (public DenseGrid): a 64^3 mask volume over the aabb.
+    """
+    ``deformation_net.empty_voxel`` (public DenseGrid): a 64^3 mask volume over the aabb.
 
     Parameters and buffers: grid [1, 1, 64, 64, 64]; xyz_min [3]; xyz_max [3].
     """
@@ -451,7 +456,8 @@ class DeformationField(nn.Module):
 
 
 class DeformationNetwork(nn.Module):
-    """``deform_network`` of 4DGaussians: same state-dict keys, same deformed Gaussians.
+    """
+    ``deform_network`` of 4DGaussians: same state-dict keys, same deformed Gaussians.
 
     Submodules: ``timenet`` and the ``*_poc`` buffers exist only so that the saved state
     loads strictly (the renderer never uses them); ``deformation_net`` does the work (see
@@ -472,14 +478,16 @@ class DeformationNetwork(nn.Module):
             self.register_buffer(name, torch.tensor([2.0 ** i for i in range(count)]))
 
     def grid_features(self, means: Tensor, t: float) -> Tensor:
-        """HexPlane features of canonical world means [N, 3] at time t in [0, 1]: [N, F].
+        """
+        Compute HexPlane features of canonical world means [N, 3] at time t in [0, 1]: [N, F].
 
         Normalisation by ``deformation_net.grid.aabb`` happens inside; F = C * len(multires).
         """
         return self.deformation_net.grid(means, t)
 
     def apply_heads(self, features: Tensor, raw: RawGaussians) -> RawGaussians:
-        """Deformed pre-activation Gaussians from grid features [N, F] and canonical ``raw``.
+        """
+        Deformed pre-activation Gaussians from grid features [N, F] and canonical ``raw``.
 
         Time enters only through the features: the heads see no t.
         """
@@ -506,7 +514,7 @@ class DeformationNetwork(nn.Module):
                             opacity_logits=opacity, sh=sh)
 
     def forward(self, raw: RawGaussians, t: float) -> RawGaussians:
-        """The pre-activation Gaussians ``raw`` (N of them) deformed to time t in [0, 1]."""
+        """Deform the pre-activation Gaussians ``raw`` (N of them) to time t in [0, 1]."""
         return self.apply_heads(self.grid_features(raw.means, t), raw)
 
     def _mask(self, hidden: Tensor, means: Tensor) -> Optional[Tensor]:
@@ -533,11 +541,11 @@ class DeformationNetwork(nn.Module):
         return self.deformation_net.shs_deform(hidden).reshape(sh.shape[0], SHS_DEFORM_COEFFS, 3)
 
     def load_checked(self, state: Mapping[str, Any], source: str) -> None:
-        """``load_state_dict(strict=True)`` after a check that names every bad key and shape.
+        """
+        ``load_state_dict(strict=True)`` after a check that names every bad key and shape.
 
-        Raises:
-            SceneFormatError: missing or unexpected keys, non-tensor values, wrong shapes, or
-                NaN / inf values; the message names the keys with expected shapes.
+        :raises SceneFormatError: missing or unexpected keys, non-tensor values, wrong shapes, or
+            NaN / inf values; the message names the keys with expected shapes.
         """
         expected = self.state_dict()
         missing = [f'{k} {tuple(v.shape)}' for k, v in expected.items() if k not in state]

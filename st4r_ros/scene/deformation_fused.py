@@ -12,7 +12,8 @@
 # See the License for the specific language governing permissions and
 # limitations under the License.
 
-"""A fast CUDA path for the 4DGaussians deformation network, with the same outputs.
+"""
+A fast CUDA path for the 4DGaussians deformation network, with the same outputs.
 
 Why it exists: on an H200 the reference `DeformationNetwork` spends 3.55 ms at 300k Gaussians
 (HyperNeRF config), mostly waiting. Its HexPlane lookup is 18 separate ``grid_sample`` calls
@@ -142,7 +143,8 @@ def _check_device(device: torch.device, what: str) -> None:
 
 @contextlib.contextmanager
 def _matmul_precision(precision: str) -> Iterator[None]:
-    """Set torch's fp32 matmul mode for the duration ('fp32' -> IEEE, 'tf32' -> TF32).
+    """
+    Set torch's fp32 matmul mode for the duration ('fp32' -> IEEE, 'tf32' -> TF32).
 
     torch's setting is process-global; it is restored on exit so callers see no change. Under
     CUDA graph capture the cuBLAS kernel chosen here is the one the graph replays.
@@ -174,7 +176,8 @@ if triton is not None:
 
     @triton.jit
     def _plane_sample(grid_ptr, meta_ptr, plane, px, py, pz, pt, chan, mask2d, C: tl.constexpr):
-        """Bilinear sample of plane ``plane`` (index into meta) for a block -> [BLOCK, C_PAD].
+        """
+        Bilinear sample of plane ``plane`` (index into meta) for a block -> [BLOCK, C_PAD].
 
         Same result as F.grid_sample(plane [1, C, H, W], (u, v), mode='bilinear',
         padding_mode='border', align_corners=True) with u, v the plane's two coordinates:
@@ -224,7 +227,8 @@ if triton is not None:
     @triton.jit
     def _scale_features(grid_ptr, meta_ptr, scale, px, py, pz, pt, chan, mask2d,
                         C: tl.constexpr):
-        """Product over the six planes of one scale -> [BLOCK, C_PAD].
+        """
+        Product over the six planes of one scale -> [BLOCK, C_PAD].
 
         Runtime loops over planes (and scales, in the callers) rather than unrolled ones: the
         unrolled version let the compiler hoist all 72 gathers of a point block at once and
@@ -239,7 +243,8 @@ if triton is not None:
 
     @triton.jit
     def _coords(means_ptr, t_ptr, norm_ptr, rows, row_mask, BLOCK: tl.constexpr):
-        """4D HexPlane coordinates of a block of points: xyz normalised by the aabb, t raw.
+        """
+        4D HexPlane coordinates of a block of points: xyz normalised by the aabb, t raw.
 
         norm holds (aabb[0] (= max corner), 2 / (aabb[1] - aabb[0])), computed by torch as the
         original computes it, so that p = (x - aabb[0]) * scale - 1 matches it exactly.
@@ -258,7 +263,7 @@ if triton is not None:
     def hexplane_kernel(means_ptr, t_ptr, norm_ptr, grid_ptr, meta_ptr, out_ptr, n_points,
                         NUM_SCALES: tl.constexpr, C: tl.constexpr, C_PAD: tl.constexpr,
                         BLOCK: tl.constexpr):
-        """features [N, NUM_SCALES * C] for means [N, 3] at time t_ptr[0]."""
+        """Compute features [N, NUM_SCALES * C] for means [N, 3] at time t_ptr[0]."""
         rows = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
         row_mask = rows < n_points
         chan = tl.arange(0, C_PAD)
@@ -277,7 +282,8 @@ if triton is not None:
                       WIDTH: tl.constexpr, EXTRA_LAYERS: tl.constexpr, HIDDEN: tl.constexpr,
                       CHUNK: tl.constexpr, OUT: tl.constexpr, OUT_PAD: tl.constexpr,
                       BLOCK: tl.constexpr, DOT_PRECISION: tl.constexpr):
-        """out [N, OUT] = base [N, OUT] + heads(feature_out(hexplane(means, t))), one pass.
+        """
+        Compute out [N, OUT] = base [N, OUT] + heads(feature_out(hexplane(means, t))), one pass.
 
         Weights (dtype = the matmul operand dtype, fp32 or bf16; biases fp32):
             w0 [NUM_SCALES, C_PAD, WIDTH]: feature_out's first layer, transposed, split by scale;
@@ -341,13 +347,11 @@ def _next_pow2(value: int) -> int:
 
 
 def _pack_grids(grids: Sequence[Sequence[Tensor]]) -> Tuple[Tensor, Tensor, int]:
-    """Pack every plane of every scale channel-last into one flat buffer.
+    """
+    Pack every plane of every scale channel-last into one flat buffer.
 
-    Args:
-        grids: grids[s][p] of shape [1, C, H, W] (p in PLANES order).
-
-    Returns:
-        (texels, meta, C): texels [sum of H*W*C] fp32, plane k's texel (i, j) at
+    :param grids: grids[s][p] of shape [1, C, H, W] (p in PLANES order).
+    :return: (texels, meta, C): texels [sum of H*W*C] fp32, plane k's texel (i, j) at
         ``(offset_k + i * W + j) * C``; meta [num_planes * 5] int32 = (offset, W, H, axis
         along W, axis along H) per plane, the axes as in PLANES.
     """
@@ -380,7 +384,7 @@ def _pack_grids(grids: Sequence[Sequence[Tensor]]) -> Tuple[Tensor, Tensor, int]
 
 
 def _linears(seq: nn.Module, name: str, leading_relu: bool) -> List[nn.Linear]:
-    """The Linear layers of ``seq``, checking it is [ReLU] Linear (ReLU Linear)*."""
+    """Return the Linear layers of ``seq``, checking it is [ReLU] Linear (ReLU Linear)*."""
     layers = list(seq.children()) if isinstance(seq, nn.Sequential) else [seq]
     expected_relu = leading_relu
     linears: List[nn.Linear] = []
@@ -400,7 +404,8 @@ def _linears(seq: nn.Module, name: str, leading_relu: bool) -> List[nn.Linear]:
 
 
 def _check_supported(net: nn.Module) -> None:
-    """Refuse, naming the setting, the options of the original that this path does not fuse.
+    """
+    Refuse, naming the setting, the options of the original that this path does not fuse.
 
     They are marked "useless" in the public arguments and off in every published config; the
     reference DeformationNetwork still runs them.
@@ -408,7 +413,8 @@ def _check_supported(net: nn.Module) -> None:
     config = net.config
     kplanes = config.kplanes_config
     unsupported = [
-        (kplanes.grid_dimensions != 2, f'kplanes_config.grid_dimensions={kplanes.grid_dimensions}'),
+        (kplanes.grid_dimensions != 2,
+         f'kplanes_config.grid_dimensions={kplanes.grid_dimensions}'),
         (config.grid_pe != 0, f'grid_pe={config.grid_pe}'),
         (config.static_mlp, 'static_mlp=True'),
         (config.empty_voxel, 'empty_voxel=True'),
@@ -437,7 +443,7 @@ class _ActiveHead:
 
 
 def _active_heads(net: nn.Module) -> List[_ActiveHead]:
-    """The heads that net.config leaves on, in HEADS order, with their packed columns."""
+    """Return the heads that net.config leaves on, in HEADS order, with their packed columns."""
     inner = net.deformation_net
     heads: List[_ActiveHead] = []
     column = 0
@@ -462,7 +468,8 @@ def _active_heads(net: nn.Module) -> List[_ActiveHead]:
 
 
 class FusedDeformation:
-    """Same outputs as ``DeformationNetwork(raw, t)``, computed by fused CUDA kernels.
+    """
+    Same outputs as ``DeformationNetwork(raw, t)``, computed by fused CUDA kernels.
 
     Build with `from_network`; call as ``fused(raw, t) -> RawGaussians``, a drop-in for the
     network wherever a (canonical RawGaussians, t) -> RawGaussians callable is taken (e.g.
@@ -474,28 +481,28 @@ class FusedDeformation:
     The packed weights follow the Gaussians: a call with tensors on another device moves
     them there first (so the network may be packed on the CPU and run on CUDA).
 
-    Args:
-        net: the reference DeformationNetwork (read once; later changes to it are not seen).
-        precision: 'fp32' (default), 'tf32' or 'bf16'; see the module docstring.
-        mlp: 'torch' (Triton features + cuBLAS GEMMs) or 'triton' (one kernel for everything).
-        cuda_graph: replay a CUDA graph captured at the first call for the given canonical
-            Gaussians (recaptured when called with another RawGaussians object). The
-            canonical tensors are then read by reference at every replay: do not modify them
-            in place.
-        device: where to keep the packed weights (default: the network's device).
-        block, block_warps: points and warps per program of the feature kernel; by default
-            one point (all its C channels, as 16-byte vectors) per thread, which keeps it at
-            ~52 registers (sm_90, C=16) and the SMs full of warps to hide the gathers' latency.
-        mlp_block, mlp_warps, mlp_chunk: points per program, warps per program and head-hidden
-            columns per step of the one-kernel path. Defaults: 64 points and 4 warps for fp32
-            (~220 registers on sm_90; 8 warps spill there), 128 points and 8 warps for tf32 /
-            bf16 (fastest in benchmarks/gpu_suite.py's sweep on an H200), 32 columns.
+    :param net: the reference DeformationNetwork (read once; later changes to it are not seen).
+    :param precision: 'fp32' (default), 'tf32' or 'bf16'; see the module docstring.
+    :param mlp: 'torch' (Triton features + cuBLAS GEMMs) or 'triton' (one kernel for everything).
+    :param cuda_graph: replay a CUDA graph captured at the first call for the given canonical
+        Gaussians (recaptured when called with another RawGaussians object). The
+        canonical tensors are then read by reference at every replay: do not modify them
+        in place.
+    :param device: where to keep the packed weights (default: the network's device).
+    :param block, block_warps: points and warps per program of the feature kernel; by default
+        one point (all its C channels, as 16-byte vectors) per thread, which keeps it at
+        ~52 registers (sm_90, C=16) and the SMs full of warps to hide the gathers' latency.
+    :param mlp_block, mlp_warps, mlp_chunk: points per program, warps per program and head-hidden
+        columns per step of the one-kernel path. Defaults: 64 points and 4 warps for fp32
+        (~220 registers on sm_90; 8 warps spill there), 128 points and 8 warps for tf32 /
+        bf16 (fastest in benchmarks/gpu_suite.py's sweep on an H200), 32 columns.
     """
 
     def __init__(self, net: nn.Module, precision: str = 'fp32', mlp: str = 'torch',
                  cuda_graph: bool = False, device: Optional[torch.device | str] = None,
-                 block: int = 64, block_warps: Optional[int] = None, mlp_block: Optional[int] = None,
-                 mlp_warps: Optional[int] = None, mlp_chunk: int = 32) -> None:
+                 block: int = 64, block_warps: Optional[int] = None,
+                 mlp_block: Optional[int] = None, mlp_warps: Optional[int] = None,
+                 mlp_chunk: int = 32) -> None:
         if precision not in PRECISIONS:
             raise RenderError(f'precision: expected one of {PRECISIONS}, got {precision!r}')
         if mlp not in MLP_BACKENDS:
@@ -579,7 +586,8 @@ class FusedDeformation:
     def _pack_triton_mlp(self, trunk: List[nn.Linear], width: int) -> None:
         if width != _next_pow2(width) or width < 16:
             raise RenderError(
-                f"mlp='triton': net_width must be a power of two >= 16, got {width}; use mlp='torch'"
+                f"mlp='triton': net_width must be a power of two >= 16, got {width}; "
+                "use mlp='torch'"
             )
         dev, dt = self.device, self._op_dtype
         c, cp, s = self.channels, self.channels_pad, self.num_scales
@@ -634,12 +642,13 @@ class FusedDeformation:
         return self.unpack(out, raw)
 
     def capture(self, raw: RawGaussians, warmup: int = 2) -> 'DeformationGraph':
-        """A CUDA graph of this deformation for the fixed canonical Gaussians ``raw``."""
+        """Capture a CUDA graph of this deformation for the fixed canonical Gaussians ``raw``."""
         self.to(raw.device)
         return DeformationGraph(self, raw, warmup=warmup)
 
-    def grid_features(self, means: Tensor, t: float | Tensor, dtype: torch.dtype = torch.float32) -> Tensor:
-        """HexPlane features at time ``t``: means [N, 3] -> [N, C * num_scales]."""
+    def grid_features(self, means: Tensor, t: float | Tensor,
+                      dtype: torch.dtype = torch.float32) -> Tensor:
+        """Compute HexPlane features at time ``t``: means [N, 3] -> [N, C * num_scales]."""
         _check_device(means.device, 'FusedDeformation.grid_features')
         self.to(means.device)
         t_dev = t if isinstance(t, Tensor) else self._time_tensor(t)
@@ -648,7 +657,8 @@ class FusedDeformation:
         return out
 
     def pack_base(self, raw: RawGaussians) -> Tensor:
-        """Canonical values of the deformed fields plus the last biases, [N, O] fp32.
+        """
+        Canonical values of the deformed fields plus the last biases, [N, O] fp32.
 
         The last GEMM accumulates into this, so it yields the deformed parameters directly.
         Column layout: the active heads in HEADS order; sh [N, K, 3] flattens to index k*3 + c,
@@ -666,13 +676,13 @@ class FusedDeformation:
         return base.add_(self._b2)
 
     def run_packed(self, means: Tensor, t_dev: Tensor, out: Tensor) -> None:
-        """The whole deformation into a pre-filled buffer: out [N, O] += heads(features).
+        """
+        Run the whole deformation into a pre-filled buffer: out [N, O] += heads(features).
 
-        Args:
-            means: canonical centres [N, 3], fp32, contiguous, on the device.
-            t_dev: time, one-element fp32 tensor on the device (a graph replays new values).
-            out: `pack_base` of the canonical Gaussians [N, O] fp32; overwritten with the
-                deformed values.
+        :param means: canonical centres [N, 3], fp32, contiguous, on the device.
+        :param t_dev: time, one-element fp32 tensor on the device (a graph replays new values).
+        :param out: `pack_base` of the canonical Gaussians [N, O] fp32; overwritten with the
+            deformed values.
         """
         if self.mlp == 'triton':
             self._run_triton_mlp(means, t_dev, out, out)
@@ -682,7 +692,7 @@ class FusedDeformation:
             self._run_torch_mlp(means[start:stop], t_dev, out[start:stop])
 
     def unpack(self, packed: Tensor, raw: RawGaussians) -> RawGaussians:
-        """RawGaussians whose deformed fields are views of packed [N, O], the rest from raw."""
+        """Unpack into RawGaussians: deformed fields are views of packed [N, O], the rest raw's."""
         fields = {
             'means': raw.means, 'quats_raw': raw.quats_raw, 'log_scales': raw.log_scales,
             'opacity_logits': raw.opacity_logits, 'sh': raw.sh,
@@ -717,7 +727,8 @@ class FusedDeformation:
         )
 
     def _run_torch_mlp(self, means: Tensor, t_dev: Tensor, out: Tensor) -> None:
-        feats = torch.empty(means.shape[0], self.feature_dim, dtype=self._op_dtype, device=means.device)
+        feats = torch.empty(means.shape[0], self.feature_dim, dtype=self._op_dtype,
+                            device=means.device)
         self._launch_hexplane(means, t_dev, feats)
         with _matmul_precision(self.precision):
             h = feats
@@ -751,7 +762,8 @@ class FusedDeformation:
 
 
 class DeformationGraph:
-    """The fused deformation of fixed canonical Gaussians, captured as one CUDA graph.
+    """
+    The fused deformation of fixed canonical Gaussians, captured as one CUDA graph.
 
     Static inputs: the canonical centres and the packed canonical values are prepared once;
     only the time changes, written into a one-element device tensor before each replay. By
@@ -766,7 +778,8 @@ class DeformationGraph:
                 f"device, got '{raw.device}' and '{fused.device}'"
             )
         if not fused.heads:
-            raise RenderError('DeformationGraph: every deformation head is off; nothing to capture')
+            raise RenderError('DeformationGraph: every deformation head is off; '
+                              'nothing to capture')
         self.fused = fused
         self.raw = raw
         with torch.no_grad():
@@ -795,11 +808,11 @@ class DeformationGraph:
 
     @torch.no_grad()
     def __call__(self, t: float, copy: bool = True) -> RawGaussians:
-        """The deformed Gaussians at time ``t``.
+        """
+        Return the deformed Gaussians at time ``t``.
 
-        Args:
-            copy: False returns views of the graph's static output buffer (no copy; the next
-                call overwrites them), for callers that consume the result at once.
+        :param copy: False returns views of the graph's static output buffer (no copy; the next
+            call overwrites them), for callers that consume the result at once.
         """
         self._t.fill_(float(t))
         self._graph.replay()
@@ -824,8 +837,11 @@ def _addmm_relu(bias: Tensor, mat1: Tensor, mat2: Tensor) -> Tensor:
 
 
 class AutoDeformation:
-    """The deformation a 4DGaussians scene uses by default: the fused kernels on CUDA, the
-    reference network elsewhere or where the fused path does not support the configuration.
+    """
+    The deformation a 4DGaussians scene uses by default.
+
+    That is the fused kernels on CUDA, the reference network elsewhere or where the fused path
+    does not support the configuration.
 
     The choice is made per call from the Gaussians' device, so one scene can serve CPU and
     CUDA callers. ``fused_options`` go to `FusedDeformation`. The default, the one-kernel MLP

@@ -12,7 +12,8 @@
 # See the License for the specific language governing permissions and
 # limitations under the License.
 
-"""A trained 4DGaussians (hustvl, CVPR 2024) output folder as a Scene4D.
+"""
+A trained 4DGaussians (hustvl, CVPR 2024) output folder as a Scene4D.
 
 Folder layout, as the public trainer writes it (``Scene.save``):
 
@@ -47,17 +48,17 @@ _ITERATION_DIR = re.compile(r'iteration_(\d+)$')
 
 
 class FourDGaussiansScene(Scene4D):
-    """Canonical Gaussians + the 4DGaussians deformation network; `load` reads an output folder.
+    """
+    Canonical Gaussians + the 4DGaussians deformation network; `load` reads an output folder.
 
-    Args:
-        canonical: the undeformed pre-activation Gaussians, [N] each.
-        network: the loaded `DeformationNetwork`.
-        path: where the scene came from (for messages and `info`).
-        iteration, iterations: the ``point_cloud/iteration_N`` loaded and those available.
-        deformation_factory: builds the deformation from ``network``; by default
-            `AutoDeformation` (fused kernels on CUDA, the network elsewhere);
-            ``lambda net: net`` forces the reference. The ``deformation`` attribute can also
-            be replaced later.
+    :param canonical: the undeformed pre-activation Gaussians, [N] each.
+    :param network: the loaded `DeformationNetwork`.
+    :param path: where the scene came from (for messages and `info`).
+    :param iteration, iterations: the ``point_cloud/iteration_N`` loaded and those available.
+    :param deformation_factory: builds the deformation from ``network``; by default
+        `AutoDeformation` (fused kernels on CUDA, the network elsewhere);
+        ``lambda net: net`` forces the reference. The ``deformation`` attribute can also
+        be replaced later.
 
     The canonical tensors, the network and the deformation live on the device of the last
     query; they move only when the device changes.
@@ -91,8 +92,11 @@ class FourDGaussiansScene(Scene4D):
         iteration: Optional[int] = None,
         deformation_factory: Optional[Callable[[DeformationNetwork], DeformFn]] = None,
     ) -> 'FourDGaussiansScene':
-        """Read a 4DGaussians output folder (the one holding ``cfg_args``); ``iteration``
-        picks ``point_cloud/iteration_N``, the highest N when None."""
+        """
+        Read a 4DGaussians output folder (the one holding ``cfg_args``).
+
+        ``iteration`` picks ``point_cloud/iteration_N``, the highest N when None.
+        """
         path = os.fspath(path)
         if not os.path.isdir(path):
             raise SceneFormatError(f'{path}: 4DGaussians output folder not found')
@@ -108,7 +112,7 @@ class FourDGaussiansScene(Scene4D):
 
     @property
     def deformation(self) -> DeformFn:
-        """The callable (canonical RawGaussians, t) -> deformed RawGaussians in use."""
+        """Return the callable (canonical RawGaussians, t) -> deformed RawGaussians in use."""
         return self._deformation
 
     @deformation.setter
@@ -120,11 +124,12 @@ class FourDGaussiansScene(Scene4D):
 
     @property
     def canonical(self) -> RawGaussians:
-        """The undeformed pre-activation Gaussians, [N] each, on the last used device."""
+        """Return the undeformed pre-activation Gaussians, [N] each, on the last used device."""
         return self._canonical
 
     def deform_raw(self, t: float, device: torch.device | str | None = None) -> RawGaussians:
-        """Pre-activation Gaussians at normalised time t in [0, 1] (e.g. for PLY export).
+        """
+        Pre-activation Gaussians at normalised time t in [0, 1] (e.g. for PLY export).
 
         ``device``: where to compute; the last used device when None.
         """
@@ -174,7 +179,7 @@ class FourDGaussiansScene(Scene4D):
 
 
 def find_iterations(path: str) -> List[int]:
-    """The N of every ``point_cloud/iteration_N`` folder under ``path``, ascending."""
+    """List the N of every ``point_cloud/iteration_N`` folder under ``path``, ascending."""
     cloud_dir = os.path.join(path, 'point_cloud')
     if not os.path.isdir(cloud_dir):
         raise SceneFormatError(f'{cloud_dir}: folder not found; expected point_cloud/iteration_N')
@@ -215,7 +220,8 @@ def _read_canonical(ply_path: str, config: DeformationConfig) -> RawGaussians:
 
 
 def load_deformation_state(path: str) -> Dict[str, Any]:
-    """The state_dict in a ``deformation.pth``, loaded on the CPU with ``weights_only=True``.
+    """
+    Load the state_dict in a ``deformation.pth`` on the CPU with ``weights_only=True``.
 
     weights_only refuses any pickled global that is not a tensor type, so a file crafted to
     run code when unpickled fails here without running it.

@@ -40,16 +40,16 @@ def sh_degree_for(num_coeffs: int) -> int:
 
 @dataclass(frozen=True)
 class Gaussians:
-    """N anisotropic 3D Gaussians, activated and ready to render.
+    """
+    N anisotropic 3D Gaussians, activated and ready to render.
 
-    Attributes:
-        means: centres in world coordinates, [N, 3].
-        quats: unit rotation quaternions, (w, x, y, z), [N, 4].
-        scales: standard deviations along the rotated axes (positive), [N, 3].
-        opacities: in [0, 1], [N].
-        sh: spherical-harmonics colour coefficients, [N, K, 3] with K = (degree + 1)^2;
-            ``sh[:, 0]`` is the DC term (``rgb = SH_C0 * sh[:, 0] + 0.5``).
-        instance_ids: optional ground-truth instance of each Gaussian, [N] int64 (-1: none).
+    :ivar means: centres in world coordinates, [N, 3].
+    :ivar quats: unit rotation quaternions, (w, x, y, z), [N, 4].
+    :ivar scales: standard deviations along the rotated axes (positive), [N, 3].
+    :ivar opacities: in [0, 1], [N].
+    :ivar sh: spherical-harmonics colour coefficients, [N, K, 3] with K = (degree + 1)^2;
+        ``sh[:, 0]`` is the DC term (``rgb = SH_C0 * sh[:, 0] + 0.5``).
+    :ivar instance_ids: optional ground-truth instance of each Gaussian, [N] int64 (-1: none).
     """
 
     means: Tensor
@@ -99,11 +99,11 @@ class Gaussians:
         return (SH_C0 * self.sh[:, 0] + 0.5).clamp(0.0, 1.0)
 
     def to(self, device: torch.device | str) -> 'Gaussians':
-        """The same Gaussians on ``device`` (no copy when already there)."""
+        """Return the same Gaussians on ``device`` (no copy when already there)."""
         return replace(self, **{f.name: _to(getattr(self, f.name), device) for f in fields(self)})
 
     def select(self, index: Tensor) -> 'Gaussians':
-        """A subset by boolean mask [N] or integer indices [M]."""
+        """Select a subset by boolean mask [N] or integer indices [M]."""
         return replace(
             self,
             **{

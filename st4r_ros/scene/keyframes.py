@@ -12,7 +12,8 @@
 # See the License for the specific language governing permissions and
 # limitations under the License.
 
-"""Keyframed scenes: a dynamic scene stored as Gaussians at a few instants.
+"""
+Keyframed scenes: a dynamic scene stored as Gaussians at a few instants.
 
 Two sources produce them: a folder of per-frame 3DGS PLY files (e.g. 4DGaussians' per-timestamp
 export) and the project's own bundle (st4r_ros.scene.bundle).
@@ -66,16 +67,16 @@ Keyframe = Tuple[float, Gaussians]
 
 
 class KeyframedScene(Scene4D):
-    """A scene given as keyframes (time in [0, 1], Gaussians), strictly increasing in time.
+    """
+    A scene given as keyframes (time in [0, 1], Gaussians), strictly increasing in time.
 
-    Args:
-        keyframes: at least one (time, Gaussians); every frame must have the same SH degree and
-            either all or none carry instance ids.
-        interpolation: 'nearest' or 'linear' (see the module docstring).
-        duration_s: real length of the scene in seconds, if known.
-        source: file or folder the keyframes came from, named in errors and `info()`.
-        scene_format: format name reported by `info()` ('ply-sequence', 'bundle', 'ply', ...).
-        semantic_layers: names of the semantic layers stored beside the Gaussians.
+    :param keyframes: at least one (time, Gaussians); every frame must have the same SH degree and
+        either all or none carry instance ids.
+    :param interpolation: 'nearest' or 'linear' (see the module docstring).
+    :param duration_s: real length of the scene in seconds, if known.
+    :param source: file or folder the keyframes came from, named in errors and `info()`.
+    :param scene_format: format name reported by `info()` ('ply-sequence', 'bundle', 'ply', ...).
+    :param semantic_layers: names of the semantic layers stored beside the Gaussians.
     """
 
     def __init__(
@@ -99,11 +100,11 @@ class KeyframedScene(Scene4D):
 
     @classmethod
     def from_ply_folder(cls, folder: str | Path) -> 'KeyframedScene':
-        """A scene from a folder of per-frame 3DGS PLY files (layout in the module docstring).
+        """
+        Load a scene from a folder of per-frame 3DGS PLY files (layout in the module docstring).
 
-        Raises:
-            SceneFormatError: the folder is missing or has no PLY, frames.json is malformed, or
-                a frame cannot be read (the message names the file).
+        :raises SceneFormatError: the folder is missing or has no PLY, frames.json is malformed,
+            or a frame cannot be read (the message names the file).
         """
         folder = Path(folder)
         if not folder.is_dir():
@@ -122,7 +123,7 @@ class KeyframedScene(Scene4D):
 
     @property
     def keyframes(self) -> List[Keyframe]:
-        """The (time, Gaussians) pairs, sorted by time (a copy of the list, not of tensors)."""
+        """Return the (time, Gaussians) pairs, sorted by time (a copy of the list, not tensors)."""
         return list(self._keyframes)
 
     @property
@@ -156,7 +157,8 @@ class KeyframedScene(Scene4D):
         return interpolate(a.to(device), b.to(device), weight)
 
     def _bracket(self, t: float) -> Tuple[int, int, float]:
-        """Indices of the keyframes around ``t`` and t's fraction of the way between them.
+        """
+        Find the keyframes around ``t`` (indices) and t's fraction of the way between them.
 
         Outside the keyframes' span the first or last keyframe holds (weight 0).
         """
@@ -170,7 +172,8 @@ class KeyframedScene(Scene4D):
 
 
 def interpolate(a: Gaussians, b: Gaussians, weight: float) -> Gaussians:
-    """Gaussians a fraction ``weight`` in [0, 1] of the way from ``a`` to ``b`` (same N, order).
+    """
+    Gaussians a fraction ``weight`` in [0, 1] of the way from ``a`` to ``b`` (same N, order).
 
     quats [N, 4] are lerped after flipping b's to a's hemisphere (q and -q are one rotation) and
     renormalised; scales [N, 3] are interpolated in log space.
@@ -213,15 +216,19 @@ def _even_times(count: int) -> List[float]:
 
 
 def _read_frame(path: Path) -> Gaussians:
-    """One frame, activated; read_ply names the file in its errors, check_finite catches
-    values that only overflow on activation (exp of a huge log scale)."""
+    """
+    Read one frame, activated.
+
+    read_ply names the file in its errors, check_finite catches values that only overflow on
+    activation (exp of a huge log scale).
+    """
     gaussians = read_ply(path).activate()
     gaussians.check_finite(str(path))
     return gaussians
 
 
 def _read_frames_json(path: Path, ply_names: List[str]) -> Dict:
-    """The validated content of frames.json ({} when absent); 'times' aligned with ply_names."""
+    """Read and validate frames.json ({} when absent); 'times' aligned with ply_names."""
     if not path.exists():
         return {}
     try:
@@ -337,4 +344,3 @@ def _checked_duration(duration_s: object, where: str) -> Optional[float]:
             f'{where}: expected a positive number of seconds, got {duration_s!r}'
         )
     return float(duration_s)
-

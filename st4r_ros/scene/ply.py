@@ -12,7 +12,8 @@
 # See the License for the specific language governing permissions and
 # limitations under the License.
 
-"""Inria 3D Gaussian Splatting PLY files: read and write, pre-activation values.
+"""
+Inria 3D Gaussian Splatting PLY files: read and write, pre-activation values.
 
 Layout (one ``vertex`` element, float32, as written by the Inria trainer and by 4DGaussians):
 
@@ -57,14 +58,14 @@ REQUIRED_PROPS = MEANS_PROPS + DC_PROPS + (OPACITY_PROP,) + SCALE_PROPS + ROT_PR
 
 @dataclass(frozen=True)
 class RawGaussians:
-    """N Gaussians as stored and as deformed by 4DGaussians: values before activation.
+    """
+    N Gaussians as stored and as deformed by 4DGaussians: values before activation.
 
-    Attributes:
-        means: centres, [N, 3].
-        quats_raw: rotation quaternions (w, x, y, z), not normalised, [N, 4].
-        log_scales: natural logarithm of the scales, [N, 3].
-        opacity_logits: logit of the opacities, [N].
-        sh: spherical-harmonics coefficients, [N, K, 3], ``sh[:, 0]`` the DC term.
+    :ivar means: centres, [N, 3].
+    :ivar quats_raw: rotation quaternions (w, x, y, z), not normalised, [N, 4].
+    :ivar log_scales: natural logarithm of the scales, [N, 3].
+    :ivar opacity_logits: logit of the opacities, [N].
+    :ivar sh: spherical-harmonics coefficients, [N, K, 3], ``sh[:, 0]`` the DC term.
     """
 
     means: Tensor
@@ -100,11 +101,12 @@ class RawGaussians:
         return self.means.device
 
     def to(self, device: torch.device | str) -> 'RawGaussians':
-        """The same Gaussians on ``device`` (no copy when already there)."""
+        """Return the same Gaussians on ``device`` (no copy when already there)."""
         return replace(self, **{f.name: getattr(self, f.name).to(device) for f in fields(self)})
 
     def activate(self) -> Gaussians:
-        """Activated Gaussians: normalised quaternions, exp scales, sigmoid opacities.
+        """
+        Activated Gaussians: normalised quaternions, exp scales, sigmoid opacities.
 
         The same activations as the 3DGS / 4DGaussians renderers (``F.normalize``, ``exp``,
         ``sigmoid``), so a deformed state renders as the original would render it.
@@ -133,12 +135,12 @@ class RawGaussians:
 
 
 def read_ply(path: PathLike) -> RawGaussians:
-    """Read an Inria 3DGS PLY into pre-activation float32 tensors on the CPU.
+    """
+    Read an Inria 3DGS PLY into pre-activation float32 tensors on the CPU.
 
-    Raises:
-        SceneFormatError: the file is missing, not a PLY, truncated, has no ``vertex`` element,
-            lacks a required property, has an f_rest count that is not 3 * ((d + 1)^2 - 1),
-            or holds NaN / inf values. The message names the file and the property.
+    :raises SceneFormatError: the file is missing, not a PLY, truncated, has no ``vertex`` element,
+        lacks a required property, has an f_rest count that is not 3 * ((d + 1)^2 - 1),
+        or holds NaN / inf values. The message names the file and the property.
     """
     path = os.fspath(path)
     vertex = _vertex_element(path, _read_plydata(path))
@@ -173,7 +175,8 @@ def read_ply(path: PathLike) -> RawGaussians:
 
 
 def write_ply(path: PathLike, gaussians: Union[Gaussians, RawGaussians]) -> None:
-    """Write Gaussians as a binary little-endian Inria 3DGS PLY that any 3DGS viewer opens.
+    """
+    Write Gaussians as a binary little-endian Inria 3DGS PLY that any 3DGS viewer opens.
 
     Activated ``Gaussians`` are inverted first (log scales, logit opacities clamped to
     [1e-6, 1 - 1e-6]); ``RawGaussians`` are written as they are. Normals are zeros.

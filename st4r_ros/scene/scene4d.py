@@ -31,7 +31,9 @@ class SceneInfo:
     """What `st4r scene info` reports about a scene."""
 
     path: str
-    format: str
+    # A003: the scene format's name, a key of the `st4r scene info` report; a dataclass
+    # field shadows the builtin nowhere.
+    format: str  # noqa: A003
     num_gaussians: int
     sh_degree: int
     time_range: Tuple[float, float] = (0.0, 1.0)
@@ -53,7 +55,8 @@ def check_time(t: float) -> float:
 
 
 class Scene4D(abc.ABC):
-    """A dynamic Gaussian scene queried by normalised time t in [0, 1].
+    """
+    A dynamic Gaussian scene queried by normalised time t in [0, 1].
 
     Subclasses implement `_at`; `at` validates the time and keeps the last result so that a
     caller asking again for the same instant (scene time standing still while the camera
@@ -69,10 +72,10 @@ class Scene4D(abc.ABC):
 
     @abc.abstractmethod
     def _at(self, t: float, device: torch.device) -> Gaussians:
-        """The Gaussians at validated time ``t`` on ``device``."""
+        """Return the Gaussians at validated time ``t`` on ``device``."""
 
     def at(self, t: float, device: torch.device | str = 'cpu') -> Gaussians:
-        """The activated Gaussians at normalised time ``t`` on ``device``."""
+        """Return the activated Gaussians at normalised time ``t`` on ``device``."""
         t = check_time(t)
         device = torch.device(device)
         if self._last is not None and self._last[0] == t and self._last[1] == device:

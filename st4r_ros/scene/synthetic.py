@@ -12,7 +12,8 @@
 # See the License for the specific language governing permissions and
 # limitations under the License.
 
-"""Synthetic dynamic scenes with ground truth: the test bed of the referring and temporal parts.
+"""
+Synthetic dynamic scenes with ground truth: the test bed of the referring and temporal parts.
 
 A scene is a table of flat Gaussians (instance id -1) with objects on it, each a cloud of
 Gaussians sampled on the surface of a sphere, cube, cylinder or torus, in a named colour and
@@ -110,8 +111,12 @@ MAX_OBJECTS = 20  # shape x colour cycles stay distinct up to lcm(4, 10) looks
 
 @dataclass(frozen=True)
 class SyntheticConfig:
-    """Size of a synthetic scene (defaults: ~13.5k Gaussians, 24 frames, 72 views; the views'
-    renders take nearly all of the generation time)."""
+    """
+    Size of a synthetic scene.
+
+    The defaults give ~13.5k Gaussians, 24 frames, 72 views; the views' renders take nearly all
+    of the generation time.
+    """
 
     num_objects: int = 7
     gaussians_per_object: int = 1500
@@ -157,8 +162,12 @@ class CameraView:
 
 @dataclass(frozen=True)
 class SyntheticScene:
-    """A generated scene: keyframes (time, Gaussians with instance_ids), objects.json's object
-    entries and the cameras, train views first."""
+    """
+    A generated scene.
+
+    Keyframes (time, Gaussians with instance_ids), objects.json's object entries and the
+    cameras, train views first.
+    """
 
     seed: int
     config: SyntheticConfig
@@ -183,7 +192,7 @@ class _Template:
 
 @dataclass(frozen=True)
 class _Object:
-    id: int
+    instance_id: int
     role: str
     shape: str
     colour: str
@@ -205,7 +214,7 @@ class _State:
 
 
 def generate_synthetic(seed: int = 0, config: Optional[SyntheticConfig] = None) -> SyntheticScene:
-    """The synthetic scene of ``seed`` (deterministic), in memory."""
+    """Generate the synthetic scene of ``seed`` (deterministic), in memory."""
     if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
         raise SceneFormatError(f"synthetic option 'seed': expected an integer >= 0, got {seed!r}")
     config = config or SyntheticConfig()
@@ -227,13 +236,11 @@ def generate_synthetic(seed: int = 0, config: Optional[SyntheticConfig] = None) 
 
 
 def instance_labels(weights: Tensor, min_weight: float = MASK_MIN_WEIGHT) -> Tensor:
-    """Per-pixel instance id from per-instance blending weights.
+    """
+    Per-pixel instance id from per-instance blending weights.
 
-    Args:
-        weights: accumulated weight of instances 1..K, [H, W, K].
-
-    Returns:
-        [H, W] int64: argmax + 1 where that weight >= ``min_weight``, else 0 (background).
+    :param weights: accumulated weight of instances 1..K, [H, W, K].
+    :return: [H, W] int64: argmax + 1 where that weight >= ``min_weight``, else 0 (background).
     """
     best, index = weights.max(dim=-1)
     return torch.where(best >= min_weight, index + 1, torch.zeros_like(index))
@@ -242,8 +249,12 @@ def instance_labels(weights: Tensor, min_weight: float = MASK_MIN_WEIGHT) -> Ten
 def render_ground_truth(
     gaussians: Gaussians, camera: Camera, num_instances: int
 ) -> Tuple[Tensor, Tensor]:
-    """RGB image [H, W, 3] on white and instance labels [H, W] int64 (`instance_labels`), from
-    one render whose features are colour and one-hot instance channels [N, 3 + K]."""
+    """
+    Render the RGB image [H, W, 3] on white and instance labels [H, W] int64 (`instance_labels`).
+
+    Both come from one render whose features are colour and one-hot instance channels
+    [N, 3 + K].
+    """
     ids = gaussians.instance_ids
     one_hot = (ids[:, None] == torch.arange(1, num_instances + 1, device=ids.device)).float()
     features = torch.cat([gaussians.rgb, one_hot], dim=1)
@@ -258,7 +269,8 @@ def write_synthetic(
     config: Optional[SyntheticConfig] = None,
     progress: Callable[[Sequence], Sequence] = lambda views: views,
 ) -> SyntheticScene:
-    """Generate the scene of ``seed`` and write it under ``out_dir`` (layout in the module doc).
+    """
+    Generate the scene of ``seed`` and write it under ``out_dir`` (layout in the module doc).
 
     Existing files of the same names are replaced; ``progress`` wraps the loop over views
     (e.g. rich.progress.track).
@@ -287,8 +299,11 @@ def write_synthetic(
 
 
 def synth_main(out: str | Path, seed: int = 0, **options) -> SyntheticScene:
-    """`st4r synth OUT --seed S [--option value ...]`: write a synthetic scene with a progress
-    bar. ``options`` are SyntheticConfig fields; an unknown one raises SceneFormatError."""
+    """
+    Write a synthetic scene with a progress bar: `st4r synth OUT --seed S [--option value ...]`.
+
+    ``options`` are SyntheticConfig fields; an unknown one raises SceneFormatError.
+    """
     from rich.progress import track
 
     known = {f.name for f in fields(SyntheticConfig)}
@@ -306,8 +321,11 @@ def synth_main(out: str | Path, seed: int = 0, **options) -> SyntheticScene:
 
 
 def _table_layout(num_objects: int) -> Tuple[List[Tuple[float, float]], Tuple[float, float]]:
-    """Slot centres on a grid with room for every object, the mover's destination and spares;
-    and the table's half extents (x, y)."""
+    """
+    Lay out the table: slot centres on a grid, and the table's half extents (x, y).
+
+    The grid has room for every object, the mover's destination and spares.
+    """
     needed = num_objects + 4
     cols = math.ceil(math.sqrt(needed * 4 / 3))
     rows = math.ceil(needed / cols)
@@ -337,12 +355,16 @@ def _make_objects(rng: np.random.Generator, config: SyntheticConfig,
         slot, destination = placement[i]
         objects.append(_Object(int(ids[i]), role, shape, colour, size, slot, templates[i],
                                _schedule(rng, role), destination))
-    return sorted(objects, key=lambda obj: obj.id)
+    return sorted(objects, key=lambda obj: obj.instance_id)
 
 
 def _looks(rng: np.random.Generator, count: int) -> List[Tuple[str, str, str]]:
-    """``count`` distinct (shape, colour, size) looks: shapes and colours each cycle through a
-    shuffled order, so every shape appears and no two looks coincide up to MAX_OBJECTS."""
+    """
+    Draw ``count`` distinct (shape, colour, size) looks.
+
+    Shapes and colours each cycle through a shuffled order, so every shape appears and no two
+    looks coincide up to MAX_OBJECTS.
+    """
     shapes = [SHAPES[i] for i in rng.permutation(len(SHAPES))]
     colours = [list(PALETTE)[i] for i in rng.permutation(len(PALETTE))]
     sizes = [list(SIZES)[i] for i in rng.integers(0, len(SIZES), count)]
@@ -351,8 +373,12 @@ def _looks(rng: np.random.Generator, count: int) -> List[Tuple[str, str, str]]:
 
 def _placement(rng: np.random.Generator, roles: List[str], slots: List[Tuple[float, float]]
                ) -> List[Tuple[Tuple[float, float], Optional[Tuple[float, float]]]]:
-    """(slot, destination) per object; the mover gets a free 4-neighbour slot to move to, so
-    its straight path passes between other objects, never through them."""
+    """
+    Choose (slot, destination) per object.
+
+    The mover gets a free 4-neighbour slot to move to, so its straight path passes between
+    other objects, never through them.
+    """
     free = [slots[i] for i in rng.permutation(len(slots))]
     mover_slot = free.pop()
     neighbours = [s for s in free
@@ -385,8 +411,12 @@ def _schedule(rng: np.random.Generator, role: str) -> Dict[str, float]:
 
 def _template(rng: np.random.Generator, shape: str, size: float, rgb: Sequence[float],
               n: int) -> _Template:
-    """n Gaussians on the surface of ``shape`` of half width ``size``, coloured ``rgb`` with a
-    little per-Gaussian noise; sigma about half the mean spacing so the surface looks closed."""
+    """
+    Sample n Gaussians on the surface of ``shape`` of half width ``size``.
+
+    They are coloured ``rgb`` with a little per-Gaussian noise; sigma is about half the mean
+    spacing so the surface looks closed.
+    """
     points, area, half_height = _SAMPLERS[shape](rng, size, n)
     colours = np.clip(np.asarray(rgb) + rng.normal(0.0, 0.03, (n, 3)), 0.0, 1.0)
     return _Template(points, 0.6 * math.sqrt(area / n), colours, half_height)
@@ -417,8 +447,11 @@ def _cylinder(rng: np.random.Generator, r: float, n: int) -> Tuple[np.ndarray, f
 
 
 def _torus(rng: np.random.Generator, size: float, n: int) -> Tuple[np.ndarray, float, float]:
-    """A ring lying flat: tube radius 0.3 size around a circle of radius 0.7 size; the tube
-    angle is drawn by rejection so that density is uniform over the surface."""
+    """
+    Sample a ring lying flat: tube radius 0.3 size around a circle of radius 0.7 size.
+
+    The tube angle is drawn by rejection so that density is uniform over the surface.
+    """
     R, r = 0.7 * size, 0.3 * size
     accepted: List[np.ndarray] = []
     while sum(len(a) for a in accepted) < n:
@@ -437,8 +470,11 @@ _SAMPLERS = {'sphere': _sphere, 'cube': _cube, 'cylinder': _cylinder, 'torus': _
 
 def _table_gaussians(rng: np.random.Generator, config: SyntheticConfig,
                      half: Tuple[float, float]) -> Gaussians:
-    """A flat grid of about ``table_gaussians`` Gaussians just below z = 0 (id -1), jittered
-    inside their cells; none when table_gaussians is 0."""
+    """
+    Make a flat grid of about ``table_gaussians`` Gaussians just below z = 0 (id -1).
+
+    They are jittered inside their cells; none when table_gaussians is 0.
+    """
     nx = round(math.sqrt(config.table_gaussians * half[0] / half[1]))
     ny = config.table_gaussians // nx if nx else 0
     dx, dy = 2 * half[0] / max(nx, 1), 2 * half[1] / max(ny, 1)
@@ -463,8 +499,12 @@ def _smoothstep(u: float, start: float, end: float) -> float:
 
 
 def _state(obj: _Object, u: float) -> _State:
-    """Where ``obj`` is and what it does at normalised time ``u``; an event holds strictly
-    inside its window (the object has not started or has finished changing at the bounds)."""
+    """
+    Compute where ``obj`` is and what it does at normalised time ``u``.
+
+    An event holds strictly inside its window (the object has not started or has finished
+    changing at the bounds).
+    """
     s, events = obj.schedule, []
     inside = obj.role not in ('twin', 'static', 'vanisher') and s['start'] < u < s['end']
     x, y = obj.slot
@@ -496,7 +536,7 @@ def _state(obj: _Object, u: float) -> _State:
 
 
 def _object_gaussians(obj: _Object, state: _State, sh_degree: int) -> Gaussians:
-    """The object's Gaussians in world coordinates: squash, split, turn, place."""
+    """Place the object's Gaussians in world coordinates: squash, split, turn, place."""
     t = obj.template
     widen = 1.0 / math.sqrt(state.height_scale)
     local = t.points * [widen, widen, state.height_scale]
@@ -509,7 +549,7 @@ def _object_gaussians(obj: _Object, state: _State, sh_degree: int) -> Gaussians:
     quat = [math.cos(state.yaw / 2), 0.0, 0.0, math.sin(state.yaw / 2)]  # wxyz about z
     scales = np.tile(t.sigma * np.array([widen, widen, state.height_scale]), (n, 1))
     return _gaussians(means, np.tile(quat, (n, 1)), scales, np.full(n, 0.9 * state.opacity_scale),
-                      t.rgb, np.full(n, obj.id), sh_degree)
+                      t.rgb, np.full(n, obj.instance_id), sh_degree)
 
 
 def _frame_gaussians(objects: List[_Object], states: List[_State], table: Gaussians,
@@ -547,9 +587,12 @@ def _orbit_camera(config: SyntheticConfig, azimuth: float, elevation: float,
 
 
 def _train_views(config: SyntheticConfig, times: List[float], radius: float) -> List[CameraView]:
-    """Per frame, cameras evenly spaced on a ring, alternating between two heights; the ring
-    turns by a golden-ratio fraction of a step each frame so that over time the training views
-    cover all azimuths."""
+    """
+    Place each frame's cameras evenly spaced on a ring, alternating between two heights.
+
+    The ring turns by a golden-ratio fraction of a step each frame so that over time the
+    training views cover all azimuths.
+    """
     n = config.train_cameras_per_frame
     golden = (math.sqrt(5) - 1) / 2
     views = []
@@ -564,8 +607,11 @@ def _train_views(config: SyntheticConfig, times: List[float], radius: float) -> 
 
 def _novel_views(rng: np.random.Generator, config: SyntheticConfig, times: List[float],
                  radius: float) -> List[CameraView]:
-    """Held-out cameras at random azimuths, elevations (10-60 degrees) and radii (0.8-1.25 of
-    the training ring's), off the training rings."""
+    """
+    Place held-out cameras at random, off the training rings.
+
+    Azimuths are random, elevations 10-60 degrees and radii 0.8-1.25 of the training ring's.
+    """
     views = []
     for f, u in enumerate(times):
         for j in range(config.novel_cameras_per_frame):
@@ -588,7 +634,7 @@ def _object_entry(obj: _Object, states: List[_State], times: List[float]) -> Dic
          'visible': st.opacity_scale > 0, 'events': st.events}
         for f, (u, st) in enumerate(zip(times, states))
     ]
-    return {'id': obj.id, 'name': f'{obj.colour} {obj.shape}', 'shape': obj.shape,
+    return {'id': obj.instance_id, 'name': f'{obj.colour} {obj.shape}', 'shape': obj.shape,
             'colour': obj.colour, 'rgb': list(PALETTE[obj.colour]), 'size': obj.size,
             'size_m': SIZES[obj.size], 'role': obj.role, 'look_alikes': [],
             'num_gaussians': len(obj.template.points), 'frames': frames,
@@ -633,8 +679,11 @@ def _objects_document(scene: SyntheticScene) -> Dict:
 
 
 def _r(value: float) -> float:
-    """A state value rounded to 6 decimals for a readable JSON; times are written exact so
-    that they equal the bundle's frame times."""
+    """
+    Round a state value to 6 decimals for a readable JSON.
+
+    Times are written exact so that they equal the bundle's frame times.
+    """
     return round(float(value), 6)
 
 

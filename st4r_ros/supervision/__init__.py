@@ -12,8 +12,12 @@
 # See the License for the specific language governing permissions and
 # limitations under the License.
 
-"""The annotation factory's side of training and evaluation: the supervision and benchmark
-formats (format.py) and the synthetic scenes' captions and benchmark (synthetic_language.py)."""
+"""
+The annotation factory's side of training and evaluation.
+
+The supervision and benchmark formats (format.py) and the synthetic scenes' captions and
+benchmark (synthetic_language.py).
+"""
 
 from st4r_ros.supervision.format import (Benchmark, Caption, Expression, InstanceCaptions,
                                          load_benchmark, load_supervision, save_benchmark,

@@ -12,8 +12,10 @@
 # See the License for the specific language governing permissions and
 # limitations under the License.
 
-"""Supervision and benchmark files: what the annotation factory writes, what `st4r train` and
-`st4r eval` read.
+"""
+Supervision and benchmark files.
+
+What the annotation factory writes, what `st4r train` and `st4r eval` read.
 
 Supervision folder
 ------------------
@@ -111,7 +113,9 @@ class Caption:
 class InstanceCaptions:
     """Captions of one instance over time; id is its mask value."""
 
-    id: int
+    # A003: `id` is the field's name in supervision.json; a dataclass field shadows the
+    # builtin nowhere.
+    id: int  # noqa: A003
     name: Optional[str]
     captions: List[Caption]
     state_captions: List[Caption] = field(default_factory=list)
@@ -148,8 +152,11 @@ class Supervision:
 
     def captions_at(self, time: Optional[float] = None,
                     frame: Optional[int] = None) -> Dict[int, List[str]]:
-        """Captions of each instance at the captioned frame nearest ``time`` (or ``frame``);
-        instances without captions at that frame are absent. Give exactly one argument."""
+        """
+        Return each instance's captions at the captioned frame nearest ``time`` (or ``frame``).
+
+        Instances without captions at that frame are absent. Give exactly one argument.
+        """
         if (time is None) == (frame is None):
             raise QueryError('captions_at: expected exactly one of time or frame')
         if time is not None and not (_is_number(time) and 0.0 <= time <= 1.0):
@@ -171,7 +178,8 @@ class Supervision:
 class Expression:
     """An evaluation expression: the instance it refers to and where it holds."""
 
-    id: str
+    # A003: `id` is the field's name in the benchmark file (see InstanceCaptions).
+    id: str  # noqa: A003
     text: str
     instance_id: int
     kind: str
@@ -205,7 +213,7 @@ class Benchmark:
 
 
 def load_supervision(path: str | Path) -> Supervision:
-    """A supervision folder (or its supervision.json)."""
+    """Load a supervision folder (or its supervision.json)."""
     file = Path(path)
     if file.suffix != '.json':  # a folder, existing or not: name the file it lacks
         file = file / SUPERVISION_FILE
@@ -213,8 +221,11 @@ def load_supervision(path: str | Path) -> Supervision:
 
 
 def save_supervision(path: str | Path, supervision: Supervision) -> Path:
-    """Write ``supervision.json`` into folder ``path`` (mask paths made relative to it);
-    returns the file's path."""
+    """
+    Write ``supervision.json`` into folder ``path`` (mask paths made relative to it).
+
+    Returns the file's path.
+    """
     folder = Path(path)
     document = {
         'format': SUPERVISION_FORMAT, 'version': VERSION,
@@ -229,7 +240,7 @@ def save_supervision(path: str | Path, supervision: Supervision) -> Path:
 
 
 def load_benchmark(path: str | Path) -> Benchmark:
-    """A benchmark JSON file."""
+    """Load a benchmark JSON file."""
     file = Path(path)
     return _parse_benchmark(_read_json(file), _Checker(file), file.parent)
 
@@ -257,8 +268,12 @@ _UNSHOWN = object()  # fail() without a "got" part
 
 
 class _Checker:
-    """Typed reads from one JSON document; a failure names the file, the field (a path such as
-    ``views[2].time``) and what was expected."""
+    """
+    Typed reads from one JSON document.
+
+    A failure names the file, the field (a path such as ``views[2].time``) and what was
+    expected.
+    """
 
     def __init__(self, source: Path) -> None:
         self.source = source
@@ -403,8 +418,11 @@ def _camera(checker: _Checker, data: Dict, where: str) -> Camera:
 
 
 def _open_mask(checker: _Checker, path: Path, camera: Camera, where: str) -> Image.Image:
-    """The opened (lazily decoded) mask PNG, checked for kind, mode and the camera's size;
-    the path is named in every failure, as the document only holds it relative."""
+    """
+    Open the mask PNG (lazily decoded), checked for kind, mode and the camera's size.
+
+    The path is named in every failure, as the document only holds it relative.
+    """
     where = f'{where} ({path})'
     if not path.is_file():
         checker.fail(where, 'an existing mask PNG')

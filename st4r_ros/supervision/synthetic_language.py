@@ -12,8 +12,11 @@
 # See the License for the specific language governing permissions and
 # limitations under the License.
 
-"""Language for the synthetic scenes: training captions and a held-out benchmark, with answers
-known exactly from the generator's ground truth (objects.json, cameras.json, masks).
+"""
+Language for the synthetic scenes: training captions and a held-out benchmark.
+
+Their answers are known exactly from the generator's ground truth (objects.json, cameras.json,
+masks).
 
 What is said
 ------------
@@ -123,8 +126,12 @@ GENERATOR = 'st4r_ros.supervision.synthetic_language'
 
 @dataclass(frozen=True)
 class Words:
-    """One template family's vocabulary: words per concept (a seeded choice among them), and
-    relation phrases as format strings over the anchors' noun phrases."""
+    """
+    One template family's vocabulary.
+
+    Words per concept (a seeded choice among them), and relation phrases as format strings
+    over the anchors' noun phrases.
+    """
 
     colours: Dict[str, Tuple[str, ...]]
     shapes: Dict[str, Tuple[str, ...]]
@@ -222,7 +229,9 @@ class Referent:
 class _Thing:
     """An object of objects.json: look and, per frame, table-plane centre and visibility."""
 
-    id: int
+    # A003: objects.json's `id` (the instance id); a dataclass field shadows the builtin
+    # nowhere.
+    id: int  # noqa: A003
     name: str
     shape: str
     colour: str
@@ -249,16 +258,24 @@ class _Scene:
 
 def write_synthetic_supervision(synthetic_dir: str | Path, out_supervision_dir: str | Path,
                                 seed: int = 0) -> Supervision:
-    """Training supervision of a synthetic scene: its train views (masks copied into
-    ``out_supervision_dir/masks``) and family-A captions per instance and frame."""
+    """
+    Write the training supervision of a synthetic scene.
+
+    That is its train views (masks copied into ``out_supervision_dir/masks``) and family-A
+    captions per instance and frame.
+    """
     scene = _load_scene(Path(synthetic_dir))
     return _write_supervision(scene, _holding_frames(scene), Path(out_supervision_dir), seed)
 
 
 def write_synthetic_benchmark(synthetic_dir: str | Path, out_bench_path: str | Path,
                               seed: int = 0) -> Benchmark:
-    """Benchmark of a synthetic scene: its novel views and family-B expressions, each with
-    its instance, kind and the frames where it holds."""
+    """
+    Write the benchmark of a synthetic scene.
+
+    That is its novel views and family-B expressions, each with its instance, kind and the
+    frames where it holds.
+    """
     scene = _load_scene(Path(synthetic_dir))
     return _write_benchmark(scene, _holding_frames(scene), Path(out_bench_path), seed)
 
@@ -357,7 +374,7 @@ def _thing(entry: Dict, num_frames: int) -> _Thing:
 
 
 def _view(scene: _Scene, entry: Any, where: str) -> SupervisionView:
-    """A view of cameras.json; its mask path points into the synthetic folder."""
+    """Read a view of cameras.json; its mask path points into the synthetic folder."""
     source = scene.root / 'cameras.json'
     try:
         camera = Camera.from_json(entry['camera'], source=f'{source}: {where}.camera')
@@ -371,7 +388,7 @@ def _view(scene: _Scene, entry: Any, where: str) -> SupervisionView:
 
 
 def _copy_mask(view: SupervisionView, folder: Path) -> SupervisionView:
-    """The view with its mask copied into ``folder`` (a self-contained supervision folder)."""
+    """Return the view, its mask copied into ``folder`` (a self-contained supervision folder)."""
     if not view.mask_path.is_file():
         raise SupervisionFormatError(f'{view.mask_path}: mask of view {view.name!r} not found '
                                      '(expected the masks written by `st4r synth`)')
@@ -434,14 +451,18 @@ def _holds(scene: _Scene, ref: Referent, frame: int) -> bool:
 
 
 def _candidates(scene: _Scene, ref: Referent, frame: int) -> List[_Thing]:
-    """The objects visible at ``frame`` that ``ref``'s head fits, anchors excluded."""
+    """List the objects visible at ``frame`` that ``ref``'s head fits, anchors excluded."""
     return [t for t in scene.things
             if t.visible[frame] and t.id not in ref.anchors and ref.head.fits(t)]
 
 
 def _superlative(scene: _Scene, ref: Referent, frame: int) -> Optional[_Thing]:
-    """The clear winner of ``ref``'s superlative among the head's objects, or among all
-    visible objects when the head fits one (module doc); None without a clear winner."""
+    """
+    Find the clear winner of ``ref``'s superlative.
+
+    The winner is picked among the head's objects, or among all visible objects when the head
+    fits one (module doc); None without a clear winner.
+    """
     candidates = _candidates(scene, ref, frame)
     pool = candidates
     if len(candidates) == 1:
@@ -467,14 +488,17 @@ def _satisfies(scene: _Scene, ref: Referent, thing: _Thing, frame: int) -> bool:
 
 
 def _on_side(a: Sequence[float], b: Sequence[float], axis: int, sign: float) -> bool:
-    """``a`` lies on the ``sign`` side of ``b`` along ``axis``: clearly, and more along that
-    axis than half its offset across."""
+    """
+    Tell whether ``a`` lies on the ``sign`` side of ``b`` along ``axis``.
+
+    It must lie there clearly, and more along that axis than half its offset across.
+    """
     along = sign * (a[axis] - b[axis])
     return along >= SIDE_MARGIN and along >= abs(a[1 - axis] - b[1 - axis]) / 2
 
 
 def _between(a: Sequence[float], b: Sequence[float], c: Sequence[float]) -> bool:
-    """``a`` projects into the middle half of segment bc, within a quarter of its length."""
+    """Tell whether ``a`` projects into the middle half of segment bc, within 1/4 of its length."""
     bx, by = c[0] - b[0], c[1] - b[1]
     ax, ay = a[0] - b[0], a[1] - b[1]
     length = math.hypot(bx, by)
@@ -487,7 +511,7 @@ def _between(a: Sequence[float], b: Sequence[float], c: Sequence[float]) -> bool
 
 def _clear_winner(pool: List[_Thing], score: Callable[[_Thing], float],
                   margin: float) -> Optional[_Thing]:
-    """The best of at least two objects, if it beats the runner-up by ``margin``."""
+    """Return the best of at least two objects, if it beats the runner-up by ``margin``."""
     if len(pool) < 2:
         return None
     ranked = sorted(pool, key=score, reverse=True)
@@ -503,7 +527,7 @@ def _kind(scene: _Scene, ref: Referent) -> str:
 
 
 def _is_twin_comparison(scene: _Scene, ref: Referent) -> bool:
-    """A side relation to the target's namesake: what tells a twin from the other."""
+    """Tell whether ``ref`` is a side relation to the target's namesake (tells twins apart)."""
     return (ref.relation in SIDE_OF and len(ref.anchors) == 1
             and ref.anchors[0] in scene.namesakes[ref.target])
 
@@ -525,8 +549,11 @@ def _select(scene: _Scene, refs: List[Referent], quota: Dict[str, int],
 
 def _training_captions(scene: _Scene, thing: _Thing, holding: Dict[Referent, Tuple[int, ...]],
                        rng: np.random.Generator) -> InstanceCaptions:
-    """Family-A captions of ``thing`` at each frame, from what holds at that frame; a twin
-    always gets the relation that tells it from the other."""
+    """
+    Caption ``thing`` in family A at each frame, from what holds at that frame.
+
+    A twin always gets the relation that tells it from the other.
+    """
     mine = [ref for ref in holding if ref.target == thing.id]
     captions = []
     for frame, time in enumerate(scene.times):
@@ -539,9 +566,12 @@ def _training_captions(scene: _Scene, thing: _Thing, holding: Dict[Referent, Tup
 
 def _evaluation_referents(scene: _Scene, thing: _Thing, holding: Dict[Referent, Tuple[int, ...]],
                           seen_frames: Set[int], rng: np.random.Generator) -> List[Referent]:
-    """What the benchmark asks about ``thing``: referents holding at some evaluated frame; the
-    twin comparison first, then relations that change over time (they test that the field
-    reads positions at the queried time)."""
+    """
+    Choose what the benchmark asks about ``thing``: referents holding at some evaluated frame.
+
+    The twin comparison comes first, then relations that change over time (they test that the
+    field reads positions at the queried time).
+    """
     visible = tuple(f for f, shown in enumerate(thing.visible) if shown)
     mine = [ref for ref in holding if ref.target == thing.id and set(holding[ref]) & seen_frames]
 
@@ -585,7 +615,7 @@ def _head_phrase(head: Head, chosen: _Chosen) -> str:
 
 def _anchor_phrases(scene: _Scene, ref: Referent, words: Words, target_words: _Chosen,
                     rng: np.random.Generator) -> List[str]:
-    """"the <colour> <shape>" of each anchor; "the other ..." (same words) for a namesake."""
+    """Name each anchor "the <colour> <shape>"; "the other ..." (same words) for a namesake."""
     phrases = []
     for key in ref.anchors:
         if key in scene.namesakes[ref.target]:
