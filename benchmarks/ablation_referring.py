@@ -29,7 +29,9 @@ template family, novel views), then train and evaluate every variant:
 Columns: mIoU over (expression, view) pairs (evaluation/referring.py), per kind, "twins" (the
 relation-only expressions about the two identical objects: only position tells them apart),
 "time-dependent" (expressions that hold in only part of the frames: relations that change as
-an object moves), and the mIoU on the training views and captions (fit, not generalisation).
+an object moves), "seen words" and "held-out words" (expressions without and with a synonym that
+no training caption uses: synthetic_language.unseen_words), and the mIoU on the training views
+and captions (fit, not generalisation).
 
 Usage:
     python benchmarks/ablation_referring.py [--seeds 0 1] [--steps 1500] [--jobs 2]
@@ -44,10 +46,11 @@ import argparse
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import replace
 import json
+import multiprocessing
 import os
 from pathlib import Path
 import time
-from typing import Dict, List, Optional
+from typing import Dict, Iterator, List, Optional
 
 VARIANTS = {
     'full': 'full model',
@@ -86,6 +89,7 @@ def prepare(root: Path, seed: int) -> None:
 def subsets(root: Path) -> Dict[str, set]:
     """Expression ids of the 'twins' and 'time-dependent' subsets of root's benchmark."""
     from st4r_ros.supervision.format import load_benchmark
+    from st4r_ros.supervision.synthetic_language import unseen_words
 
     objects = json.loads((root / 'objects.json').read_text())
     twins = {o['id'] for o in objects['objects'] if o['look_alikes']}
@@ -96,6 +100,8 @@ def subsets(root: Path) -> Dict[str, set]:
                   if e.instance_id in twins and e.kind == 'relation-only'},
         'time-dependent': {e.id for e in bench.expressions
                            if e.frames is not None and len(e.frames) < frames},
+        'seen words': {e.id for e in bench.expressions if not unseen_words(e.text)},
+        'held-out words': {e.id for e in bench.expressions if unseen_words(e.text)},
     }
 
 
@@ -146,8 +152,8 @@ def _pair_weighted(rows: List[Dict]) -> float:
 def table(rows: List[Dict]) -> str:
     """Markdown: one line per variant, means over seeds."""
     kinds = sorted({k for r in rows for k in r['per_kind']})
-    columns = ['mIoU', *kinds, 'twins', 'time-dependent', 'train views', 'no-target pairs',
-               'train s']
+    subsets = ['twins', 'time-dependent', 'seen words', 'held-out words']
+    columns = ['mIoU', *kinds, *subsets, 'train views', 'no-target pairs', 'train s']
     lines = ['| variant | ' + ' | '.join(columns) + ' |',
              '|---' * (len(columns) + 1) + '|']
     for name in VARIANTS:
@@ -157,7 +163,7 @@ def table(rows: List[Dict]) -> str:
         values = [_mean([r['miou'] for r in mine])]
         values += [_mean([r['per_kind'].get(k, float('nan')) for r in mine]) for k in kinds]
         values += [_mean([r[k] for r in mine])
-                   for k in ('twins', 'time-dependent', 'train_view_miou')]
+                   for k in (*subsets, 'train_view_miou')]
         cells = [f'{v:.3f}' for v in values]
         cells += [f"{_mean([r['no_target_pairs'] for r in mine]):.0f}",
                   f"{_mean([r['train_seconds'] for r in mine]):.0f}"]
@@ -167,6 +173,17 @@ def table(rows: List[Dict]) -> str:
 
 def _mean(values: List[float]) -> float:
     return sum(values) / len(values) if values else float('nan')
+
+
+def _run_all(tasks: List[tuple], jobs: int) -> Iterator[Dict]:
+    """run_variant over tasks: in this process for one job, else in spawned workers (a forked
+    worker can hang in CUDA or in gsplat's extension build that the parent started)."""
+    if jobs == 1:
+        yield from map(run_variant, *zip(*tasks))
+        return
+    context = multiprocessing.get_context('spawn')
+    with ProcessPoolExecutor(max_workers=jobs, mp_context=context) as pool:
+        yield from pool.map(run_variant, *zip(*tasks))
 
 
 def main() -> None:
@@ -186,8 +203,11 @@ def main() -> None:
     threads = max(1, (os.cpu_count() or 1) // args.jobs)
     tasks = [(str(out / f'seed_{seed}'), seed, name, args.steps, threads, args.device,
               args.text_model) for seed in args.seeds for name in args.variants]
-    with ProcessPoolExecutor(max_workers=args.jobs) as pool:
-        rows = list(pool.map(run_variant, *zip(*tasks)))
+    rows = []
+    for row in _run_all(tasks, args.jobs):
+        rows.append(row)
+        print(f"seed {row['seed']} {row['variant']}: mIoU {row['miou']:.3f}, "
+              f"{row['train_seconds']:.0f} s training", flush=True)
     markdown = table(rows)
     seconds = time.perf_counter() - started
     print(markdown)

@@ -31,7 +31,8 @@ from st4r_ros.errors import SupervisionFormatError
 from st4r_ros.scene.synthetic import PALETTE, SHAPES, SIZES, SyntheticConfig, write_synthetic
 from st4r_ros.supervision import (build_synthetic_task, load_benchmark, load_supervision,
                                   write_synthetic_benchmark, write_synthetic_supervision)
-from st4r_ros.supervision.synthetic_language import EVALUATION_WORDS, KINDS, TRAINING_WORDS
+from st4r_ros.supervision.synthetic_language import (EVALUATION_WORDS, HELD_OUT_WORDS, KINDS,
+                                                     TRAINING_WORDS, unseen_words)
 
 SMALL = SyntheticConfig(num_frames=4, train_cameras_per_frame=1, novel_cameras_per_frame=1,
                         gaussians_per_object=200, table_gaussians=300)
@@ -39,8 +40,9 @@ SEED = 3
 # The stated side as a strict world-frame inequality (convention: viewer at -y looking +y).
 SIDES = {'left_of': (0, -1), 'right_of': (0, 1), 'in_front_of': (1, -1), 'behind': (1, 1)}
 EXTREMES = {'leftmost': (0, -1), 'rightmost': (0, 1), 'frontmost': (1, -1), 'rearmost': (1, 1)}
-TRAIN_SIDES = {'to the left of': 'left_of', 'to the right of': 'right_of',
-               'in front of': 'in_front_of', 'behind': 'behind'}
+TRAIN_SIDES = {'to the left of': 'left_of', 'left of': 'left_of', 'to the right of': 'right_of',
+               'right of': 'right_of', 'in front of': 'in_front_of', 'ahead of': 'in_front_of',
+               'behind': 'behind', 'in back of': 'behind'}
 
 
 @pytest.fixture(scope='module')
@@ -73,6 +75,12 @@ def on_side(objects, target: int, anchor: int, relation: str, frame: int) -> boo
 def visible_frames(objects, key: int) -> List[int]:
     entry = next(o for o in objects if o['id'] == key)
     return [f['frame'] for f in entry['frames'] if f['visible']]
+
+
+def training_names(entry: Dict) -> Set[str]:
+    """Every "<colour> <shape>" that training captions may call an object of objects.json."""
+    return {f'{colour} {shape}' for colour in TRAINING_WORDS.colours[entry['colour']]
+            for shape in TRAINING_WORDS.shapes[entry['shape']]}
 
 
 def twins(objects) -> List[Dict]:
@@ -122,17 +130,23 @@ def test_no_sentence_is_said_of_two_instances_at_one_frame(task):
 # ---- two template families ----------------------------------------------------------------
 
 
-def test_training_and_evaluation_share_no_sentence_and_no_shape_noun(task):
+def test_training_and_evaluation_share_no_sentence_and_no_held_out_word(task):
     _, supervision, bench, _ = task
     train, evaluation = train_texts(supervision), [e.text for e in bench.expressions]
     assert not set(train) & set(evaluation)
-    eval_nouns = {n for nouns in EVALUATION_WORDS.shapes.values() for n in nouns}
-    eval_nouns |= set(EVALUATION_WORDS.plurals.values())
-    assert not words(train) & eval_nouns
-    assert not words(evaluation) & set(SHAPES)
-    assert words(evaluation) & eval_nouns  # the benchmark does use its own nouns
+    assert not words(train) & HELD_OUT_WORDS
+    assert 'crimson' in HELD_OUT_WORDS and 'red' not in HELD_OUT_WORDS
+    held_out = [text for text in evaluation if unseen_words(text)]
+    assert 0 < len(held_out) < len(evaluation)  # both kinds of expression are asked
     assert not words(evaluation) & set(TRAINING_WORDS.generic)
     assert words(evaluation) - words(train)  # and other words besides
+
+
+def test_training_captions_vary_their_wording(task):
+    _, supervision, _, _ = task
+    said = words(train_texts(supervision))
+    assert {'red', 'ruby'} <= said or {'blue', 'navy'} <= said or {'white', 'pearl'} <= said
+    assert {'left', 'to'} <= said and {'behind', 'back'} & said
 
 
 def test_both_vocabularies_cover_every_look():
@@ -182,19 +196,24 @@ def test_twins_are_captioned_by_relations_only(task):
     _, supervision, _, objects = task
     for twin in twins(objects):
         captions = next(i for i in supervision.instances if i.id == twin['id']).captions
-        name = twin['name']
+        names = training_names(twin)
         for frame in range(SMALL.num_frames):
             texts = [c.text for c in captions if c.frame == frame]
-            assert any(f'the other {name}' in text for text in texts), (frame, texts)
+            assert any(f'the other {name}' in text for text in texts for name in names), \
+                (frame, texts)
             # No caption is the bare look: it would name both twins.
-            assert not {f'the {name}', f'a {name}', f"the {twin['size']} {name}"} & set(texts)
+            sizes = TRAINING_WORDS.sizes[twin['size']]
+            bare = {f'{article} {size}{name}' for article in ('the', 'a') for name in names
+                    for size in ('', *(f'{s} ' for s in sizes))}
+            assert not bare & set(texts)
 
 
 def test_training_side_relations_are_true_at_their_frame(task):
     _, supervision, _, objects = task
-    by_name = {o['name']: o['id'] for o in objects if not o['look_alikes']}
-    pattern = re.compile(r'^the (?:\w+ )*\w+ (to the left of|to the right of|in front of|'
-                         r'behind) the (other )?(\w+ \w+)$')
+    by_name = {name: o['id'] for o in objects if not o['look_alikes']
+               for name in training_names(o)}
+    sides = '|'.join(sorted(TRAIN_SIDES, key=len, reverse=True))
+    pattern = re.compile(rf'^the (?:[\w-]+ )*?[\w-]+ ({sides}) the (other )?([\w-]+ [\w-]+)$')
     checked = 0
     for inst in supervision.instances:
         for caption in inst.captions:

@@ -61,19 +61,21 @@ to the blue torus" is then also the nearest object to it).
 Two template families
 ---------------------
 
-Training captions (family A, ``TRAINING_WORDS``), noun phrases in the words of objects.json:
-"a large red sphere", "the flat-faced object", "the red sphere to the left of the blue cube",
-"the white torus in front of the other white torus", "the object between the green cylinder
-and the pink cube", "the leftmost object".
+Training captions (family A, ``TRAINING_WORDS``), noun phrases whose words vary as a captioning
+model's would (red or ruby, sphere or globe, to the left of or left of): "a large red sphere",
+"the flat-faced object", "the ruby globe left of the navy cube", "the white torus in front of
+the other white torus", "the shape between the green cylinder and the pink cube", "the
+leftmost object".
 
-Evaluation expressions (family B, ``EVALUATION_WORDS``), other nouns (ball, box/block,
-can/tube, ring/donut), other colour and size words (crimson, cobalt, big, little...; plain
-colour words a third of the time), other relation words and clause-shaped sentences:
-"find the crimson box", "point to the ball-shaped thing", "the one that is further left than the
-cobalt ring", "of the two ivory donuts, the one closer to the front", "find the item flanked
-by the emerald can and the rose block", "which one is furthest back?". No evaluation sentence
-is a training sentence, and no evaluation shape noun occurs in training: the benchmark scores
-generalisation, not template matching.
+Evaluation expressions (family B, ``EVALUATION_WORDS``), imperative, relative-clause and question
+sentences with other relation words and generic nouns, and content words drawn from the plain
+word and synonyms that training never uses (crimson, cobalt, ball, box, can, ring, little, big,
+ball-shaped...): "find the crimson box", "point to the ball-shaped thing", "the one that is
+further left than the cobalt ring", "of the two ivory donuts, the one closer to the front",
+"find the item flanked by the emerald can and the rose block", "which one is furthest back?".
+No evaluation sentence is a training sentence and no held-out synonym occurs in training, so
+the benchmark scores generalisation, not template matching; ``unseen_words`` says which
+expressions carry a held-out synonym, whose recognition rests on the text encoder alone.
 
 Outputs: ``write_synthetic_supervision`` (training views = the synthetic train views, masks
 copied into the supervision folder), ``write_synthetic_benchmark`` (held-out novel views,
@@ -88,6 +90,7 @@ from itertools import combinations
 import json
 import math
 from pathlib import Path
+import re
 import shutil
 from typing import Any, Callable, Dict, List, Optional, Sequence, Set, Tuple
 
@@ -143,16 +146,26 @@ class Words:
 
 
 TRAINING_WORDS = Words(
-    colours={colour: (colour,) for colour in PALETTE},
-    shapes={shape: (shape,) for shape in SHAPES},
+    # Several words per concept, as a captioning model varies its wording from frame to frame;
+    # none of them is an evaluation word (tests/test_synthetic_language.py checks).
+    colours={
+        'red': ('red', 'ruby'), 'green': ('green', 'lime'), 'blue': ('blue', 'navy'),
+        'yellow': ('yellow', 'canary'), 'orange': ('orange', 'apricot'),
+        'purple': ('purple', 'lilac'), 'cyan': ('cyan', 'teal'), 'pink': ('pink', 'fuchsia'),
+        'white': ('white', 'pearl'), 'black': ('black', 'charcoal'),
+    },
+    shapes={'sphere': ('sphere', 'globe'), 'cube': ('cube', 'cuboid'),
+            'cylinder': ('cylinder', 'drum'), 'torus': ('torus', 'hoop')},
     plurals={},
-    sizes={size: (size,) for size in SIZES},
-    properties={'sphere': ('round',), 'cube': ('flat-faced',), 'cylinder': ('pillar-like',),
-                'torus': ('hollow-centred',)},
-    generic=('object',),
+    sizes={'small': ('small', 'tiny'), 'medium': ('medium',), 'large': ('large', 'huge')},
+    properties={'sphere': ('round', 'spherical'), 'cube': ('flat-faced', 'square'),
+                'cylinder': ('pillar-like',), 'torus': ('hollow-centred', 'annular')},
+    generic=('object', 'shape'),
     relations={
-        LEFT_OF: ('to the left of {0}',), RIGHT_OF: ('to the right of {0}',),
-        IN_FRONT_OF: ('in front of {0}',), BEHIND: ('behind {0}',), NEXT_TO: ('next to {0}',),
+        LEFT_OF: ('to the left of {0}', 'left of {0}'),
+        RIGHT_OF: ('to the right of {0}', 'right of {0}'),
+        IN_FRONT_OF: ('in front of {0}', 'ahead of {0}'),
+        BEHIND: ('behind {0}', 'in back of {0}'), NEXT_TO: ('next to {0}', 'by {0}'),
         NEAREST_TO: ('nearest to {0}',), BETWEEN: ('between {0} and {1}',),
         LEFTMOST: ('leftmost',), RIGHTMOST: ('rightmost',), FRONTMOST: ('frontmost',),
         REARMOST: ('rearmost',),
@@ -167,12 +180,13 @@ EVALUATION_WORDS = Words(
         'cyan': ('cyan', 'turquoise', 'aqua'), 'pink': ('pink', 'rose', 'blush'),
         'white': ('white', 'ivory', 'snow-white'), 'black': ('black', 'jet-black', 'ebony'),
     },
-    shapes={'sphere': ('ball', 'orb'), 'cube': ('box', 'block'),
-            'cylinder': ('can', 'tube', 'canister'), 'torus': ('ring', 'donut', 'doughnut')},
-    plurals={'ball': 'balls', 'orb': 'orbs', 'box': 'boxes', 'block': 'blocks', 'can': 'cans',
-             'tube': 'tubes', 'canister': 'canisters', 'ring': 'rings', 'donut': 'donuts',
-             'doughnut': 'doughnuts'},
-    sizes={'small': ('little',), 'medium': ('mid-sized',), 'large': ('big',)},
+    shapes={'sphere': ('sphere', 'ball', 'orb'), 'cube': ('cube', 'box', 'block'),
+            'cylinder': ('cylinder', 'can', 'tube'), 'torus': ('torus', 'ring', 'donut')},
+    plurals={'sphere': 'spheres', 'ball': 'balls', 'orb': 'orbs', 'cube': 'cubes',
+             'box': 'boxes', 'block': 'blocks', 'cylinder': 'cylinders', 'can': 'cans',
+             'tube': 'tubes', 'torus': 'tori', 'ring': 'rings', 'donut': 'donuts'},
+    sizes={'small': ('small', 'little'), 'medium': ('medium', 'mid-sized'),
+           'large': ('large', 'big')},
     properties={'sphere': ('ball-shaped',), 'cube': ('box-shaped',), 'cylinder': ('can-shaped',),
                 'torus': ('ring-shaped', 'donut-shaped')},
     generic=('thing', 'item', 'one'),
@@ -191,6 +205,28 @@ EVALUATION_WORDS = Words(
 EVALUATION_COMPARATIVES = {LEFT_OF: 'further left', RIGHT_OF: 'further right',
                            IN_FRONT_OF: 'closer to the front', BEHIND: 'further back'}
 
+
+
+def _content_words(words: Words) -> Set[str]:
+    """Every colour, shape, size and property word of a family."""
+    lists = [*words.colours.values(), *words.shapes.values(), *words.sizes.values(),
+             *words.properties.values()]
+    return {word for options in lists for word in options}
+
+
+def _held_out_words() -> frozenset:
+    """The evaluation family's synonyms that no training caption uses, with their plurals."""
+    held_out = _content_words(EVALUATION_WORDS) - _content_words(TRAINING_WORDS)
+    plurals = {EVALUATION_WORDS.plurals[noun] for noun in held_out & set(EVALUATION_WORDS.plurals)}
+    return frozenset(held_out | plurals)
+
+
+HELD_OUT_WORDS = _held_out_words()
+
+
+def unseen_words(text: str) -> Set[str]:
+    """The held-out synonyms (HELD_OUT_WORDS) that an expression uses."""
+    return set(re.findall(r'[a-z]+(?:-[a-z]+)*', text.lower())) & HELD_OUT_WORDS
 
 @dataclass(frozen=True)
 class Head:
