@@ -176,8 +176,11 @@ def _mean(values: List[float]) -> float:
 
 
 def _run_all(tasks: List[tuple], jobs: int) -> Iterator[Dict]:
-    """run_variant over tasks: in this process for one job, else in spawned workers (a forked
-    worker can hang in CUDA or in gsplat's extension build that the parent started)."""
+    """
+    Run run_variant over tasks, in this process for one job, else in spawned workers.
+
+    A forked worker can hang in CUDA or in gsplat's extension build that the parent started.
+    """
     if jobs == 1:
         yield from map(run_variant, *zip(*tasks))
         return

@@ -206,16 +206,15 @@ EVALUATION_COMPARATIVES = {LEFT_OF: 'further left', RIGHT_OF: 'further right',
                            IN_FRONT_OF: 'closer to the front', BEHIND: 'further back'}
 
 
-
 def _content_words(words: Words) -> Set[str]:
-    """Every colour, shape, size and property word of a family."""
+    """Collect every colour, shape, size and property word of a family."""
     lists = [*words.colours.values(), *words.shapes.values(), *words.sizes.values(),
              *words.properties.values()]
     return {word for options in lists for word in options}
 
 
 def _held_out_words() -> frozenset:
-    """The evaluation family's synonyms that no training caption uses, with their plurals."""
+    """Collect the evaluation family's synonyms that training never uses, with their plurals."""
     held_out = _content_words(EVALUATION_WORDS) - _content_words(TRAINING_WORDS)
     plurals = {EVALUATION_WORDS.plurals[noun] for noun in held_out & set(EVALUATION_WORDS.plurals)}
     return frozenset(held_out | plurals)
@@ -225,8 +224,9 @@ HELD_OUT_WORDS = _held_out_words()
 
 
 def unseen_words(text: str) -> Set[str]:
-    """The held-out synonyms (HELD_OUT_WORDS) that an expression uses."""
+    """Return the held-out synonyms (HELD_OUT_WORDS) that an expression uses."""
     return set(re.findall(r'[a-z]+(?:-[a-z]+)*', text.lower())) & HELD_OUT_WORDS
+
 
 @dataclass(frozen=True)
 class Head:
