@@ -46,6 +46,8 @@ from st4r_ros.field.model import ReferringField, render_relevance
 from st4r_ros.render.camera import Camera
 from st4r_ros.scene.gaussians import Gaussians
 from st4r_ros.scene.scene4d import check_time, Scene4D
+from st4r_ros.temporal.intervals import Verdict
+from st4r_ros.temporal.layer import TemporalLayer
 import torch
 from torch import Tensor
 
@@ -64,6 +66,8 @@ class QueryStatus(enum.IntEnum):
     NO_SCENE = 5
     NOT_READY = 6
     ERROR = 7
+    NOT_IN_STATE = 8
+    NO_STATE_CACHE = 9
 
 
 class QueryMode(enum.IntEnum):
@@ -141,6 +145,9 @@ class QueryResult:
     score: float = math.nan
     no_target_threshold: float = math.nan
     active_spans: Tuple[TimeSpan, ...] = ()
+    frame_times: Tuple[float, ...] = ()  # time-sensitive answers: the state cache's frames
+    frame_scores: Tuple[float, ...] = ()  # and the smoothed score at each (NaN: unknown)
+    span_threshold: float = math.nan
     scene_time: float = math.nan
     scene_time_s: float = math.nan
     centroid: Tuple[float, float, float] = NAN3
@@ -167,17 +174,21 @@ class QueryEngine:
     :param threshold: the layer's calibrated no-target threshold on max_i sigmoid(m_i).
     :param device: where the scene is deformed, the field runs and masks are rendered.
     :param duration_s: the scene's duration, for times in seconds (None: unknown).
+    :param temporal: the scene's temporal layer (state cache and router), or None: queries are
+        then answered time-agnostically, and forced time-sensitive ones NO_STATE_CACHE.
     """
 
     def __init__(self, scene: Scene4D, field: Optional[ReferringField] = None, encoder=None,
                  threshold: float = 0.0, device: torch.device | str = 'cpu',
-                 duration_s: Optional[float] = None) -> None:
+                 duration_s: Optional[float] = None,
+                 temporal: Optional[TemporalLayer] = None) -> None:
         self.scene = scene
         self.device = torch.device(device)
         self.field = field.to(self.device).eval() if field is not None else None
         self.encoder = encoder
         self.threshold = float(threshold)
         self.duration_s = duration_s
+        self.temporal = temporal.to(self.device) if temporal is not None else None
         self.scene_time = 0.0
         # The last answered query's (text, time, relevance [1, N]): a moving camera re-renders
         # the mask without encoding the text or running the field again.
@@ -192,10 +203,12 @@ class QueryEngine:
         Open the engine for the scene at ``scene_path`` with its referring layer.
 
         The layer is the one in the bundle, or in ``layer_dir``; without a layer the engine
-        answers every query NO_SCENE.
+        answers every query NO_SCENE. The temporal layer is read from the same folder when
+        there is one.
         """
-        from st4r_ros.field.layer import load_referring
+        from st4r_ros.field.layer import default_layer_dir, load_referring
         from st4r_ros.scene.loading import load_scene
+        from st4r_ros.temporal.layer import load_temporal_layer
 
         chosen = torch.device('cuda' if device == 'auto' and torch.cuda.is_available()
                               else 'cpu' if device == 'auto' else device)
@@ -205,7 +218,12 @@ class QueryEngine:
         if referring is None:
             return cls(scene, device=chosen, duration_s=info.duration_s)
         field_, encoder, threshold = referring
-        return cls(scene, field_, encoder, threshold, chosen, info.duration_s)
+        temporal = load_temporal_layer(default_layer_dir(scene_path, layer_dir), chosen)
+        if temporal is not None and temporal.encoder_name != str(encoder.name):
+            raise St4rError(f'temporal layer: made with the text encoder '
+                            f'{temporal.encoder_name!r}, the referring layer uses '
+                            f'{encoder.name!r}; rebuild one of them with the other')
+        return cls(scene, field_, encoder, threshold, chosen, info.duration_s, temporal)
 
     def set_scene_time(self, t: float) -> None:
         """Set the time of queries and mask updates that give none (raises TimeRangeError)."""
@@ -247,26 +265,70 @@ class QueryEngine:
             return replace(base, status=QueryStatus.NO_SCENE,
                            message='this scene has no referring layer; train one with '
                                    '`st4r train SCENE SUPERVISION`')
-        if base.mode == QueryMode.TIME_SENSITIVE:
-            return replace(base, status=QueryStatus.INVALID,
-                           message="time-sensitive queries need the scene's temporal layer, "
-                                   'which this scene does not have')
-        reason = ('requested' if base.mode == QueryMode.TIME_AGNOSTIC
-                  else 'no temporal layer: answered time-agnostically')
         t = self.scene_time if request.time is None else check_time(request.time)
         clock = _Stopwatch()
         encoded = self.encoder.encode([text])
         clock.lap('text')
+        sensitive, reason = self._route(base.mode, encoded.sentence[0])
+        if sensitive and self.temporal is None:
+            return replace(base, query=text, status=QueryStatus.NO_STATE_CACHE,
+                           time_sensitive=True, time_sensitivity_reason=reason,
+                           message='time-sensitive query: this scene has no temporal layer '
+                                   '(state cache); ask time-agnostically or train with state '
+                                   'captions', latency_ms=clock.laps)
         gaussians = self.scene.at(t, self.device)
         relevance = self._relevance(gaussians, encoded)  # [1, N]
         probabilities = torch.sigmoid(relevance[0])
         self._last_relevance = (text, t, relevance)
         clock.lap('where')
         base = replace(base, query=text, scene_time=t, scene_time_s=self._seconds(t),
-                       time_sensitivity_reason=reason,
+                       time_sensitive=sensitive, time_sensitivity_reason=reason,
                        active_spans=(TimeSpan(0.0, 1.0, 0.0, self._seconds(1.0)),),
                        latency_ms=clock.laps)
-        return self._where(base, gaussians, probabilities, relevance, request.camera, clock)
+        result = self._where(base, gaussians, probabilities, relevance, request.camera, clock)
+        if not sensitive or not result.ok:
+            return result
+        return self._when(result, encoded.sentence[0], clock)
+
+    def _route(self, mode: QueryMode, sentence: Tensor) -> Tuple[bool, str]:
+        """Decide whether a query is time-sensitive, and say why."""
+        if mode != QueryMode.AUTO:
+            return mode == QueryMode.TIME_SENSITIVE, 'requested'
+        if self.temporal is None:
+            return False, 'no temporal layer: answered time-agnostically'
+        p = float(self.temporal.router.probability(sentence[None])[0])
+        kind = 'time-sensitive' if p >= 0.5 else 'time-agnostic'
+        return p >= 0.5, f'router: p(time-sensitive) = {p:.2f}, so {kind}'
+
+    def _when(self, result: QueryResult, sentence: Tensor, clock: '_Stopwatch') -> QueryResult:
+        """Add the target's active spans for the query's state (no rendering)."""
+        target = result.target_instance_id
+        intervals = self.temporal.intervals(target, sentence.to(self.device))
+        clock.lap('when')
+        if intervals is None:
+            return replace(result, status=QueryStatus.NO_STATE_CACHE, active_spans=(),
+                           latency_ms=clock.laps,
+                           message=f'time-sensitive query: instance {target} has no state '
+                                   'cache (no state captions were given for it)')
+        times = self.temporal.cache.frame_times.tolist()
+        raw = intervals.raw.tolist()
+        spans = tuple(TimeSpan(times[a], times[b], self._seconds(times[a]),
+                               self._seconds(times[b]),
+                               _nanmean(raw[a:b + 1]))
+                      for a, b in intervals.runs)
+        answer = replace(result, frame_times=tuple(times),
+                         frame_scores=tuple(intervals.scores.tolist()),
+                         span_threshold=intervals.threshold, latency_ms=clock.laps)
+        gap = f'; {intervals.missing} of {len(times)} frames have no state' \
+            if intervals.missing else ''
+        if intervals.verdict == Verdict.NEVER:
+            return replace(answer, status=QueryStatus.NOT_IN_STATE, active_spans=(),
+                           message=f'instance {target} is never in the asked state (best '
+                                   f'frame {_nanmax(intervals.scores.tolist()):.3f} below '
+                                   f'{intervals.threshold:.3f}){gap}')
+        return replace(answer, active_spans=spans,
+                       message=f'{result.message}; {len(spans)} active span(s), '
+                               f'{intervals.verdict.value}{gap}')
 
     def _where(self, base: QueryResult, gaussians: Gaussians, probabilities: Tensor,
                relevance: Tensor, camera: Optional[Camera], clock: '_Stopwatch') -> QueryResult:
@@ -344,6 +406,16 @@ class _Stopwatch:
         now = time.perf_counter()
         self.laps[name] = 1000 * (now - self._last)
         self._last = now
+
+
+def _nanmean(values) -> float:
+    known = [v for v in values if not math.isnan(v)]
+    return sum(known) / len(known) if known else math.nan
+
+
+def _nanmax(values) -> float:
+    known = [v for v in values if not math.isnan(v)]
+    return max(known) if known else math.nan
 
 
 def _mode(mode) -> Optional[QueryMode]:

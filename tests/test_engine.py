@@ -135,7 +135,7 @@ def test_no_target_reports_the_best_score(engine):
         (QueryRequest('object 3', mode=7), QueryStatus.INVALID, 'mode'),
         (QueryRequest('object 3', time=1.5), QueryStatus.INVALID, 'time'),
         (QueryRequest('object 3', time=float('nan')), QueryStatus.INVALID, 'time'),
-        (QueryRequest('object 3', mode=QueryMode.TIME_SENSITIVE), QueryStatus.INVALID,
+        (QueryRequest('object 3', mode=QueryMode.TIME_SENSITIVE), QueryStatus.NO_STATE_CACHE,
          'temporal layer'),
     ],
 )

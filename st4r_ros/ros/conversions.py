@@ -209,8 +209,8 @@ def result_to_msg(types: Types, result: QueryResult, stamp, frame_id: str):
     :param frame_id: the scene frame, in which centroid and box are expressed.
 
     NaN conventions are the engine's (score, times, centroid, box of answers without a target);
-    latencies the engine did not measure are NaN. The per-frame temporal scores stay empty and
-    span_threshold NaN: QueryResult carries none until the temporal layer arrives.
+    latencies the engine did not measure are NaN. frame_times, frame_scores and span_threshold
+    are filled for time-sensitive answers only (empty and NaN otherwise).
     """
     cls = types[RESULT]
     latencies = {f'latency_{stage}_ms': float(result.latency_ms.get(stage, math.nan))
@@ -230,9 +230,9 @@ def result_to_msg(types: Types, result: QueryResult, stamp, frame_id: str):
         score=float(result.score),
         no_target_threshold=float(result.no_target_threshold),
         active_spans=[span_to_msg(types, span) for span in result.active_spans],
-        frame_scores=np.zeros(0, np.float32),
-        frame_times=np.zeros(0, np.float32),
-        span_threshold=math.nan,
+        frame_scores=np.asarray(result.frame_scores, np.float32),
+        frame_times=np.asarray(result.frame_times, np.float32),
+        span_threshold=float(result.span_threshold),
         centroid=_point(types, result.centroid),
         bbox_min=_point(types, result.bbox_min),
         bbox_max=_point(types, result.bbox_max),

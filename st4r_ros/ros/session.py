@@ -115,8 +115,9 @@ class QuerySession:
         self.publish('target_cloud', conv.cloud_to_pointcloud2(types, result.cloud, stamp, frame))
         self.publish('markers', conv.result_markers(types, result, stamp, frame))
         # A processed answer replaces the current target and its views (none and an all-zero
-        # mask after NO_TARGET); refusals (INVALID, DROPPED, NO_SCENE, ERROR ...) leave both.
-        if result.status not in (QueryStatus.OK, QueryStatus.NO_TARGET):
+        # mask after NO_TARGET or NOT_IN_STATE); refusals (INVALID, DROPPED, NO_SCENE, ERROR,
+        # NO_STATE_CACHE ...) leave both.
+        if result.status not in (QueryStatus.OK, QueryStatus.NO_TARGET, QueryStatus.NOT_IN_STATE):
             return
         self.current = result if result.ok else None
         if request.camera is not None:

@@ -1,0 +1,197 @@
+# Copyright 2026 The st4r_ros Authors
+#
+# Licensed under the Apache License, Version 2.0 (the "License");
+# you may not use this file except in compliance with the License.
+# You may obtain a copy of the License at
+#
+#     http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS,
+# WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+# See the License for the specific language governing permissions and
+# limitations under the License.
+
+"""
+The 'temporal' semantic layer: state cache, router and interval parameters on disk.
+
+Files, in the layer folder (the scene's bundle, or the folder of its referring layer)::
+
+    temporal.safetensors   cache/instance_ids [K] int64, cache/frame_times [T],
+                           cache/features [K, T, D], cache/valid [K, T] uint8,
+                           router/weight [D]
+    temporal.json          {"format": "st4r-temporal-layer", "version": 1,
+                            "file": "temporal.safetensors", "text_encoder": {...},
+                            "router_bias": b, "intervals": IntervalParams,
+                            "calibration": {...}, "duration_s": seconds or null}
+
+Only safetensors and JSON are read: loading executes nothing from the data.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+import json
+from pathlib import Path
+from typing import Dict, Optional
+
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+from st4r_ros.errors import SceneFormatError, SupervisionFormatError
+from st4r_ros.files import atomic_write
+from st4r_ros.supervision.format import Supervision
+from st4r_ros.temporal.intervals import find_intervals, IntervalParams, Intervals
+from st4r_ros.temporal.routing import fit_router, Router
+from st4r_ros.temporal.state_cache import build_state_cache, state_caption_table, StateCache
+import torch
+from torch import Tensor
+import torch.nn.functional as F
+
+LAYER_NAME = 'temporal'
+LAYER_FILE = 'temporal.safetensors'
+META_FILE = 'temporal.json'
+LAYER_FORMAT = 'st4r-temporal-layer'
+LAYER_VERSION = 1
+
+
+@dataclass(frozen=True)
+class TemporalLayer:
+    """
+    Everything a time-sensitive query needs besides the referring field.
+
+    :ivar cache: the state cache c_{k,t}.
+    :ivar router: time-sensitive vs time-agnostic.
+    :ivar params: how scores become intervals.
+    :ivar encoder_name: the sentence encoder that made the cache (queries must use it too).
+    :ivar calibration: how the parameters were chosen (for the record).
+    """
+
+    cache: StateCache
+    router: Router
+    params: IntervalParams = IntervalParams()
+    encoder_name: str = ''
+    calibration: Dict = field(default_factory=dict)
+
+    def intervals(self, instance_id: int, query: Tensor) -> Optional[Intervals]:
+        """Find the active frames of instance_id for a query embedding [D]; None: no row."""
+        row = self.cache.row(instance_id)
+        if row is None:
+            return None
+        return find_intervals(self.cache.features[row], self.cache.valid[row], query,
+                              self.params)
+
+    def to(self, device: torch.device | str) -> 'TemporalLayer':
+        router = Router(self.router.weight.to(device), self.router.bias)
+        return TemporalLayer(self.cache.to(device), router, self.params, self.encoder_name,
+                             self.calibration)
+
+
+def build_temporal_layer(supervision: Supervision, encoder, window: int = 3,
+                         min_contrast: float = 0.05) -> TemporalLayer:
+    """
+    Build the cache from the state captions, fit the router and calibrate the level.
+
+    The level separates, for every state caption of an instance, its scores at the frames it
+    was said at from its scores at the instance's frames whose captions share no word-for-word
+    caption with them (midpoint of the two medians, so that a paraphrase scoring below the
+    caption itself still passes).
+
+    :raises SupervisionFormatError: the supervision has no state captions.
+    """
+    cache = build_state_cache(supervision, encoder)
+    _, table = state_caption_table(supervision)
+    descriptions = sorted({c.text for inst in supervision.instances for c in inst.captions})
+    states = sorted({text for captions in table.values() for text in captions})
+    sentence = {text: vec for text, vec in zip(
+        states + descriptions,
+        F.normalize(encoder.encode(states + descriptions).sentence.float().cpu(), dim=-1))}
+    router = fit_router(torch.stack([sentence[t] for t in states]),
+                        torch.stack([sentence[t] for t in descriptions]))
+    positives, negatives = [], []
+    for row, instance_id in enumerate(cache.instance_ids.tolist()):
+        frames = {f: set(texts) for (k, f), texts in table.items() if k == instance_id}
+        for text in {t for texts in frames.values() for t in texts}:
+            scores = cache.features[row] @ sentence[text]
+            for frame, texts in frames.items():
+                (positives if text in texts else negatives).append(float(scores[frame]))
+    positive = float(torch.tensor(positives).median())
+    negative = float(torch.tensor(negatives).median()) if negatives else positive - 1.0
+    params = IntervalParams(window=window, level=(positive + negative) / 2,
+                            min_contrast=min_contrast)
+    router_accuracy = _router_accuracy(router, sentence, states, descriptions)
+    calibration = {'positive_median': positive, 'negative_median': negative,
+                   'state_captions': len(states), 'description_captions': len(descriptions),
+                   'router_training_accuracy': router_accuracy}
+    return TemporalLayer(cache, router, params, str(encoder.name), calibration)
+
+
+def _router_accuracy(router: Router, sentence: Dict[str, Tensor], states, descriptions) -> float:
+    p_state = router.probability(torch.stack([sentence[t] for t in states]))
+    p_desc = router.probability(torch.stack([sentence[t] for t in descriptions]))
+    right = int((p_state >= 0.5).sum()) + int((p_desc < 0.5).sum())
+    return right / (len(states) + len(descriptions))
+
+
+def save_temporal_layer(layer_dir: str | Path, layer: TemporalLayer,
+                        metadata: Optional[Dict] = None) -> Path:
+    """Write the layer into layer_dir; registered in the manifest if that is a bundle."""
+    from st4r_ros.field.layer import is_bundle, register_layer
+
+    folder = Path(layer_dir)
+    folder.mkdir(parents=True, exist_ok=True)
+    meta = {'format': LAYER_FORMAT, 'version': LAYER_VERSION, 'file': LAYER_FILE,
+            'text_encoder': {'name': layer.encoder_name, 'dim': layer.cache.dim},
+            'router_bias': layer.router.bias, 'intervals': asdict(layer.params),
+            'calibration': layer.calibration, **(metadata or {})}
+    text = json.dumps(meta, indent=1, allow_nan=False)
+    cache = layer.cache
+    tensors = {'cache/instance_ids': cache.instance_ids.cpu(),
+               'cache/frame_times': cache.frame_times.cpu(),
+               'cache/features': cache.features.cpu().contiguous(),
+               'cache/valid': cache.valid.cpu().to(torch.uint8),
+               'router/weight': layer.router.weight.cpu().contiguous()}
+    atomic_write(folder / LAYER_FILE,
+                 lambda tmp: save_file(tensors, str(tmp), {'st4r_layer': text}))
+    atomic_write(folder / META_FILE, lambda tmp: tmp.write_text(text))
+    if is_bundle(folder):
+        register_layer(folder, LAYER_NAME, {'file': LAYER_FILE, 'meta': META_FILE,
+                                            'instances': len(cache.instance_ids),
+                                            'frames': len(cache.frame_times)})
+    return folder / LAYER_FILE
+
+
+def load_temporal_layer(layer_dir: str | Path,
+                        device: torch.device | str = 'cpu') -> Optional[TemporalLayer]:
+    """
+    Load the temporal layer of layer_dir; None when the folder has none.
+
+    :raises SceneFormatError: malformed files (the message names the file and what is wrong).
+    """
+    folder = Path(layer_dir)
+    meta_path = folder / META_FILE
+    if not meta_path.is_file():
+        return None
+    try:
+        meta = json.loads(meta_path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise SceneFormatError(f'{meta_path}: not valid JSON ({err})') from None
+    if not isinstance(meta, dict) or meta.get('format') != LAYER_FORMAT \
+            or meta.get('version') != LAYER_VERSION:
+        raise SceneFormatError(f'{meta_path}: expected format {LAYER_FORMAT!r} version '
+                               f'{LAYER_VERSION}')
+    path = folder / LAYER_FILE
+    try:
+        tensors = load_file(str(path), device='cpu')
+        cache = StateCache(tensors['cache/instance_ids'].long(), tensors['cache/frame_times'],
+                           tensors['cache/features'].float(), tensors['cache/valid'].bool())
+        router = Router(tensors['router/weight'].float(), float(meta['router_bias']))
+        params = IntervalParams(**meta['intervals'])
+    except (SafetensorError, OSError) as err:
+        raise SceneFormatError(f'{path}: not a readable safetensors file ({err})') from None
+    except (KeyError, TypeError) as err:
+        raise SceneFormatError(f'{folder}: temporal layer lacks {err}') from None
+    except SupervisionFormatError as err:
+        raise SceneFormatError(f'{path}: {err}') from None
+    name = meta.get('text_encoder', {}).get('name', '')
+    layer = TemporalLayer(cache, router, params, str(name), meta.get('calibration', {}))
+    return layer.to(device)
