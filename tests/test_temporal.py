@@ -1,0 +1,174 @@
+# Copyright 2026 The st4r_ros Authors
+#
+# Licensed under the Apache License, Version 2.0 (the "License");
+# you may not use this file except in compliance with the License.
+# You may obtain a copy of the License at
+#
+#     http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS,
+# WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+# See the License for the specific language governing permissions and
+# limitations under the License.
+
+"""
+The 'when' branch, tested.
+
+Intervals from constructed caches; the router and the state cache on real MiniLM embeddings;
+the layer's files.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import pytest
+from safetensors.torch import load_file, save_file
+from st4r_ros.errors import SceneFormatError, SupervisionFormatError
+from st4r_ros.supervision.format import Caption, InstanceCaptions, Supervision
+from st4r_ros.temporal import (build_state_cache, build_temporal_layer, find_intervals,
+                               IntervalParams, load_temporal_layer, save_temporal_layer)
+from st4r_ros.temporal.intervals import smooth, Verdict
+from st4r_ros.text import TextEncoder
+import torch
+
+FRAMES = 12
+A, B, C = torch.eye(3)
+
+
+def cache_of(states):
+    """[T, 3] features: A at the frames listed in states, B elsewhere."""
+    return torch.stack([A if t in states else B for t in range(FRAMES)])
+
+
+def test_intervals_follow_an_event_that_happens_twice():
+    found = find_intervals(cache_of({3, 4, 5, 8, 9}), torch.ones(FRAMES, dtype=torch.bool), A,
+                           IntervalParams(window=1))
+    assert found.verdict == Verdict.SOME and found.runs == [(3, 5), (8, 9)]
+    assert found.missing == 0 and 0.0 < found.threshold <= 1.0
+
+
+def test_smoothing_bridges_a_missing_frame_but_counts_it():
+    valid = torch.ones(FRAMES, dtype=torch.bool)
+    valid[4] = False
+    unsmoothed = find_intervals(cache_of({3, 4, 5}), valid, A, IntervalParams(window=1))
+    assert unsmoothed.runs == [(3, 3), (5, 5)]
+    smoothed = find_intervals(cache_of({3, 4, 5}), valid, A, IntervalParams(window=3))
+    assert smoothed.runs == [(3, 5)] and smoothed.missing == 1
+    assert math.isnan(float(smoothed.raw[4])) and not math.isnan(float(smoothed.scores[4]))
+
+
+def test_smooth_is_a_centred_mean_that_skips_gaps():
+    scores = torch.tensor([0.0, 3.0, float('nan'), 6.0])
+    assert torch.allclose(smooth(scores, 3), torch.tensor([1.5, 1.5, 4.5, 6.0]))
+    assert torch.isnan(smooth(torch.full((3,), float('nan')), 3)).all()
+
+
+def test_a_state_never_taken_and_one_always_held():
+    every = torch.ones(FRAMES, dtype=torch.bool)
+    never = find_intervals(cache_of({2, 3}), every, C)
+    assert never.verdict == Verdict.NEVER and never.runs == [] and not never.active.any()
+    always = find_intervals(cache_of(set(range(FRAMES))), every, A)
+    assert always.verdict == Verdict.ALWAYS and always.runs == [(0, FRAMES - 1)]
+
+
+def test_no_known_frame_is_never_and_says_so():
+    found = find_intervals(cache_of({1}), torch.zeros(FRAMES, dtype=torch.bool), A)
+    assert found.verdict == Verdict.NEVER and found.missing == FRAMES and found.runs == []
+
+
+# ---- on real sentence embeddings ----------------------------------------------------------
+
+STATES = {
+    1: {0: ['the red cube is at rest'], 1: ['the red cube is standing still'],
+        2: ['the red cube is sliding across the table'], 3: ['the red cube is moving'],
+        4: ['the red cube is at rest']},
+    2: {0: ['the blue sphere is spinning'], 1: ['the blue sphere is spinning round'],
+        2: ['the blue sphere is at rest'], 4: ['the blue sphere is standing still']},
+}
+DESCRIPTIONS = {1: ['the red cube', 'a red cube left of the blue sphere', 'the small cube'],
+                2: ['the blue sphere', 'a blue sphere right of the red cube', 'the round object']}
+
+
+def supervision() -> Supervision:
+    times = [f / 4 for f in range(5)]
+    instances = [
+        InstanceCaptions(k, None, [Caption(f, times[f], text) for f in range(5)
+                                   for text in DESCRIPTIONS[k]],
+                         [Caption(f, times[f], text) for f, texts in STATES[k].items()
+                          for text in texts])
+        for k in STATES]
+    return Supervision([], instances, Path('.'))
+
+
+@pytest.fixture(scope='module')
+def encoder():
+    return TextEncoder.default('cpu')
+
+
+@pytest.fixture(scope='module')
+def layer(encoder):
+    return build_temporal_layer(supervision(), encoder, window=1)
+
+
+def test_state_cache_rows_frames_and_a_missing_frame(encoder):
+    cache = build_state_cache(supervision(), encoder)
+    assert cache.instance_ids.tolist() == [1, 2]
+    assert torch.allclose(cache.frame_times, torch.tensor([0.0, 0.25, 0.5, 0.75, 1.0]))
+    assert cache.valid.tolist() == [[True] * 5, [True, True, True, False, True]]
+    norms = cache.features.norm(dim=-1)
+    assert torch.allclose(norms[cache.valid], torch.ones(9), atol=1e-5)
+    assert float(norms[1, 3]) == 0.0 and cache.row(7) is None
+
+
+def test_no_state_captions_is_an_error(encoder):
+    empty = Supervision([], [InstanceCaptions(1, None, [Caption(0, 0.0, 'the cube')])], Path('.'))
+    with pytest.raises(SupervisionFormatError, match='state_captions'):
+        build_state_cache(empty, encoder)
+
+
+def test_the_router_tells_states_from_descriptions_in_other_words(layer, encoder):
+    queries = ['when is the red box moving?', 'the cube while it slides',
+               'find the crimson block', 'the ball to the right of the box']
+    p = layer.router.probability(encoder.encode(queries).sentence).tolist()
+    assert p[0] > 0.5 and p[1] > 0.5 and p[2] < 0.5 and p[3] < 0.5, p
+    assert layer.calibration['router_training_accuracy'] == 1.0
+
+
+def test_a_state_query_finds_its_frames_and_a_foreign_state_is_never(layer, encoder):
+    """
+    The calibrated level passes a caption's own frames and stops other states.
+
+    With all-MiniLM-L6-v2 a paraphrase ("when is the red cube sliding?") scores 0.61-0.76 on
+    every frame of this cache, at rest or not: its sentence space is dominated by the object
+    words, so paraphrased state queries are not asserted here (BENCHMARKS.md).
+    """
+    sliding = encoder.encode(['the red cube is sliding across the table']).sentence[0]
+    found = layer.intervals(1, sliding)
+    assert found.verdict == Verdict.SOME and found.runs == [(2, 2)], found.raw
+    spinning = encoder.encode(['the blue sphere is spinning round']).sentence[0]
+    assert layer.intervals(1, spinning).verdict == Verdict.NEVER
+    assert layer.intervals(2, spinning).runs == [(0, 1)]
+    assert layer.intervals(99, sliding) is None
+
+
+def test_layer_files_round_trip_and_refuse_damage(layer, tmp_path):
+    save_temporal_layer(tmp_path, layer)
+    loaded = load_temporal_layer(tmp_path)
+    assert torch.equal(loaded.cache.features, layer.cache.features)
+    assert torch.equal(loaded.cache.valid, layer.cache.valid)
+    assert loaded.params == layer.params and loaded.encoder_name == layer.encoder_name
+    assert load_temporal_layer(tmp_path / 'elsewhere') is None
+    tensors = load_file(str(tmp_path / 'temporal.safetensors'))
+    tensors['cache/valid'] = tensors['cache/valid'][:1]
+    save_file(tensors, str(tmp_path / 'temporal.safetensors'))
+    with pytest.raises(SceneFormatError, match='valid'):
+        load_temporal_layer(tmp_path)
+    (tmp_path / 'temporal.safetensors').write_bytes(b'not safetensors')
+    with pytest.raises(SceneFormatError, match='safetensors'):
+        load_temporal_layer(tmp_path)
+    (tmp_path / 'temporal.json').write_text('{"format": "something else"}')
+    with pytest.raises(SceneFormatError, match='format'):
+        load_temporal_layer(tmp_path)
