@@ -12,14 +12,18 @@
 # See the License for the specific language governing permissions and
 # limitations under the License.
 
-"""Synthetic scenes: determinism, look-alike twins, motions, ground-truth masks, written files."""
+"""
+Synthetic scenes: determinism, look-alike twins, motions, ground-truth masks, written files.
+
+Also the temporal ground truth: an event that happens twice, an object that changes two things.
+"""
 
 from __future__ import annotations
 
 import json
 import math
 from pathlib import Path
-from typing import Dict
+from typing import Dict, List
 
 import numpy as np
 from PIL import Image
@@ -55,6 +59,17 @@ def of(gaussians: Gaussians, instance: int) -> Gaussians:
 
 def frames_with(entry: Dict, event: str):
     return [f['frame'] for f in entry['frames'] if event in f['events']]
+
+
+def runs(frames: List[int]) -> List[List[int]]:
+    """Maximal runs [first, last] of consecutive frames."""
+    out: List[List[int]] = []
+    for f in frames:
+        if out and f == out[-1][1] + 1:
+            out[-1][1] = f
+        else:
+            out.append([f, f])
+    return out
 
 
 def test_same_seed_same_scene_other_seed_differs():
@@ -153,6 +168,78 @@ def test_spans_match_per_frame_events():
         for span in entry['spans']:
             frames = frames_with(entry, span['event'])
             assert set(range(span['start_frame'], span['end_frame'] + 1)) <= set(frames)
+
+
+@pytest.mark.parametrize('seed', range(5))
+def test_default_scene_repeats_an_event_and_changes_an_object_in_two_ways(seed):
+    scene = generate_synthetic(seed)  # the default config: the timing `st4r synth` writes
+    frames = SyntheticConfig().num_frames
+    roles = by_role(scene)
+
+    squasher = roles['squasher']
+    spans = [s for s in squasher['spans'] if s['event'] == 'squashed']
+    assert len(spans) == 2  # squashed, at rest, squashed again
+    pause = range(spans[0]['end_frame'] + 1, spans[1]['start_frame'])
+    assert len(pause) >= 2
+    for f in pause:
+        state = squasher['frames'][f]
+        assert state['events'] == ['static'] and state['height_scale'] == 1.0
+    for span in spans:
+        assert span['end_frame'] - span['start_frame'] >= 1
+        depth = min(squasher['frames'][f]['height_scale']
+                    for f in range(span['start_frame'], span['end_frame'] + 1))
+        assert depth < 0.8  # a real squash each time, not the tail of one
+    assert runs(frames_with(squasher, 'squashed')) == [[s['start_frame'], s['end_frame']]
+                                                       for s in spans]
+
+    rotator = roles['rotator']
+    rotating = set(frames_with(rotator, 'rotating'))
+    squashed = set(frames_with(rotator, 'squashed'))
+    assert len(rotating - squashed) >= 2 and len(rotating & squashed) >= 2
+    assert squashed - rotating and rotating | squashed != set(range(frames))
+    for state in rotator['frames']:  # the state says what the events say
+        f = state['frame']
+        assert (state['height_scale'] < 1.0) == (f in squashed), f
+        assert ('static' in state['events']) == (f not in rotating | squashed), f
+    assert rotator['frames'][-1]['height_scale'] == 1.0
+    yaws = [state['yaw_deg'] for state in rotator['frames']]
+    assert all(yaws[f] != yaws[f - 1] for f in rotating)
+
+
+@pytest.mark.parametrize('seed', range(3))
+def test_spans_are_the_maximal_runs_of_each_event(seed):
+    scene = generate_synthetic(seed)
+    for entry in scene.objects:
+        events = {e for state in entry['frames'] for e in state['events']}
+        expected = sorted((first, last, event) for event in events
+                          for first, last in runs(frames_with(entry, event)))
+        got = sorted((s['start_frame'], s['end_frame'], s['event']) for s in entry['spans'])
+        assert got == expected, entry['role']
+
+
+@pytest.mark.parametrize('seed', range(8))
+def test_objects_never_overlap(seed):
+    """
+    No two objects' Gaussian centres come near each other in the table plane.
+
+    The squashed, turning cube is the widest object (ROTATOR_SQUASH_DEPTH), the split one the
+    longest.
+    """
+    config = SyntheticConfig(gaussians_per_object=300, table_gaussians=0,
+                             train_cameras_per_frame=0, novel_cameras_per_frame=0)
+    scene = generate_synthetic(seed, config)
+    for frame, (_, gaussians) in enumerate(scene.keyframes):
+        centres, reaches = [], []
+        for entry in scene.objects:
+            centre = torch.tensor(entry['frames'][frame]['position'][:2])
+            xy = of(gaussians, entry['id']).means[:, :2]
+            centres.append(centre)
+            reaches.append(float((xy - centre).norm(dim=1).max()))
+        for i in range(len(centres)):
+            for j in range(i):
+                gap = float((centres[i] - centres[j]).norm()) - reaches[i] - reaches[j]
+                assert gap > 0.0, (seed, frame, scene.objects[i]['role'],
+                                   scene.objects[j]['role'])
 
 
 def project(camera: Camera, points: torch.Tensor) -> torch.Tensor:

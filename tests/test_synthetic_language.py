@@ -16,7 +16,8 @@
 Synthetic captions and benchmark.
 
 Truth against the generator's ground truth, disjoint template families, twins told apart by
-relations only, per-frame relations, determinism.
+relations only, per-frame relations, state captions and time-sensitive queries against the
+per-frame events, determinism.
 """
 
 from __future__ import annotations
@@ -31,11 +32,16 @@ from st4r_ros.errors import SupervisionFormatError
 from st4r_ros.scene.synthetic import PALETTE, SHAPES, SIZES, SyntheticConfig, write_synthetic
 from st4r_ros.supervision import (build_synthetic_task, load_benchmark, load_supervision,
                                   write_synthetic_benchmark, write_synthetic_supervision)
-from st4r_ros.supervision.synthetic_language import (EVALUATION_WORDS, HELD_OUT_WORDS, KINDS,
+from st4r_ros.supervision.synthetic_language import (EVALUATION_STATES, EVALUATION_WORDS,
+                                                     HELD_OUT_WORDS, KINDS, TIME_AGNOSTIC_KINDS,
+                                                     TIME_SENSITIVE, TRAINING_STATES,
                                                      TRAINING_WORDS, unseen_words)
 
 SMALL = SyntheticConfig(num_frames=4, train_cameras_per_frame=1, novel_cameras_per_frame=1,
                         gaussians_per_object=200, table_gaussians=300)
+# The default 24 frames (the squasher's pause shows), small clouds and images.
+TIMED = SyntheticConfig(train_cameras_per_frame=1, novel_cameras_per_frame=1,
+                        gaussians_per_object=40, table_gaussians=50, width=32, height=24)
 SEED = 3
 # The stated side as a strict world-frame inequality (convention: viewer at -y looking +y).
 SIDES = {'left_of': (0, -1), 'right_of': (0, 1), 'in_front_of': (1, -1), 'behind': (1, 1)}
@@ -54,12 +60,37 @@ def task(tmp_path_factory):
     return root, load_supervision(supervision_dir), load_benchmark(bench_path), objects
 
 
+@pytest.fixture(scope='module')
+def timed(tmp_path_factory):
+    root = tmp_path_factory.mktemp('timed')
+    write_synthetic(root, 0, TIMED)
+    supervision_dir, bench_path = build_synthetic_task(root, seed=0)
+    objects = json.loads((root / 'objects.json').read_text())['objects']
+    return root, load_supervision(supervision_dir), load_benchmark(bench_path), objects
+
+
 def words(texts) -> Set[str]:
     return {w for text in texts for w in re.findall(r'[a-z]+(?:-[a-z]+)*', text.lower())}
 
 
 def train_texts(supervision) -> List[str]:
     return [c.text for inst in supervision.instances for c in inst.captions]
+
+
+def state_texts(supervision) -> List[str]:
+    return [c.text for inst in supervision.instances for c in inst.state_captions]
+
+
+def frames_with(entry: Dict, event: str) -> List[int]:
+    return [f['frame'] for f in entry['frames'] if event in f['events']]
+
+
+def contiguous(frames: List[int]) -> bool:
+    return frames == list(range(frames[0], frames[-1] + 1))
+
+
+def entry_of(objects: List[Dict], key: int) -> Dict:
+    return next(o for o in objects if o['id'] == key)
 
 
 def xy(objects: List[Dict], key: int, frame: int):
@@ -130,9 +161,11 @@ def test_no_sentence_is_said_of_two_instances_at_one_frame(task):
 # ---- two template families ----------------------------------------------------------------
 
 
-def test_training_and_evaluation_share_no_sentence_and_no_held_out_word(task):
-    _, supervision, bench, _ = task
-    train, evaluation = train_texts(supervision), [e.text for e in bench.expressions]
+@pytest.mark.parametrize('scene', ['task', 'timed'])
+def test_training_and_evaluation_share_no_sentence_and_no_held_out_word(scene, request):
+    _, supervision, bench, _ = request.getfixturevalue(scene)
+    train = train_texts(supervision) + state_texts(supervision)
+    evaluation = [e.text for e in bench.expressions]
     assert not set(train) & set(evaluation)
     assert not words(train) & HELD_OUT_WORDS
     assert 'crimson' in HELD_OUT_WORDS and 'red' not in HELD_OUT_WORDS
@@ -157,14 +190,117 @@ def test_both_vocabularies_cover_every_look():
                                              for n in ns}
 
 
-def test_every_kind_is_in_the_benchmark_with_its_frames(task):
-    _, _, bench, objects = task
-    assert {e.kind for e in bench.expressions} == set(KINDS)
+@pytest.mark.parametrize('scene', ['task', 'timed'])
+def test_every_kind_is_in_the_benchmark_with_its_frames(scene, request):
+    _, _, bench, objects = request.getfixturevalue(scene)
+    kinds = {e.kind for e in bench.expressions}
+    assert set(TIME_AGNOSTIC_KINDS) <= kinds <= set(KINDS)
+    assert KINDS == TIME_AGNOSTIC_KINDS + (TIME_SENSITIVE,)
+    assert bench.metadata['time_agnostic_kinds'] == list(TIME_AGNOSTIC_KINDS)
     for expression in bench.expressions:
         frames = visible_frames(objects, expression.instance_id)
         assert expression.frames and set(expression.frames) <= set(frames)
         if expression.kind in ('appearance', 'attribute'):  # time-agnostic: wherever visible
             assert expression.frames == frames, expression.text
+
+
+# ---- time: state captions and time-sensitive queries -------------------------------------
+
+
+STATE_PHRASES = {phrase: event for event, phrases in TRAINING_STATES.items()
+                 for phrase in phrases}
+
+
+def test_state_captions_are_true_at_their_frame(timed):
+    """Every visible frame of every object gets one caption per event then, named in words A."""
+    _, supervision, _, objects = timed
+    pattern = re.compile(r'^the ([\w-]+ [\w-]+) (.+)$')
+    pairs = set()
+    for inst in supervision.instances:
+        entry = entry_of(objects, inst.id)
+        assert inst.state_captions, entry['role']  # static objects too
+        said: Dict[int, List[str]] = {}
+        for caption in inst.state_captions:
+            name, phrase = pattern.match(caption.text).groups()
+            assert name in training_names(entry), caption
+            state = entry['frames'][caption.frame]
+            event = STATE_PHRASES[phrase]
+            assert state['visible'] and event in state['events'], caption
+            assert caption.time == state['time']
+            said.setdefault(caption.frame, []).append(event)
+        for state in entry['frames']:
+            if state['visible']:
+                expected = [e for e in state['events'] if e != 'invisible']
+                assert said.get(state['frame']) == expected and 1 <= len(expected) <= 2
+            else:
+                assert state['frame'] not in said
+        pairs |= {(entry['role'], tuple(events)) for events in said.values()}
+    assert ('twin', ('static',)) in pairs
+    assert ('rotator', ('rotating', 'squashed')) in pairs  # two changes at once: two captions
+    assert ('squasher', ('squashed',)) in pairs and ('squasher', ('static',)) in pairs
+    assert not words(state_texts(supervision)) & HELD_OUT_WORDS
+
+
+def test_time_sensitive_queries_hold_exactly_when_their_event_does(timed):
+    _, _, bench, objects = timed
+    queries = [e for e in bench.expressions if e.kind == TIME_SENSITIVE]
+    num_frames = TIMED.num_frames
+    asked = set()
+    for query in queries:
+        entry = entry_of(objects, query.instance_id)
+        event = query.metadata['event']
+        assert query.frames == frames_with(entry, event), query.text
+        assert 0 < len(query.frames) < num_frames  # never every frame: routing needs the time
+        assert set(query.frames) <= set(visible_frames(objects, query.instance_id))
+        head = {k: v for k, v in query.metadata['head'].items() if k != 'shape_as_property'}
+        fits = [o['id'] for o in objects if all(o[k] == v for k, v in head.items())]
+        assert fits == [entry['id']], query.text  # the head names one object of the scene
+        assert query.metadata['relation'] is None and query.metadata['anchors'] == []
+        assert sum(last - first + 1 for first, last in query.metadata['spans']) == len(
+            query.frames)
+        shapes = [re.escape(template).replace(re.escape('{0}'), 'the .+')
+                  for template in EVALUATION_STATES[event]]
+        assert any(re.fullmatch(shape, query.text) for shape in shapes), query.text
+        asked.add((entry['role'], event))
+    dynamic = {(o['role'], e) for o in objects for e in EVALUATION_STATES
+               if 0 < len(frames_with(o, e)) < num_frames}
+    assert asked == dynamic
+    assert {e for _, e in asked} == set(EVALUATION_STATES)  # every event is asked about
+    assert {('rotator', 'rotating'), ('rotator', 'squashed')} <= asked  # one per change
+    repeated = [q for q in queries if not contiguous(q.frames)]
+    assert repeated and all(q.metadata['event'] == 'squashed' for q in repeated)
+    assert all(len(q.metadata['spans']) == 2 for q in repeated)
+    time_agnostic = [e for e in bench.expressions if e.kind != TIME_SENSITIVE]
+    assert bench.expressions[:len(time_agnostic)] == time_agnostic  # asked after the others
+
+
+def test_state_words_differ_between_the_families():
+    train = words(p for phrases in TRAINING_STATES.values() for p in phrases)
+    evaluation = words(t.format('') for ts in EVALUATION_STATES.values() for t in ts)
+    assert train & evaluation <= {'is', 'in'}
+    assert set(EVALUATION_STATES) < set(TRAINING_STATES)
+
+
+def test_same_seed_same_bytes_with_time(timed, tmp_path):
+    root, supervision, _, _ = timed
+    copy = tmp_path / 'copy'
+    shutil.copytree(root, copy, ignore=shutil.ignore_patterns('supervision', 'bench.json'))
+    build_synthetic_task(copy, seed=0)
+    for name in ('supervision/supervision.json', 'bench.json'):
+        assert (copy / name).read_bytes() == (root / name).read_bytes(), name
+    other = write_synthetic_supervision(copy, copy / 'other', seed=1)
+    assert state_texts(other) != state_texts(supervision)
+
+
+def test_unknown_events_are_refused(task, tmp_path):
+    root, _, _, _ = task
+    broken = tmp_path / 'broken'
+    shutil.copytree(root, broken)
+    objects = json.loads((broken / 'objects.json').read_text())
+    objects['objects'][2]['frames'][1]['events'] = ['dancing']
+    (broken / 'objects.json').write_text(json.dumps(objects))
+    with pytest.raises(SupervisionFormatError, match='objects.json: .*unknown events.*dancing'):
+        write_synthetic_supervision(broken, broken / 'sup')
 
 
 # ---- twins and relations ------------------------------------------------------------------

@@ -30,7 +30,8 @@ Definition (ST4R-Splat's time-agnostic mIoU, made precise):
   same mean over the pairs of expressions of that kind; ``expression_miou`` is the mean over
   expressions of their own mean over views (every expression weighs the same).
 
-Views are rendered at the benchmark's resolution; every view's expressions are run together.
+Expressions of kind 'time-sensitive' are left out (the temporal branch's question). Views are
+rendered at the benchmark's resolution; every view's expressions are run together.
 """
 
 from __future__ import annotations
@@ -42,7 +43,7 @@ from typing import Dict, List, Optional
 
 from st4r_ros.field.model import best_scores, ReferringField, render_relevance
 from st4r_ros.scene.scene4d import Scene4D
-from st4r_ros.supervision.format import Benchmark, Expression, Supervision
+from st4r_ros.supervision.format import Benchmark, Expression, Supervision, TIME_SENSITIVE
 import torch
 from torch import Tensor
 
@@ -107,7 +108,9 @@ def evaluate_referring(scene: Scene4D, field: ReferringField, text_encoder, benc
     """
     started = time.perf_counter()
     device = field.embeddings.device
-    expressions = benchmark.expressions
+    # Time-sensitive queries hold in their active frames only; they are the 'when' branch's
+    # question (Acc, vIoU), not part of the time-agnostic mIoU.
+    expressions = [e for e in benchmark.expressions if e.kind != TIME_SENSITIVE]
     encoded = text_encoder.encode([e.text for e in expressions])
     words, word_mask = encoded.words.to(device), encoded.word_mask.to(device)
     sentences = encoded.sentence.to(device)

@@ -74,6 +74,7 @@ from st4r_ros.files import atomic_write
 from st4r_ros.scene.gaussians import Gaussians
 from st4r_ros.scene.scene4d import Scene4D
 from st4r_ros.supervision.format import Supervision, SupervisionView
+from st4r_ros.temporal.layer import build_temporal_layer, save_temporal_layer
 import torch
 from torch import Tensor
 
@@ -263,6 +264,9 @@ def train_field(scene: Scene4D, supervision: Supervision, config: Optional[Train
             'instances': {'ids': model.instance_ids.tolist(),
                           'assigned_gaussians': int((model.assignment >= 0).sum())},
         })
+        if any(instance.state_captions for instance in supervision.instances):
+            # The 'when' branch rides along: its cache is bound to the same instance ids.
+            save_temporal_layer(out, build_temporal_layer(supervision, encoder))
     return TrainResult(model, assignment, threshold, calibration, history, layer_path, start,
                        time.perf_counter() - started)
 

@@ -23,8 +23,10 @@ size. Every scene has one object of each role:
   apart ("the white sphere on the left");
 - mover: slides to a neighbouring free slot of the table ("moving");
 - rotator: a cube (the only shape whose turn about the vertical is visible) turning about z
-  ("rotating");
-- squasher: flattened and restored with its volume kept ("squashed");
+  ("rotating") and, from the middle of its turn to a little after it, flattened less deeply
+  than the squasher ("squashed"): the object that changes two things, at times both at once;
+- squasher: flattened and restored with its volume kept, twice, at rest in between
+  ("squashed" in two spans, "static" between them): the event that happens more than once;
 - splitter: breaks in half along its local x axis, the halves drifting apart ("splitting",
   then "split" for good);
 - vanisher: fades out, stays invisible, fades back in ("disappearing", "invisible",
@@ -32,6 +34,12 @@ size. Every scene has one object of each role:
 
 plus static extras when ``num_objects`` > 7. A frame with none of the changing events
 (moving, rotating, squashed, splitting, disappearing, appearing) also has "static".
+
+A frame's ``events`` list every event holding at that frame (the rotator's may hold "rotating"
+and "squashed" together), and ``spans`` every maximal run of frames of one event (the
+squasher's "squashed" has two). At the default 24 frames the windows are drawn so that each of
+these shows: the squasher's pause and each of its squashes span at least two frames, and the
+rotator has frames turning only, turning and squashed, and squashed only.
 
 Identity is time invariant, as the referring field's per-Gaussian embeddings are: every object
 keeps its Gaussians, in the same order, in every frame (so frames correspond and the bundle
@@ -56,8 +64,10 @@ Output of `write_synthetic(out, seed)`::
       masks/{train,novel}/<name>.png    8-bit instance ids, 0 = background
       images/{train,novel}/<name>.png   RGB on a white background
 
-Everything is drawn from ``numpy.random.default_rng(seed)``: the same seed gives the same
-bytes, another seed another layout, look, timing and Gaussians.
+Everything is drawn from ``numpy.random.default_rng(seed)``, but for the squasher's second
+squash and the rotator's squash, drawn from ``default_rng([seed, 1])`` so that every other
+draw is what it was before they were added: the same seed gives the same bytes, another seed
+another layout, look, timing and Gaussians.
 """
 
 from __future__ import annotations
@@ -98,11 +108,13 @@ SHAPES = ('sphere', 'cube', 'cylinder', 'torus')
 SIZES = {'small': 0.14, 'medium': 0.18, 'large': 0.22}
 ROLES = ('twin', 'twin', 'mover', 'rotator', 'squasher', 'splitter', 'vanisher')
 MOTION_EVENTS = ('moving', 'rotating', 'squashed', 'splitting', 'disappearing', 'appearing')
-# Slots on the table are this far apart; large enough for a turning large cube (reach
-# 0.22 * sqrt 2) beside a split object (reach 0.22 + half the gap).
+# Slots on the table are this far apart; large enough for a turning large cube, squashed by
+# ROTATOR_SQUASH_DEPTH (reach 0.22 * sqrt 2 / sqrt 0.7 = 0.37), beside a split object (reach
+# 0.22 + half the gap = 0.32) or a squashed one (0.22 / sqrt 0.5 = 0.31).
 SLOT_SPACING = 0.7
 MAX_SPLIT_GAP = 0.2
 SQUASH_DEPTH = 0.5
+ROTATOR_SQUASH_DEPTH = 0.3
 TARGET = (0.0, 0.0, 0.15)  # where every camera looks
 TRAIN_ELEVATIONS_DEG = (20.0, 40.0)
 MASK_MIN_WEIGHT = 0.5
@@ -220,7 +232,7 @@ def generate_synthetic(seed: int = 0, config: Optional[SyntheticConfig] = None) 
     config = config or SyntheticConfig()
     rng = np.random.default_rng(seed)
     slots, table_half = _table_layout(config.num_objects)
-    objects = _make_objects(rng, config, slots)
+    objects = _make_objects(rng, np.random.default_rng([seed, 1]), config, slots)
     table = _table_gaussians(rng, config, table_half)
     times = [f / (config.num_frames - 1) for f in range(config.num_frames)]
     states = [[_state(obj, u) for u in times] for obj in objects]
@@ -335,9 +347,13 @@ def _table_layout(num_objects: int) -> Tuple[List[Tuple[float, float]], Tuple[fl
     return slots, ((cols - 1) / 2 * SLOT_SPACING + margin, (rows - 1) / 2 * SLOT_SPACING + margin)
 
 
-def _make_objects(rng: np.random.Generator, config: SyntheticConfig,
+def _make_objects(rng: np.random.Generator, extra: np.random.Generator, config: SyntheticConfig,
                   slots: List[Tuple[float, float]]) -> List[_Object]:
-    """Objects sorted by id; ids are a seeded permutation of 1..K over ROLES + extras."""
+    """
+    Objects sorted by id; ids are a seeded permutation of 1..K over ROLES + extras.
+
+    ``extra`` draws the windows added to the roles' first ones (`_schedule`).
+    """
     roles = list(ROLES) + ['static'] * (config.num_objects - len(ROLES))
     twin_look, *looks = _looks(rng, len(roles) - 1)
     # The rotator (roles[3], looks[1]) takes the first cube look: a cube shows its turn.
@@ -354,7 +370,7 @@ def _make_objects(rng: np.random.Generator, config: SyntheticConfig,
         shape, colour, size = looks[i]
         slot, destination = placement[i]
         objects.append(_Object(int(ids[i]), role, shape, colour, size, slot, templates[i],
-                               _schedule(rng, role), destination))
+                               _schedule(rng, extra, role), destination))
     return sorted(objects, key=lambda obj: obj.instance_id)
 
 
@@ -388,10 +404,25 @@ def _placement(rng: np.random.Generator, roles: List[str], slots: List[Tuple[flo
     return [(mover_slot, destination) if role == 'mover' else (free.pop(), None) for role in roles]
 
 
-def _schedule(rng: np.random.Generator, role: str) -> Dict[str, float]:
-    """Normalised-time windows of the role's change, and its amount."""
+def _schedule(rng: np.random.Generator, extra: np.random.Generator,
+              role: str) -> Dict[str, float]:
+    """
+    Normalised-time windows of the role's change, and its amount.
+
+    ``rng`` draws as many numbers for each role as it did before the squasher squashed twice
+    and the rotator was squashed too; ``extra`` draws those added windows. The squasher's
+    squashes are at least 0.2 long and its pause 0.1, the rotator's turn-only,
+    turn-and-squash and squash-only parts at least 0.08: two frames or more each at the
+    default 24 frames (1/23 apart), but at least one for the rotator's squash only.
+    """
     if role in ('twin', 'static'):
         return {}
+    if role == 'squasher':
+        start = rng.uniform(0.05, 0.15)
+        end = start + rng.uniform(0.2, 0.3)
+        again = end + extra.uniform(0.1, 0.2)  # the pause
+        return {'start': start, 'end': end, 'again_start': again,
+                'again_end': again + extra.uniform(0.2, 0.3)}
     if role == 'vanisher':
         start = rng.uniform(0.15, 0.35)
         gone = start + 0.1 + rng.uniform(0.2, 0.3)
@@ -403,6 +434,9 @@ def _schedule(rng: np.random.Generator, role: str) -> Dict[str, float]:
     window = {'start': start, 'end': start + rng.uniform(0.25, 0.4)}
     if role == 'rotator':
         window['angle'] = float(rng.choice([-1.0, 1.0]) * rng.uniform(math.pi / 3, math.pi))
+        turn = window['end'] - start  # >= 0.25
+        window['squash_start'] = start + extra.uniform(0.35, 0.65) * turn
+        window['squash_end'] = window['end'] + extra.uniform(0.08, 0.15)
     return window
 
 
@@ -498,6 +532,13 @@ def _smoothstep(u: float, start: float, end: float) -> float:
     return x * x * (3 - 2 * x)
 
 
+def _squash(u: float, start: float, end: float, depth: float) -> float:
+    """Height scale of a squash over (start, end): 1 - depth at its middle, exactly 1 outside."""
+    if not start < u < end:
+        return 1.0
+    return 1.0 - depth * math.sin(math.pi * (u - start) / (end - start))
+
+
 def _state(obj: _Object, u: float) -> _State:
     """
     Compute where ``obj`` is and what it does at normalised time ``u``.
@@ -515,11 +556,14 @@ def _state(obj: _Object, u: float) -> _State:
         events += ['moving'] if inside else []
     elif obj.role == 'rotator':
         yaw = s['angle'] * _smoothstep(u, s['start'], s['end'])
+        height = _squash(u, s['squash_start'], s['squash_end'], ROTATOR_SQUASH_DEPTH)
         events += ['rotating'] if inside else []
+        events += ['squashed'] if s['squash_start'] < u < s['squash_end'] else []
     elif obj.role == 'squasher':
-        progress = min(max((u - s['start']) / (s['end'] - s['start']), 0.0), 1.0)
-        height = 1.0 - SQUASH_DEPTH * math.sin(math.pi * progress)
-        events += ['squashed'] if inside else []
+        height = min(_squash(u, s['start'], s['end'], SQUASH_DEPTH),
+                     _squash(u, s['again_start'], s['again_end'], SQUASH_DEPTH))
+        squashing = (s['start'] < u < s['end'], s['again_start'] < u < s['again_end'])
+        events += ['squashed'] if any(squashing) else []
     elif obj.role == 'splitter':
         gap = MAX_SPLIT_GAP * _smoothstep(u, s['start'], s['end'])
         events += ['splitting'] if inside else ['split'] if u >= s['end'] else []

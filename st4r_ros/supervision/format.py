@@ -42,7 +42,9 @@ A folder holding ``supervision.json`` and the masks it names::
 - ``instances``: at least one, ids unique integers >= 1 (the mask values); ``name`` optional.
   ``captions`` are frame-level description captions (appearance, attributes, spatial
   relations) of the instance at that frame (``frame`` >= 0, ``time`` in [0, 1]);
-  ``state_captions`` (same shape, may be empty) are reserved for the temporal branch.
+  ``state_captions`` (same shape, may be empty) are per-frame temporal state captions ("the
+  red cube is sliding across the table"): `st4r train` builds the temporal layer (state cache,
+  router) from them when there are any.
 - ``metadata``: free-form (generator, seed, conventions).
 
 Benchmark file
@@ -63,7 +65,9 @@ One JSON file (``bench.json``); mask paths are relative to its folder::
 - ``instances``: the instances that expressions may refer to (ids >= 1, unique).
 - ``expressions``: at least one; ``id`` a unique string; ``kind`` a free label for per-kind
   scores (the synthetic benchmark uses "appearance", "attribute", "spatial",
-  "relation-only"); ``frames`` (frame indices) or ``times`` (each in [0, 1]), at most one of
+  "relation-only", and "time-sensitive" for *when* queries, whose ``frames`` are the frames
+  where the asked state holds and which the time-agnostic mIoU leaves out); ``frames`` (frame
+  indices) or ``times`` (each in [0, 1]), at most one of
   the two, list where the expression holds, absent = at every view; ``metadata`` optional.
   A view's ground truth for an expression is its mask == ``instance_id``.
 
@@ -98,6 +102,8 @@ SUPERVISION_FILE = 'supervision.json'
 MASK_MODES = ('L', 'P', 'I;16', 'I;16B', 'I;16L', 'I')
 # Expression times and view times are matched with this slack (JSON float round trips).
 TIME_TOLERANCE = 1e-6
+# The kind of a benchmark expression that asks *when* (scored by the temporal branch).
+TIME_SENSITIVE = 'time-sensitive'
 
 
 @dataclass(frozen=True)

@@ -35,7 +35,27 @@ the objects' positions at that time (a moving object's relations change).
 Kinds: "appearance" (colour and shape, maybe size), "attribute" (part of the look: colour
 alone, shape alone, size, shape property), "spatial" (a unique look plus a true relation),
 "relation-only" (the head fits several objects, e.g. the twins, and only the relation tells
-which one is meant).
+which one is meant). These four are *time-agnostic* (``TIME_AGNOSTIC_KINDS``): what they name
+is the target wherever it holds, whatever the target is doing.
+
+The fifth kind, "time-sensitive" (``TIME_SENSITIVE``), asks *when*: a head that fits one object
+of the scene and one of its events in objects.json ("when is the crimson box moving?"). Its
+frames are exactly the frames whose ``events`` hold that event, in all frames of the scene
+(not only those with a novel view), so they may be several runs (the squasher squashes twice).
+Only the changes are asked about (not "static", nor "invisible", whose target cannot be seen),
+and only where they hold at some frames but not at all: every query holds at some frames and
+not at others, and its target is visible at all of its frames.
+
+Temporal state captions
+-----------------------
+
+The generator's per-frame ``events`` are the instantaneous states that the temporal branch
+learns (``state_captions`` of supervision.json, apart from the description ``captions``): at
+every frame where an object is visible, one caption per event holding then, so one or two
+("the ruby cuboid is spinning", "the ruby cuboid is being squashed flat"), static objects
+included ("the pearl drum is at rest"). They name the object by colour and shape only, in
+family A's words, even the twins: a state caption is bound to its instance, not resolved
+against the others, and the description captions keep the spatial part.
 
 Spatial convention (world frame, independent of the camera)
 -----------------------------------------------------------
@@ -67,20 +87,31 @@ model's would (red or ruby, sphere or globe, to the left of or left of): "a larg
 the other white torus", "the shape between the green cylinder and the pink cube", "the
 leftmost object".
 
+State captions (family A, ``TRAINING_STATES``) are declarative: "the <colour> <shape>
+<state>", the state in words of its own ("is sliding across the table", "is spinning", "is
+being squashed flat", "is splitting in two", "lies in two halves", "is fading away", "is
+standing still").
+
 Evaluation expressions (family B, ``EVALUATION_WORDS``), imperative, relative-clause and question
 sentences with other relation words and generic nouns, and content words drawn from the plain
 word and synonyms that training never uses (crimson, cobalt, ball, box, can, ring, little, big,
 ball-shaped...): "find the crimson box", "point to the ball-shaped thing", "the one that is
 further left than the cobalt ring", "of the two ivory donuts, the one closer to the front",
 "find the item flanked by the emerald can and the rose block", "which one is furthest back?".
+Time-sensitive queries (family B, ``EVALUATION_STATES``) are questions and clauses about a
+moment, which name the state in other words than the state captions do: "when is the crimson
+box moving?", "the ball while it spins", "find the ring when it gets flattened", "the can as
+it splits apart", "when does the golden orb fade out?".
 No evaluation sentence is a training sentence and no held-out synonym occurs in training, so
 the benchmark scores generalisation, not template matching; ``unseen_words`` says which
 expressions carry a held-out synonym, whose recognition rests on the text encoder alone.
 
 Outputs: ``write_synthetic_supervision`` (training views = the synthetic train views, masks
-copied into the supervision folder), ``write_synthetic_benchmark`` (held-out novel views,
-masks referenced relative to the benchmark file), ``build_synthetic_task`` (both, inside the
-synthetic folder). Deterministic for a seed.
+copied into the supervision folder; description and state captions), ``write_synthetic_benchmark``
+(held-out novel views, masks referenced relative to the benchmark file; the time-agnostic
+expressions, then the time-sensitive queries), ``build_synthetic_task`` (both, inside the
+synthetic folder). Deterministic for a seed; state captions and time-sensitive queries draw
+from random streams of their own, so the other sentences are those of a scene without them.
 """
 
 from __future__ import annotations
@@ -100,10 +131,12 @@ from st4r_ros.render.camera import Camera
 from st4r_ros.scene.synthetic import PALETTE, SHAPES, SIZES, SLOT_SPACING
 from st4r_ros.supervision.format import (Benchmark, Caption, Expression, InstanceCaptions,
                                          load_benchmark, load_supervision, save_benchmark,
-                                         save_supervision, Supervision, SupervisionView)
+                                         save_supervision, Supervision, SupervisionView,
+                                         TIME_SENSITIVE)
 
-KINDS = ('appearance', 'attribute', 'spatial', 'relation-only')
-APPEARANCE, ATTRIBUTE, SPATIAL, RELATION_ONLY = KINDS
+TIME_AGNOSTIC_KINDS = ('appearance', 'attribute', 'spatial', 'relation-only')
+APPEARANCE, ATTRIBUTE, SPATIAL, RELATION_ONLY = TIME_AGNOSTIC_KINDS
+KINDS = TIME_AGNOSTIC_KINDS + (TIME_SENSITIVE,)
 LEFT_OF, RIGHT_OF, IN_FRONT_OF, BEHIND = 'left_of', 'right_of', 'in_front_of', 'behind'
 NEXT_TO, NEAREST_TO, BETWEEN = 'next_to', 'nearest_to', 'between'
 LEFTMOST, RIGHTMOST, FRONTMOST, REARMOST = 'leftmost', 'rightmost', 'frontmost', 'rearmost'
@@ -205,6 +238,40 @@ EVALUATION_WORDS = Words(
 EVALUATION_COMPARATIVES = {LEFT_OF: 'further left', RIGHT_OF: 'further right',
                            IN_FRONT_OF: 'closer to the front', BEHIND: 'further back'}
 
+# State captions, family A: "the <colour> <shape> <phrase>", for every event of objects.json
+# that a visible object can be in ("invisible" never is).
+TRAINING_STATES = {
+    'moving': ('is sliding across the table', 'is gliding over the table'),
+    'rotating': ('is spinning', 'is turning around'),
+    'squashed': ('is being squashed flat', 'is being squished'),
+    'splitting': ('is splitting in two', 'is breaking in half'),
+    'split': ('lies in two halves', 'is broken in two'),
+    'disappearing': ('is fading away', 'is vanishing'),
+    'appearing': ('is fading back in', 'is reappearing'),
+    'static': ('is standing still', 'is at rest'),
+}
+# Time-sensitive queries, family B, over "the <head>": the events asked about, in this order.
+EVALUATION_STATES = {
+    'moving': ('when is {0} moving?', '{0} while it moves', 'find {0} when it is in motion',
+               'show me {0} as it travels'),
+    'rotating': ('{0} while it spins', 'when does {0} rotate?', 'find {0} as it revolves',
+                 '{0} during its turn'),
+    'squashed': ('find {0} when it gets flattened', '{0} while it is compressed',
+                 'when is {0} squeezed down?', '{0} as it gets crushed'),
+    'splitting': ('{0} as it splits apart', 'when does {0} come apart?',
+                  'find {0} while it breaks up'),
+    'split': ('{0} after it has split', 'find {0} once it is in pieces',
+              'when is {0} in separate parts?'),
+    'disappearing': ('{0} as it disappears', 'when does {0} fade out?',
+                     'find {0} while it turns transparent'),
+    'appearing': ('{0} as it becomes visible again', 'when does {0} show up again?',
+                  'find {0} while it materialises'),
+}
+# The events objects.json may list (its document's "events").
+KNOWN_EVENTS = frozenset(TRAINING_STATES) | {'invisible'}
+# Time-sensitive queries per object and event, each in other words (and maybe another head).
+TIME_SENSITIVE_PER_EVENT = 2
+
 
 def _content_words(words: Words) -> Set[str]:
     """Collect every colour, shape, size and property word of a family."""
@@ -274,6 +341,7 @@ class _Thing:
     size: str
     xy: Tuple[Tuple[float, float], ...]
     visible: Tuple[bool, ...]
+    events: Tuple[Tuple[str, ...], ...]  # per frame: objects.json's frames[].events
 
 
 @dataclass(frozen=True)
@@ -298,7 +366,7 @@ def write_synthetic_supervision(synthetic_dir: str | Path, out_supervision_dir: 
     Write the training supervision of a synthetic scene.
 
     That is its train views (masks copied into ``out_supervision_dir/masks``) and family-A
-    captions per instance and frame.
+    captions per instance and frame: description captions and state captions.
     """
     scene = _load_scene(Path(synthetic_dir))
     return _write_supervision(scene, _holding_frames(scene), Path(out_supervision_dir), seed)
@@ -310,7 +378,7 @@ def write_synthetic_benchmark(synthetic_dir: str | Path, out_bench_path: str | P
     Write the benchmark of a synthetic scene.
 
     That is its novel views and family-B expressions, each with its instance, kind and the
-    frames where it holds.
+    frames where it holds: the time-agnostic ones, then the time-sensitive queries.
     """
     scene = _load_scene(Path(synthetic_dir))
     return _write_benchmark(scene, _holding_frames(scene), Path(out_bench_path), seed)
@@ -331,6 +399,9 @@ def _write_supervision(scene: _Scene, holding: Dict[Referent, Tuple[int, ...]], 
     views = [_copy_mask(_view(scene, entry, f'train[{i}]'), out / 'masks')
              for i, entry in enumerate(scene.views['train'])]
     instances = [_training_captions(scene, thing, holding, rng) for thing in scene.things]
+    state_rng = np.random.default_rng([seed, 2])
+    instances = [replace(instance, state_captions=_state_captions(scene, thing, state_rng))
+                 for instance, thing in zip(instances, scene.things)]
     metadata = {'generator': GENERATOR, 'seed': seed, 'template_family': 'training (A)',
                 'spatial_frame': SPATIAL_FRAME}
     save_supervision(out, Supervision(views, instances, out, metadata))
@@ -351,8 +422,15 @@ def _write_benchmark(scene: _Scene, holding: Dict[Referent, Tuple[int, ...]], ou
             expressions.append(Expression(
                 f'e{len(expressions) + 1:04d}', _evaluation_text(scene, ref, rng), thing.id,
                 _kind(scene, ref), list(holding[ref]), None, ref.metadata()))
+    query_rng = np.random.default_rng([seed, 3])
+    for thing in scene.things:
+        for text, ref, event, frames in _time_sensitive_queries(scene, thing, query_rng):
+            expressions.append(Expression(
+                f'e{len(expressions) + 1:04d}', text, thing.id, TIME_SENSITIVE, list(frames),
+                None, {'event': event, **ref.metadata(), 'spans': _runs(frames)}))
     metadata = {'generator': GENERATOR, 'seed': seed, 'template_family': 'evaluation (B)',
-                'spatial_frame': SPATIAL_FRAME, 'kinds': list(KINDS)}
+                'spatial_frame': SPATIAL_FRAME, 'kinds': list(KINDS),
+                'time_agnostic_kinds': list(TIME_AGNOSTIC_KINDS)}
     instances = {thing.id: thing.name for thing in scene.things}
     save_benchmark(out, Benchmark(views, expressions, instances, out.parent, metadata))
     return load_benchmark(out)
@@ -405,8 +483,13 @@ def _thing(entry: Dict, num_frames: int) -> _Thing:
     if len(frames) != num_frames:
         raise ValueError(f"object {entry['id']}: {len(frames)} frames, not {num_frames}")
     xy = tuple((float(f['position'][0]), float(f['position'][1])) for f in frames)
+    events = tuple(tuple(f['events']) for f in frames)
+    unknown = sorted({str(e) for now in events for e in now} - KNOWN_EVENTS)
+    if unknown:
+        raise ValueError(f"object {entry['id']}: unknown events {unknown}, expected some of "
+                         f'{sorted(KNOWN_EVENTS)}')
     return _Thing(int(entry['id']), str(entry['name']), entry['shape'], entry['colour'],
-                  entry['size'], xy, tuple(bool(f['visible']) for f in frames))
+                  entry['size'], xy, tuple(bool(f['visible']) for f in frames), events)
 
 
 def _view(scene: _Scene, entry: Any, where: str) -> SupervisionView:
@@ -575,7 +658,7 @@ def _select(scene: _Scene, refs: List[Referent], quota: Dict[str, int],
             priority: Callable[[Referent], int], rng: np.random.Generator) -> List[Referent]:
     """Up to ``quota[kind]`` referents of each kind: highest priority first, then at random."""
     chosen = []
-    for kind in KINDS:
+    for kind in TIME_AGNOSTIC_KINDS:
         options = [ref for ref in refs if _kind(scene, ref) == kind]
         tie_break = rng.random(len(options))
         order = sorted(range(len(options)), key=lambda i: (-priority(options[i]), tie_break[i]))
@@ -615,6 +698,69 @@ def _evaluation_referents(scene: _Scene, thing: _Thing, holding: Dict[Referent, 
         return 2 * _is_twin_comparison(scene, ref) + (holding[ref] != visible)
 
     return _select(scene, mine, EVALUATION_QUOTA, priority, rng)
+
+
+# ---- time ---------------------------------------------------------------------------------
+
+
+def _event_frames(scene: _Scene, thing: _Thing, event: str) -> Tuple[int, ...]:
+    """List the frames where objects.json says ``thing`` is in ``event``."""
+    return tuple(f for f in range(len(scene.times)) if event in thing.events[f])
+
+
+def _runs(frames: Sequence[int]) -> List[List[int]]:
+    """Group sorted frames into maximal runs [first, last] of consecutive frames."""
+    runs: List[List[int]] = []
+    for f in frames:
+        if runs and f == runs[-1][1] + 1:
+            runs[-1][1] = f
+        else:
+            runs.append([f, f])
+    return runs
+
+
+def _state_captions(scene: _Scene, thing: _Thing, rng: np.random.Generator) -> List[Caption]:
+    """
+    Caption ``thing``'s state in family A at every frame where it is visible.
+
+    One caption per event holding at that frame (objects.json's frames[].events), in that
+    order: one or two.
+    """
+    captions = []
+    for frame, time in enumerate(scene.times):
+        if not thing.visible[frame]:
+            continue
+        for event in thing.events[frame]:
+            if event in TRAINING_STATES:
+                chosen = _choose(TRAINING_WORDS, thing, rng)
+                text = f'the {chosen.colour} {chosen.noun} {_one(rng, TRAINING_STATES[event])}'
+                captions.append(Caption(frame, time, text))
+    return captions
+
+
+def _time_sensitive_queries(scene: _Scene, thing: _Thing, rng: np.random.Generator
+                            ) -> List[Tuple[str, Referent, str, Tuple[int, ...]]]:
+    """
+    Ask when ``thing`` is in each of its events: (text, referent, event, frames) each.
+
+    The head is one fitting no other object of the scene (none for the twins, which are not
+    asked about): colour and shape (maybe size) in the first sentence, any such head in the
+    others. An event is asked when it holds at some frames but not at all, in up to
+    TIME_SENSITIVE_PER_EVENT sentences of different shapes.
+    """
+    heads = [ref for ref in _referents(scene, thing) if ref.relation is None]
+    looks = [ref for ref in heads if _kind(scene, ref) == APPEARANCE]
+    queries = []
+    for event, templates in EVALUATION_STATES.items():
+        frames = _event_frames(scene, thing, event)
+        if not looks or not frames or len(frames) == len(scene.times):
+            continue
+        for n, i in enumerate(rng.permutation(len(templates))[:TIME_SENSITIVE_PER_EVENT]):
+            options = heads if n else looks
+            ref = options[int(rng.integers(len(options)))]
+            head = _head_phrase(ref.head, _choose(EVALUATION_WORDS, thing, rng))
+            queries.append((templates[int(i)].format(f'the {head}'), ref, event, frames))
+    return queries
 
 
 # ---- saying it ----------------------------------------------------------------------------
