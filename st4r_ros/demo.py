@@ -35,7 +35,7 @@ import math
 from pathlib import Path
 import sys
 import time
-from typing import Dict, List, Tuple
+from typing import Dict, List, Optional, Tuple
 
 import numpy as np
 from rich.console import Console
@@ -57,6 +57,8 @@ import torch
 
 DEMO_CONFIG = Path('models') / 'demo' / 'demo.json'
 START_NS = 1_700_000_000 * 10**9  # bag clock of the demo's first message
+# Keys every demo config has (models/demo/demo.json); others, like "about", are ignored.
+CONFIG_KEYS = ('seed', 'synthetic', 'render', 'export_time', 'train_steps', 'commands')
 
 
 def find_demo_config() -> Path:
@@ -83,14 +85,32 @@ def orbit_camera(center: torch.Tensor, radius: float, view: Dict, settings: Dict
                           height=settings['height'])
 
 
-def run_demo(out: Path, console: Console) -> List[Path]:
-    """Run every stage of the demo under ``out``; returns the files written."""
+def load_demo_config() -> Dict:
+    """Read the packaged demo config (``models/demo/demo.json``)."""
+    return json.loads(find_demo_config().read_text())
+
+
+def run_demo(out: Path, console: Console, config: Optional[Dict] = None) -> List[Path]:
+    """
+    Run every stage of the demo under ``out``; return the files written.
+
+    :param out: output folder, created as needed; earlier outputs of the same names are
+        replaced.
+    :param console: where the stages, tables and progress are printed.
+    :param config: a dict with the keys of ``models/demo/demo.json`` (a smaller scene, fewer
+        steps, views or commands); None: the packaged demo config.
+    :raises St4rError: the config lacks one of the keys.
+    """
     from st4r_ros.field.train import train_field, TrainConfig
     from st4r_ros.supervision.format import load_benchmark, load_supervision
     from st4r_ros.supervision.synthetic_language import build_synthetic_task
 
     started = time.perf_counter()
-    config = json.loads(find_demo_config().read_text())
+    config = load_demo_config() if config is None else config
+    missing = [key for key in CONFIG_KEYS if key not in config]
+    if missing:
+        raise St4rError(f'demo config: missing key(s) {missing}; expected {list(CONFIG_KEYS)}')
+    out = Path(out)
     synthetic_dir = out / 'synthetic'
     console.print(f"[bold]1. scene[/]: synthetic, seed {config['seed']}, in {synthetic_dir}")
     write_synthetic(synthetic_dir, config['seed'], SyntheticConfig(**config['synthetic']),

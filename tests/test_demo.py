@@ -1,0 +1,242 @@
+# Copyright 2026 The st4r_ros Authors
+#
+# Licensed under the Apache License, Version 2.0 (the "License");
+# you may not use this file except in compliance with the License.
+# You may obtain a copy of the License at
+#
+#     http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS,
+# WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+# See the License for the specific language governing permissions and
+# limitations under the License.
+
+"""
+`st4r demo` end to end on a reduced configuration: every stage runs, every output is checked.
+
+The packaged demo config with a tiny synthetic scene (4 frames, one train and one novel camera
+per frame, 64 x 48 images, 150 Gaussians per object), one render view at two times and 300
+training steps: a few seconds on two CPU cores. Fewer steps (~20) leave every command
+NO_TARGET, and then no target cloud is written; 300 answer some training captions OK.
+
+The bags are read with an independent decoder, `mcap` + `mcap-ros2-support`, as test_replay
+does; the PNGs with PIL, the PLYs with plyfile, and each file is compared with the message it
+was made from.
+"""
+
+from __future__ import annotations
+
+import copy
+import io
+import math
+
+from mcap.reader import make_reader
+from mcap_ros2.decoder import DecoderFactory
+import numpy as np
+from PIL import Image
+from plyfile import PlyData
+import pytest
+from rich.console import Console
+from st4r_ros.demo import CONFIG_KEYS, load_demo_config, run_demo
+from st4r_ros.engine import QueryStatus
+from st4r_ros.errors import St4rError
+from st4r_ros.scene.loading import load_scene
+from st4r_ros.scene.ply import read_ply
+import torch
+
+WIDTH, HEIGHT = 64, 48
+SYNTHETIC = {'num_frames': 4, 'train_cameras_per_frame': 1, 'novel_cameras_per_frame': 1,
+             'gaussians_per_object': 150, 'table_gaussians': 200, 'width': WIDTH,
+             'height': HEIGHT}
+ANSWERED = {QueryStatus.OK, QueryStatus.NO_TARGET}
+TAB_GREEN, TAB_ORANGE = (44, 160, 44), (255, 127, 14)  # matplotlib's tab:green, tab:orange
+
+
+def small_config() -> dict:
+    """Return the packaged demo config with a tiny scene, few steps, one view at two times."""
+    config = copy.deepcopy(load_demo_config())
+    config['synthetic'] = dict(SYNTHETIC)
+    config['train_steps'] = 300
+    config['render'].update(width=WIDTH, height=HEIGHT, times=[0.0, 1.0])
+    config['render']['views'] = config['render']['views'][:1]
+    return config
+
+
+def read_mcap(bag):
+    """Return {topic: [decoded message, ...]} of the bag's one .mcap, in log time order."""
+    (path,) = bag.glob('*.mcap')
+    by_topic = {}
+    with path.open('rb') as stream:
+        reader = make_reader(stream, decoder_factories=[DecoderFactory()])
+        for _, channel, _, decoded in reader.iter_decoded_messages(log_time_order=True):
+            by_topic.setdefault(channel.topic, []).append(decoded)
+    return by_topic
+
+
+@pytest.fixture(scope='module')
+def demo(tmp_path_factory):
+    """
+    Run the demo once for the module; its folder, config, written files and printed text.
+
+    Torch runs on one thread meanwhile: the tensors are small, and with two threads on two
+    busy cores OpenMP's waiting made the run three times slower.
+    """
+    out = tmp_path_factory.mktemp('demo')
+    config = small_config()
+    console = Console(file=io.StringIO(), width=160)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        written = run_demo(out, console, config)
+    finally:
+        torch.set_num_threads(threads)
+    return out, config, written, console.file.getvalue()
+
+
+@pytest.fixture(scope='module')
+def bags(demo):
+    out, _, _, _ = demo
+    return read_mcap(out / 'commands_bag'), read_mcap(out / 'results_bag')
+
+
+def test_written_files_exist_and_cover_the_outputs(demo):
+    out, config, written, printed = demo
+    assert written and len(set(written)) == len(written)
+    for path in written:
+        assert path.is_file() and path.stat().st_size > 0, path
+    names = {path.relative_to(out).as_posix() for path in written}
+    for t in config['render']['times']:
+        assert {f'renders/t{t:.2f}_front_rgb.png', f'renders/t{t:.2f}_front_depth.png'} <= names
+    assert f"scene_t{config['export_time']:.2f}.ply" in names
+    assert {'results/target_cloud.ply', 'results/spans.png'} <= names
+    # Every file of results/ and renders/ is listed, nothing more is there.
+    on_disk = {p.relative_to(out).as_posix() for folder in ('results', 'renders')
+               for p in (out / folder).iterdir()}
+    assert on_disk == {name for name in names if '/' in name}
+    assert 'demo done' in printed and 'answers (read back from the result bag)' in printed
+
+
+def test_renders_and_scene_ply(demo):
+    out, config, written, _ = demo
+    renders = [path for path in written if path.parent.name == 'renders']
+    assert len(renders) == 2 * len(config['render']['times'])
+    for path in renders:
+        with Image.open(path) as image:
+            assert image.format == 'PNG' and image.size == (WIDTH, HEIGHT)
+            assert image.mode == ('RGB' if path.stem.endswith('_rgb') else 'L')
+            pixels = np.asarray(image)
+        assert pixels.min() < pixels.max(), path  # not a blank image
+    export_time = config['export_time']
+    exported = read_ply(out / f'scene_t{export_time:.2f}.ply').activate()
+    expected = load_scene(out / 'synthetic' / 'scene').at(export_time)
+    assert len(exported.means) == len(expected.means) > 7 * 150  # seven objects and the table
+    assert torch.allclose(exported.means, expected.means, atol=1e-5)
+
+
+def test_result_bag_has_one_answer_per_command(demo, bags):
+    out, config, _, _ = demo
+    assert (out / 'results_bag' / 'metadata.yaml').is_file()
+    commands_bag, results_bag = bags
+    commands = [msg.data for msg in commands_bag['/command']]
+    settings = config['commands']
+    assert len(commands) == settings['training'] + settings['held_out'] + len(settings['extra'])
+    assert commands[-len(settings['extra']):] == settings['extra']
+    results = results_bag['/result']
+    assert [r.query for r in results] == commands
+    assert [r.request_id for r in results] == [f'replay-{i}' for i in range(1, len(commands) + 1)]
+    assert len(results_bag['/target_cloud']) == len(results_bag['/markers']) == len(commands)
+
+
+def test_every_command_has_a_status(bags):
+    _, results_bag = bags
+    results = results_bag['/result']
+    statuses = [QueryStatus(r.status) for r in results]
+    # The extra commands: a valid query about nothing in the scene, and the empty command.
+    assert statuses[-2:] == [QueryStatus.NO_TARGET, QueryStatus.INVALID]
+    assert set(statuses[:-1]) <= ANSWERED
+    assert QueryStatus.OK in statuses  # the layer learned something in 300 steps
+    for result in results:
+        ok = result.status == QueryStatus.OK
+        assert (result.target_instance_id >= 1) == ok and (result.num_gaussians > 0) == ok
+        if ok:
+            assert result.active_spans and 0.0 < result.score <= 1.0
+        if result.query:
+            assert 0.0 <= result.scene_time <= 1.0
+        else:
+            assert math.isnan(result.scene_time)
+
+
+def test_target_cloud_ply_is_the_first_target(demo, bags):
+    out, _, _, _ = demo
+    _, results_bag = bags
+    results, clouds = results_bag['/result'], results_bag['/target_cloud']
+    assert [c.width for c in clouds] == [r.num_gaussians for r in results]
+    first = next(c for c in clouds if c.width)
+    fields = np.frombuffer(bytes(first.data), np.float32).reshape(first.width, 5)
+    vertex = PlyData.read(str(out / 'results' / 'target_cloud.ply'))['vertex']
+    assert vertex.count == first.width
+    for axis, column in zip('xyz', range(3)):
+        np.testing.assert_array_equal(vertex[axis], fields[:, column])
+    np.testing.assert_array_equal(vertex['score'], fields[:, 4])
+    rgb = fields[:, 3].copy().view(np.uint32)
+    np.testing.assert_array_equal(vertex['red'], (rgb >> 16) & 255)
+    np.testing.assert_array_equal(vertex['blue'], rgb & 255)
+
+
+def test_mask_and_overlay_pngs_match_the_bag(demo, bags):
+    out, _, written, _ = demo
+    _, results_bag = bags
+    masks, overlays = results_bag['/mask'], results_bag['/overlay']
+    answered = sum(r.status != QueryStatus.INVALID for r in results_bag['/result'])
+    assert len(masks) == len(overlays) >= answered  # one per answer, plus re-renders
+    mask_pngs = sorted(p for p in written if p.name.endswith('_mask.png'))
+    overlay_pngs = sorted(p for p in written if p.name.endswith('_overlay.png'))
+    assert len(mask_pngs) == len(masks) and len(overlay_pngs) == len(overlays)
+    lit = 0
+    for path, msg in zip(mask_pngs, masks):
+        with Image.open(path) as image:
+            assert (image.format, image.mode, image.size) == ('PNG', 'L', (WIDTH, HEIGHT))
+            pixels = np.asarray(image)
+        assert msg.encoding == 'mono8'
+        np.testing.assert_array_equal(pixels, np.frombuffer(bytes(msg.data), np.uint8)
+                                      .reshape(HEIGHT, WIDTH))
+        lit += int(np.count_nonzero(pixels))
+    assert lit > 0  # an OK target shows in some mask
+    for path, msg in zip(overlay_pngs, overlays):
+        with Image.open(path) as image:
+            assert (image.format, image.mode, image.size) == ('PNG', 'RGB', (WIDTH, HEIGHT))
+            pixels = np.asarray(image)
+        assert msg.encoding == 'bgr8'
+        bgr = np.frombuffer(bytes(msg.data), np.uint8).reshape(HEIGHT, WIDTH, 3)
+        np.testing.assert_array_equal(pixels, bgr[..., ::-1])
+
+
+def test_timeline_plot_has_a_row_per_result(demo, bags):
+    out, _, _, _ = demo
+    _, results_bag = bags
+    with Image.open(out / 'results' / 'spans.png') as image:
+        assert image.format == 'PNG'
+        width, height = image.size
+        pixels = np.asarray(image.convert('RGB')).astype(int)
+    results = results_bag['/result']
+    assert width == 800 and abs(height - 100 * (0.5 + 0.45 * len(results))) <= 1
+    # The active spans are bars in their status's colour: none without spans, and some
+    # hundreds of pixels for spans over 5 % of the time axis.
+    assert any(r.active_spans for r in results)
+    for status, colour in ((QueryStatus.OK, TAB_GREEN), (QueryStatus.NO_TARGET, TAB_ORANGE)):
+        spans = [s for r in results if r.status == status for s in r.active_spans]
+        bar = int((np.abs(pixels - colour).max(axis=2) <= 2).sum())
+        if not spans:
+            assert bar == 0, status
+        elif sum(s.end - s.start for s in spans) > 0.05:
+            assert bar > 100, status
+
+
+def test_packaged_config_has_every_key_and_a_missing_one_is_refused(tmp_path):
+    config = load_demo_config()
+    assert set(CONFIG_KEYS) <= set(config)
+    del config['render']
+    with pytest.raises(St4rError, match='render'):
+        run_demo(tmp_path, Console(file=io.StringIO()), config)
+    assert not any(tmp_path.iterdir())  # refused before any work
