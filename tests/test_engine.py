@@ -31,6 +31,7 @@ from st4r_ros.render.api import render
 from st4r_ros.render.camera import Camera
 from st4r_ros.scene.keyframes import KeyframedScene
 from st4r_ros.scene.synthetic import generate_synthetic, SyntheticConfig
+from st4r_ros.temporal import IntervalParams, Router, StateCache, TemporalLayer
 import torch
 
 SMALL = SyntheticConfig(num_frames=3, gaussians_per_object=150, table_gaussians=200,
@@ -204,3 +205,45 @@ def test_engine_runs_the_real_field_and_encoder(synthetic):
     result = engine.query(QueryRequest('the red cube left of the white sphere', camera=camera))
     assert result.status in (QueryStatus.OK, QueryStatus.NO_TARGET), result.message
     assert engine.render_mask(result, camera).shape == (camera.height, camera.width)
+
+
+def temporal_layer(p_sensitive_weight: float) -> TemporalLayer:
+    """
+    Build a state cache over the KeywordEncoder's one-dimensional sentences.
+
+    Instance 3 is in the asked state (+1) at frames 0 and 2 of three, instance 2 never (-1);
+    instance 4 has no row.
+    """
+    cache = StateCache(torch.tensor([2, 3]), torch.tensor([0.0, 0.5, 1.0]),
+                       torch.tensor([[[-1.0], [-1.0], [-1.0]], [[1.0], [-1.0], [1.0]]]),
+                       torch.ones(2, 3, dtype=torch.bool))
+    return TemporalLayer(cache, Router(torch.tensor([p_sensitive_weight]), 0.0),
+                         IntervalParams(window=1, level=0.5), 'keywords')
+
+
+def test_time_sensitive_answers_spans_or_an_explicit_status(engine):
+    timed = QueryEngine(engine.scene, engine.field, engine.encoder, threshold=0.4,
+                        duration_s=2.0, temporal=temporal_layer(-5.0))
+    sensitive = QueryMode.TIME_SENSITIVE
+    found = timed.query(QueryRequest('object 3', mode=sensitive))
+    assert found.ok and found.time_sensitive and found.time_sensitivity_reason == 'requested'
+    assert [(s.start, s.end, s.end_s) for s in found.active_spans] == [(0.0, 0.0, 0.0),
+                                                                       (1.0, 1.0, 2.0)]
+    assert found.frame_times == (0.0, 0.5, 1.0) and found.frame_scores == (1.0, -1.0, 1.0)
+    never = timed.query(QueryRequest('object 2', mode=sensitive))
+    assert never.status == QueryStatus.NOT_IN_STATE and never.active_spans == ()
+    assert 'never in the asked state' in never.message and never.target_instance_id == 2
+    uncached = timed.query(QueryRequest('object 4', mode=sensitive))
+    assert uncached.status == QueryStatus.NO_STATE_CACHE and 'instance 4' in uncached.message
+    agnostic = timed.query(QueryRequest('object 3'))  # the router says p = sigmoid(-5)
+    assert agnostic.ok and not agnostic.time_sensitive
+    assert 'router' in agnostic.time_sensitivity_reason
+    assert [(s.start, s.end) for s in agnostic.active_spans] == [(0.0, 1.0)]
+
+
+def test_the_router_decides_auto_queries(engine):
+    timed = QueryEngine(engine.scene, engine.field, engine.encoder, threshold=0.4,
+                        temporal=temporal_layer(5.0))
+    routed = timed.query(QueryRequest('object 3'))
+    assert routed.time_sensitive and 'p(time-sensitive) = 0.99' in routed.time_sensitivity_reason
+    assert len(routed.active_spans) == 2
