@@ -311,10 +311,8 @@ class QueryEngine:
                            message=f'time-sensitive query: instance {target} has no state '
                                    'cache (no state captions were given for it)')
         times = self.temporal.cache.frame_times.tolist()
-        raw = intervals.raw.tolist()
         spans = tuple(TimeSpan(times[a], times[b], self._seconds(times[a]),
-                               self._seconds(times[b]),
-                               _nanmean(raw[a:b + 1]))
+                               self._seconds(times[b]), float(intervals.raw[a:b + 1].nanmean()))
                       for a, b in intervals.runs)
         answer = replace(result, frame_times=tuple(times),
                          frame_scores=tuple(intervals.scores.tolist()),
@@ -322,10 +320,10 @@ class QueryEngine:
         gap = f'; {intervals.missing} of {len(times)} frames have no state' \
             if intervals.missing else ''
         if intervals.verdict == Verdict.NEVER:
+            best = float(intervals.scores.nan_to_num(nan=-math.inf, neginf=-math.inf).max())
             return replace(answer, status=QueryStatus.NOT_IN_STATE, active_spans=(),
                            message=f'instance {target} is never in the asked state (best '
-                                   f'frame {_nanmax(intervals.scores.tolist()):.3f} below '
-                                   f'{intervals.threshold:.3f}){gap}')
+                                   f'frame {best:.3f} below {intervals.threshold:.3f}){gap}')
         return replace(answer, active_spans=spans,
                        message=f'{result.message}; {len(spans)} active span(s), '
                                f'{intervals.verdict.value}{gap}')
@@ -406,16 +404,6 @@ class _Stopwatch:
         now = time.perf_counter()
         self.laps[name] = 1000 * (now - self._last)
         self._last = now
-
-
-def _nanmean(values) -> float:
-    known = [v for v in values if not math.isnan(v)]
-    return sum(known) / len(known) if known else math.nan
-
-
-def _nanmax(values) -> float:
-    known = [v for v in values if not math.isnan(v)]
-    return max(known) if known else math.nan
 
 
 def _mode(mode) -> Optional[QueryMode]:

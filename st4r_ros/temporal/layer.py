@@ -42,7 +42,8 @@ from st4r_ros.files import atomic_write
 from st4r_ros.supervision.format import Supervision
 from st4r_ros.temporal.intervals import find_intervals, IntervalParams, Intervals
 from st4r_ros.temporal.routing import fit_router, Router
-from st4r_ros.temporal.state_cache import build_state_cache, state_caption_table, StateCache
+from st4r_ros.temporal.state_cache import (build_state_cache, cache_from_table,
+                                           state_caption_table, StateCache)
 import torch
 from torch import Tensor
 import torch.nn.functional as F
@@ -98,13 +99,15 @@ def build_temporal_layer(supervision: Supervision, encoder, window: int = 3,
 
     :raises SupervisionFormatError: the supervision has no state captions.
     """
-    cache = build_state_cache(supervision, encoder)
-    _, table = state_caption_table(supervision)
+    times, table = state_caption_table(supervision)
+    if not times:
+        return build_state_cache(supervision, encoder)  # raises: no state captions
     descriptions = sorted({c.text for inst in supervision.instances for c in inst.captions})
     states = sorted({text for captions in table.values() for text in captions})
-    sentence = {text: vec for text, vec in zip(
-        states + descriptions,
-        F.normalize(encoder.encode(states + descriptions).sentence.float().cpu(), dim=-1))}
+    # One encoding pass for the cache, the router and the calibration.
+    sentence = dict(zip(states + descriptions, F.normalize(
+        encoder.encode(states + descriptions).sentence.float().cpu(), dim=-1)))
+    cache = cache_from_table(times, table, sentence)
     router = fit_router(torch.stack([sentence[t] for t in states]),
                         torch.stack([sentence[t] for t in descriptions]))
     positives, negatives = [], []

@@ -100,8 +100,8 @@ def build_state_cache(supervision: Supervision, encoder,
     """
     Encode the supervision's state captions into a cache.
 
-    :param supervision: training supervision with state_captions.
-    :param encoder: a sentence encoder (encode(texts).sentence [E, D]).
+    :param supervision: training supervision with ``state_captions``.
+    :param encoder: a sentence encoder (``encode(texts).sentence`` [E, D]).
     :param instance_ids: the rows to build (default: every instance with state captions);
         an id without captions gets a row of missing frames.
     :raises SupervisionFormatError: the supervision has no state caption at all.
@@ -110,17 +110,28 @@ def build_state_cache(supervision: Supervision, encoder,
     if not times:
         raise SupervisionFormatError('supervision: no state_captions; the temporal branch '
                                      'needs per-frame state captions of the instances')
-    ids = sorted({k for k, _ in table} if instance_ids is None else set(map(int, instance_ids)))
     texts = sorted({text for captions in table.values() for text in captions})
     encoded = F.normalize(encoder.encode(texts).sentence.float().cpu(), dim=-1)
-    row_of_text = {text: i for i, text in enumerate(texts)}
-    features = torch.zeros(len(ids), len(times), encoded.shape[-1])
+    return cache_from_table(times, table, dict(zip(texts, encoded)), instance_ids)
+
+
+def cache_from_table(times: List[float], table: Dict[Tuple[int, int], List[str]],
+                     embedding: Dict[str, Tensor],
+                     instance_ids: Optional[Sequence[int]] = None) -> StateCache:
+    """
+    Assemble a cache from ``state_caption_table``'s output and unit caption embeddings.
+
+    :param embedding: every caption text's unit sentence embedding, [D] each.
+    """
+    ids = sorted({k for k, _ in table} if instance_ids is None else set(map(int, instance_ids)))
+    dim = len(next(iter(embedding.values())))
+    features = torch.zeros(len(ids), len(times), dim)
     valid = torch.zeros(len(ids), len(times), dtype=torch.bool)
     for row, instance_id in enumerate(ids):
         for frame in range(len(times)):
             captions = table.get((instance_id, frame))
             if captions:
-                mean = encoded[[row_of_text[c] for c in captions]].mean(dim=0)
+                mean = torch.stack([embedding[c] for c in captions]).mean(dim=0)
                 features[row, frame] = F.normalize(mean, dim=0)
                 valid[row, frame] = True
     return StateCache(torch.tensor(ids, dtype=torch.long),
