@@ -23,6 +23,7 @@ per-frame events, determinism.
 from __future__ import annotations
 
 import json
+from pathlib import Path
 import re
 import shutil
 from typing import Dict, List, Set
@@ -112,6 +113,16 @@ def training_names(entry: Dict) -> Set[str]:
     """Every "<colour> <shape>" that training captions may call an object of objects.json."""
     return {f'{colour} {shape}' for colour in TRAINING_WORDS.colours[entry['colour']]
             for shape in TRAINING_WORDS.shapes[entry['shape']]}
+
+
+def rebuilt_copy(root: Path, tmp_path: Path) -> Path:
+    """Rebuild the task of seed 0 in a copy of ``root``; assert it is byte-identical."""
+    copy = tmp_path / 'copy'
+    shutil.copytree(root, copy, ignore=shutil.ignore_patterns('supervision', 'bench.json'))
+    build_synthetic_task(copy, seed=0)
+    for name in ('supervision/supervision.json', 'bench.json'):
+        assert (copy / name).read_bytes() == (root / name).read_bytes(), name
+    return copy
 
 
 def twins(objects) -> List[Dict]:
@@ -283,11 +294,7 @@ def test_state_words_differ_between_the_families():
 
 def test_same_seed_same_bytes_with_time(timed, tmp_path):
     root, supervision, _, _ = timed
-    copy = tmp_path / 'copy'
-    shutil.copytree(root, copy, ignore=shutil.ignore_patterns('supervision', 'bench.json'))
-    build_synthetic_task(copy, seed=0)
-    for name in ('supervision/supervision.json', 'bench.json'):
-        assert (copy / name).read_bytes() == (root / name).read_bytes(), name
+    copy = rebuilt_copy(root, tmp_path)
     other = write_synthetic_supervision(copy, copy / 'other', seed=1)
     assert state_texts(other) != state_texts(supervision)
 
@@ -394,11 +401,7 @@ def test_relations_follow_the_moving_object(task):
 
 def test_same_seed_same_bytes_other_seed_other_words(task, tmp_path):
     root, _, _, _ = task
-    copy = tmp_path / 'copy'
-    shutil.copytree(root, copy, ignore=shutil.ignore_patterns('supervision', 'bench.json'))
-    build_synthetic_task(copy, seed=0)
-    for name in ('supervision/supervision.json', 'bench.json'):
-        assert (copy / name).read_bytes() == (root / name).read_bytes(), name
+    copy = rebuilt_copy(root, tmp_path)
     other = write_synthetic_benchmark(copy, copy / 'other.json', seed=1)
     assert [e.text for e in other.expressions] != [e.text for e in load_benchmark(
         root / 'bench.json').expressions]
