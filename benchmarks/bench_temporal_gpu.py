@@ -16,7 +16,7 @@
 Time an interval query over a state cache once the instance is known (no rendering).
 
 A state cache of K instances x T frames x D dims with random unit features and a few runs of
-one state per instance; the query is that state. Checks that the CUDA answer equals the CPU
+one state per instance, and a random basis of 60 object directions; the query is that state. Checks that the CUDA answer equals the CPU
 one, then times TemporalLayer.intervals (scores, smoothing, threshold, runs; synchronised).
 
 Usage:
@@ -46,7 +46,9 @@ def make_layer(instances: int, frames: int, dim: int) -> TemporalLayer:
                            dim=-1)
     cache = StateCache(torch.arange(1, instances + 1), torch.linspace(0, 1, frames), features,
                        torch.ones(instances, frames, dtype=torch.bool))
-    return TemporalLayer(cache, Router(torch.zeros(dim), 0.0), IntervalParams(level=0.5))
+    # As many object directions as the synthetic scenes' layers remove (about 60 of 384).
+    basis = torch.linalg.qr(torch.randn(dim, 60, generator=generator)).Q.T
+    return TemporalLayer(cache, Router(torch.zeros(dim), 0.0), basis, IntervalParams(level=0.0))
 
 
 def main() -> None:

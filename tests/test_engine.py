@@ -218,7 +218,7 @@ def temporal_layer(p_sensitive_weight: float) -> TemporalLayer:
                        torch.tensor([[[-1.0], [-1.0], [-1.0]], [[1.0], [-1.0], [1.0]]]),
                        torch.ones(2, 3, dtype=torch.bool))
     return TemporalLayer(cache, Router(torch.tensor([p_sensitive_weight]), 0.0),
-                         IntervalParams(window=1, level=0.5), 'keywords')
+                         torch.zeros(0, 1), IntervalParams(window=1, level=0.5), 'keywords')
 
 
 def test_time_sensitive_answers_spans_or_an_explicit_status(engine):

@@ -19,7 +19,7 @@ Files, in the layer folder (the scene's bundle, or the folder of its referring l
 
     temporal.safetensors   cache/instance_ids [K] int64, cache/frame_times [T],
                            cache/features [K, T, D], cache/valid [K, T] uint8,
-                           router/weight [D]
+                           router/weight [D], state_space/object_basis [r, D]
     temporal.json          {"format": "st4r-temporal-layer", "version": 1,
                             "file": "temporal.safetensors", "text_encoder": {...},
                             "router_bias": b, "intervals": IntervalParams,
@@ -33,7 +33,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 import json
 from pathlib import Path
-from typing import Dict, Optional
+from typing import Dict, List, Optional, Tuple
 
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
@@ -41,9 +41,10 @@ from st4r_ros.errors import SceneFormatError, SupervisionFormatError
 from st4r_ros.files import atomic_write
 from st4r_ros.supervision.format import Supervision
 from st4r_ros.temporal.intervals import find_intervals, IntervalParams, Intervals
-from st4r_ros.temporal.routing import fit_router, Router
+from st4r_ros.temporal.routing import fit_router, Router, router_examples
 from st4r_ros.temporal.state_cache import (build_state_cache, cache_from_table,
                                            state_caption_table, StateCache)
+from st4r_ros.temporal.state_space import object_basis, remove_object, state_features
 import torch
 from torch import Tensor
 import torch.nn.functional as F
@@ -62,6 +63,8 @@ class TemporalLayer:
 
     :ivar cache: the state cache c_{k,t}.
     :ivar router: time-sensitive vs time-agnostic.
+    :ivar object_basis: directions of object content removed before states are compared,
+        [r, D] (``state_space``).
     :ivar params: how scores become intervals.
     :ivar encoder_name: the sentence encoder that made the cache (queries must use it too).
     :ivar calibration: how the parameters were chosen (for the record).
@@ -69,22 +72,36 @@ class TemporalLayer:
 
     cache: StateCache
     router: Router
+    object_basis: Tensor
     params: IntervalParams = IntervalParams()
     encoder_name: str = ''
     calibration: Dict = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.object_basis.dim() != 2 or self.object_basis.shape[1] != self.cache.dim:
+            raise SupervisionFormatError(
+                f'temporal layer: object basis must be [r, D={self.cache.dim}], got '
+                f'{tuple(self.object_basis.shape)}')
+        # Derived once: what every query of this layer is compared with, [K, T, D].
+        object.__setattr__(self, 'states', state_features(
+            self.cache.features, self.cache.valid, self.object_basis.to(self.cache.features)))
 
     def intervals(self, instance_id: int, query: Tensor) -> Optional[Intervals]:
         """Find the active frames of instance_id for a query embedding [D]; None: no row."""
         row = self.cache.row(instance_id)
         if row is None:
             return None
-        return find_intervals(self.cache.features[row], self.cache.valid[row], query,
+        return find_intervals(self.states[row], self.cache.valid[row], self.state_query(query),
                               self.params)
+
+    def state_query(self, query: Tensor) -> Tensor:
+        """Map query sentence embeddings [..., D] into the state space, [..., D]."""
+        return remove_object(query.to(self.states), self.object_basis.to(self.states))
 
     def to(self, device: torch.device | str) -> 'TemporalLayer':
         router = Router(self.router.weight.to(device), self.router.bias)
-        return TemporalLayer(self.cache.to(device), router, self.params, self.encoder_name,
-                             self.calibration)
+        return TemporalLayer(self.cache.to(device), router, self.object_basis.to(device),
+                             self.params, self.encoder_name, self.calibration)
 
 
 def build_temporal_layer(supervision: Supervision, encoder, window: int = 3,
@@ -92,10 +109,11 @@ def build_temporal_layer(supervision: Supervision, encoder, window: int = 3,
     """
     Build the cache from the state captions, fit the router and calibrate the level.
 
-    The level separates, for every state caption of an instance, its scores at the frames it
-    was said at from its scores at the instance's frames whose captions share no word-for-word
-    caption with them (midpoint of the two medians, so that a paraphrase scoring below the
-    caption itself still passes).
+    The level is the median state-space score of a state caption at the instance's frames
+    whose captions share none with it: a query whose best frame scores no better than a
+    typical frame of another state is answered "never". A caption at its own frames scores
+    far higher (``positive_median``, recorded), but reworded queries do not, so the level
+    sits at the negatives rather than halfway.
 
     :raises SupervisionFormatError: the supervision has no state captions.
     """
@@ -104,28 +122,44 @@ def build_temporal_layer(supervision: Supervision, encoder, window: int = 3,
         return build_state_cache(supervision, encoder)  # raises: no state captions
     descriptions = sorted({c.text for inst in supervision.instances for c in inst.captions})
     states = sorted({text for captions in table.values() for text in captions})
-    # One encoding pass for the cache, the router and the calibration.
-    sentence = dict(zip(states + descriptions, F.normalize(
-        encoder.encode(states + descriptions).sentence.float().cpu(), dim=-1)))
+    said_states, said_descriptions = router_examples(states, descriptions)
+    # One encoding pass for the cache, the object basis, the router and the calibration.
+    texts = sorted(set(said_states) | set(said_descriptions))
+    sentence = dict(zip(texts, F.normalize(encoder.encode(texts).sentence.float().cpu(),
+                                           dim=-1)))
     cache = cache_from_table(times, table, sentence)
-    router = fit_router(torch.stack([sentence[t] for t in states]),
-                        torch.stack([sentence[t] for t in descriptions]))
+    router = fit_router(torch.stack([sentence[t] for t in said_states]),
+                        torch.stack([sentence[t] for t in said_descriptions]))
+    basis = object_basis(torch.stack([sentence[t] for t in descriptions]))
+    unset = TemporalLayer(cache, router, basis)
+    positive, negative = _separation(unset, table, sentence)
+    params = IntervalParams(window=window, level=negative, min_contrast=min_contrast)
+    calibration = {'positive_median': positive, 'negative_median': negative,
+                   'state_captions': len(states), 'description_captions': len(descriptions),
+                   'object_directions': len(basis),
+                   'router_training_accuracy': _router_accuracy(router, sentence, states,
+                                                                descriptions)}
+    return TemporalLayer(cache, router, basis, params, str(encoder.name), calibration)
+
+
+def _separation(layer: TemporalLayer, table: Dict[Tuple[int, int], List[str]],
+                sentence: Dict[str, Tensor]) -> Tuple[float, float]:
+    """
+    Median state-space score of captions at the frames they were said at, and elsewhere.
+
+    For every state caption of an instance: its scores at the instance's frames that have it
+    (positives) and at those whose captions share none with it (negatives).
+    """
     positives, negatives = [], []
-    for row, instance_id in enumerate(cache.instance_ids.tolist()):
+    for row, instance_id in enumerate(layer.cache.instance_ids.tolist()):
         frames = {f: set(texts) for (k, f), texts in table.items() if k == instance_id}
         for text in {t for texts in frames.values() for t in texts}:
-            scores = cache.features[row] @ sentence[text]
+            scores = layer.states[row] @ F.normalize(layer.state_query(sentence[text]), dim=0)
             for frame, texts in frames.items():
                 (positives if text in texts else negatives).append(float(scores[frame]))
     positive = float(torch.tensor(positives).median())
     negative = float(torch.tensor(negatives).median()) if negatives else positive - 1.0
-    params = IntervalParams(window=window, level=(positive + negative) / 2,
-                            min_contrast=min_contrast)
-    router_accuracy = _router_accuracy(router, sentence, states, descriptions)
-    calibration = {'positive_median': positive, 'negative_median': negative,
-                   'state_captions': len(states), 'description_captions': len(descriptions),
-                   'router_training_accuracy': router_accuracy}
-    return TemporalLayer(cache, router, params, str(encoder.name), calibration)
+    return positive, negative
 
 
 def _router_accuracy(router: Router, sentence: Dict[str, Tensor], states, descriptions) -> float:
@@ -152,7 +186,8 @@ def save_temporal_layer(layer_dir: str | Path, layer: TemporalLayer,
                'cache/frame_times': cache.frame_times.cpu(),
                'cache/features': cache.features.cpu().contiguous(),
                'cache/valid': cache.valid.cpu().to(torch.uint8),
-               'router/weight': layer.router.weight.cpu().contiguous()}
+               'router/weight': layer.router.weight.cpu().contiguous(),
+               'state_space/object_basis': layer.object_basis.cpu().contiguous()}
     atomic_write(folder / LAYER_FILE,
                  lambda tmp: save_file(tensors, str(tmp), {'st4r_layer': text}))
     atomic_write(folder / META_FILE, lambda tmp: tmp.write_text(text))
@@ -188,6 +223,7 @@ def load_temporal_layer(layer_dir: str | Path,
         cache = StateCache(tensors['cache/instance_ids'].long(), tensors['cache/frame_times'],
                            tensors['cache/features'].float(), tensors['cache/valid'].bool())
         router = Router(tensors['router/weight'].float(), float(meta['router_bias']))
+        basis = tensors['state_space/object_basis'].float()
         params = IntervalParams(**meta['intervals'])
     except (SafetensorError, OSError) as err:
         raise SceneFormatError(f'{path}: not a readable safetensors file ({err})') from None
@@ -196,5 +232,9 @@ def load_temporal_layer(layer_dir: str | Path,
     except SupervisionFormatError as err:
         raise SceneFormatError(f'{path}: {err}') from None
     name = meta.get('text_encoder', {}).get('name', '')
-    layer = TemporalLayer(cache, router, params, str(name), meta.get('calibration', {}))
+    try:
+        layer = TemporalLayer(cache, router, basis, params, str(name),
+                              meta.get('calibration', {}))
+    except SupervisionFormatError as err:
+        raise SceneFormatError(f'{path}: {err}') from None
     return layer.to(device)

@@ -19,17 +19,25 @@ A logistic regression on the sentence embedding, fitted on the training captions
 state captions are the time-sensitive examples, description captions the time-agnostic ones.
 It learns the direction in sentence space that separates talking about what an object is doing
 from talking about what it is and where, not object names (both kinds name the same objects).
-The probability is the decision's evidence and goes into the result; a caller may still force
-a mode.
+Captions are statements while queries are requests and questions, so each caption is also
+seen wrapped the way a query says it (``router_examples``): both kinds as requests ("find
+..."), so that asking does not pass for time-sensitivity, and states as temporal clauses
+("while ..."). The probability is the decision's evidence and goes into the result; a caller
+may still force a mode.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import List, Sequence, Tuple
 
 import torch
 from torch import Tensor
 import torch.nn.functional as F
+
+# How a query wraps what it asks for; the i-th caption takes the (i mod n)-th wrapper.
+REQUESTS = ('find {}', 'show me {}', 'where is {}', 'locate {}')
+TEMPORAL_CLAUSES = ('when {}', 'while {}', 'at the moment {}', 'as long as {}')
 
 
 @dataclass(frozen=True)
@@ -50,7 +58,7 @@ class Router:
         return torch.sigmoid(unit @ self.weight + self.bias)
 
 
-def fit_router(state: Tensor, description: Tensor, l2: float = 1e-3,
+def fit_router(state: Tensor, description: Tensor, l2: float = 1e-2,
                steps: int = 100) -> Router:
     """
     Fit the router on state [S, D] (time-sensitive) and description [Q, D] embeddings.
@@ -75,3 +83,18 @@ def fit_router(state: Tensor, description: Tensor, l2: float = 1e-3,
 
     optimizer.step(closure)
     return Router(weight.detach(), float(bias.detach()))
+
+
+def router_examples(states: Sequence[str], descriptions: Sequence[str]
+                    ) -> Tuple[List[str], List[str]]:
+    """
+    Return the router's time-sensitive and time-agnostic example texts.
+
+    Each caption as given, each wrapped as a request, and each state caption also wrapped in
+    a temporal clause; deterministic (the i-th caption takes the (i mod n)-th wrapper).
+    """
+    def wrapped(texts: Sequence[str], forms: Sequence[str]) -> List[str]:
+        return [forms[i % len(forms)].format(text) for i, text in enumerate(texts)]
+
+    return ([*states, *wrapped(states, REQUESTS), *wrapped(states, TEMPORAL_CLAUSES)],
+            [*descriptions, *wrapped(descriptions, REQUESTS)])
