@@ -158,8 +158,8 @@ def test_a_state_query_finds_its_frames_in_the_state_space(layer, encoder):
 def test_a_state_below_the_level_is_never(layer, encoder):
     query = encoder.encode(['the blue sphere is spinning round']).sentence[0]
     best = float(layer.intervals(1, query).scores.max())
-    strict = dataclasses.replace(layer, params=dataclasses.replace(layer.params,
-                                                                    level=best + 0.01))
+    params = dataclasses.replace(layer.params, level=best + 0.01)
+    strict = dataclasses.replace(layer, params=params)
     assert strict.intervals(1, query).verdict == Verdict.NEVER
     assert strict.intervals(1, query).active.sum() == 0
 
