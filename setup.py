@@ -44,6 +44,7 @@ setup(
         'pillow>=9.0',
         'rich>=13.0',
         'matplotlib>=3.6',
+        'pyyaml>=6',  # st4r annotate's config file
         'rosbags>=0.11',
         'transformers>=4.46',
         'huggingface-hub>=0.23',  # text.py looks up the local hub cache itself

@@ -86,6 +86,16 @@ def cmd_synth(args: argparse.Namespace) -> None:
     console.print(f'wrote synthetic scene (seed {args.seed}) to {args.out}')
 
 
+def cmd_annotate(args: argparse.Namespace) -> None:
+    from st4r_ros.annotate import annotate_main
+
+    result = annotate_main(args.source, args.scene, args.out, args.config, args.cameras,
+                           args.device, args.restart)
+    console.print(f'wrote {result.supervision}: {result.views} views, {result.instances} '
+                  f'instances, {result.captions} description and {result.state_captions} '
+                  f'state captions ({result.cache_hits} answers from the cache)')
+
+
 def cmd_train(args: argparse.Namespace) -> None:
     from st4r_ros.field.train import train_main
 
@@ -148,6 +158,20 @@ def build_parser() -> argparse.ArgumentParser:
     synth.add_argument('--seed', type=int, default=0)
     synth.add_argument('--frames', type=int, default=24)
     synth.set_defaults(run=cmd_synth)
+
+    note = commands.add_parser('annotate', help='masks and captions for `st4r train` from a '
+                                                'video and its cameras (docs/annotation.md)')
+    note.add_argument('source', help='dataset folder (synthetic, D-NeRF, HyperNeRF), video '
+                                     'or frames folder')
+    note.add_argument('scene', help='the 4DGS scene the views belong to')
+    note.add_argument('--out', required=True, help='supervision folder to write')
+    note.add_argument('--cameras', help='dataset folder with the views of a video or frames')
+    note.add_argument('--config', help='annotation config (default: config/annotate.yaml '
+                                       'values)')
+    note.add_argument('--device', help='overrides the config: auto, cpu, cuda, cuda:1 ...')
+    note.add_argument('--restart', action='store_true',
+                      help="drop OUT's earlier tracks and masks (the cache stays)")
+    note.set_defaults(run=cmd_annotate)
 
     train = commands.add_parser('train', help="train the scene's referring layer")
     train.add_argument('scene', help='the scene (any `st4r scene` format)')

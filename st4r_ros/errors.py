@@ -50,3 +50,7 @@ class QueryError(St4rError, ValueError):
 
 class SupervisionFormatError(St4rError, ValueError):
     """A supervision or benchmark folder that is missing, malformed or inconsistent."""
+
+
+class AnnotationError(St4rError, RuntimeError):
+    """An annotation run that cannot start or go on (config, input, missing model weights)."""
