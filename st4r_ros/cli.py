@@ -109,9 +109,10 @@ def cmd_train(args: argparse.Namespace) -> None:
 
 
 def cmd_eval(args: argparse.Namespace) -> None:
-    from st4r_ros.evaluation.referring import eval_main
+    from st4r_ros.evaluation.runner import eval_main
 
-    eval_main(args.scene, args.bench, json=args.json, layer=args.layer, device=args.device)
+    eval_main(args.scene, args.bench, json=args.json, layer=args.layer, device=args.device,
+              supervision=args.supervision)
 
 
 def cmd_demo(args: argparse.Namespace) -> None:
@@ -185,10 +186,13 @@ def build_parser() -> argparse.ArgumentParser:
                        help='start over instead of continuing from the last checkpoint')
     train.set_defaults(run=cmd_train)
 
-    evaluate = commands.add_parser('eval', help='time-agnostic mIoU on a benchmark')
+    evaluate = commands.add_parser('eval', help='mIoU; routing, Acc and vIoU of time-sensitive '
+                                                'queries, on a benchmark')
     evaluate.add_argument('scene', help='the scene (any `st4r scene` format)')
     evaluate.add_argument('bench', help='benchmark file (bench.json)')
     evaluate.add_argument('--layer', help='referring layer folder (default: in the bundle)')
+    evaluate.add_argument('--supervision', help='training supervision folder: vIoU on its '
+                                                'training views too')
     evaluate.add_argument('--json', action='store_true', help='machine-readable output')
     evaluate.add_argument('--device', default='auto', help='auto, cpu, cuda ...')
     evaluate.set_defaults(run=cmd_eval)

@@ -25,8 +25,9 @@ import json
 
 import pytest
 from st4r_ros.errors import QueryError
-from st4r_ros.evaluation.referring import (eval_main, evaluate_referring, iou, print_report,
+from st4r_ros.evaluation.referring import (evaluate_referring, iou, print_report,
                                            training_benchmark)
+from st4r_ros.evaluation.runner import eval_main
 from st4r_ros.field.model import ground_expressions
 from st4r_ros.field.train import train_field
 from st4r_ros.supervision.format import Benchmark, Expression, load_benchmark, save_benchmark
@@ -101,11 +102,12 @@ def test_bad_expressions_are_answered_not_crashed(trained):
 
 def test_eval_main_reads_the_layer_of_the_bundle(trained, capsys):
     _, scene_dir, result, _, bench_path = trained
-    report = eval_main(str(scene_dir), str(bench_path), json=True,
-                       text_encoder=HashEncoder())
+    evaluation = eval_main(str(scene_dir), str(bench_path), json=True,
+                           text_encoder=HashEncoder())
     printed = json.loads(capsys.readouterr().out)
-    assert printed['miou'] == pytest.approx(report.miou)
-    assert report.threshold == pytest.approx(result.threshold)
+    assert printed['referring']['miou'] == pytest.approx(evaluation.referring.miou)
+    assert evaluation.referring.threshold == pytest.approx(result.threshold)
+    assert printed['temporal'] is None and evaluation.temporal is None  # no state captions
 
 
 def test_training_benchmark_lists_each_caption_once(trained):

@@ -12,4 +12,4 @@
 # See the License for the specific language governing permissions and
 # limitations under the License.
 
-"""Metrics and benchmark runners: time-agnostic referring mIoU (referring.py)."""
+"""Metrics and the benchmark runner: referring mIoU, time-sensitive Acc and vIoU, `st4r eval`."""

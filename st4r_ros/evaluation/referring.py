@@ -39,7 +39,7 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import asdict, dataclass
 import time
-from typing import Dict, List, Optional
+from typing import Dict, List
 
 from st4r_ros.field.model import best_scores, ReferringField, render_relevance
 from st4r_ros.scene.scene4d import Scene4D
@@ -177,39 +177,6 @@ def _report(expressions: List[Expression], ious: Dict[str, List[float]], empty: 
 
 def _mean(values: List[float]) -> float:
     return float(sum(values) / len(values)) if values else float('nan')
-
-
-def eval_main(scene: str, bench: str, json: bool = False, layer: Optional[str] = None,
-              device: str = 'auto', backend: str = 'auto',
-              text_encoder=None) -> ReferringReport:
-    """
-    Score the scene's referring layer and print the report.
-
-    `st4r eval SCENE BENCH.json [--layer LAYER_DIR] [--json]`; LAYER_DIR defaults to SCENE when
-    it is a bundle.
-
-    ``text_encoder`` replaces the encoder named in the layer (programmatic use).
-    """
-    import json as json_module
-
-    from st4r_ros.field.layer import default_layer_dir, load_referring_layer
-    from st4r_ros.scene.loading import load_scene
-    from st4r_ros.supervision.format import load_benchmark
-    from st4r_ros.text import DEFAULT_MODEL_ID, TextEncoder
-
-    chosen = torch.device('cuda' if device == 'auto' and torch.cuda.is_available()
-                          else 'cpu' if device == 'auto' else device)
-    field, meta = load_referring_layer(default_layer_dir(scene, layer), chosen)
-    name = meta.get('text_encoder', {}).get('name')
-    encoder = text_encoder or (TextEncoder.default(chosen) if name in (None, DEFAULT_MODEL_ID)
-                               else TextEncoder(name, chosen))
-    report = evaluate_referring(load_scene(scene), field, encoder, load_benchmark(bench),
-                                float(meta.get('threshold', 0.0)), backend)
-    if json:
-        print(json_module.dumps(report.to_json(), indent=2))
-    else:
-        print_report(report, title=f'referring mIoU: {scene} on {bench}')
-    return report
 
 
 def print_report(report: ReferringReport, title: str = 'referring mIoU') -> None:

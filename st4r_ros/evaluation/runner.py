@@ -1,0 +1,90 @@
+# Copyright 2026 The st4r_ros Authors
+#
+# Licensed under the Apache License, Version 2.0 (the "License");
+# you may not use this file except in compliance with the License.
+# You may obtain a copy of the License at
+#
+#     http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS,
+# WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+# See the License for the specific language governing permissions and
+# limitations under the License.
+
+"""
+`st4r eval`: every metric the scene's layers can be scored on, from one benchmark file.
+
+The referring layer's time-agnostic mIoU always; routing accuracy, Acc and vIoU when the layer
+folder also holds a temporal layer and the benchmark has time-sensitive expressions (vIoU on
+training views too when a supervision folder is given).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Dict, Optional
+
+from st4r_ros.evaluation.referring import evaluate_referring, print_report, ReferringReport
+from st4r_ros.evaluation.temporal import (evaluate_temporal, print_temporal_report,
+                                          TemporalReport)
+from st4r_ros.supervision.format import TIME_SENSITIVE
+import torch
+
+
+@dataclass
+class Evaluation:
+    """What `st4r eval` measured; ``temporal`` is None without a temporal layer or queries."""
+
+    referring: ReferringReport
+    temporal: Optional[TemporalReport]
+
+    def to_json(self) -> Dict:
+        return {'referring': self.referring.to_json(),
+                'temporal': self.temporal.to_json() if self.temporal else None}
+
+
+def eval_main(scene: str, bench: str, json: bool = False, layer: Optional[str] = None,
+              device: str = 'auto', backend: str = 'auto', text_encoder=None,
+              supervision: Optional[str] = None) -> Evaluation:
+    """
+    Score the scene's layers on a benchmark and print the reports.
+
+    `st4r eval SCENE BENCH.json [--layer LAYER_DIR] [--supervision SUP] [--json]`; LAYER_DIR
+    defaults to SCENE when it is a bundle.
+
+    ``text_encoder`` replaces the encoder named in the layer (programmatic use).
+    """
+    import json as json_module
+
+    from st4r_ros.field.layer import default_layer_dir, load_referring_layer
+    from st4r_ros.scene.loading import load_scene
+    from st4r_ros.supervision.format import load_benchmark, load_supervision
+    from st4r_ros.temporal.layer import load_temporal_layer
+    from st4r_ros.text import DEFAULT_MODEL_ID, TextEncoder
+
+    chosen = torch.device('cuda' if device == 'auto' and torch.cuda.is_available()
+                          else 'cpu' if device == 'auto' else device)
+    folder = default_layer_dir(scene, layer)
+    field, meta = load_referring_layer(folder, chosen)
+    name = meta.get('text_encoder', {}).get('name')
+    encoder = text_encoder or (TextEncoder.default(chosen) if name in (None, DEFAULT_MODEL_ID)
+                               else TextEncoder(name, chosen))
+    threshold = float(meta.get('threshold', 0.0))
+    loaded, benchmark = load_scene(scene), load_benchmark(bench)
+    referring = evaluate_referring(loaded, field, encoder, benchmark, threshold, backend)
+    temporal_layer = load_temporal_layer(folder, chosen)
+    temporal = None
+    if temporal_layer is not None and any(e.kind == TIME_SENSITIVE
+                                          for e in benchmark.expressions):
+        views = load_supervision(supervision).views if supervision else ()
+        temporal = evaluate_temporal(loaded, field, encoder, temporal_layer, benchmark,
+                                     threshold, views, backend)
+    evaluation = Evaluation(referring, temporal)
+    if json:
+        print(json_module.dumps(evaluation.to_json(), indent=2))
+    else:
+        print_report(referring, title=f'referring mIoU: {scene} on {bench}')
+        if temporal is not None:
+            print_temporal_report(temporal, title=f'time-sensitive queries: {scene} on {bench}')
+    return evaluation
