@@ -1,0 +1,25 @@
+# Copyright 2026 The st4r_ros Authors
+#
+# Licensed under the Apache License, Version 2.0 (the "License");
+# you may not use this file except in compliance with the License.
+# You may obtain a copy of the License at
+#
+#     http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS,
+# WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+# See the License for the specific language governing permissions and
+# limitations under the License.
+
+"""
+Baselines that ST4R-Splat is compared with.
+
+rendered_state.py: a 4DLangSplat-style time-deformable state feature, rendered to 2D and
+supervised per training view.
+"""
+
+from st4r_ros.baselines.rendered_state import (BaselineConfig, BaselineResult,
+                                               RenderedStateField, train_rendered_state)
+
+__all__ = ['BaselineConfig', 'BaselineResult', 'RenderedStateField', 'train_rendered_state']
