@@ -87,21 +87,25 @@ def prepare(root: Path, seed: int) -> None:
 
 
 def subsets(root: Path) -> Dict[str, set]:
-    """Expression ids of the 'twins' and 'time-dependent' subsets of root's benchmark."""
-    from st4r_ros.supervision.format import load_benchmark
+    """
+    Expression ids of subsets of root's time-agnostic expressions (the mIoU's).
+
+    'twins', 'time-dependent' (holding at some frames only), 'seen words', 'held-out words'.
+    """
+    from st4r_ros.supervision.format import load_benchmark, TIME_SENSITIVE
     from st4r_ros.supervision.synthetic_language import unseen_words
 
     objects = json.loads((root / 'objects.json').read_text())
     twins = {o['id'] for o in objects['objects'] if o['look_alikes']}
     frames = objects['num_frames']
-    bench = load_benchmark(root / 'bench.json')
+    agnostic = [e for e in load_benchmark(root / 'bench.json').expressions
+                if e.kind != TIME_SENSITIVE]
     return {
-        'twins': {e.id for e in bench.expressions
-                  if e.instance_id in twins and e.kind == 'relation-only'},
-        'time-dependent': {e.id for e in bench.expressions
+        'twins': {e.id for e in agnostic if e.instance_id in twins and e.kind == 'relation-only'},
+        'time-dependent': {e.id for e in agnostic
                            if e.frames is not None and len(e.frames) < frames},
-        'seen words': {e.id for e in bench.expressions if not unseen_words(e.text)},
-        'held-out words': {e.id for e in bench.expressions if unseen_words(e.text)},
+        'seen words': {e.id for e in agnostic if not unseen_words(e.text)},
+        'held-out words': {e.id for e in agnostic if unseen_words(e.text)},
     }
 
 
