@@ -17,7 +17,8 @@ Time an interval query over a state cache once the instance is known (no renderi
 
 A state cache of K instances x T frames x D dims with random unit features and a few runs of
 one state per instance, and a random basis of 60 object directions; the query is that state.
-Checks that the CUDA answer equals the CPU one, then times TemporalLayer.intervals (scores, smoothing, threshold, runs; synchronised).
+Checks that the CUDA answer equals the CPU one, then times TemporalLayer.intervals (scores,
+smoothing, threshold, runs; synchronised).
 
 Usage:
     PYTHONPATH=. python benchmarks/bench_temporal_gpu.py [--frames 300] [--instances 32]
