@@ -52,6 +52,9 @@ import torch
 from torch import Tensor
 
 MASK_THRESHOLD = 0.5
+# Relevance logit of an instance's Gaussians when the instance is named outright: sigmoid is 1
+# to float precision, so masks and clouds are exactly its Gaussians.
+MEMBER_LOGIT = 30.0
 MAX_QUERY_CHARS = 2000  # longer texts are refused before tokenising: no encoder reads that far
 
 
@@ -277,7 +280,12 @@ class QueryEngine:
                                    '(state cache); ask time-agnostically or train with state '
                                    'captions', latency_ms=clock.laps)
         gaussians = self.scene.at(t, self.device)
-        relevance = self._relevance(gaussians, encoded)  # [1, N]
+        located = self.temporal.locate(encoded.sentence[0].to(self.device)) if sensitive \
+            else None
+        if located is None:
+            relevance = self._relevance(gaussians, encoded)  # [1, N]
+        else:  # the state cache named the instance: its Gaussians are the target
+            relevance = self._membership(located[0])
         probabilities = torch.sigmoid(relevance[0])
         self._last_relevance = (text, t, relevance)
         clock.lap('where')
@@ -286,6 +294,10 @@ class QueryEngine:
                        active_spans=(TimeSpan(0.0, 1.0, 0.0, self._seconds(1.0)),),
                        latency_ms=clock.laps)
         result = self._where(base, gaussians, probabilities, relevance, request.camera, clock)
+        if located is not None and result.ok:
+            result = replace(result, score=located[1],
+                             message=f'{result.message}, located by the state cache (match '
+                                     f'{located[1]:.3f})')
         if not sensitive or not result.ok:
             return result
         return self._when(result, encoded.sentence[0], clock)
@@ -359,7 +371,7 @@ class QueryEngine:
         Render the mask [H, W] bool of an answered query from another camera.
 
         The mask is at the query's scene time (a new camera pose re-renders the current
-        target).
+        target); a time-sensitive answer's target is its instance's Gaussians.
         """
         if not result.ok:
             return torch.zeros(camera.height, camera.width, dtype=torch.bool)
@@ -367,6 +379,8 @@ class QueryEngine:
         if self._last_relevance is not None and self._last_relevance[:2] == (result.query,
                                                                              result.scene_time):
             relevance = self._last_relevance[2]
+        elif result.time_sensitive:
+            relevance = self._membership(result.target_instance_id)
         else:
             relevance = self._relevance(gaussians, self.encoder.encode([result.query]))
         return self._render_mask(gaussians, relevance, camera)
@@ -377,6 +391,11 @@ class QueryEngine:
             return self.field(gaussians.means, encoded.words.to(self.device),
                               encoded.word_mask.to(self.device),
                               encoded.sentence.to(self.device)).relevance
+
+    def _membership(self, instance_id: int) -> Tensor:
+        """Logits [1, N] that select the Gaussians the field assigns to instance_id."""
+        members = self.field.assignment.to(self.device) == instance_id
+        return torch.where(members, MEMBER_LOGIT, -MEMBER_LOGIT)[None].float()
 
     def _render_mask(self, gaussians: Gaussians, relevance: Tensor, camera: Camera) -> Tensor:
         with torch.no_grad():

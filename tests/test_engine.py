@@ -207,18 +207,20 @@ def test_engine_runs_the_real_field_and_encoder(synthetic):
     assert engine.render_mask(result, camera).shape == (camera.height, camera.width)
 
 
-def temporal_layer(p_sensitive_weight: float) -> TemporalLayer:
+def temporal_layer(p_sensitive_weight: float, locate_floor: float = math.inf) -> TemporalLayer:
     """
     Build a state cache over the KeywordEncoder's one-dimensional sentences.
 
     Instance 3 is in the asked state (+1) at frames 0 and 2 of three, instance 2 never (-1);
-    instance 4 has no row.
+    instance 4 has no row. Every 'object k' query matches instance 3's cache best; with the
+    default floor the cache names no instance and the field locates.
     """
     cache = StateCache(torch.tensor([2, 3]), torch.tensor([0.0, 0.5, 1.0]),
                        torch.tensor([[[-1.0], [-1.0], [-1.0]], [[1.0], [-1.0], [1.0]]]),
                        torch.ones(2, 3, dtype=torch.bool))
     return TemporalLayer(cache, Router(torch.tensor([p_sensitive_weight]), 0.0),
-                         torch.zeros(0, 1), IntervalParams(window=1, level=0.5), 'keywords')
+                         torch.zeros(0, 1), IntervalParams(window=1, level=0.5), 'keywords',
+                         locate_floor=locate_floor)
 
 
 def test_time_sensitive_answers_spans_or_an_explicit_status(engine):
@@ -239,6 +241,27 @@ def test_time_sensitive_answers_spans_or_an_explicit_status(engine):
     assert agnostic.ok and not agnostic.time_sensitive
     assert 'router' in agnostic.time_sensitivity_reason
     assert [(s.start, s.end) for s in agnostic.active_spans] == [(0.0, 1.0)]
+
+
+def test_the_state_cache_names_the_instance_of_a_time_sensitive_query(engine, synthetic):
+    timed = QueryEngine(engine.scene, engine.field, engine.encoder, threshold=0.4,
+                        temporal=temporal_layer(5.0, locate_floor=0.5))
+    camera = camera_on(synthetic)
+    # The field would answer instance 2; the cache's best match is instance 3's.
+    result = timed.query(QueryRequest('object 2', time=0.5, camera=camera,
+                                      mode=QueryMode.TIME_SENSITIVE))
+    assert result.ok and result.target_instance_id == 3, result.message
+    assert 'located by the state cache (match 1.000)' in result.message
+    assert result.score == pytest.approx(1.0) and len(result.active_spans) == 2
+    members = engine.scene.at(0.5).instance_ids == 3
+    assert result.num_gaussians == int(members.sum())
+    assert torch.equal(timed.render_mask(result, camera), result.mask)
+    agnostic = timed.query(QueryRequest('object 2', mode=QueryMode.TIME_AGNOSTIC))
+    assert agnostic.target_instance_id == 2  # time-agnostic queries stay with the field
+    below = QueryEngine(engine.scene, engine.field, engine.encoder, threshold=0.4,
+                        temporal=temporal_layer(5.0, locate_floor=1.5))
+    assert below.query(QueryRequest('object 2', mode=QueryMode.TIME_SENSITIVE)
+                       ).target_instance_id == 2  # no match reaches the floor: the field
 
 
 def test_the_router_decides_auto_queries(engine):

@@ -84,3 +84,18 @@ def test_acc_viou_and_routing_on_known_answers(synthetic, tmp_path):  # noqa: F8
     assert rows['a']['viou_training'] == pytest.approx(0.5, abs=0.01)
     # The router says time-sensitive to every 'object k' (weight +5): 'd' is routed wrong.
     assert report.routing_accuracy == 0.75 and report.located == 1.0
+
+
+def test_the_state_cache_locates_first(synthetic, tmp_path):  # noqa: F811
+    scene = KeyframedScene(synthetic.keyframes, duration_s=2.0)
+    field = InstanceField(synthetic.keyframes[0][1].instance_ids)
+    field.embeddings = torch.zeros(1)
+    bench = benchmark_of(synthetic, tmp_path)
+    report = evaluate_temporal(scene, field, KeywordEncoder(),
+                               temporal_layer(5.0, locate_floor=0.5), bench, threshold=0.4)
+    rows = {r['id']: r for r in report.per_query}
+    # Every 'object k' matches instance 3's cache best: 'c' (about instance 2) is misplaced.
+    assert [rows[k]['located'] for k in 'abc'] == [3, 3, 3]
+    assert rows['c']['predicted_frames'] == [0, 2] and rows['c']['acc'] == 0.0
+    assert rows['a']['viou_novel'] == pytest.approx(1.0, abs=0.02)
+    assert report.located == pytest.approx(2 / 3)

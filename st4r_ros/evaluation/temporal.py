@@ -19,15 +19,17 @@ Definitions (ST4R-Splat's metrics, made precise):
 
 - The *timeline* is the temporal layer's frame times; a frame counts where the benchmark has a
   view at that time. Ground truth: the query holds at the frame (``Expression.holds_at``).
-- *Locating*: at every timeline frame the referring field runs on the Gaussians at that time;
-  the frame's instance is the majority instance of the Gaussians with sigmoid(m) >= 0.5 (none
-  when the best score is below the layer's no-target threshold). The query's instance is the
-  one most frames name; queries whose target is never found have no active frame.
+- *Locating*, as the engine does: the instance the state cache names (``TemporalLayer.locate``);
+  when it names none, the referring field at every timeline frame (the majority instance of
+  the Gaussians with sigmoid(m) >= 0.5, none when the best score is below the layer's
+  no-target threshold) and the instance most frames name. A query whose target is never
+  found has no active frame.
 - *Prediction*: the temporal layer's active frames of that instance for the query (none when the
   instance has no state cache).
 - **Acc** = frames where prediction equals ground truth / frames (per query, then the mean).
 - **vIoU** = sum over frames in pred ∩ GT of the mask IoU at that frame / |pred ∪ GT| (1 when
-  both are empty). The mask is the field's rendered mask at the frame's time, from the split's
+  both are empty). The mask is the located instance's Gaussians rendered (cache-located) or the
+  field's rendered mask for the query (field-located), at the frame's time, from the split's
   views of that frame (IoU averaged over them): the benchmark's (novel) views, and, given a
   supervision, its training views; a frame the split has no view of counts IoU 0. Acc needs
   no view: the when branch renders nothing.
@@ -41,8 +43,9 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import asdict, dataclass, field
 import time
-from typing import Dict, List, Optional, Sequence
+from typing import Dict, List, Optional, Sequence, Tuple
 
+from st4r_ros.engine import MEMBER_LOGIT
 from st4r_ros.evaluation.referring import iou, MASK_THRESHOLD
 from st4r_ros.field.model import best_scores, ReferringField, render_relevance
 from st4r_ros.scene.scene4d import Scene4D
@@ -120,7 +123,8 @@ def evaluate_temporal(scene: Scene4D, field_: ReferringField, text_encoder,
     rows = []
     for q, i in enumerate(chosen):
         expression = expressions[i]
-        instance = _locate([r[q] for r in relevance], field_.assignment, threshold)
+        instance, relevance_q = _locate(layer, encoded.sentence[i],
+                                        [r[q] for r in relevance], field_.assignment, threshold)
         found = layer.intervals(instance, encoded.sentence[i]) if instance is not None else None
         active = (found.active[[_index(layer, t) for t in times]].cpu() if found is not None
                   else torch.zeros(len(times), dtype=torch.bool))
@@ -131,7 +135,7 @@ def evaluate_temporal(scene: Scene4D, field_: ReferringField, text_encoder,
         for split, views in splits.items():
             if views:
                 ious = _frame_ious(scene, times, active & truth[q], views, expression,
-                                   [r[q] for r in relevance], threshold, backend)
+                                   relevance_q, threshold, backend)
                 row[f'viou_{split}'] = video_iou(active, truth[q], ious)
         rows.append(row)
     return TemporalReport(
@@ -161,7 +165,21 @@ def _relevance_at(gaussians, field_: ReferringField, encoded, chosen: List[int])
                   encoded.sentence[chosen].to(device)).relevance
 
 
-def _locate(relevance: List[Tensor], assignment: Tensor, threshold: float) -> Optional[int]:
+def _locate(layer: TemporalLayer, sentence: Tensor, relevance: List[Tensor],
+            assignment: Tensor, threshold: float) -> Tuple[Optional[int], List[Tensor]]:
+    """
+    Name one query's instance (module docstring) and the relevance [N] its masks come from.
+
+    :param relevance: the field's relevance of the query at each timeline frame, [N] each.
+    """
+    located = layer.locate(sentence.to(assignment.device))
+    if located is not None:
+        members = torch.where(assignment == located[0], MEMBER_LOGIT, -MEMBER_LOGIT).float()
+        return located[0], [members] * len(relevance)
+    return _vote(relevance, assignment, threshold), relevance
+
+
+def _vote(relevance: List[Tensor], assignment: Tensor, threshold: float) -> Optional[int]:
     """Return the instance most frames name for one query (relevance [N] per frame)."""
     votes: Counter = Counter()
     for m in relevance:
