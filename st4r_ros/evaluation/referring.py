@@ -163,19 +163,20 @@ def _report(expressions: List[Expression], ious: Dict[str, List[float]], empty: 
     for e in expressions:
         per_kind.setdefault(e.kind, []).extend(ious[e.id])
         rows.append({'id': e.id, 'kind': e.kind, 'text': e.text, 'instance_id': e.instance_id,
-                     'views': len(ious[e.id]), 'miou': _mean(ious[e.id])})
+                     'views': len(ious[e.id]), 'miou': mean_or_nan(ious[e.id])})
     every = [v for values in ious.values() for v in values]
     scored = [r['miou'] for r in rows if r['views']]
     return ReferringReport(
-        miou=_mean(every), expression_miou=_mean(scored),
-        per_kind={k: _mean(v) for k, v in sorted(per_kind.items())},
+        miou=mean_or_nan(every), expression_miou=mean_or_nan(scored),
+        per_kind={k: mean_or_nan(v) for k, v in sorted(per_kind.items())},
         pairs=len(every), per_kind_pairs={k: len(v) for k, v in sorted(per_kind.items())},
         empty_pairs=empty, empty_false_positive=empty_fp / empty if empty else 0.0,
         no_target_pairs=no_target, threshold=threshold, truncated_expressions=truncated,
         per_expression=rows, seconds=seconds)
 
 
-def _mean(values: List[float]) -> float:
+def mean_or_nan(values: List[float]) -> float:
+    """Return the mean of values, NaN for none (a score over nothing is not 0)."""
     return float(sum(values) / len(values)) if values else float('nan')
 
 

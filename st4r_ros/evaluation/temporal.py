@@ -46,7 +46,7 @@ import time
 from typing import Dict, List, Optional, Sequence, Tuple
 
 from st4r_ros.engine import MEMBER_LOGIT
-from st4r_ros.evaluation.referring import iou, MASK_THRESHOLD
+from st4r_ros.evaluation.referring import iou, MASK_THRESHOLD, mean_or_nan
 from st4r_ros.field.model import best_scores, ReferringField, render_relevance
 from st4r_ros.scene.scene4d import Scene4D
 from st4r_ros.supervision.format import (Benchmark, Expression, SupervisionView,
@@ -141,10 +141,10 @@ def evaluate_temporal(scene: Scene4D, field_: ReferringField, text_encoder,
     return TemporalReport(
         routing_accuracy=float((routed == sensitive).float().mean()) if len(expressions) else
         float('nan'), routed_expressions=len(expressions), queries=len(rows),
-        acc=_mean([r['acc'] for r in rows]), never_acc=_mean([r['never_acc'] for r in rows]),
-        viou={split: _mean([r[f'viou_{split}'] for r in rows]) for split, views in splits.items()
+        acc=mean_or_nan([r['acc'] for r in rows]), never_acc=mean_or_nan([r['never_acc'] for r in rows]),
+        viou={split: mean_or_nan([r[f'viou_{split}'] for r in rows]) for split, views in splits.items()
               if views},
-        located=_mean([float(r['located'] == r['instance_id']) for r in rows]),
+        located=mean_or_nan([float(r['located'] == r['instance_id']) for r in rows]),
         frames=len(times), per_query=rows, seconds=time.perf_counter() - started)
 
 
@@ -210,10 +210,6 @@ def _frame_ious(scene: Scene4D, times: List[float], frames: Tensor,
             values.append(iou(predicted.cpu(), view.load_mask() == expression.instance_id))
         ious[j] = sum(values) / len(values)
     return ious
-
-
-def _mean(values: List[float]) -> float:
-    return float(sum(values) / len(values)) if values else float('nan')
 
 
 def print_temporal_report(report: TemporalReport, title: str = 'time-sensitive queries') -> None:
