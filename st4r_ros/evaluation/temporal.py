@@ -138,12 +138,15 @@ def evaluate_temporal(scene: Scene4D, field_: ReferringField, text_encoder,
                                    relevance_q, threshold, backend)
                 row[f'viou_{split}'] = video_iou(active, truth[q], ious)
         rows.append(row)
+
+    def mean_of(key: str) -> float:
+        return mean_or_nan([r[key] for r in rows])
+
     return TemporalReport(
-        routing_accuracy=float((routed == sensitive).float().mean()) if len(expressions) else
-        float('nan'), routed_expressions=len(expressions), queries=len(rows),
-        acc=mean_or_nan([r['acc'] for r in rows]), never_acc=mean_or_nan([r['never_acc'] for r in rows]),
-        viou={split: mean_or_nan([r[f'viou_{split}'] for r in rows]) for split, views in splits.items()
-              if views},
+        routing_accuracy=mean_or_nan((routed == sensitive).float().tolist()),
+        routed_expressions=len(expressions), queries=len(rows),
+        acc=mean_of('acc'), never_acc=mean_of('never_acc'),
+        viou={split: mean_of(f'viou_{split}') for split, views in splits.items() if views},
         located=mean_or_nan([float(r['located'] == r['instance_id']) for r in rows]),
         frames=len(times), per_query=rows, seconds=time.perf_counter() - started)
 
