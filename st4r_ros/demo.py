@@ -52,6 +52,7 @@ from st4r_ros.ros.typestore import ros_typestore
 from st4r_ros.scene.loading import load_scene
 from st4r_ros.scene.ply import write_ply
 from st4r_ros.scene.synthetic import SyntheticConfig, write_synthetic
+from st4r_ros.supervision.format import TIME_SENSITIVE
 from st4r_ros.supervision.synthetic_language import unseen_words
 import torch
 
@@ -172,20 +173,25 @@ def _demo_commands(supervision, benchmark, settings: Dict) -> List[str]:
     Pick the demo's commands.
 
     Training captions (wording the layer was trained on), one held-out expression of each
-    kind (the benchmark's other sentence shapes and relation words), then the extra (bad)
-    commands. Held-out expressions in words training also used come first: a held-out synonym
-    ("crimson" for red) is understood only as far as the text encoder relates the two words,
-    which BENCHMARKS.md measures apart.
+    time-agnostic kind (the benchmark's other sentence shapes and relation words), up to
+    ``time_sensitive`` time-sensitive queries (when-questions first: "when does ... fade out?";
+    the router decides, as for a robot's command), then the extra (bad) commands. Held-out
+    expressions in words training also used come first: a held-out synonym ("crimson" for red)
+    is understood only as far as the text encoder relates the two words, which BENCHMARKS.md
+    measures apart.
     """
     captions = [texts[0] for _, texts in sorted(supervision.captions_at(time=0.0).items())]
     ordered = sorted(benchmark.expressions, key=lambda e: bool(unseen_words(e.text)))
     chosen, kinds = [], set()
     for expression in ordered:
-        if expression.kind not in kinds:
+        if expression.kind not in kinds and expression.kind != TIME_SENSITIVE:
             kinds.add(expression.kind)
             chosen.append(expression.text)
+    # A planner asking about time asks "when ...?" outright: those come first.
+    sensitive = sorted((e.text for e in ordered if e.kind == TIME_SENSITIVE),
+                       key=lambda text: not text.lower().startswith('when '))
     return (captions[: settings['training']] + chosen[: settings['held_out']]
-            + settings['extra'])
+            + sensitive[: settings.get('time_sensitive', 0)] + settings['extra'])
 
 
 def _remove_bag(path: Path) -> None:

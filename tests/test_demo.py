@@ -43,13 +43,14 @@ from st4r_ros.engine import QueryStatus
 from st4r_ros.errors import St4rError
 from st4r_ros.scene.loading import load_scene
 from st4r_ros.scene.ply import read_ply
+from st4r_ros.supervision.format import load_benchmark, TIME_SENSITIVE
 import torch
 
 WIDTH, HEIGHT = 64, 48
 SYNTHETIC = {'num_frames': 4, 'train_cameras_per_frame': 1, 'novel_cameras_per_frame': 1,
              'gaussians_per_object': 150, 'table_gaussians': 200, 'width': WIDTH,
              'height': HEIGHT}
-ANSWERED = {QueryStatus.OK, QueryStatus.NO_TARGET}
+ANSWERED = {QueryStatus.OK, QueryStatus.NO_TARGET, QueryStatus.NOT_IN_STATE}
 TAB_GREEN, TAB_ORANGE = (44, 160, 44), (255, 127, 14)  # matplotlib's tab:green, tab:orange
 
 
@@ -140,7 +141,12 @@ def test_result_bag_has_one_answer_per_command(demo, bags):
     commands_bag, results_bag = bags
     commands = [msg.data for msg in commands_bag['/command']]
     settings = config['commands']
-    assert len(commands) == settings['training'] + settings['held_out'] + len(settings['extra'])
+    bench = load_benchmark(out / 'synthetic' / 'bench.json')
+    sensitive = [e.text for e in bench.expressions if e.kind == TIME_SENSITIVE]
+    asked = [c for c in commands if c in sensitive]
+    assert len(asked) == min(settings['time_sensitive'], len(sensitive))
+    assert len(commands) == (settings['training'] + settings['held_out'] + len(asked)
+                             + len(settings['extra']))
     assert commands[-len(settings['extra']):] == settings['extra']
     results = results_bag['/result']
     assert [r.query for r in results] == commands
