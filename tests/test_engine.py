@@ -15,14 +15,15 @@
 """
 QueryEngine: exactly one result with an explicit status for every request.
 
-The field and encoder here are small test doubles with a known answer ("object k" is relevant
-exactly on instance k's Gaussians), so the engine's own logic is what is checked: thresholds,
-target cloud, mask, statuses. The trained field itself is tested in test_field/test_training.
+The field and encoder are the test doubles of doubles.py, with a known answer ("object k" is
+relevant exactly on instance k's Gaussians), so the engine's own logic is what is checked:
+thresholds, target cloud, mask, statuses. The trained field itself is tested in
+test_field/test_training.
 """
 
 import math
-from types import SimpleNamespace
 
+from doubles import InstanceField, KeywordEncoder, SMALL, temporal_layer
 from hypothesis import given, HealthCheck, settings
 from hypothesis import strategies as st
 import pytest
@@ -30,40 +31,8 @@ from st4r_ros.engine import QueryEngine, QueryMode, QueryRequest, QueryStatus
 from st4r_ros.render.api import render
 from st4r_ros.render.camera import Camera
 from st4r_ros.scene.keyframes import KeyframedScene
-from st4r_ros.scene.synthetic import generate_synthetic, SyntheticConfig
-from st4r_ros.temporal import IntervalParams, Router, StateCache, TemporalLayer
+from st4r_ros.scene.synthetic import generate_synthetic
 import torch
-
-SMALL = SyntheticConfig(num_frames=3, gaussians_per_object=150, table_gaussians=200,
-                        train_cameras_per_frame=1, novel_cameras_per_frame=0)
-
-
-class KeywordEncoder:
-    """'object k' -> one word whose feature is k; anything else -> k = 0 (matches nothing)."""
-
-    def encode(self, texts):
-        codes = []
-        for text in texts:
-            words = text.split()
-            codes.append(float(words[1]) if len(words) == 2 and words[0] == 'object'
-                         and words[1].isdigit() else 0.0)
-        words = torch.tensor(codes)[:, None, None]
-        return SimpleNamespace(words=words, word_mask=torch.ones(len(texts), 1, dtype=torch.bool),
-                               sentence=words[:, 0], texts=tuple(texts),
-                               truncated=(False,) * len(texts))
-
-
-class InstanceField(torch.nn.Module):
-    """Relevance +10 on the Gaussians of the instance the word names, -10 elsewhere."""
-
-    def __init__(self, instance_ids):
-        super().__init__()
-        self.register_buffer('assignment', instance_ids.clone())
-
-    def forward(self, means, words, word_mask, sentence):
-        wanted = words[:, 0, 0].long()  # [E]
-        hit = self.assignment[None, :] == wanted[:, None]
-        return SimpleNamespace(relevance=torch.where(hit, 10.0, -10.0))
 
 
 @pytest.fixture(scope='module')
@@ -205,22 +174,6 @@ def test_engine_runs_the_real_field_and_encoder(synthetic):
     result = engine.query(QueryRequest('the red cube left of the white sphere', camera=camera))
     assert result.status in (QueryStatus.OK, QueryStatus.NO_TARGET), result.message
     assert engine.render_mask(result, camera).shape == (camera.height, camera.width)
-
-
-def temporal_layer(p_sensitive_weight: float, locate_floor: float = math.inf) -> TemporalLayer:
-    """
-    Build a state cache over the KeywordEncoder's one-dimensional sentences.
-
-    Instance 3 is in the asked state (+1) at frames 0 and 2 of three, instance 2 never (-1);
-    instance 4 has no row. Every 'object k' query matches instance 3's cache best; with the
-    default floor the cache names no instance and the field locates.
-    """
-    cache = StateCache(torch.tensor([2, 3]), torch.tensor([0.0, 0.5, 1.0]),
-                       torch.tensor([[[-1.0], [-1.0], [-1.0]], [[1.0], [-1.0], [1.0]]]),
-                       torch.ones(2, 3, dtype=torch.bool))
-    return TemporalLayer(cache, Router(torch.tensor([p_sensitive_weight]), 0.0),
-                         torch.zeros(0, 1), IntervalParams(window=1, level=0.5), 'keywords',
-                         locate_floor=locate_floor)
 
 
 def test_time_sensitive_answers_spans_or_an_explicit_status(engine):

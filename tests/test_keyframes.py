@@ -19,25 +19,13 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from gaussians_fixture import make_gaussians
 import pytest
 from st4r_ros.errors import SceneFormatError, TimeRangeError
 from st4r_ros.scene.gaussians import Gaussians
 from st4r_ros.scene.keyframes import interpolate, KeyframedScene, natural_key
 from st4r_ros.scene.ply import write_ply
 import torch
-
-
-def make_gaussians(n: int, seed: int, sh_degree: int = 0, ids: bool = False) -> Gaussians:
-    g = torch.Generator().manual_seed(seed)
-    quats = torch.randn(n, 4, generator=g)
-    return Gaussians(
-        means=torch.randn(n, 3, generator=g),
-        quats=quats / quats.norm(dim=1, keepdim=True),
-        scales=torch.rand(n, 3, generator=g) * 0.1 + 0.01,
-        opacities=torch.rand(n, generator=g) * 0.9 + 0.05,
-        sh=torch.randn(n, (sh_degree + 1) ** 2, 3, generator=g),
-        instance_ids=torch.arange(n) if ids else None,
-    )
 
 
 def write_sequence(folder: Path, counts, names=None) -> Path:

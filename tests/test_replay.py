@@ -28,6 +28,7 @@ import argparse
 import io
 from pathlib import Path
 
+from doubles import SMALL
 from mcap.reader import make_reader
 from mcap_ros2.decoder import DecoderFactory
 import numpy as np
@@ -41,7 +42,6 @@ from st4r_ros.ros.replay import (add_replay_arguments, OUTPUTS, replay, replay_m
 from st4r_ros.ros.typestore import ros_typestore
 from st4r_ros.scene.bundle import save_bundle
 from st4r_ros.scene.synthetic import generate_synthetic
-from test_engine import SMALL
 from test_ros_conversions import camera_msgs, double_engine, scene_camera
 import yaml
 

@@ -34,6 +34,7 @@ import sys
 import types as pytypes
 from types import SimpleNamespace
 
+from doubles import InstanceField, KeywordEncoder, SMALL
 from hypothesis import event, given, HealthCheck, settings
 from hypothesis import strategies as st
 import numpy as np
@@ -47,7 +48,6 @@ from st4r_ros.ros import typestore as typestore_module
 from st4r_ros.ros.typestore import interface_types, ros_typestore
 from st4r_ros.scene.keyframes import KeyframedScene
 from st4r_ros.scene.synthetic import generate_synthetic
-from test_engine import InstanceField, KeywordEncoder, SMALL
 import torch
 
 

@@ -24,15 +24,21 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from doubles import InstanceField, KeywordEncoder, SMALL, temporal_layer
 import numpy as np
 from PIL import Image
 import pytest
 from st4r_ros.evaluation.temporal import evaluate_temporal, frame_accuracy, video_iou
 from st4r_ros.render.api import render
 from st4r_ros.scene.keyframes import KeyframedScene
+from st4r_ros.scene.synthetic import generate_synthetic
 from st4r_ros.supervision.format import Benchmark, Expression, SupervisionView, TIME_SENSITIVE
-from test_engine import InstanceField, KeywordEncoder, synthetic, temporal_layer  # noqa: F401
 import torch
+
+
+@pytest.fixture(scope='module')
+def synthetic():
+    return generate_synthetic(seed=1, config=SMALL)
 
 
 def test_frame_accuracy_and_video_iou_by_hand():
@@ -46,7 +52,7 @@ def test_frame_accuracy_and_video_iou_by_hand():
     assert video_iou(nothing, nothing, torch.zeros(4)) == 1.0
 
 
-def benchmark_of(synthetic, folder: Path) -> Benchmark:  # noqa: F811
+def benchmark_of(synthetic, folder: Path) -> Benchmark:
     """One view per frame, ground truth instance 3 only; four expressions."""
     scene = KeyframedScene(synthetic.keyframes, duration_s=2.0)
     views = []
@@ -64,7 +70,7 @@ def benchmark_of(synthetic, folder: Path) -> Benchmark:  # noqa: F811
     return Benchmark(views, expressions, {2: 'two', 3: 'three', 4: 'four'}, folder)
 
 
-def test_acc_viou_and_routing_on_known_answers(synthetic, tmp_path):  # noqa: F811
+def test_acc_viou_and_routing_on_known_answers(synthetic, tmp_path):
     scene = KeyframedScene(synthetic.keyframes, duration_s=2.0)
     field = InstanceField(synthetic.keyframes[0][1].instance_ids)
     field.embeddings = torch.zeros(1)  # where the evaluator reads the field's device
@@ -86,7 +92,7 @@ def test_acc_viou_and_routing_on_known_answers(synthetic, tmp_path):  # noqa: F8
     assert report.routing_accuracy == 0.75 and report.located == 1.0
 
 
-def test_the_state_cache_locates_first(synthetic, tmp_path):  # noqa: F811
+def test_the_state_cache_locates_first(synthetic, tmp_path):
     scene = KeyframedScene(synthetic.keyframes, duration_s=2.0)
     field = InstanceField(synthetic.keyframes[0][1].instance_ids)
     field.embeddings = torch.zeros(1)

@@ -60,7 +60,7 @@ from safetensors.torch import load_file, save_file
 from st4r_ros.errors import SceneFormatError
 from st4r_ros.files import atomic_write
 from st4r_ros.scene.gaussians import Gaussians
-from st4r_ros.scene.keyframes import INTERPOLATIONS, Keyframe, KeyframedScene
+from st4r_ros.scene.keyframes import INTERPOLATIONS, Keyframe, KeyframedScene, read_json_object
 import torch
 from torch import Tensor
 
@@ -172,12 +172,7 @@ def read_manifest(path: str | Path) -> Dict:
     manifest_path = path / MANIFEST
     if not manifest_path.is_file():
         raise SceneFormatError(f'{manifest_path}: not found; expected a {FORMAT} folder')
-    try:
-        manifest = json.loads(manifest_path.read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
-        raise SceneFormatError(f'{manifest_path}: not valid JSON ({err})') from None
-    if not isinstance(manifest, dict):
-        raise SceneFormatError(f'{manifest_path}: expected a JSON object')
+    manifest = read_json_object(manifest_path)
     _check_header(manifest_path, manifest)
     _check_frames(manifest_path, manifest.get('frames'))
     _check_layers(manifest_path, manifest.get('layers'))

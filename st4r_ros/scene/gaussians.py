@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, fields, replace
 import math
-from typing import Dict, Optional
+from typing import Dict, Mapping, Optional, Tuple
 
 from st4r_ros.errors import SceneFormatError
 import torch
@@ -38,8 +38,54 @@ def sh_degree_for(num_coeffs: int) -> int:
     return degree
 
 
+class GaussianSet:
+    """
+    What every dataclass of N Gaussians answers from its ``means`` [N, 3] and ``sh`` [N, K, 3].
+
+    Shared by the activated `Gaussians` and ply's pre-activation `RawGaussians`: their other
+    fields have other names (quats / quats_raw, ...) but the same shapes.
+    """
+
+    def __len__(self) -> int:
+        return self.means.shape[0]
+
+    @property
+    def sh_degree(self) -> int:
+        return sh_degree_for(self.sh.shape[1])
+
+    @property
+    def device(self) -> torch.device:
+        return self.means.device
+
+    def _check_shapes(self, trailing: Mapping[str, Tuple[int, ...]]) -> None:
+        """
+        Raise SceneFormatError unless every per-Gaussian field holds N = len(means) rows.
+
+        Errors start with the class and field name, e.g. ``Gaussians.quats``.
+
+        :param trailing: field name -> shape after the leading N, checked in this order; then
+            ``sh`` must be [N, K, 3] with K = (degree + 1)^2.
+        """
+        n = len(self)
+        for name, rest in trailing.items():
+            self._check_shape(name, (n,) + rest)
+        if self.sh.dim() != 3 or self.sh.shape[0] != n or self.sh.shape[2] != 3:
+            raise SceneFormatError(
+                f'{type(self).__name__}.sh: expected shape ({n}, K, 3), '
+                f'got {tuple(self.sh.shape)}'
+            )
+        sh_degree_for(self.sh.shape[1])
+
+    def _check_shape(self, name: str, shape: Tuple[int, ...]) -> None:
+        got = tuple(getattr(self, name).shape)
+        if got != shape:
+            raise SceneFormatError(
+                f'{type(self).__name__}.{name}: expected shape {shape}, got {got}'
+            )
+
+
 @dataclass(frozen=True)
-class Gaussians:
+class Gaussians(GaussianSet):
     """
     N anisotropic 3D Gaussians, activated and ready to render.
 
@@ -60,38 +106,9 @@ class Gaussians:
     instance_ids: Optional[Tensor] = None
 
     def __post_init__(self) -> None:
-        n = self.means.shape[0]
-        expected = {
-            'means': (n, 3),
-            'quats': (n, 4),
-            'scales': (n, 3),
-            'opacities': (n,),
-        }
-        for name, shape in expected.items():
-            got = tuple(getattr(self, name).shape)
-            if got != shape:
-                raise SceneFormatError(f'Gaussians.{name}: expected shape {shape}, got {got}')
-        if self.sh.dim() != 3 or self.sh.shape[0] != n or self.sh.shape[2] != 3:
-            raise SceneFormatError(
-                f'Gaussians.sh: expected shape ({n}, K, 3), got {tuple(self.sh.shape)}'
-            )
-        sh_degree_for(self.sh.shape[1])
-        if self.instance_ids is not None and tuple(self.instance_ids.shape) != (n,):
-            raise SceneFormatError(
-                f'Gaussians.instance_ids: expected shape ({n},), '
-                f'got {tuple(self.instance_ids.shape)}'
-            )
-
-    def __len__(self) -> int:
-        return self.means.shape[0]
-
-    @property
-    def sh_degree(self) -> int:
-        return sh_degree_for(self.sh.shape[1])
-
-    @property
-    def device(self) -> torch.device:
-        return self.means.device
+        self._check_shapes({'means': (3,), 'quats': (4,), 'scales': (3,), 'opacities': ()})
+        if self.instance_ids is not None:
+            self._check_shape('instance_ids', (len(self),))
 
     @property
     def rgb(self) -> Tensor:

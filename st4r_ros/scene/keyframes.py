@@ -227,16 +227,27 @@ def _read_frame(path: Path) -> Gaussians:
     return gaussians
 
 
-def _read_frames_json(path: Path, ply_names: List[str]) -> Dict:
-    """Read and validate frames.json ({} when absent); 'times' aligned with ply_names."""
-    if not path.exists():
-        return {}
+def read_json_object(path: Path) -> Dict:
+    """
+    Read the JSON object in the file at ``path``: frames.json here, a bundle's manifest.
+
+    :raises SceneFormatError: naming ``path``, when it cannot be read, is not valid JSON or
+        holds something other than an object.
+    """
     try:
         data = json.loads(path.read_text())
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
         raise SceneFormatError(f'{path}: not valid JSON ({err})') from None
     if not isinstance(data, dict):
         raise SceneFormatError(f'{path}: expected a JSON object, got {type(data).__name__}')
+    return data
+
+
+def _read_frames_json(path: Path, ply_names: List[str]) -> Dict:
+    """Read and validate frames.json ({} when absent); 'times' aligned with ply_names."""
+    if not path.exists():
+        return {}
+    data = read_json_object(path)
     unknown = set(data) - {'times', 'duration_s', 'interpolation'}
     if unknown:
         raise SceneFormatError(

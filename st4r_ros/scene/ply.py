@@ -35,7 +35,7 @@ from typing import Dict, Sequence, Tuple, Union
 import numpy as np
 import plyfile
 from st4r_ros.errors import SceneFormatError
-from st4r_ros.scene.gaussians import Gaussians, sh_degree_for
+from st4r_ros.scene.gaussians import Gaussians, GaussianSet, sh_degree_for
 import torch
 from torch import Tensor
 import torch.nn.functional as F
@@ -57,7 +57,7 @@ REQUIRED_PROPS = MEANS_PROPS + DC_PROPS + (OPACITY_PROP,) + SCALE_PROPS + ROT_PR
 
 
 @dataclass(frozen=True)
-class RawGaussians:
+class RawGaussians(GaussianSet):
     """
     N Gaussians as stored and as deformed by 4DGaussians: values before activation.
 
@@ -75,30 +75,9 @@ class RawGaussians:
     sh: Tensor
 
     def __post_init__(self) -> None:
-        n = self.means.shape[0]
-        expected = {
-            'means': (n, 3), 'quats_raw': (n, 4), 'log_scales': (n, 3), 'opacity_logits': (n,)
-        }
-        for name, shape in expected.items():
-            got = tuple(getattr(self, name).shape)
-            if got != shape:
-                raise SceneFormatError(f'RawGaussians.{name}: expected shape {shape}, got {got}')
-        if self.sh.dim() != 3 or self.sh.shape[0] != n or self.sh.shape[2] != 3:
-            raise SceneFormatError(
-                f'RawGaussians.sh: expected shape ({n}, K, 3), got {tuple(self.sh.shape)}'
-            )
-        sh_degree_for(self.sh.shape[1])
-
-    def __len__(self) -> int:
-        return self.means.shape[0]
-
-    @property
-    def sh_degree(self) -> int:
-        return sh_degree_for(self.sh.shape[1])
-
-    @property
-    def device(self) -> torch.device:
-        return self.means.device
+        self._check_shapes(
+            {'means': (3,), 'quats_raw': (4,), 'log_scales': (3,), 'opacity_logits': ()}
+        )
 
     def to(self, device: torch.device | str) -> 'RawGaussians':
         """Return the same Gaussians on ``device`` (no copy when already there)."""
