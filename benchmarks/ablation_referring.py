@@ -58,6 +58,7 @@ VARIANTS = {
     'no_con': 'w/o L_con',
     'no_inst': 'w/o L_inst',
     'static': 'static positions (ReferSplat-style)',
+    'word_dropout': 'full model + word dropout 0.15',
 }
 
 
@@ -73,6 +74,8 @@ def variant_config(name: str, steps: int, device: str = 'cpu'):
         return replace(config, loss=replace(config.loss, con=0.0))
     if name == 'no_inst':
         return replace(config, loss=replace(config.loss, comp=0.0, dist=0.0))
+    if name == 'word_dropout':
+        return replace(config, word_dropout=0.15)
     return config
 
 

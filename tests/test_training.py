@@ -35,7 +35,7 @@ from st4r_ros.evaluation.referring import evaluate_referring, training_benchmark
 from st4r_ros.field import train as train_module
 from st4r_ros.field.layer import load_referring_layer
 from st4r_ros.field.model import FieldConfig
-from st4r_ros.field.train import train_field, train_main, TrainConfig
+from st4r_ros.field.train import drop_words, train_field, train_main, TrainConfig
 from st4r_ros.render.camera import Camera
 from st4r_ros.scene.bundle import load_bundle, read_manifest, save_bundle
 from st4r_ros.scene.gaussians import Gaussians, SH_C0
@@ -233,3 +233,23 @@ def test_separating_threshold_sits_between_the_scores():
     assert accuracy == 0.75
     assert train_module.separating_threshold(torch.tensor([0.6]), torch.zeros(0))[0] == (
         pytest.approx(0.3))
+
+
+def test_word_dropout_hides_words_but_never_a_whole_caption():
+    mask = torch.tensor([[True, True, True, False], [True, False, False, False]])
+    generator = torch.Generator().manual_seed(0)
+    every = torch.stack([drop_words(mask, 0.9, generator) for _ in range(200)])  # [200, 2, 4]
+    assert bool((every <= mask).all())  # padding is never turned into a word
+    assert bool(every.any(dim=2).all())  # each caption keeps at least one word
+    assert bool((~every[:, 0, :3]).any())  # and words are hidden
+    again = drop_words(mask, 0.9, torch.Generator().manual_seed(0))
+    assert torch.equal(again, every[0])
+    assert torch.equal(drop_words(mask, 0.0, generator), mask)
+
+
+def test_training_with_word_dropout_learns_and_differs(task):
+    config = replace(FAST, steps=60)
+    dropped = train(task, replace(config, word_dropout=0.3))
+    ref = [h['ref'] for h in dropped.history]
+    assert sum(ref[-10:]) < sum(ref[:10])
+    assert not torch.equal(dropped.field.embeddings, train(task, config).field.embeddings)

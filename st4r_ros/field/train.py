@@ -108,6 +108,9 @@ class TrainConfig:
     captions_per_view: int = 4
     negatives_per_view: int = 2
     null_per_step: int = 1
+    # Share of a caption's words hidden at each step (at least one word stays), so that an
+    # expression whose words the captions never used still leans on the words it shares.
+    word_dropout: float = 0.0
     checkpoint_every: int = 250
     min_pixels: int = 16
     device: str = 'cpu'
@@ -400,14 +403,32 @@ def sample_batch(data: TrainingData, config: TrainConfig,
     return view, [row for row, _ in picked], [instance for _, instance in picked]
 
 
+def drop_words(word_mask: Tensor, rate: float, generator: torch.Generator) -> Tensor:
+    """
+    Hide each valid word of word_mask [E, L] with probability rate; [E, L] bool.
+
+    A row keeps its first valid word when every draw would hide it (a caption never loses all
+    its words). Draws come from ``generator`` on the CPU, so a resumed run draws the same.
+    """
+    kept = word_mask.cpu() & (torch.rand(word_mask.shape, generator=generator) >= rate)
+    first = word_mask.cpu() & (word_mask.cpu().cumsum(dim=1) == 1)
+    emptied = ~kept.any(dim=1, keepdim=True)
+    return (kept | (first & emptied)).to(word_mask.device)
+
+
 def step_losses(model: ReferringField, data: TrainingData, config: TrainConfig, step: int,
-                view: int, rows: List[int], instances: List[int]) -> Dict[str, Tensor]:
-    """Every loss term of one step, and their weighted total under 'loss'."""
+                view: int, rows: List[int], instances: List[int],
+                word_mask: Optional[Tensor] = None) -> Dict[str, Tensor]:
+    """
+    Every loss term of one step, and their weighted total under 'loss'.
+
+    :param word_mask: the rows' words to use, [E, L] (default: all of them).
+    """
     weights = config.loss
     gaussians = data.frames[data.views[view].time]
     index = torch.tensor(rows, device=data.words.device)
-    mask = data.word_mask[index]
-    length = int(mask.sum(dim=1).max())
+    mask = data.word_mask[index] if word_mask is None else word_mask
+    length = int(data.word_mask[index].sum(dim=1).max())  # words are packed to the left
     output = model(gaussians.means, data.words[index, :length], mask[:, :length],
                    data.sentences[index])
     if data.weights is not None:
@@ -441,7 +462,9 @@ def _run_steps(model: ReferringField, optimizer: torch.optim.Adam, generator: to
     with _progress_bar(progress, config.steps, start) as bar:
         for step in range(start, config.steps):
             view, rows, instances = sample_batch(data, config, generator)
-            terms = step_losses(model, data, config, step, view, rows, instances)
+            words = (drop_words(data.word_mask[rows], config.word_dropout, generator)
+                     if config.word_dropout > 0 else None)
+            terms = step_losses(model, data, config, step, view, rows, instances, words)
             optimizer.zero_grad(set_to_none=True)
             terms['loss'].backward()
             optimizer.step()
