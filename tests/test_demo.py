@@ -29,7 +29,9 @@ from __future__ import annotations
 
 import copy
 import io
+import json
 import math
+import shutil
 
 from mcap.reader import make_reader
 from mcap_ros2.decoder import DecoderFactory
@@ -39,7 +41,7 @@ from plyfile import PlyData
 import pytest
 from rich.console import Console
 from st4r_ros.demo import CONFIG_KEYS, load_demo_config, run_demo
-from st4r_ros.engine import QueryStatus
+from st4r_ros.engine import QueryEngine, QueryMode, QueryRequest, QueryStatus
 from st4r_ros.errors import St4rError
 from st4r_ros.scene.loading import load_scene
 from st4r_ros.scene.ply import read_ply
@@ -246,3 +248,21 @@ def test_packaged_config_has_every_key_and_a_missing_one_is_refused(tmp_path):
     with pytest.raises(St4rError, match='render'):
         run_demo(tmp_path, Console(file=io.StringIO()), config)
     assert not any(tmp_path.iterdir())  # refused before any work
+
+
+def test_the_demo_scene_opens_with_both_layers_and_refuses_mixed_encoders(demo, tmp_path):
+    out, _, _, _ = demo
+    engine = QueryEngine.open(out / 'synthetic' / 'scene', device='cpu')
+    assert engine.field is not None and engine.temporal is not None
+    bench = load_benchmark(out / 'synthetic' / 'bench.json')
+    asked = next(e for e in bench.expressions if e.kind == TIME_SENSITIVE)
+    answer = engine.query(QueryRequest(asked.text, mode=QueryMode.TIME_SENSITIVE))
+    assert answer.status in ANSWERED and answer.time_sensitive, answer.message
+    assert len(answer.frame_scores) == len(answer.frame_times) > 0
+    mixed = tmp_path / 'scene'
+    shutil.copytree(out / 'synthetic' / 'scene', mixed)
+    meta = json.loads((mixed / 'temporal.json').read_text())
+    meta['text_encoder']['name'] = 'some/other-encoder'
+    (mixed / 'temporal.json').write_text(json.dumps(meta))
+    with pytest.raises(St4rError, match='temporal layer: made with the text encoder'):
+        QueryEngine.open(mixed, device='cpu')
