@@ -193,9 +193,9 @@ class QueryEngine:
         self.duration_s = duration_s
         self.temporal = temporal.to(self.device) if temporal is not None else None
         self.scene_time = 0.0
-        # The last answered query's (text, time, relevance [1, N]): a moving camera re-renders
-        # the mask without encoding the text or running the field again.
-        self._last_relevance: Optional[Tuple[str, float, Tensor]] = None
+        # The last answered query's (text, time, time-sensitive, relevance [1, N]): a moving
+        # camera re-renders the mask without encoding the text or running the field again.
+        self._last_relevance: Optional[Tuple[str, float, bool, Tensor]] = None
 
     # A003: `open` is the public constructor's name (QueryEngine.open(path)); as a class
     # attribute it shadows the builtin nowhere.
@@ -287,7 +287,7 @@ class QueryEngine:
         else:  # the state cache named the instance: its Gaussians are the target
             relevance = self._membership(located[0])
         probabilities = torch.sigmoid(relevance[0])
-        self._last_relevance = (text, t, relevance)
+        self._last_relevance = (text, t, sensitive, relevance)
         clock.lap('where')
         base = replace(base, query=text, scene_time=t, scene_time_s=self._seconds(t),
                        time_sensitive=sensitive, time_sensitivity_reason=reason,
@@ -376,9 +376,9 @@ class QueryEngine:
         if not result.ok:
             return torch.zeros(camera.height, camera.width, dtype=torch.bool)
         gaussians = self.scene.at(result.scene_time, self.device)
-        if self._last_relevance is not None and self._last_relevance[:2] == (result.query,
-                                                                             result.scene_time):
-            relevance = self._last_relevance[2]
+        asked = (result.query, result.scene_time, result.time_sensitive)
+        if self._last_relevance is not None and self._last_relevance[:3] == asked:
+            relevance = self._last_relevance[3]
         elif result.time_sensitive:
             relevance = self._membership(result.target_instance_id)
         else:

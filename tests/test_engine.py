@@ -209,8 +209,10 @@ def test_the_state_cache_names_the_instance_of_a_time_sensitive_query(engine, sy
     members = engine.scene.at(0.5).instance_ids == 3
     assert result.num_gaussians == int(members.sum())
     assert torch.equal(timed.render_mask(result, camera), result.mask)
-    agnostic = timed.query(QueryRequest('object 2', mode=QueryMode.TIME_AGNOSTIC))
+    agnostic = timed.query(QueryRequest('object 2', time=0.5, mode=QueryMode.TIME_AGNOSTIC))
     assert agnostic.target_instance_id == 2  # time-agnostic queries stay with the field
+    # The same words at the same time asked the other way keep their own target's mask.
+    assert torch.equal(timed.render_mask(result, camera), result.mask)
     below = QueryEngine(engine.scene, engine.field, engine.encoder, threshold=0.4,
                         temporal=temporal_layer(5.0, locate_floor=1.5))
     assert below.query(QueryRequest('object 2', mode=QueryMode.TIME_SENSITIVE)
