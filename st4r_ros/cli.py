@@ -102,6 +102,8 @@ def cmd_train(args: argparse.Namespace) -> None:
     options = {'steps': args.steps, 'device': _device(args.device).type}
     if args.text_model:
         options['text_model'] = args.text_model
+    if args.temporal_text_model:
+        options['temporal_text_model'] = args.temporal_text_model
     result = train_main(args.scene, args.supervision, args.out, seed=args.seed,
                         resume=not args.no_resume, **options)
     console.print(f'referring layer written to {result.layer_path} '
@@ -182,6 +184,8 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument('--seed', type=int, default=0)
     train.add_argument('--device', default='auto', help='auto, cpu, cuda ...')
     train.add_argument('--text-model', help='encoder folder or hub id (default: MiniLM)')
+    train.add_argument('--temporal-text-model',
+                       help="the temporal layer's sentence encoder (default: --text-model's)")
     train.add_argument('--no-resume', action='store_true',
                        help='start over instead of continuing from the last checkpoint')
     train.set_defaults(run=cmd_train)

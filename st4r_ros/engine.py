@@ -179,12 +179,14 @@ class QueryEngine:
     :param duration_s: the scene's duration, for times in seconds (None: unknown).
     :param temporal: the scene's temporal layer (state cache and router), or None: queries are
         then answered time-agnostically, and forced time-sensitive ones NO_STATE_CACHE.
+    :param temporal_encoder: the sentence encoder the temporal layer was built with, when it is
+        not ``encoder`` (``encode(texts)``); None: ``encoder``.
     """
 
     def __init__(self, scene: Scene4D, field: Optional[ReferringField] = None, encoder=None,
                  threshold: float = 0.0, device: torch.device | str = 'cpu',
                  duration_s: Optional[float] = None,
-                 temporal: Optional[TemporalLayer] = None) -> None:
+                 temporal: Optional[TemporalLayer] = None, temporal_encoder=None) -> None:
         self.scene = scene
         self.device = torch.device(device)
         self.field = field.to(self.device).eval() if field is not None else None
@@ -192,6 +194,7 @@ class QueryEngine:
         self.threshold = float(threshold)
         self.duration_s = duration_s
         self.temporal = temporal.to(self.device) if temporal is not None else None
+        self.temporal_encoder = temporal_encoder
         self.scene_time = 0.0
         # The last answered query's (text, time, time-sensitive, relevance [1, N]): a moving
         # camera re-renders the mask without encoding the text or running the field again.
@@ -207,11 +210,13 @@ class QueryEngine:
 
         The layer is the one in the bundle, or in ``layer_dir``; without a layer the engine
         answers every query NO_SCENE. The temporal layer is read from the same folder when
-        there is one.
+        there is one, with the sentence encoder it records.
+
+        :raises TextEncoderError: the temporal layer's encoder cannot be found.
         """
         from st4r_ros.field.layer import default_layer_dir, load_referring
         from st4r_ros.scene.loading import load_scene
-        from st4r_ros.temporal.layer import load_temporal_layer
+        from st4r_ros.temporal.layer import load_temporal_layer, temporal_encoder_for
 
         chosen = torch.device('cuda' if device == 'auto' and torch.cuda.is_available()
                               else 'cpu' if device == 'auto' else device)
@@ -222,11 +227,8 @@ class QueryEngine:
             return cls(scene, device=chosen, duration_s=info.duration_s)
         field_, encoder, threshold = referring
         temporal = load_temporal_layer(default_layer_dir(scene_path, layer_dir), chosen)
-        if temporal is not None and temporal.encoder_name != str(encoder.name):
-            raise St4rError(f'temporal layer: made with the text encoder '
-                            f'{temporal.encoder_name!r}, the referring layer uses '
-                            f'{encoder.name!r}; rebuild one of them with the other')
-        return cls(scene, field_, encoder, threshold, chosen, info.duration_s, temporal)
+        return cls(scene, field_, encoder, threshold, chosen, info.duration_s, temporal,
+                   temporal_encoder_for(temporal, encoder, chosen))
 
     def set_scene_time(self, t: float) -> None:
         """Set the time of queries and mask updates that give none (raises TimeRangeError)."""
@@ -271,8 +273,9 @@ class QueryEngine:
         t = self.scene_time if request.time is None else check_time(request.time)
         clock = _Stopwatch()
         encoded = self.encoder.encode([text])
+        stated = self._state_sentence(text, encoded)  # [D] in the temporal layer's space
         clock.lap('text')
-        sensitive, reason = self._route(base.mode, encoded.sentence[0])
+        sensitive, reason = self._route(base.mode, stated)
         if sensitive and self.temporal is None:
             return replace(base, query=text, status=QueryStatus.NO_STATE_CACHE,
                            time_sensitive=True, time_sensitivity_reason=reason,
@@ -280,8 +283,7 @@ class QueryEngine:
                                    '(state cache); ask time-agnostically or train with state '
                                    'captions', latency_ms=clock.laps)
         gaussians = self.scene.at(t, self.device)
-        located = self.temporal.locate(encoded.sentence[0].to(self.device)) if sensitive \
-            else None
+        located = self.temporal.locate(stated.to(self.device)) if sensitive else None
         if located is None:
             relevance = self._relevance(gaussians, encoded)  # [1, N]
         else:  # the state cache named the instance: its Gaussians are the target
@@ -300,7 +302,13 @@ class QueryEngine:
                                      f'{located[1]:.3f})')
         if not sensitive or not result.ok:
             return result
-        return self._when(result, encoded.sentence[0], clock)
+        return self._when(result, stated, clock)
+
+    def _state_sentence(self, text: str, encoded) -> Tensor:
+        """Return the query's sentence embedding [D] as the temporal layer's encoder gives it."""
+        if self.temporal_encoder is None:
+            return encoded.sentence[0]
+        return self.temporal_encoder.encode([text]).sentence[0]
 
     def _route(self, mode: QueryMode, sentence: Tensor) -> Tuple[bool, str]:
         """Decide whether a query is time-sensitive, and say why."""

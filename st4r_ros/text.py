@@ -184,6 +184,18 @@ class TextEncoder:
         """Return the default encoder on ``device``, loaded once per process and shared."""
         return _shared_default(str(torch.device(device)))
 
+    @classmethod
+    def named(cls, name: Optional[str],
+              device: Union[str, torch.device] = 'cpu') -> 'TextEncoder':
+        """
+        Return the encoder a layer records by name: the shared default for None or its id.
+
+        :raises TextEncoderError: the weights cannot be found (the message lists where).
+        """
+        if name is None or name == DEFAULT_MODEL_ID:
+            return cls.default(device)
+        return cls(name, device)
+
     @torch.no_grad()  # not inference_mode: its tensors would refuse to join training graphs
     def encode(self, texts: Sequence[str], batch_size: int = 32) -> TextFeatures:
         """

@@ -42,10 +42,13 @@ import pytest
 from rich.console import Console
 from st4r_ros.demo import CONFIG_KEYS, load_demo_config, run_demo
 from st4r_ros.engine import QueryEngine, QueryMode, QueryRequest, QueryStatus
-from st4r_ros.errors import St4rError
+from st4r_ros.errors import SceneFormatError, St4rError, TextEncoderError
 from st4r_ros.scene.loading import load_scene
 from st4r_ros.scene.ply import read_ply
-from st4r_ros.supervision.format import load_benchmark, TIME_SENSITIVE
+from st4r_ros.supervision.format import load_benchmark, load_supervision, TIME_SENSITIVE
+from st4r_ros.temporal import build_temporal_layer, save_temporal_layer
+from st4r_ros.text import DEFAULT_MODEL_ID, TextEncoder
+from tiny_bert import write_tiny_bert
 import torch
 
 WIDTH, HEIGHT = 64, 48
@@ -250,19 +253,37 @@ def test_packaged_config_has_every_key_and_a_missing_one_is_refused(tmp_path):
     assert not any(tmp_path.iterdir())  # refused before any work
 
 
-def test_the_demo_scene_opens_with_both_layers_and_refuses_mixed_encoders(demo, tmp_path):
+def test_the_demo_scene_opens_with_both_layers(demo):
     out, _, _, _ = demo
     engine = QueryEngine.open(out / 'synthetic' / 'scene', device='cpu')
     assert engine.field is not None and engine.temporal is not None
+    assert engine.temporal_encoder is None  # one encoder serves both layers
     bench = load_benchmark(out / 'synthetic' / 'bench.json')
     asked = next(e for e in bench.expressions if e.kind == TIME_SENSITIVE)
     answer = engine.query(QueryRequest(asked.text, mode=QueryMode.TIME_SENSITIVE))
     assert answer.status in ANSWERED and answer.time_sensitive, answer.message
     assert len(answer.frame_scores) == len(answer.frame_times) > 0
-    mixed = tmp_path / 'scene'
-    shutil.copytree(out / 'synthetic' / 'scene', mixed)
-    meta = json.loads((mixed / 'temporal.json').read_text())
-    meta['text_encoder']['name'] = 'some/other-encoder'
-    (mixed / 'temporal.json').write_text(json.dumps(meta))
-    with pytest.raises(St4rError, match='temporal layer: made with the text encoder'):
-        QueryEngine.open(mixed, device='cpu')
+
+
+def test_a_temporal_layer_of_its_own_encoder(demo, tmp_path):
+    """A temporal layer built with another encoder is queried with that encoder."""
+    out, _, _, _ = demo
+    scene = tmp_path / 'scene'
+    shutil.copytree(out / 'synthetic' / 'scene', scene)
+    tiny = TextEncoder(write_tiny_bert(tmp_path / 'tiny_bert'))
+    supervision = load_supervision(out / 'synthetic' / 'supervision')
+    save_temporal_layer(scene, build_temporal_layer(supervision, tiny))
+    engine = QueryEngine.open(scene, device='cpu')
+    assert engine.temporal_encoder.name == tiny.name and engine.temporal.cache.dim == tiny.dim
+    answer = engine.query(QueryRequest('when is the red cube on the table?',
+                                       mode=QueryMode.TIME_SENSITIVE))
+    assert answer.status in ANSWERED | {QueryStatus.NO_STATE_CACHE}, answer.message
+    meta = json.loads((scene / 'temporal.json').read_text())
+    meta['text_encoder']['name'] = 'some/other-encoder'  # weights nowhere to be found
+    (scene / 'temporal.json').write_text(json.dumps(meta))
+    with pytest.raises(TextEncoderError, match='some/other-encoder'):
+        QueryEngine.open(scene, device='cpu')
+    meta['text_encoder']['name'] = DEFAULT_MODEL_ID  # D = 384 against a 32-d cache
+    (scene / 'temporal.json').write_text(json.dumps(meta))
+    with pytest.raises(SceneFormatError, match='D = 32'):
+        QueryEngine.open(scene, device='cpu')

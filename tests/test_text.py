@@ -33,15 +33,11 @@ import pytest  # noqa: E402
 from st4r_ros.errors import QueryError, TextEncoderError  # noqa: E402
 from st4r_ros.text import (default_model_dir, DEFAULT_MODEL_ID, normalise_expression,  # noqa: E402
                            TextEncoder)
+from tiny_bert import TINY_HIDDEN, TINY_POSITIONS, write_tiny_bert  # noqa: E402
 import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
-from transformers import (AutoModel, AutoTokenizer, BertConfig, BertModel,  # noqa: E402
-                          BertTokenizer)
+from transformers import AutoModel, AutoTokenizer  # noqa: E402
 
-TINY_VOCAB = ['[PAD]', '[UNK]', '[CLS]', '[SEP]', '[MASK]',
-              'a', 'red', 'cube', 'the', 'box', 'dog', '##s', 'on', 'table', 'word']
-TINY_HIDDEN = 32
-TINY_POSITIONS = 64
 SENTENCES = ['a red cube', "the cookie being broken in half in someone's hand",
              'Die rote Kiste auf dem Tisch', 'x']
 
@@ -54,19 +50,6 @@ def _offline(monkeypatch):
 @pytest.fixture(scope='module')
 def minilm():
     return TextEncoder.default()
-
-
-def write_tiny_bert(folder: Path) -> Path:
-    """Write a randomly initialised 2-layer BERT, 15-word WordPiece vocabulary, into ``folder``."""
-    folder.mkdir(parents=True, exist_ok=True)
-    (folder / 'vocab.txt').write_text('\n'.join(TINY_VOCAB) + '\n', encoding='utf-8')
-    BertTokenizer.from_pretrained(folder, local_files_only=True).save_pretrained(folder)
-    torch.manual_seed(0)
-    config = BertConfig(vocab_size=len(TINY_VOCAB), hidden_size=TINY_HIDDEN, num_hidden_layers=2,
-                        num_attention_heads=2, intermediate_size=64,
-                        max_position_embeddings=TINY_POSITIONS)
-    BertModel(config).save_pretrained(folder)
-    return folder
 
 
 @pytest.fixture(scope='module')

@@ -53,23 +53,21 @@ def eval_main(scene: str, bench: str, json: bool = False, layer: Optional[str] =
     `st4r eval SCENE BENCH.json [--layer LAYER_DIR] [--supervision SUP] [--json]`; LAYER_DIR
     defaults to SCENE when it is a bundle.
 
-    ``text_encoder`` replaces the encoder named in the layer (programmatic use).
+    ``text_encoder`` replaces the encoders named in the layers (programmatic use).
     """
     import json as json_module
 
     from st4r_ros.field.layer import default_layer_dir, load_referring_layer
     from st4r_ros.scene.loading import load_scene
     from st4r_ros.supervision.format import load_benchmark, load_supervision
-    from st4r_ros.temporal.layer import load_temporal_layer
-    from st4r_ros.text import DEFAULT_MODEL_ID, TextEncoder
+    from st4r_ros.temporal.layer import load_temporal_layer, temporal_encoder_for
+    from st4r_ros.text import TextEncoder
 
     chosen = torch.device('cuda' if device == 'auto' and torch.cuda.is_available()
                           else 'cpu' if device == 'auto' else device)
     folder = default_layer_dir(scene, layer)
     field, meta = load_referring_layer(folder, chosen)
-    name = meta.get('text_encoder', {}).get('name')
-    encoder = text_encoder or (TextEncoder.default(chosen) if name in (None, DEFAULT_MODEL_ID)
-                               else TextEncoder(name, chosen))
+    encoder = text_encoder or TextEncoder.named(meta.get('text_encoder', {}).get('name'), chosen)
     threshold = float(meta.get('threshold', 0.0))
     loaded, benchmark = load_scene(scene), load_benchmark(bench)
     referring = evaluate_referring(loaded, field, encoder, benchmark, threshold, backend)
@@ -78,8 +76,10 @@ def eval_main(scene: str, bench: str, json: bool = False, layer: Optional[str] =
     if temporal_layer is not None and any(e.kind == TIME_SENSITIVE
                                           for e in benchmark.expressions):
         views = load_supervision(supervision).views if supervision else ()
+        # A given text_encoder stands for both layers' (programmatic use, as documented).
+        own = None if text_encoder else temporal_encoder_for(temporal_layer, encoder, chosen)
         temporal = evaluate_temporal(loaded, field, encoder, temporal_layer, benchmark,
-                                     threshold, views, backend)
+                                     threshold, views, backend, own)
     evaluation = Evaluation(referring, temporal)
     if json:
         print(json_module.dumps(evaluation.to_json(), indent=2))

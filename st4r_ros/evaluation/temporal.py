@@ -98,20 +98,24 @@ def video_iou(predicted: Tensor, truth: Tensor, ious: Tensor) -> float:
 def evaluate_temporal(scene: Scene4D, field_: ReferringField, text_encoder,
                       layer: TemporalLayer, benchmark: Benchmark, threshold: float = 0.0,
                       training_views: Sequence[SupervisionView] = (),
-                      backend: str = 'auto') -> TemporalReport:
+                      backend: str = 'auto', temporal_encoder=None) -> TemporalReport:
     """
     Score routing, Acc and vIoU on ``benchmark`` (module docstring); the field's device is used.
 
     :param text_encoder: the encoder of the field and the layer.
     :param threshold: the referring layer's calibrated no-target threshold.
     :param training_views: views for the 'training' vIoU (none: novel views only).
+    :param temporal_encoder: the temporal layer's sentence encoder when it is not
+        ``text_encoder`` (None: the same).
     """
     started = time.perf_counter()
     device = field_.embeddings.device
     layer = layer.to(device)
     expressions = benchmark.expressions
     encoded = text_encoder.encode([e.text for e in expressions])
-    routed = layer.router.probability(encoded.sentence.to(device)) >= 0.5
+    stated = (encoded if temporal_encoder is None
+              else temporal_encoder.encode([e.text for e in expressions])).sentence.to(device)
+    routed = layer.router.probability(stated) >= 0.5
     sensitive = torch.tensor([e.kind == TIME_SENSITIVE for e in expressions], device=device)
     chosen = [i for i, e in enumerate(expressions) if e.kind == TIME_SENSITIVE]
     times = [t for t in layer.cache.frame_times.tolist() if _views_at(benchmark.views, t)]
@@ -123,9 +127,9 @@ def evaluate_temporal(scene: Scene4D, field_: ReferringField, text_encoder,
     rows = []
     for q, i in enumerate(chosen):
         expression = expressions[i]
-        instance, relevance_q = _locate(layer, encoded.sentence[i],
+        instance, relevance_q = _locate(layer, stated[i],
                                         [r[q] for r in relevance], field_.assignment, threshold)
-        found = layer.intervals(instance, encoded.sentence[i]) if instance is not None else None
+        found = layer.intervals(instance, stated[i]) if instance is not None else None
         active = (found.active[[_index(layer, t) for t in times]].cpu() if found is not None
                   else torch.zeros(len(times), dtype=torch.bool))
         row = {'id': expression.id, 'text': expression.text, 'instance_id': expression.instance_id,

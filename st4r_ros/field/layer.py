@@ -180,13 +180,11 @@ def load_referring(scene_path: str | Path, layer_dir: str | Path | None = None,
 
     The encoder is the one named in the layer's metadata (the one the field was trained with).
     """
-    from st4r_ros.text import DEFAULT_MODEL_ID, TextEncoder
+    from st4r_ros.text import TextEncoder
 
     if layer_dir is None and not (is_bundle(scene_path)
                                   and (Path(scene_path) / META_FILE).is_file()):
         return None
     field, meta = load_referring_layer(default_layer_dir(scene_path, layer_dir), device)
-    name = meta.get('text_encoder', {}).get('name')
-    encoder = (TextEncoder.default(device) if name in (None, DEFAULT_MODEL_ID)
-               else TextEncoder(name, device))
+    encoder = TextEncoder.named(meta.get('text_encoder', {}).get('name'), device)
     return field, encoder, float(meta.get('threshold', 0.0))

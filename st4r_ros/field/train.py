@@ -120,6 +120,8 @@ class TrainConfig:
     cache_weights: Optional[bool] = None
     cache_bytes: int = 4 << 30
     text_model: Optional[str] = None
+    # The temporal layer's sentence encoder (state cache, router); None: the field's encoder.
+    temporal_text_model: Optional[str] = None
     depth_tolerance: float = DEPTH_TOLERANCE
     min_votes: int = MIN_VOTES
     min_fraction: float = MIN_FRACTION
@@ -269,7 +271,9 @@ def train_field(scene: Scene4D, supervision: Supervision, config: Optional[Train
         })
         if any(instance.state_captions for instance in supervision.instances):
             # The 'when' branch rides along: its cache is bound to the same instance ids.
-            save_temporal_layer(out, build_temporal_layer(supervision, encoder))
+            temporal = (_load_encoder(config.temporal_text_model, device)
+                        if config.temporal_text_model else encoder)
+            save_temporal_layer(out, build_temporal_layer(supervision, temporal))
     return TrainResult(model, assignment, threshold, calibration, history, layer_path, start,
                        time.perf_counter() - started)
 
@@ -280,7 +284,7 @@ def train_field(scene: Scene4D, supervision: Supervision, config: Optional[Train
 def _load_encoder(model: Optional[str], device: torch.device):
     from st4r_ros.text import TextEncoder
 
-    return TextEncoder.default(device) if model is None else TextEncoder(model, device)
+    return TextEncoder.named(model, device)
 
 
 def prepare_data(scene: Scene4D, supervision: Supervision, encoder, config: TrainConfig,

@@ -279,3 +279,26 @@ def load_temporal_layer(layer_dir: str | Path,
     except SupervisionFormatError as err:
         raise SceneFormatError(f'{path}: {err}') from None
     return layer.to(device)
+
+
+def temporal_encoder_for(layer: Optional[TemporalLayer], encoder,
+                         device: torch.device | str = 'cpu'):
+    """
+    Return the sentence encoder a temporal layer needs beside the referring ``encoder``.
+
+    None when there is no layer or it was built with ``encoder`` itself; else the encoder the
+    layer records, loaded by name.
+
+    :raises TextEncoderError: that encoder's weights cannot be found.
+    :raises SceneFormatError: its dimension differs from the layer's cache.
+    """
+    from st4r_ros.text import TextEncoder
+
+    if layer is None:
+        return None
+    own = (None if layer.encoder_name == str(encoder.name)
+           else TextEncoder.named(layer.encoder_name, device))
+    if int((own or encoder).dim) != layer.cache.dim:
+        raise SceneFormatError(f'temporal layer: its cache has D = {layer.cache.dim}, its text '
+                               f'encoder {layer.encoder_name!r} gives {(own or encoder).dim}')
+    return own
