@@ -42,7 +42,8 @@ from typing import Dict, Optional, Tuple
 import uuid
 
 from st4r_ros.errors import St4rError
-from st4r_ros.field.model import ReferringField, render_relevance
+from st4r_ros.field.model import (majority_instance, member_logits, ReferringField,
+                                  render_relevance)
 from st4r_ros.render.camera import Camera
 from st4r_ros.scene.gaussians import Gaussians
 from st4r_ros.scene.scene4d import check_time, Scene4D
@@ -52,9 +53,6 @@ import torch
 from torch import Tensor
 
 MASK_THRESHOLD = 0.5
-# Relevance logit of an instance's Gaussians when the instance is named outright: sigmoid is 1
-# to float precision, so masks and clouds are exactly its Gaussians.
-MEMBER_LOGIT = 30.0
 MAX_QUERY_CHARS = 2000  # longer texts are refused before tokenising: no encoder reads that far
 
 
@@ -287,7 +285,7 @@ class QueryEngine:
         if located is None:
             relevance = self._relevance(gaussians, encoded)  # [1, N]
         else:  # the state cache named the instance: its Gaussians are the target
-            relevance = self._membership(located[0])
+            relevance = member_logits(self.field.assignment, located[0])
         probabilities = torch.sigmoid(relevance[0])
         self._last_relevance = (text, t, sensitive, relevance)
         clock.lap('where')
@@ -360,11 +358,11 @@ class QueryEngine:
         xyz = gaussians.means[selected]
         weights = gaussians.opacities[selected].clamp_min(1e-6)
         centroid = (xyz * weights[:, None]).sum(0) / weights.sum()
+        instance = majority_instance(self.field.assignment, selected)
         result = replace(
             base, status=QueryStatus.OK, score=score,
-            message=f'target instance {self._instance_of(selected)}, '
-                    f'{int(selected.sum())} Gaussians',
-            target_instance_id=self._instance_of(selected),
+            message=f'target instance {instance}, {int(selected.sum())} Gaussians',
+            target_instance_id=instance,
             centroid=_triple(centroid), bbox_min=_triple(xyz.min(0).values),
             bbox_max=_triple(xyz.max(0).values), num_gaussians=int(selected.sum()),
             cloud=TargetCloud(xyz, gaussians.rgb[selected], probabilities[selected]))
@@ -388,7 +386,7 @@ class QueryEngine:
         if self._last_relevance is not None and self._last_relevance[:3] == asked:
             relevance = self._last_relevance[3]
         elif result.time_sensitive:
-            relevance = self._membership(result.target_instance_id)
+            relevance = member_logits(self.field.assignment, result.target_instance_id)
         else:
             relevance = self._relevance(gaussians, self.encoder.encode([result.query]))
         return self._render_mask(gaussians, relevance, camera)
@@ -400,21 +398,10 @@ class QueryEngine:
                               encoded.word_mask.to(self.device),
                               encoded.sentence.to(self.device)).relevance
 
-    def _membership(self, instance_id: int) -> Tensor:
-        """Logits [1, N] that select the Gaussians the field assigns to instance_id."""
-        members = self.field.assignment.to(self.device) == instance_id
-        return torch.where(members, MEMBER_LOGIT, -MEMBER_LOGIT)[None].float()
-
     def _render_mask(self, gaussians: Gaussians, relevance: Tensor, camera: Camera) -> Tensor:
         with torch.no_grad():
             rendered = render_relevance(gaussians, camera, relevance)  # [H, W, 1]
         return (rendered[..., 0] >= MASK_THRESHOLD).cpu()
-
-    def _instance_of(self, selected: Tensor) -> int:
-        """Majority instance of the selected Gaussians (-1 when none is assigned)."""
-        ids = self.field.assignment[selected]
-        ids = ids[ids >= 0]
-        return int(torch.mode(ids).values) if len(ids) else -1
 
     def _seconds(self, t: float) -> float:
         return t * self.duration_s if self.duration_s else math.nan

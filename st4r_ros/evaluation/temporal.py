@@ -42,12 +42,14 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 import time
 from typing import Dict, List, Optional, Sequence, Tuple
 
-from st4r_ros.engine import MEMBER_LOGIT
 from st4r_ros.evaluation.referring import iou, MASK_THRESHOLD, mean_or_nan
-from st4r_ros.field.model import best_scores, ReferringField, render_relevance
+from st4r_ros.field.model import (best_scores, majority_instance, member_logits,
+                                  ReferringField, render_relevance)
+from st4r_ros.scene.gaussians import Gaussians
 from st4r_ros.scene.scene4d import Scene4D
 from st4r_ros.supervision.format import (Benchmark, Expression, SupervisionView,
                                          TIME_SENSITIVE, TIME_TOLERANCE)
@@ -121,8 +123,10 @@ def evaluate_temporal(scene: Scene4D, field_: ReferringField, text_encoder,
     times = [t for t in layer.cache.frame_times.tolist() if _views_at(benchmark.views, t)]
     truth = torch.tensor([[any(expressions[i].holds_at(v) for v in _views_at(benchmark.views, t))
                            for t in times] for i in chosen], dtype=torch.bool)
-    relevance = [_relevance_at(scene.at(t, device), field_, encoded, chosen)
-                 for t in times]  # T x [Q, N]
+    frames = [scene.at(t, device) for t in times]
+    relevance = [_relevance_at(gaussians, field_, encoded, chosen)
+                 for gaussians in frames]  # T x [Q, N]
+    masks: Dict[Path, Tensor] = {}  # ground truth by mask file, read once
     splits = {'novel': list(benchmark.views), 'training': list(training_views)}
     rows = []
     for q, i in enumerate(chosen):
@@ -138,8 +142,8 @@ def evaluate_temporal(scene: Scene4D, field_: ReferringField, text_encoder,
                'predicted_frames': [j for j, a in enumerate(active.tolist()) if a]}
         for split, views in splits.items():
             if views:
-                ious = _frame_ious(scene, times, active & truth[q], views, expression,
-                                   relevance_q, threshold, backend)
+                ious = _frame_ious(frames, times, active & truth[q], views, expression,
+                                   relevance_q, threshold, backend, masks)
                 row[f'viou_{split}'] = video_iou(active, truth[q], ious)
         rows.append(row)
 
@@ -181,8 +185,7 @@ def _locate(layer: TemporalLayer, sentence: Tensor, relevance: List[Tensor],
     """
     located = layer.locate(sentence.to(assignment.device))
     if located is not None:
-        members = torch.where(assignment == located[0], MEMBER_LOGIT, -MEMBER_LOGIT).float()
-        return located[0], [members] * len(relevance)
+        return located[0], [member_logits(assignment, located[0])[0]] * len(relevance)
     return _vote(relevance, assignment, threshold), relevance
 
 
@@ -191,30 +194,36 @@ def _vote(relevance: List[Tensor], assignment: Tensor, threshold: float) -> Opti
     votes: Counter = Counter()
     for m in relevance:
         selected = torch.sigmoid(m) >= MASK_THRESHOLD
-        if float(best_scores(m[None])[0]) < threshold or not bool(selected.any()):
+        if float(best_scores(m[None])[0]) < threshold:
             continue
-        ids = assignment[selected]
-        ids = ids[ids >= 0]
-        if len(ids):
-            votes[int(torch.mode(ids).values)] += 1
+        instance = majority_instance(assignment, selected)
+        if instance >= 0:
+            votes[instance] += 1
     return votes.most_common(1)[0][0] if votes else None
 
 
-def _frame_ious(scene: Scene4D, times: List[float], frames: Tensor,
+def _frame_ious(frames: List[Gaussians], times: List[float], scored: Tensor,
                 views: Sequence[SupervisionView], expression: Expression,
-                relevance: List[Tensor], threshold: float, backend: str) -> Tensor:
-    """Mean mask IoU [T] over the views of each frame in ``frames`` [T] bool (0 elsewhere)."""
+                relevance: List[Tensor], threshold: float, backend: str,
+                masks: Dict[Path, Tensor]) -> Tensor:
+    """
+    Mean mask IoU [T] over the views of each frame in ``scored`` [T] bool (0 elsewhere).
+
+    :param frames: the Gaussians at each timeline time.
+    :param masks: ground-truth masks already read, by file; filled as views are read.
+    """
     ious = torch.zeros(len(times))
-    for j in frames.nonzero()[:, 0].tolist():
+    for j in scored.nonzero()[:, 0].tolist():
         at = _views_at(views, times[j])
         if not at or float(best_scores(relevance[j][None])[0]) < threshold:
             continue
-        gaussians = scene.at(times[j], relevance[j].device)
         values = []
         for view in at:
-            predicted = render_relevance(gaussians, view.camera, relevance[j][None],
+            predicted = render_relevance(frames[j], view.camera, relevance[j][None],
                                          backend)[..., 0] >= MASK_THRESHOLD
-            values.append(iou(predicted.cpu(), view.load_mask() == expression.instance_id))
+            if view.mask_path not in masks:
+                masks[view.mask_path] = view.load_mask()
+            values.append(iou(predicted.cpu(), masks[view.mask_path] == expression.instance_id))
         ious[j] = sum(values) / len(values)
     return ious
 

@@ -418,6 +418,9 @@ def _tile_weights(tiles: Tensor, tile_starts: Tensor, splat_of_isect: Tensor,
     return torch.cat(pixels), torch.cat(columns), torch.cat(values)
 
 
+MEMBER_LOGIT = 30.0
+
+
 def best_scores(relevance: Tensor) -> Tensor:
     """
     Return each expression's best score: max over Gaussians of sigmoid(m_i), [E] from m [E, N].
@@ -425,6 +428,24 @@ def best_scores(relevance: Tensor) -> Tensor:
     Below the layer's calibrated threshold the expression has no target.
     """
     return torch.sigmoid(relevance.max(dim=1).values)
+
+
+def majority_instance(assignment: Tensor, selected: Tensor) -> int:
+    """Return the instance most selected Gaussians belong to (selected [N] bool); -1: none."""
+    ids = assignment[selected]
+    ids = ids[ids >= 0]
+    return int(torch.mode(ids).values) if len(ids) else -1
+
+
+def member_logits(assignment: Tensor, instance_id: int) -> Tensor:
+    """
+    Relevance logits [1, N] that select exactly the Gaussians of one instance.
+
+    For answers that name the instance outright rather than through the field: sigmoid is 1
+    (or 0) to float precision, so masks and clouds are exactly its Gaussians.
+    """
+    members = assignment == instance_id
+    return torch.where(members, MEMBER_LOGIT, -MEMBER_LOGIT)[None].float()
 
 
 @dataclass(frozen=True)

@@ -110,10 +110,7 @@ class TemporalLayer:
         :param query: the query's sentence embedding, [D].
         :return: (instance id, match), or None below the floor or without any known frame.
         """
-        unit = F.normalize(query.to(self.cache.features), dim=0)
-        scores = torch.where(self.cache.valid, self.cache.features @ unit,
-                             torch.full_like(self.cache.valid, -math.inf, dtype=unit.dtype))
-        best = scores.amax(dim=1)  # [K]
+        best = best_matches(self.cache, F.normalize(query.to(self.cache.features), dim=0))
         if len(best) == 0 or not bool(torch.isfinite(best).any()):
             return None
         row = int(best.argmax())
@@ -165,7 +162,7 @@ def build_temporal_layer(supervision: Supervision, encoder, window: int = 3,
     # description of it does (median over the descriptions: about 0.72 with MiniLM; held-out
     # queries 0.32-0.6); unrelated text stays lower (0.06-0.39 measured). Half that median.
     description_match = float(torch.stack([
-        _best_match(cache, sentence[t]) for t in descriptions]).median())
+        best_matches(cache, sentence[t]).max() for t in descriptions]).median())
     calibration = {'positive_median': positive, 'negative_median': negative,
                    'description_match_median': description_match,
                    'state_captions': len(states), 'description_captions': len(descriptions),
@@ -176,9 +173,10 @@ def build_temporal_layer(supervision: Supervision, encoder, window: int = 3,
                          description_match / 2)
 
 
-def _best_match(cache: StateCache, unit: Tensor) -> Tensor:
-    """Return max over instances and known frames of <c_{k,t}, unit>, a scalar tensor."""
-    return (cache.features @ unit)[cache.valid].max()
+def best_matches(cache: StateCache, unit: Tensor) -> Tensor:
+    """Return each instance's best match max_t <c_{k,t}, unit> over known frames, [K]."""
+    scores = cache.features @ unit  # [K, T]
+    return torch.where(cache.valid, scores, torch.full_like(scores, -math.inf)).amax(dim=1)
 
 
 def _separation(layer: TemporalLayer, table: Dict[Tuple[int, int], List[str]],
