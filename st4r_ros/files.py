@@ -12,13 +12,20 @@
 # See the License for the specific language governing permissions and
 # limitations under the License.
 
-"""Writing files so that a reader sees the old content or the new one, never half of either."""
+"""
+Files written atomically and JSON objects read with errors that name the file.
+
+A reader sees the old content or the new one, never half of either.
+"""
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Dict, Type
+
+from st4r_ros.errors import SceneFormatError
 
 
 def atomic_write(target: Path, write: Callable[[Path], object]) -> None:
@@ -35,3 +42,20 @@ def atomic_write(target: Path, write: Callable[[Path], object]) -> None:
         os.replace(tmp, target)
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def read_json_object(path: Path, error: Type[Exception] = SceneFormatError) -> Dict:
+    """
+    Read the JSON object in the file at ``path``.
+
+    :param error: the exception type to raise (the caller's kind of input).
+    :raises error: naming ``path``, when it cannot be read, is not valid JSON or holds
+        something other than an object.
+    """
+    try:
+        data = json.loads(Path(path).read_text(encoding='utf-8'))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise error(f'{path}: not valid JSON ({err})') from None
+    if not isinstance(data, dict):
+        raise error(f'{path}: expected a JSON object, got {type(data).__name__}')
+    return data

@@ -165,6 +165,17 @@ def test_hypernerf_views_take_every_fourth_image_and_warp_times(tmp_path):
     assert torch.allclose(centre.float(), torch.tensor([1.0, 2.0, 3.0]), atol=1e-6)
 
 
+@pytest.mark.parametrize('text, message', [
+    ('[1, 2]', 'cameras.json: expected a JSON object, got list'),
+    ('{not json', 'cameras.json: not valid JSON'),
+    ('{"format": "something else"}', "malformed synthetic dataset.*'something else'"),
+])
+def test_a_malformed_dataset_file_is_refused_by_name(tmp_path, text, message):
+    (tmp_path / 'cameras.json').write_text(text)
+    with pytest.raises(AnnotationError, match=message):
+        read_views(tmp_path)
+
+
 def test_a_video_without_cameras_or_an_unknown_folder_is_refused(tmp_path):
     (tmp_path / 'frames').mkdir()
     Image.new('RGB', (4, 4)).save(tmp_path / 'frames' / '0001.png')

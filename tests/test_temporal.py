@@ -22,6 +22,7 @@ the layer's files.
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
 from pathlib import Path
 
@@ -176,6 +177,22 @@ def test_layer_files_round_trip_and_refuse_damage(layer, tmp_path):
     save_file(tensors, str(tmp_path / 'temporal.safetensors'))
     with pytest.raises(SceneFormatError, match='valid'):
         load_temporal_layer(tmp_path)
+    save_temporal_layer(tmp_path, layer)
+    tensors = load_file(str(tmp_path / 'temporal.safetensors'))
+    del tensors['state_space/object_basis']
+    save_file(tensors, str(tmp_path / 'temporal.safetensors'))
+    with pytest.raises(SceneFormatError, match='object_basis'):
+        load_temporal_layer(tmp_path)
+    save_temporal_layer(tmp_path, layer)
+    meta = json.loads((tmp_path / 'temporal.json').read_text())
+    meta['locate_floor'] = 'high'
+    (tmp_path / 'temporal.json').write_text(json.dumps(meta))
+    with pytest.raises(SceneFormatError, match='mistypes'):
+        load_temporal_layer(tmp_path)
+    (tmp_path / 'temporal.json').write_text('[1, 2]')
+    with pytest.raises(SceneFormatError, match='expected a JSON object'):
+        load_temporal_layer(tmp_path)
+    save_temporal_layer(tmp_path, layer)
     (tmp_path / 'temporal.safetensors').write_bytes(b'not safetensors')
     with pytest.raises(SceneFormatError, match='safetensors'):
         load_temporal_layer(tmp_path)

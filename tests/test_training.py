@@ -31,6 +31,7 @@ import zlib
 import numpy as np
 from PIL import Image
 import pytest
+from st4r_ros.errors import SupervisionFormatError
 from st4r_ros.evaluation.referring import evaluate_referring, training_benchmark
 from st4r_ros.field import train as train_module
 from st4r_ros.field.layer import load_referring_layer
@@ -253,3 +254,9 @@ def test_training_with_word_dropout_learns_and_differs(task):
     ref = [h['ref'] for h in dropped.history]
     assert sum(ref[-10:]) < sum(ref[:10])
     assert not torch.equal(dropped.field.embeddings, train(task, config).field.embeddings)
+
+
+@pytest.mark.parametrize('rate', [-0.1, 1.0, 3])
+def test_a_word_dropout_outside_0_1_is_refused(rate):
+    with pytest.raises(SupervisionFormatError, match='word_dropout must be in'):
+        TrainConfig.from_json({'word_dropout': rate})

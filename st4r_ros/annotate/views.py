@@ -36,16 +36,16 @@ The annotated stream is ordered by time (then view name): a monocular capture is
 from __future__ import annotations
 
 from dataclasses import dataclass
-import json
 import math
 from pathlib import Path
 import re
-from typing import Callable, Dict, List, Optional, Sequence, Tuple
+from typing import Callable, List, Optional, Sequence, Tuple
 
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 from st4r_ros.annotate.config import InputConfig
 from st4r_ros.errors import AnnotationError, CameraError
+from st4r_ros.files import read_json_object
 from st4r_ros.render.camera import Camera
 import torch
 
@@ -169,15 +169,8 @@ def read_views(path: Path, config: InputConfig = InputConfig()) -> List[Training
     return sorted(views, key=lambda v: (v.time, v.name))
 
 
-def _read_json(path: Path) -> Dict:
-    try:
-        return json.loads(path.read_text(encoding='utf-8'))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
-        raise AnnotationError(f'{path}: cannot read JSON ({err})') from None
-
-
 def _synthetic_views(root: Path) -> List[TrainingView]:
-    document = _read_json(root / 'cameras.json')
+    document = read_json_object(root / 'cameras.json', AnnotationError)
     if document.get('format') != 'st4r-synthetic-cameras':
         raise ValueError(f"cameras.json format {document.get('format')!r}, expected "
                          "'st4r-synthetic-cameras'")
@@ -188,10 +181,10 @@ def _synthetic_views(root: Path) -> List[TrainingView]:
 
 
 def _dnerf_views(root: Path) -> List[TrainingView]:
-    train = _read_json(root / 'transforms_train.json')
+    train = read_json_object(root / 'transforms_train.json', AnnotationError)
     test_file = root / 'transforms_test.json'
-    test_times = [f['time'] for f in _read_json(test_file)['frames']] if test_file.is_file() \
-        else []
+    test_times = ([f['time'] for f in read_json_object(test_file, AnnotationError)['frames']]
+                  if test_file.is_file() else [])
     latest = max([float(f['time']) for f in train['frames']] + test_times)
     distinct = sorted({float(f['time']) for f in train['frames']})
     views = []
@@ -212,8 +205,8 @@ def _dnerf_views(root: Path) -> List[TrainingView]:
 
 
 def _hypernerf_views(root: Path, scale: int) -> List[TrainingView]:
-    dataset = _read_json(root / 'dataset.json')
-    metadata = _read_json(root / 'metadata.json')
+    dataset = read_json_object(root / 'dataset.json', AnnotationError)
+    metadata = read_json_object(root / 'metadata.json', AnnotationError)
     ids = dataset['ids']
     if dataset.get('val_ids'):
         train = [i for i in ids if i in set(dataset['train_ids'])]
@@ -222,7 +215,7 @@ def _hypernerf_views(root: Path, scale: int) -> List[TrainingView]:
     latest = max(metadata[i]['warp_id'] for i in ids)
     views = []
     for item in train:
-        camera = _read_json(root / 'camera' / f'{item}.json')
+        camera = read_json_object(root / 'camera' / f'{item}.json', AnnotationError)
         image = root / 'rgb' / f'{scale}x' / f'{item}.png'
         with Image.open(image) as img:
             width, height = img.size

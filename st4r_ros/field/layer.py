@@ -48,7 +48,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from st4r_ros.errors import SceneFormatError
 from st4r_ros.field.model import FieldConfig, ReferringField
-from st4r_ros.files import atomic_write
+from st4r_ros.files import atomic_write, read_json_object
 from st4r_ros.scene.bundle import MANIFEST, read_manifest
 import torch
 
@@ -128,11 +128,8 @@ def read_layer_meta(layer_dir: str | Path) -> Dict:
     path = Path(layer_dir) / META_FILE
     if not path.is_file():
         raise SceneFormatError(f'{path}: not found; expected a referring layer (st4r train)')
-    try:
-        meta = json.loads(path.read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
-        raise SceneFormatError(f'{path}: not valid JSON ({err})') from None
-    if not isinstance(meta, dict) or meta.get('format') != LAYER_FORMAT:
+    meta = read_json_object(path)
+    if meta.get('format') != LAYER_FORMAT:
         raise SceneFormatError(f"{path}: field 'format' must be {LAYER_FORMAT!r}")
     if meta.get('version') != LAYER_VERSION:
         raise SceneFormatError(f"{path}: field 'version' must be {LAYER_VERSION}, "

@@ -129,6 +129,11 @@ class TrainConfig:
     field: FieldConfig = dataclasses.field(default_factory=FieldConfig)
     loss: LossWeights = dataclasses.field(default_factory=LossWeights)
 
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.word_dropout < 1.0:
+            raise SupervisionFormatError(f'training config: word_dropout must be in [0, 1), '
+                                         f'got {self.word_dropout!r}')
+
     def to_json(self) -> Dict:
         data = asdict(self)
         data['null_expressions'] = list(self.null_expressions)

@@ -58,9 +58,9 @@ from typing import Dict, List, Mapping, Optional, Sequence
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from st4r_ros.errors import SceneFormatError
-from st4r_ros.files import atomic_write
+from st4r_ros.files import atomic_write, read_json_object
 from st4r_ros.scene.gaussians import Gaussians
-from st4r_ros.scene.keyframes import INTERPOLATIONS, Keyframe, KeyframedScene, read_json_object
+from st4r_ros.scene.keyframes import INTERPOLATIONS, Keyframe, KeyframedScene
 import torch
 from torch import Tensor
 

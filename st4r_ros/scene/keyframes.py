@@ -48,13 +48,13 @@ Without ``frames.json`` the i-th of F files (natural order: digit runs compare a
 from __future__ import annotations
 
 import bisect
-import json
 import math
 from pathlib import Path
 import re
 from typing import Dict, List, Optional, Sequence, Tuple
 
 from st4r_ros.errors import SceneFormatError
+from st4r_ros.files import read_json_object
 from st4r_ros.scene.gaussians import Gaussians
 from st4r_ros.scene.ply import read_ply
 from st4r_ros.scene.scene4d import Scene4D, SceneInfo
@@ -225,22 +225,6 @@ def _read_frame(path: Path) -> Gaussians:
     gaussians = read_ply(path).activate()
     gaussians.check_finite(str(path))
     return gaussians
-
-
-def read_json_object(path: Path) -> Dict:
-    """
-    Read the JSON object in the file at ``path``: frames.json here, a bundle's manifest.
-
-    :raises SceneFormatError: naming ``path``, when it cannot be read, is not valid JSON or
-        holds something other than an object.
-    """
-    try:
-        data = json.loads(path.read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
-        raise SceneFormatError(f'{path}: not valid JSON ({err})') from None
-    if not isinstance(data, dict):
-        raise SceneFormatError(f'{path}: expected a JSON object, got {type(data).__name__}')
-    return data
 
 
 def _read_frames_json(path: Path, ply_names: List[str]) -> Dict:

@@ -39,7 +39,7 @@ from typing import Dict, List, Optional, Tuple
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from st4r_ros.errors import SceneFormatError, SupervisionFormatError
-from st4r_ros.files import atomic_write
+from st4r_ros.files import atomic_write, read_json_object
 from st4r_ros.supervision.format import Supervision
 from st4r_ros.temporal.intervals import find_intervals, IntervalParams, Intervals
 from st4r_ros.temporal.routing import fit_router, Router, router_examples
@@ -247,12 +247,8 @@ def load_temporal_layer(layer_dir: str | Path,
     meta_path = folder / META_FILE
     if not meta_path.is_file():
         return None
-    try:
-        meta = json.loads(meta_path.read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
-        raise SceneFormatError(f'{meta_path}: not valid JSON ({err})') from None
-    if not isinstance(meta, dict) or meta.get('format') != LAYER_FORMAT \
-            or meta.get('version') != LAYER_VERSION:
+    meta = read_json_object(meta_path)
+    if meta.get('format') != LAYER_FORMAT or meta.get('version') != LAYER_VERSION:
         raise SceneFormatError(f'{meta_path}: expected format {LAYER_FORMAT!r} version '
                                f'{LAYER_VERSION}')
     path = folder / LAYER_FILE
