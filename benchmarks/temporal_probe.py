@@ -16,9 +16,12 @@
 Probe the temporal layer on a synthetic scene with the ground-truth instance (no field).
 
 Builds the scene and its captions (seed S) under OUT, the temporal layer from the state
-captions with the default encoder, then prints routing accuracy over every benchmark expression
-and, for each time-sensitive query, frame accuracy (Acc over all frames) of its active frames
-on the true instance, for a few interval levels and smoothing windows.
+captions with the default encoder, then prints routing accuracy over every benchmark expression,
+how often the state cache names the right instance of a time-sensitive query
+(``TemporalLayer.locate``) and how many of a fixed list of unrelated sentences it names an
+instance for (they should get none), and, for each time-sensitive query, frame accuracy (Acc
+over all frames) of its active frames on the true instance, for a few interval levels and
+smoothing windows.
 
 Usage:
     PYTHONPATH=. python benchmarks/temporal_probe.py [--seed 0] [--out /tmp/temporal_probe]
@@ -33,6 +36,14 @@ from st4r_ros.supervision.format import load_benchmark, load_supervision, TIME_S
 from st4r_ros.supervision.synthetic_language import build_synthetic_task
 from st4r_ros.temporal import build_temporal_layer
 from st4r_ros.text import TextEncoder
+
+
+# Queries about nothing in a synthetic scene: the state cache should name no instance.
+UNRELATED = ('asdf qwer zxcv', 'what is the weather in Paris tomorrow',
+             'the giraffe while it eats leaves', 'when does the airplane land?',
+             'il gatto nero sul tavolo', 'when is the fridge door open?',
+             'when does the dog bark?', 'the car while it is parked',
+             'when is the kettle boiling?')
 
 
 def main() -> None:
@@ -55,6 +66,13 @@ def main() -> None:
     print(f'routing accuracy {right}/{len(sensitive)} = {right / len(sensitive):.3f}')
     queries = [e for e in bench.expressions if e.kind == TIME_SENSITIVE]
     embedded = encoder.encode([e.text for e in queries]).sentence
+    named = [layer.locate(vector) for vector in embedded]
+    right = sum(n is not None and n[0] == q.instance_id for n, q in zip(named, queries))
+    print(f'state cache names the right instance: {right}/{len(queries)} '
+          f'(floor {layer.locate_floor:.3f})')
+    unrelated = [layer.locate(v) for v in encoder.encode(list(UNRELATED)).sentence]
+    print(f'unrelated sentences given an instance: {sum(n is not None for n in unrelated)}/'
+          f'{len(UNRELATED)}')
     frames = len(layer.cache.frame_times)
     for window in (1, 3):
         for level in (layer.params.level, 0.6, 0.5, 0.4, 0.0):
