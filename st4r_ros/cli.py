@@ -33,6 +33,7 @@ from st4r_ros.ros.replay import add_replay_arguments
 from st4r_ros.scene.loading import FORMATS, load_scene
 from st4r_ros.scene.ply import write_ply
 from st4r_ros.scene.scene4d import SceneInfo
+from st4r_ros.text import DTYPES
 import torch
 
 console = Console()
@@ -104,6 +105,9 @@ def cmd_train(args: argparse.Namespace) -> None:
         options['text_model'] = args.text_model
     if args.temporal_text_model:
         options['temporal_text_model'] = args.temporal_text_model
+    options['temporal_text_dtype'] = args.temporal_text_dtype
+    if args.temporal_query_prompt is not None:
+        options['temporal_query_prompt'] = args.temporal_query_prompt.replace('\\n', '\n')
     result = train_main(args.scene, args.supervision, args.out, seed=args.seed,
                         resume=not args.no_resume, **options)
     console.print(f'referring layer written to {result.layer_path} '
@@ -186,6 +190,13 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument('--text-model', help='encoder folder or hub id (default: MiniLM)')
     train.add_argument('--temporal-text-model',
                        help="the temporal layer's sentence encoder (default: --text-model's)")
+    train.add_argument('--temporal-text-dtype', choices=list(DTYPES), default='float32',
+                       help="its weights' type (bfloat16 fits a 7B encoder such as "
+                            'e5-mistral-7b-instruct on one GPU)')
+    train.add_argument('--temporal-query-prompt',
+                       help='instruction put in front of time-sensitive queries, a literal \\n '
+                            "for a newline (default: the encoder's own 'query' prompt, if its "
+                            'folder names one)')
     train.add_argument('--no-resume', action='store_true',
                        help='start over instead of continuing from the last checkpoint')
     train.set_defaults(run=cmd_train)

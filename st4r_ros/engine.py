@@ -303,10 +303,11 @@ class QueryEngine:
         return self._when(result, stated, clock)
 
     def _state_sentence(self, text: str, encoded) -> Tensor:
-        """Return the query's sentence embedding [D] as the temporal layer's encoder gives it."""
-        if self.temporal_encoder is None:
-            return encoded.sentence[0]
-        return self.temporal_encoder.encode([text]).sentence[0]
+        """Return the query's sentence embedding [D] as the temporal layer compares it."""
+        if self.temporal is None or (self.temporal_encoder is None
+                                     and not self.temporal.text_encoder.query_prompt):
+            return encoded.sentence[0]  # the field's own encoding serves
+        return self.temporal.encode_queries(self.temporal_encoder or self.encoder, [text])[0]
 
     def _route(self, mode: QueryMode, sentence: Tensor) -> Tuple[bool, str]:
         """Decide whether a query is time-sensitive, and say why."""

@@ -30,6 +30,14 @@ feeds its attention. The sentence embedding follows a sentence-transformers pool
 the folder has one (all-MiniLM-L6-v2: mean over every attended token, [CLS] and [SEP] included,
 exactly as that model was trained); a plain encoder gets the mean over its word tokens. Both are
 L2-normalised.
+
+Decoder-only sentence encoders (e5-mistral-7b-instruct, ST4R-Splat's state encoder, and its kin)
+pool the last token: their sentence-transformers config says so, and the end-of-sequence token
+they were trained to summarise into is appended when the tokenizer does not add it. They expect
+an instruction before a query and none before a document: ``encode(texts, prompt=...)`` puts a
+prompt in front (word features leave its tokens out), and ``prompts`` holds the named prompts of
+the folder's ``config_sentence_transformers.json``. A 7B model is loaded in bfloat16 or float16
+through ``dtype``; features are returned as float32 whatever the weights' type.
 """
 
 from __future__ import annotations
@@ -41,7 +49,7 @@ import logging
 import os
 from pathlib import Path
 import re
-from typing import Callable, List, Optional, Sequence, Tuple, Union
+from typing import Callable, Dict, List, Optional, Sequence, Tuple, Union
 import unicodedata
 
 from st4r_ros.errors import QueryError, TextEncoderError
@@ -74,7 +82,10 @@ _ST_POOLING = {
     'pooling_mode_cls_token': 'cls',
     'pooling_mode_max_tokens': 'max',
     'pooling_mode_mean_sqrt_len_tokens': 'mean_sqrt_len',
+    'pooling_mode_lasttoken': 'lasttoken',
 }
+# Weight types a text encoder may be loaded in, by the names layers record.
+DTYPES = {'float32': torch.float32, 'bfloat16': torch.bfloat16, 'float16': torch.float16}
 _ST_KNOWN_MODULES = ('Transformer', 'Pooling', 'Normalize')
 _HOW_TO_PROVIDE = (
     'Provide weights by one of: pass a local folder holding config.json, model.safetensors (or '
@@ -141,6 +152,31 @@ def default_model_dir() -> Path:
     return folder
 
 
+@dataclass(frozen=True)
+class EncoderSpec:
+    """
+    What a layer records of the sentence encoder that made it, so queries are encoded alike.
+
+    :ivar name: the encoder's name (``TextEncoder.name``).
+    :ivar dtype: its weights' type, a key of ``DTYPES``.
+    :ivar query_prompt: put in front of queries (an instruction; '' for symmetric encoders).
+    :ivar document_prompt: put in front of the captions the layer stores.
+    """
+
+    name: str = ''
+    dtype: str = 'float32'
+    query_prompt: str = ''
+    document_prompt: str = ''
+
+    def load(self, device: Union[str, torch.device] = 'cpu') -> 'TextEncoder':
+        """
+        Load the recorded encoder on ``device``.
+
+        :raises TextEncoderError: the weights cannot be found (the message lists where).
+        """
+        return TextEncoder.named(self.name, device, self.dtype)
+
+
 class TextEncoder:
     """
     A transformers encoder, loaded once, that turns texts into :class:`TextFeatures`.
@@ -148,8 +184,11 @@ class TextEncoder:
     :ivar name: hub id, or resolved folder path for a folder given directly.
     :ivar folder: where the weights were loaded from.
     :ivar dim: feature size D (the encoder's hidden size).
-    :ivar max_length: tokens kept per text, special tokens included; longer texts are cut.
-    :ivar pooling: sentence pooling mode (mean, cls, max or mean_sqrt_len).
+    :ivar max_length: tokens kept per text, special tokens and prompt included; longer texts are
+        cut.
+    :ivar pooling: sentence pooling mode (mean, cls, max, mean_sqrt_len or lasttoken).
+    :ivar dtype: the weights' type, a key of ``DTYPES``.
+    :ivar prompts: named prompts of the folder's sentence-transformers config (may be empty).
     :ivar device: where the model runs and the features are returned.
     """
 
@@ -158,26 +197,35 @@ class TextEncoder:
         model: Optional[PathLike] = None,
         device: Union[str, torch.device] = 'cpu',
         max_length: Optional[int] = None,
+        dtype: str = 'float32',
     ) -> None:
         """
         Load ``model`` (folder, cached hub id, or None for the packaged all-MiniLM-L6-v2).
 
         :raises TextEncoderError: no candidate holds weights (the message lists every place tried),
-            the weights cannot be loaded, or ``max_length`` is outside what the model takes.
+            the weights cannot be loaded, ``dtype`` is not a key of ``DTYPES``, or ``max_length``
+            is outside what the model takes.
         """
+        if dtype not in DTYPES:
+            raise TextEncoderError(f'text encoder dtype {dtype!r}: expected one of '
+                                   + ', '.join(DTYPES))
         self.name, self.folder = _resolve(model)
         self.device = torch.device(device)
-        self.tokenizer, self.model = _load(self.name, self.folder, self.device)
+        self.dtype = dtype
+        self.tokenizer, self.model = _load(self.name, self.folder, self.device, DTYPES[dtype])
         self.dim = int(self.model.config.hidden_size)
         self.pooling, self._pool_specials = _pooling(self.folder)
-        self._specials = self.tokenizer.num_special_tokens_to_add(pair=False)
+        self.prompts = _prompts(self.folder)
+        self._eos = _appended_eos(self.tokenizer, self.pooling, self.name)
+        self._specials = self.tokenizer.num_special_tokens_to_add(pair=False) + (
+            self._eos is not None)
         self.max_length = _max_length(self, max_length)
-        log.info('text encoder %s from %s: dim %d, %d tokens, %s pooling',
-                 self.name, self.folder, self.dim, self.max_length, self.pooling)
+        log.info('text encoder %s from %s: dim %d, %d tokens, %s pooling, %s',
+                 self.name, self.folder, self.dim, self.max_length, self.pooling, dtype)
 
     def __repr__(self) -> str:
         return (f'TextEncoder(name={self.name!r}, dim={self.dim}, max_length={self.max_length}, '
-                f'device={str(self.device)!r})')
+                f'dtype={self.dtype!r}, device={str(self.device)!r})')
 
     @classmethod
     def default(cls, device: Union[str, torch.device] = 'cpu') -> 'TextEncoder':
@@ -185,22 +233,25 @@ class TextEncoder:
         return _shared_default(str(torch.device(device)))
 
     @classmethod
-    def named(cls, name: Optional[str],
-              device: Union[str, torch.device] = 'cpu') -> 'TextEncoder':
+    def named(cls, name: Optional[str], device: Union[str, torch.device] = 'cpu',
+              dtype: str = 'float32') -> 'TextEncoder':
         """
         Return the encoder a layer records by name: the shared default for None or its id.
 
         :raises TextEncoderError: the weights cannot be found (the message lists where).
         """
-        if name is None or name == DEFAULT_MODEL_ID:
+        if (name is None or name == DEFAULT_MODEL_ID) and dtype == 'float32':
             return cls.default(device)
-        return cls(name, device)
+        return cls(name, device, dtype=dtype)
 
     @torch.no_grad()  # not inference_mode: its tensors would refuse to join training graphs
-    def encode(self, texts: Sequence[str], batch_size: int = 32) -> TextFeatures:
+    def encode(self, texts: Sequence[str], batch_size: int = 32,
+               prompt: str = '') -> TextFeatures:
         """
         Encode B texts in batches of ``batch_size``; see :class:`TextFeatures` for shapes.
 
+        :param prompt: put in front of every text (an instruction, e.g. one of ``prompts``); it
+            counts towards ``max_length`` and its tokens are left out of the word features.
         :raises QueryError: a text is not a str, is empty, or leaves no token for the encoder.
         :raises TypeError: ``texts`` is a single str rather than a sequence of them.
         """
@@ -209,38 +260,67 @@ class TextEncoder:
         clean = tuple(normalise_expression(t) for t in texts)
         if not clean:
             return _empty(self.dim, self.device)
-        parts = [self._encode_batch(clean[i:i + batch_size])
+        parts = [self._encode_batch(clean[i:i + batch_size], prompt)
                  for i in range(0, len(clean), batch_size)]
         return _concat(parts, clean)
 
-    def _encode_batch(self, texts: Tuple[str, ...]) -> Tuple[Tensor, Tensor, Tensor, List[bool]]:
+    def _encode_batch(self, texts: Tuple[str, ...],
+                      prompt: str) -> Tuple[Tensor, Tensor, Tensor, List[bool]]:
         """Encode b texts: words [b, L, D], word_mask [b, L], sentence [b, D], truncation flags."""
-        truncated = self._check_lengths(texts)
-        batch = self.tokenizer(list(texts), padding=True, truncation=True,
-                               max_length=self.max_length, return_special_tokens_mask=True,
-                               return_tensors='pt')
+        truncated = self._check_lengths(texts, prompt)
+        batch = self._tokenize([prompt + text for text in texts])
         inputs = {k: batch[k].to(self.device) for k in self.tokenizer.model_input_names
                   if k in batch}
-        hidden = self.model(**inputs).last_hidden_state  # [b, T, D]
+        hidden = self.model(**inputs).last_hidden_state.float()  # [b, T, D]
         attended = batch['attention_mask'].to(self.device).bool()  # [b, T]
         is_word = attended & ~batch['special_tokens_mask'].to(self.device).bool()
+        if prompt:  # the prompt's tokens lead each text's non-special tokens
+            is_word &= is_word.cumsum(dim=1) > len(self._token_ids(prompt))
         words, mask = _pack(hidden, is_word)
         sentence = _pool(hidden, attended if self._pool_specials else is_word, self.pooling)
         return words, mask, sentence, truncated
 
-    def _check_lengths(self, texts: Tuple[str, ...]) -> List[bool]:
+    def _tokenize(self, texts: List[str]) -> Dict[str, Tensor]:
+        """
+        Tokenize texts into right-padded ids and masks, each [b, T].
+
+        Keys: input_ids, attention_mask, special_tokens_mask, and token_type_ids where the
+        tokenizer makes them. The end-of-sequence token a last-token encoder summarises into
+        is appended after truncation, so a cut text still ends with it.
+        """
+        room = self.max_length - (self._eos is not None)
+        rows = self.tokenizer(texts, truncation=True, max_length=room,
+                              return_special_tokens_mask=True)
+        appended = {'input_ids': self._eos, 'attention_mask': 1, 'special_tokens_mask': 1,
+                    'token_type_ids': 0}
+        keys = [k for k in appended if k in rows]
+        length = max(len(ids) for ids in rows['input_ids']) + (self._eos is not None)
+        padding = {'input_ids': self.tokenizer.pad_token_id or 0, 'attention_mask': 0,
+                   'special_tokens_mask': 1, 'token_type_ids': 0}
+        batch = {k: torch.full((len(texts), length), padding[k], dtype=torch.long) for k in keys}
+        for i in range(len(texts)):
+            for key in keys:
+                row = list(rows[key][i]) + ([appended[key]] if self._eos is not None else [])
+                batch[key][i, :len(row)] = torch.tensor(row, dtype=torch.long)
+        return batch
+
+    def _token_ids(self, text: str) -> List[int]:
+        return self.tokenizer(text, add_special_tokens=False, verbose=False)['input_ids']
+
+    def _check_lengths(self, texts: Tuple[str, ...], prompt: str) -> List[bool]:
         """Per text, whether it exceeds max_length; warns for those and rejects token-less ones."""
         # verbose=False: this untruncated count may exceed the limit, which is the point here.
         ids = self.tokenizer(list(texts), add_special_tokens=False, verbose=False)['input_ids']
-        budget = self.max_length - self._specials
+        budget = self.max_length - self._specials - (len(self._token_ids(prompt)) if prompt
+                                                     else 0)
         for text, n in zip(texts, map(len, ids)):
             if n == 0:
                 raise QueryError(f'expression {text!r} has no token text encoder {self.name} '
                                  'can read')
             if n > budget:
-                log.warning('text encoder %s keeps %d tokens (%d words + %d special); cut the '
-                            '%d-token expression %r', self.name, self.max_length, budget,
-                            self._specials, n, text[:80])
+                log.warning('text encoder %s keeps %d tokens (%d words + %d special and prompt); '
+                            'cut the %d-token expression %r', self.name, self.max_length, budget,
+                            self.max_length - budget, n, text[:80])
         return [len(i) > budget for i in ids]
 
 
@@ -319,17 +399,17 @@ def _folder_problem(folder: Path) -> Optional[str]:
     return None
 
 
-def _load(name: str, folder: Path, device: torch.device):
-    """(tokenizer, model in eval mode, float32, on ``device``) from a local folder."""
+def _load(name: str, folder: Path, device: torch.device, dtype: torch.dtype):
+    """(tokenizer, model in eval mode, in ``dtype``, on ``device``) from a local folder."""
     from transformers import AutoModel, AutoTokenizer
 
     try:
         tokenizer = AutoTokenizer.from_pretrained(folder, local_files_only=True)
-        model = AutoModel.from_pretrained(folder, local_files_only=True)
+        model = AutoModel.from_pretrained(folder, local_files_only=True, dtype=dtype)
     except Exception as exc:  # whatever the third-party files break, name the folder
         raise TextEncoderError(f'text encoder {name}: cannot load {folder}: '
                                f'{type(exc).__name__}: {exc}') from exc
-    model = model.to(device=device, dtype=torch.float32).eval().requires_grad_(False)
+    model = model.to(device=device, dtype=dtype).eval().requires_grad_(False)
     return tokenizer, model
 
 
@@ -358,6 +438,30 @@ def _pooling(folder: Path) -> Tuple[str, bool]:
         raise TextEncoderError(f'{config_path}: pooling {on} not supported; expected exactly one '
                                'of ' + ', '.join(_ST_POOLING))
     return _ST_POOLING[on[0]], True
+
+
+def _prompts(folder: Path) -> Dict[str, str]:
+    """Named prompts of a sentence-transformers config (``prompts``), {} without one."""
+    path = folder / 'config_sentence_transformers.json'
+    prompts = _read_json(path).get('prompts', {}) if path.is_file() else {}
+    if not isinstance(prompts, dict) or not all(isinstance(v, str) for v in prompts.values()):
+        raise TextEncoderError(f'{path}: prompts: expected an object of strings')
+    return dict(prompts)
+
+
+def _appended_eos(tokenizer, pooling: str, name: str) -> Optional[int]:
+    """
+    Return the end-of-sequence id to append to every text, or None.
+
+    Only last-token pooling needs it, and only when the tokenizer does not add it already.
+    """
+    if pooling != 'lasttoken':
+        return None
+    eos = tokenizer.eos_token_id
+    if eos is None:
+        raise TextEncoderError(f'text encoder {name}: last-token pooling needs an '
+                               'end-of-sequence token, and its tokenizer has none')
+    return None if tokenizer('a')['input_ids'][-1] == eos else int(eos)
 
 
 def _max_length(encoder: TextEncoder, wanted: Optional[int]) -> int:
@@ -406,6 +510,9 @@ def _pool(hidden: Tensor, keep: Tensor, mode: str) -> Tensor:
     """L2-normalised pooling of hidden [B, T, D] over keep [B, T] -> [B, D]."""
     if mode == 'cls':
         pooled = hidden[:, 0]
+    elif mode == 'lasttoken':  # the last kept position, whichever side the padding is on
+        last = keep.shape[1] - 1 - keep.flip(dims=[1]).to(torch.int8).argmax(dim=1)
+        pooled = hidden[torch.arange(len(hidden), device=hidden.device), last]
     elif mode == 'max':
         pooled = hidden.masked_fill(~keep.unsqueeze(-1), float('-inf')).amax(dim=1)
     else:

@@ -25,6 +25,7 @@ from types import SimpleNamespace
 
 from st4r_ros.scene.synthetic import SyntheticConfig
 from st4r_ros.temporal import IntervalParams, Router, StateCache, TemporalLayer
+from st4r_ros.text import EncoderSpec
 import torch
 
 SMALL = SyntheticConfig(num_frames=3, gaussians_per_object=150, table_gaussians=200,
@@ -34,10 +35,10 @@ SMALL = SyntheticConfig(num_frames=3, gaussians_per_object=150, table_gaussians=
 class KeywordEncoder:
     """'object k' -> one word whose feature is k; anything else -> k = 0 (matches nothing)."""
 
-    def encode(self, texts):
+    def encode(self, texts, prompt=''):
         codes = []
         for text in texts:
-            words = text.split()
+            words = (prompt + text).split()
             codes.append(float(words[1]) if len(words) == 2 and words[0] == 'object'
                          and words[1].isdigit() else 0.0)
         words = torch.tensor(codes)[:, None, None]
@@ -71,5 +72,6 @@ def temporal_layer(p_sensitive_weight: float, locate_floor: float = math.inf) ->
                        torch.tensor([[[-1.0], [-1.0], [-1.0]], [[1.0], [-1.0], [1.0]]]),
                        torch.ones(2, 3, dtype=torch.bool))
     return TemporalLayer(cache, Router(torch.tensor([p_sensitive_weight]), 0.0),
-                         torch.zeros(0, 1), IntervalParams(window=1, level=0.5), 'keywords',
+                         torch.zeros(0, 1), IntervalParams(window=1, level=0.5),
+                         EncoderSpec('keywords'),
                          locate_floor=locate_floor)

@@ -53,10 +53,10 @@ class HashEncoder:
     name = 'test-hash-encoder'
     dim = DIM
 
-    def encode(self, texts):
+    def encode(self, texts, prompt=''):
         rows = []
         for text in texts:
-            words = text.lower().replace('?', ' ').split()
+            words = (prompt + text).lower().replace('?', ' ').split()
             vectors = [torch.randn(DIM, generator=torch.Generator().manual_seed(
                 zlib.crc32(word.encode()))) for word in words]
             rows.append(torch.nn.functional.normalize(torch.stack(vectors).mean(0), dim=0))

@@ -21,6 +21,7 @@ thresholds, target cloud, mask, statuses. The trained field itself is tested in
 test_field/test_training.
 """
 
+from dataclasses import replace
 import math
 
 from doubles import InstanceField, KeywordEncoder, SMALL, temporal_layer
@@ -217,6 +218,21 @@ def test_the_state_cache_names_the_instance_of_a_time_sensitive_query(engine, sy
                         temporal=temporal_layer(5.0, locate_floor=1.5))
     assert below.query(QueryRequest('object 2', mode=QueryMode.TIME_SENSITIVE)
                        ).target_instance_id == 2  # no match reaches the floor: the field
+
+
+def test_time_sensitive_queries_are_encoded_with_the_layers_query_prompt(engine):
+    layer = temporal_layer(5.0, locate_floor=0.5)
+    prompted = replace(layer, text_encoder=replace(layer.text_encoder, query_prompt='object '))
+    timed = QueryEngine(engine.scene, engine.field, engine.encoder, threshold=0.4,
+                        temporal=prompted)
+    # The field reads '2' as nothing; the layer reads 'object 2', which its cache places.
+    result = timed.query(QueryRequest('2', mode=QueryMode.TIME_SENSITIVE))
+    assert result.ok and result.target_instance_id == 3, result.message
+    assert 'located by the state cache' in result.message
+    unprompted = QueryEngine(engine.scene, engine.field, engine.encoder, threshold=0.4,
+                             temporal=layer)
+    assert unprompted.query(QueryRequest('2', mode=QueryMode.TIME_SENSITIVE)).status \
+        == QueryStatus.NO_TARGET
 
 
 def test_the_router_decides_auto_queries(engine):

@@ -33,7 +33,8 @@ from st4r_ros.supervision.format import Caption, InstanceCaptions, Supervision
 from st4r_ros.temporal import (build_state_cache, build_temporal_layer, find_intervals,
                                IntervalParams, load_temporal_layer, save_temporal_layer)
 from st4r_ros.temporal.intervals import smooth, Verdict
-from st4r_ros.text import TextEncoder
+from st4r_ros.text import EncoderSpec, TextEncoder
+from tiny_decoder import QUERY_PROMPT, write_tiny_decoder
 import torch
 
 FRAMES = 12
@@ -170,7 +171,7 @@ def test_layer_files_round_trip_and_refuse_damage(layer, tmp_path):
     loaded = load_temporal_layer(tmp_path)
     assert torch.equal(loaded.cache.features, layer.cache.features)
     assert torch.equal(loaded.cache.valid, layer.cache.valid)
-    assert loaded.params == layer.params and loaded.encoder_name == layer.encoder_name
+    assert loaded.params == layer.params and loaded.text_encoder == layer.text_encoder
     assert load_temporal_layer(tmp_path / 'elsewhere') is None
     tensors = load_file(str(tmp_path / 'temporal.safetensors'))
     tensors['cache/valid'] = tensors['cache/valid'][:1]
@@ -189,6 +190,11 @@ def test_layer_files_round_trip_and_refuse_damage(layer, tmp_path):
     (tmp_path / 'temporal.json').write_text(json.dumps(meta))
     with pytest.raises(SceneFormatError, match='mistypes'):
         load_temporal_layer(tmp_path)
+    for damaged in ({'name': 3}, 'minilm', {'name': 'x', 'pooling': 'mean'}):
+        meta['locate_floor'], meta['text_encoder'] = 0.3, damaged
+        (tmp_path / 'temporal.json').write_text(json.dumps(meta))
+        with pytest.raises(SceneFormatError, match='text_encoder'):
+            load_temporal_layer(tmp_path)
     (tmp_path / 'temporal.json').write_text('[1, 2]')
     with pytest.raises(SceneFormatError, match='expected a JSON object'):
         load_temporal_layer(tmp_path)
@@ -199,3 +205,32 @@ def test_layer_files_round_trip_and_refuse_damage(layer, tmp_path):
     (tmp_path / 'temporal.json').write_text('{"format": "something else"}')
     with pytest.raises(SceneFormatError, match='format'):
         load_temporal_layer(tmp_path)
+
+
+# ---- with an instruction-prompted, last-token sentence encoder (e5-mistral's shape) ----------
+
+def test_a_prompted_encoder_keeps_documents_and_queries_apart(tmp_path):
+    decoder = TextEncoder(write_tiny_decoder(tmp_path / 'decoder'))
+    layer = build_temporal_layer(supervision(), decoder, window=1)
+    assert layer.text_encoder == EncoderSpec(str(decoder.name), 'float32', QUERY_PROMPT, '')
+    caption = 'the red cube is at rest'  # instance 1's caption at frame 0
+    as_document = decoder.encode([caption]).sentence[0]
+    torch.testing.assert_close(layer.cache.features[0, 0], as_document)
+    query = layer.encode_queries(decoder, [caption])[0]
+    torch.testing.assert_close(query, decoder.encode([caption], prompt=QUERY_PROMPT).sentence[0])
+    assert not torch.allclose(query, as_document)
+    # The router was fitted on query-side encodings: it sees the prompt at training and query.
+    assert layer.calibration['router_training_accuracy'] > 0.5
+    save_temporal_layer(tmp_path / 'layer', layer)
+    loaded = load_temporal_layer(tmp_path / 'layer')
+    assert loaded.text_encoder == layer.text_encoder
+    reloaded = loaded.text_encoder.load('cpu')
+    torch.testing.assert_close(loaded.encode_queries(reloaded, [caption])[0], query)
+
+
+def test_an_explicit_query_prompt_wins_over_the_encoders(tmp_path):
+    decoder = TextEncoder(write_tiny_decoder(tmp_path / 'decoder'))
+    layer = build_temporal_layer(supervision(), decoder, window=1, query_prompt='')
+    assert layer.text_encoder.query_prompt == ''
+    torch.testing.assert_close(layer.encode_queries(decoder, ['the red cube'])[0],
+                               decoder.encode(['the red cube']).sentence[0])

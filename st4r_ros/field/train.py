@@ -75,6 +75,7 @@ from st4r_ros.scene.gaussians import Gaussians
 from st4r_ros.scene.scene4d import Scene4D
 from st4r_ros.supervision.format import Supervision, SupervisionView
 from st4r_ros.temporal.layer import build_temporal_layer, save_temporal_layer
+from st4r_ros.text import DTYPES
 import torch
 from torch import Tensor
 
@@ -122,6 +123,10 @@ class TrainConfig:
     text_model: Optional[str] = None
     # The temporal layer's sentence encoder (state cache, router); None: the field's encoder.
     temporal_text_model: Optional[str] = None
+    # Its weights' type (a key of text.DTYPES: a 7B encoder fits a GPU in bfloat16), and the
+    # instruction put in front of queries (None: its folder's 'query' prompt, if it names one).
+    temporal_text_dtype: str = 'float32'
+    temporal_query_prompt: Optional[str] = None
     depth_tolerance: float = DEPTH_TOLERANCE
     min_votes: int = MIN_VOTES
     min_fraction: float = MIN_FRACTION
@@ -133,6 +138,9 @@ class TrainConfig:
         if not 0.0 <= self.word_dropout < 1.0:
             raise SupervisionFormatError(f'training config: word_dropout must be in [0, 1), '
                                          f'got {self.word_dropout!r}')
+        if self.temporal_text_dtype not in DTYPES:
+            raise SupervisionFormatError('training config: temporal_text_dtype must be one of '
+                                         f'{list(DTYPES)}, got {self.temporal_text_dtype!r}')
 
     def to_json(self) -> Dict:
         data = asdict(self)
@@ -276,9 +284,11 @@ def train_field(scene: Scene4D, supervision: Supervision, config: Optional[Train
         })
         if any(instance.state_captions for instance in supervision.instances):
             # The 'when' branch rides along: its cache is bound to the same instance ids.
-            temporal = (_load_encoder(config.temporal_text_model, device)
-                        if config.temporal_text_model else encoder)
-            save_temporal_layer(out, build_temporal_layer(supervision, temporal))
+            own = config.temporal_text_model or config.temporal_text_dtype != 'float32'
+            temporal = (_load_encoder(config.temporal_text_model, device,
+                                      config.temporal_text_dtype) if own else encoder)
+            save_temporal_layer(out, build_temporal_layer(
+                supervision, temporal, query_prompt=config.temporal_query_prompt))
     return TrainResult(model, assignment, threshold, calibration, history, layer_path, start,
                        time.perf_counter() - started)
 
@@ -286,10 +296,10 @@ def train_field(scene: Scene4D, supervision: Supervision, config: Optional[Train
 # ---- data -----------------------------------------------------------------------------------
 
 
-def _load_encoder(model: Optional[str], device: torch.device):
+def _load_encoder(model: Optional[str], device: torch.device, dtype: str = 'float32'):
     from st4r_ros.text import TextEncoder
 
-    return TextEncoder.named(model, device)
+    return TextEncoder.named(model, device, dtype)
 
 
 def prepare_data(scene: Scene4D, supervision: Supervision, encoder, config: TrainConfig,

@@ -21,7 +21,9 @@ Files, in the layer folder (the scene's bundle, or the folder of its referring l
                            cache/features [K, T, D], cache/valid [K, T] uint8,
                            router/weight [D], state_space/object_basis [r, D]
     temporal.json          {"format": "st4r-temporal-layer", "version": 1,
-                            "file": "temporal.safetensors", "text_encoder": {...},
+                            "file": "temporal.safetensors",
+                            "text_encoder": {"name", "dim", "dtype", "query_prompt",
+                                             "document_prompt"},
                             "router_bias": b, "intervals": IntervalParams,
                             "calibration": {...}, "duration_s": seconds or null}
 
@@ -46,6 +48,7 @@ from st4r_ros.temporal.routing import fit_router, Router, router_examples
 from st4r_ros.temporal.state_cache import (build_state_cache, cache_from_table,
                                            state_caption_table, StateCache)
 from st4r_ros.temporal.state_space import object_basis, remove_object, state_features
+from st4r_ros.text import EncoderSpec
 import torch
 from torch import Tensor
 import torch.nn.functional as F
@@ -67,7 +70,8 @@ class TemporalLayer:
     :ivar object_basis: directions of object content removed before states are compared,
         [r, D] (``state_space``).
     :ivar params: how scores become intervals.
-    :ivar encoder_name: the sentence encoder that made the cache (queries must use it too).
+    :ivar text_encoder: the sentence encoder that made the cache and how (queries must be
+        encoded alike: ``encode_queries``).
     :ivar calibration: how the parameters were chosen (for the record).
     :ivar locate_floor: the least cache match that names an instance (``locate``).
     """
@@ -76,7 +80,7 @@ class TemporalLayer:
     router: Router
     object_basis: Tensor
     params: IntervalParams = IntervalParams()
-    encoder_name: str = ''
+    text_encoder: EncoderSpec = EncoderSpec()
     calibration: Dict = field(default_factory=dict)
     locate_floor: float = 0.0
 
@@ -117,6 +121,10 @@ class TemporalLayer:
         match = float(best[row])
         return (int(self.cache.instance_ids[row]), match) if match >= self.locate_floor else None
 
+    def encode_queries(self, encoder, texts: List[str]) -> Tensor:
+        """Sentence embeddings [B, D] of queries, as the layer compares them (its query prompt)."""
+        return encoder.encode(texts, prompt=self.text_encoder.query_prompt).sentence
+
     def state_query(self, query: Tensor) -> Tensor:
         """Map query sentence embeddings [..., D] into the state space, [..., D]."""
         return remove_object(query.to(self.states), self.object_basis.to(self.states))
@@ -124,12 +132,13 @@ class TemporalLayer:
     def to(self, device: torch.device | str) -> 'TemporalLayer':
         router = Router(self.router.weight.to(device), self.router.bias)
         return TemporalLayer(self.cache.to(device), router, self.object_basis.to(device),
-                             self.params, self.encoder_name, self.calibration,
+                             self.params, self.text_encoder, self.calibration,
                              self.locate_floor)
 
 
 def build_temporal_layer(supervision: Supervision, encoder, window: int = 3,
-                         min_contrast: float = 0.05) -> TemporalLayer:
+                         min_contrast: float = 0.05,
+                         query_prompt: Optional[str] = None) -> TemporalLayer:
     """
     Build the cache from the state captions, fit the router and calibrate the level.
 
@@ -139,38 +148,56 @@ def build_temporal_layer(supervision: Supervision, encoder, window: int = 3,
     far higher (``positive_median``, recorded), but reworded queries do not, so the level
     sits at the negatives rather than halfway.
 
+    Captions are encoded as documents (the encoder's ``document`` prompt, if it names one);
+    whatever stands for a query (the router's examples, the captions the level and the floor
+    are calibrated with) is encoded as queries are at run time.
+
+    :param query_prompt: the instruction put in front of queries; None: the encoder's
+        ``query`` prompt, if it names one.
     :raises SupervisionFormatError: the supervision has no state captions.
     """
     times, table = state_caption_table(supervision)
     if not times:
         return build_state_cache(supervision, encoder)  # raises: no state captions
+    prompts = getattr(encoder, 'prompts', {})
+    spec = EncoderSpec(str(encoder.name), str(getattr(encoder, 'dtype', 'float32')),
+                       prompts.get('query', '') if query_prompt is None else query_prompt,
+                       prompts.get('document', ''))
     descriptions = sorted({c.text for inst in supervision.instances for c in inst.captions})
     states = sorted({text for captions in table.values() for text in captions})
     said_states, said_descriptions = router_examples(states, descriptions)
-    # One encoding pass for the cache, the object basis, the router and the calibration.
+    # One encoding pass per prompt for the cache, the object basis, the router and the levels.
     texts = sorted(set(said_states) | set(said_descriptions))
-    sentence = dict(zip(texts, F.normalize(encoder.encode(texts).sentence.float().cpu(),
-                                           dim=-1)))
-    cache = cache_from_table(times, table, sentence)
-    router = fit_router(torch.stack([sentence[t] for t in said_states]),
-                        torch.stack([sentence[t] for t in said_descriptions]))
-    basis = object_basis(torch.stack([sentence[t] for t in descriptions]))
+    if spec.query_prompt == spec.document_prompt:  # one pass serves both sides
+        document = query = _unit_sentences(encoder, texts, spec.query_prompt)
+    else:
+        document = _unit_sentences(encoder, states + descriptions, spec.document_prompt)
+        query = _unit_sentences(encoder, texts, spec.query_prompt)
+    cache = cache_from_table(times, table, document)
+    router = fit_router(torch.stack([query[t] for t in said_states]),
+                        torch.stack([query[t] for t in said_descriptions]))
+    basis = object_basis(torch.stack([document[t] for t in descriptions]))
     unset = TemporalLayer(cache, router, basis)
-    positive, negative = _separation(unset, table, sentence)
+    positive, negative = _separation(unset, table, query)
     params = IntervalParams(window=window, level=negative, min_contrast=min_contrast)
     # A query naming one of the scene's objects matches its captions about as well as a
     # description of it does (median over the descriptions: about 0.72 with MiniLM; held-out
     # queries 0.32-0.6); unrelated text stays lower (0.06-0.39 measured). Half that median.
     description_match = float(torch.stack([
-        best_matches(cache, sentence[t]).max() for t in descriptions]).median())
+        best_matches(cache, query[t]).max() for t in descriptions]).median())
     calibration = {'positive_median': positive, 'negative_median': negative,
                    'description_match_median': description_match,
                    'state_captions': len(states), 'description_captions': len(descriptions),
                    'object_directions': len(basis),
-                   'router_training_accuracy': _router_accuracy(router, sentence, states,
+                   'router_training_accuracy': _router_accuracy(router, query, states,
                                                                 descriptions)}
-    return TemporalLayer(cache, router, basis, params, str(encoder.name), calibration,
-                         description_match / 2)
+    return TemporalLayer(cache, router, basis, params, spec, calibration, description_match / 2)
+
+
+def _unit_sentences(encoder, texts: List[str], prompt: str) -> Dict[str, Tensor]:
+    """Each text's unit sentence embedding [D] on the CPU, the prompt in front."""
+    encoded = encoder.encode(texts, prompt=prompt).sentence.float().cpu()
+    return dict(zip(texts, F.normalize(encoded, dim=-1)))
 
 
 def best_matches(cache: StateCache, unit: Tensor) -> Tensor:
@@ -214,7 +241,7 @@ def save_temporal_layer(layer_dir: str | Path, layer: TemporalLayer,
     folder = Path(layer_dir)
     folder.mkdir(parents=True, exist_ok=True)
     meta = {'format': LAYER_FORMAT, 'version': LAYER_VERSION, 'file': LAYER_FILE,
-            'text_encoder': {'name': layer.encoder_name, 'dim': layer.cache.dim},
+            'text_encoder': {**asdict(layer.text_encoder), 'dim': layer.cache.dim},
             'router_bias': layer.router.bias, 'intervals': asdict(layer.params),
             'calibration': layer.calibration, 'locate_floor': layer.locate_floor,
             **(metadata or {})}
@@ -260,19 +287,31 @@ def load_temporal_layer(layer_dir: str | Path,
         basis = tensors['state_space/object_basis'].float()
         params = IntervalParams(**meta['intervals'])
         locate_floor = float(meta['locate_floor'])
+        spec = _encoder_spec(meta.get('text_encoder', {}))
     except (SafetensorError, OSError) as err:
         raise SceneFormatError(f'{path}: not a readable safetensors file ({err})') from None
     except (KeyError, TypeError, ValueError) as err:
         raise SceneFormatError(f'{folder}: temporal layer lacks or mistypes {err}') from None
     except SupervisionFormatError as err:
         raise SceneFormatError(f'{path}: {err}') from None
-    name = meta.get('text_encoder', {}).get('name', '')
     try:
-        layer = TemporalLayer(cache, router, basis, params, str(name),
-                              meta.get('calibration', {}), locate_floor)
+        layer = TemporalLayer(cache, router, basis, params, spec, meta.get('calibration', {}),
+                              locate_floor)
     except SupervisionFormatError as err:
         raise SceneFormatError(f'{path}: {err}') from None
     return layer.to(device)
+
+
+def _encoder_spec(recorded) -> EncoderSpec:
+    """Read the layer's EncoderSpec from temporal.json's text_encoder (dim left out)."""
+    if not isinstance(recorded, dict):
+        raise TypeError(f'text_encoder must be an object, got {type(recorded).__name__}')
+    fields = {k: v for k, v in recorded.items() if k != 'dim'}
+    unknown = sorted(set(fields) - set(asdict(EncoderSpec())))
+    if unknown or not all(isinstance(value, str) for value in fields.values()):
+        raise TypeError(f'text_encoder: expected string fields of {list(asdict(EncoderSpec()))}'
+                        f' and dim, got {recorded}')
+    return EncoderSpec(**fields)
 
 
 def temporal_encoder_for(layer: Optional[TemporalLayer], encoder,
@@ -280,19 +319,19 @@ def temporal_encoder_for(layer: Optional[TemporalLayer], encoder,
     """
     Return the sentence encoder a temporal layer needs beside the referring ``encoder``.
 
-    None when there is no layer or it was built with ``encoder`` itself; else the encoder the
-    layer records, loaded by name.
+    None when there is no layer or it was built with ``encoder`` itself (same name and weight
+    type); else the encoder the layer records, loaded by name.
 
     :raises TextEncoderError: that encoder's weights cannot be found.
     :raises SceneFormatError: its dimension differs from the layer's cache.
     """
-    from st4r_ros.text import TextEncoder
-
     if layer is None:
         return None
-    own = (None if layer.encoder_name == str(encoder.name)
-           else TextEncoder.named(layer.encoder_name, device))
+    spec = layer.text_encoder
+    same = (spec.name == str(encoder.name)
+            and spec.dtype == str(getattr(encoder, 'dtype', 'float32')))
+    own = None if same else spec.load(device)
     if int((own or encoder).dim) != layer.cache.dim:
         raise SceneFormatError(f'temporal layer: its cache has D = {layer.cache.dim}, its text '
-                               f'encoder {layer.encoder_name!r} gives {(own or encoder).dim}')
+                               f'encoder {spec.name!r} gives {(own or encoder).dim}')
     return own
