@@ -30,12 +30,15 @@ Columns: mIoU over (expression, view) pairs (evaluation/referring.py), per kind,
 relation-only expressions about the two identical objects: only position tells them apart),
 "time-dependent" (expressions that hold in only part of the frames: relations that change as
 an object moves), "seen words" and "held-out words" (expressions without and with a synonym that
-no training caption uses: synthetic_language.unseen_words), and the mIoU on the training views
-and captions (fit, not generalisation).
+no training caption uses: synthetic_language.unseen_words), the mIoU on the training views
+and captions (fit, not generalisation), and "training words": the mIoU of the same field on
+the same expressions with the training captions' look words in place of the held-out synonyms
+(``write_synthetic_benchmark(vocabulary='training')``, bench_training_words.json): the gap to
+mIoU is what the text encoder's vocabulary costs.
 
 Usage:
     python benchmarks/ablation_referring.py [--seeds 0 1] [--steps 1500] [--jobs 2]
-        [--out out/ablation_referring] [--variants full no_attention ...]
+        [--out out/ablation_referring] [--variants full no_attention ...] [--temporal]
 
 Writes OUT/ablation.md and OUT/ablation.json; the scenes and layers stay in OUT/seed_S/.
 """
@@ -52,6 +55,8 @@ from pathlib import Path
 import time
 from typing import Dict, Iterator, List, Optional
 
+# The benchmark in the training captions' look words (prepare), beside bench.json.
+TRAINING_WORDS_BENCH = 'bench_training_words.json'
 VARIANTS = {
     'full': 'full model',
     'no_attention': 'w/o cross-modal attention',
@@ -82,11 +87,14 @@ def variant_config(name: str, steps: int, device: str = 'cpu'):
 def prepare(root: Path, seed: int) -> None:
     """Write the synthetic scene, its supervision and benchmark under root (unless present)."""
     from st4r_ros.scene.synthetic import write_synthetic
-    from st4r_ros.supervision.synthetic_language import build_synthetic_task
+    from st4r_ros.supervision.synthetic_language import (build_synthetic_task,
+                                                         write_synthetic_benchmark)
 
     if not (root / 'bench.json').is_file():
         write_synthetic(root, seed)
         build_synthetic_task(root, seed)
+    if not (root / TRAINING_WORDS_BENCH).is_file():
+        write_synthetic_benchmark(root, root / TRAINING_WORDS_BENCH, seed, vocabulary='training')
 
 
 def subsets(root: Path) -> Dict[str, set]:
@@ -113,8 +121,14 @@ def subsets(root: Path) -> Dict[str, set]:
 
 
 def run_variant(root: str, seed: int, name: str, steps: int, threads: int,
-                device: str = 'cpu', text_model: Optional[str] = None) -> Dict:
-    """Train one variant on one scene and evaluate it; a JSON-able row."""
+                device: str = 'cpu', text_model: Optional[str] = None,
+                temporal: bool = False) -> Dict:
+    """
+    Train one variant on one scene and evaluate it; a JSON-able row.
+
+    With ``temporal``, the time-sensitive queries of both benchmarks too (routing, Acc, vIoU
+    on novel and training views, located share: evaluation/temporal.py), under 'temporal'.
+    """
     import torch
 
     torch.set_num_threads(threads)
@@ -137,16 +151,38 @@ def run_variant(root: str, seed: int, name: str, steps: int, threads: int,
     report = evaluate_referring(scene, result.field, encoder, bench, result.threshold)
     ungated = evaluate_referring(scene, result.field, encoder, bench)
     fit = evaluate_referring(scene, result.field, encoder, training_benchmark(supervision))
+    in_training_words = evaluate_referring(scene, result.field, encoder,
+                                           load_benchmark(folder / TRAINING_WORDS_BENCH),
+                                           result.threshold)
     by_id = {row['id']: row for row in report.per_expression}
     row = {'seed': seed, 'variant': name, 'miou': report.miou, 'per_kind': report.per_kind,
            'miou_without_no_target': ungated.miou, 'no_target_pairs': report.no_target_pairs,
-           'pairs': report.pairs, 'train_view_miou': fit.miou, 'threshold': result.threshold,
+           'pairs': report.pairs, 'train_view_miou': fit.miou,
+           'training_words_miou': in_training_words.miou, 'threshold': result.threshold,
            'train_seconds': train_seconds, 'steps': steps,
            'instance_agreement': result.assignment.agreement(scene.at(0.0).instance_ids),
            'per_expression': report.per_expression}
     for subset, ids in subsets(folder).items():
         row[subset] = _pair_weighted([by_id[i] for i in ids])
+    if temporal:
+        row['temporal'] = _temporal_scores(folder, name, scene, result, encoder, supervision)
     return row
+
+
+def _temporal_scores(folder: Path, name: str, scene, result, encoder, supervision) -> Dict:
+    """The when branch's scores on both benchmarks, per-query rows left out."""
+    from st4r_ros.evaluation.temporal import evaluate_temporal
+    from st4r_ros.supervision.format import load_benchmark
+    from st4r_ros.temporal.layer import load_temporal_layer
+
+    layer = load_temporal_layer(folder / 'layers' / name, result.field.embeddings.device)
+    scores = {}
+    for words, bench in (('held-out', 'bench.json'), ('training', TRAINING_WORDS_BENCH)):
+        report = evaluate_temporal(scene, result.field, encoder, layer,
+                                   load_benchmark(folder / bench), result.threshold,
+                                   supervision.views)
+        scores[words] = {k: v for k, v in report.to_json().items() if k != 'per_query'}
+    return scores
 
 
 def _pair_weighted(rows: List[Dict]) -> float:
@@ -160,7 +196,8 @@ def table(rows: List[Dict]) -> str:
     """Markdown: one line per variant, means over seeds."""
     kinds = sorted({k for r in rows for k in r['per_kind']})
     subsets = ['twins', 'time-dependent', 'seen words', 'held-out words']
-    columns = ['mIoU', *kinds, *subsets, 'train views', 'no-target pairs', 'train s']
+    columns = ['mIoU', *kinds, *subsets, 'training words', 'train views', 'no-target pairs',
+               'train s']
     lines = ['| variant | ' + ' | '.join(columns) + ' |',
              '|---' * (len(columns) + 1) + '|']
     for name in VARIANTS:
@@ -170,7 +207,7 @@ def table(rows: List[Dict]) -> str:
         values = [_mean([r['miou'] for r in mine])]
         values += [_mean([r['per_kind'].get(k, float('nan')) for r in mine]) for k in kinds]
         values += [_mean([r[k] for r in mine])
-                   for k in (*subsets, 'train_view_miou')]
+                   for k in (*subsets, 'training_words_miou', 'train_view_miou')]
         cells = [f'{v:.3f}' for v in values]
         cells += [f"{_mean([r['no_target_pairs'] for r in mine]):.0f}",
                   f"{_mean([r['train_seconds'] for r in mine]):.0f}"]
@@ -205,6 +242,8 @@ def main() -> None:
     parser.add_argument('--variants', nargs='+', choices=list(VARIANTS), default=list(VARIANTS))
     parser.add_argument('--device', default='cpu', help='cpu or cuda (training and evaluation)')
     parser.add_argument('--text-model', help='encoder folder (default: the packaged MiniLM)')
+    parser.add_argument('--temporal', action='store_true',
+                        help="also score the time-sensitive queries (both vocabularies)")
     args = parser.parse_args()
     out = Path(args.out)
     started = time.perf_counter()
@@ -212,21 +251,26 @@ def main() -> None:
         prepare(out / f'seed_{seed}', seed)
     threads = max(1, (os.cpu_count() or 1) // args.jobs)
     tasks = [(str(out / f'seed_{seed}'), seed, name, args.steps, threads, args.device,
-              args.text_model) for seed in args.seeds for name in args.variants]
+              args.text_model, args.temporal) for seed in args.seeds for name in args.variants]
     rows = []
+    out.mkdir(parents=True, exist_ok=True)
     for row in _run_all(tasks, args.jobs):
         rows.append(row)
-        print(f"seed {row['seed']} {row['variant']}: mIoU {row['miou']:.3f}, "
-              f"{row['train_seconds']:.0f} s training", flush=True)
+        print(f"seed {row['seed']} {row['variant']}: mIoU {row['miou']:.3f} (training words "
+              f"{row['training_words_miou']:.3f}), {row['train_seconds']:.0f} s training",
+              flush=True)
+        for words, t in row.get('temporal', {}).items():
+            print(f"  when, {words} words: routing {t['routing_accuracy']:.3f}, Acc "
+                  f"{t['acc']:.3f} (never {t['never_acc']:.3f}), vIoU {t['viou']}, located "
+                  f"{t['located']:.3f}", flush=True)
+        seconds = time.perf_counter() - started
+        (out / 'ablation.json').write_text(json.dumps(  # after every run: partial results stay
+            {'seeds': args.seeds, 'steps': args.steps, 'minutes': seconds / 60, 'rows': rows},
+            indent=1))
     markdown = table(rows)
-    seconds = time.perf_counter() - started
     print(markdown)
     print(f'\n{len(rows)} runs, {seconds / 60:.1f} min')
-    out.mkdir(parents=True, exist_ok=True)
     (out / 'ablation.md').write_text(markdown + '\n')
-    (out / 'ablation.json').write_text(json.dumps(
-        {'seeds': args.seeds, 'steps': args.steps, 'minutes': seconds / 60, 'rows': rows},
-        indent=1))
 
 
 if __name__ == '__main__':

@@ -36,7 +36,8 @@ from st4r_ros.supervision import (build_synthetic_task, load_benchmark, load_sup
 from st4r_ros.supervision.synthetic_language import (EVALUATION_STATES, EVALUATION_WORDS,
                                                      HELD_OUT_WORDS, KINDS, TIME_AGNOSTIC_KINDS,
                                                      TIME_SENSITIVE, TRAINING_STATES,
-                                                     TRAINING_WORDS, unseen_words)
+                                                     TRAINING_VOCABULARY_WORDS, TRAINING_WORDS,
+                                                     unseen_words)
 
 SMALL = SyntheticConfig(num_frames=4, train_cameras_per_frame=1, novel_cameras_per_frame=1,
                         gaussians_per_object=200, table_gaussians=300)
@@ -199,6 +200,26 @@ def test_both_vocabularies_cover_every_look():
         assert set(family.sizes) == set(SIZES) and set(family.properties) == set(SHAPES)
     assert set(EVALUATION_WORDS.plurals) == {n for ns in EVALUATION_WORDS.shapes.values()
                                              for n in ns}
+
+
+def test_the_training_vocabulary_benchmark_asks_the_same_in_training_words(timed, tmp_path):
+    root, supervision, bench, _ = timed
+    seen = write_synthetic_benchmark(root, tmp_path / 'bench.json', seed=0, vocabulary='training')
+    assert [(e.id, e.instance_id, e.kind, e.frames) for e in seen.expressions] == \
+        [(e.id, e.instance_id, e.kind, e.frames) for e in bench.expressions]
+    assert not any(unseen_words(e.text) for e in seen.expressions)
+    changed = [(a.text, b.text) for a, b in zip(bench.expressions, seen.expressions)
+               if a.text != b.text]
+    assert len(changed) == sum(bool(unseen_words(e.text)) for e in bench.expressions)
+    training = words(train_texts(supervision)) | set(EVALUATION_WORDS.generic)
+    for held_out, said in changed:  # only the look words moved, into training's
+        assert len(held_out.split()) == len(said.split()) or '-' in held_out + said
+        assert words([said]) - words([held_out]) <= training | set(
+            TRAINING_VOCABULARY_WORDS.plurals.values())
+    assert set(TRAINING_VOCABULARY_WORDS.plurals) == {n for ns in TRAINING_WORDS.shapes.values()
+                                                      for n in ns}
+    with pytest.raises(ValueError, match='vocabulary'):
+        write_synthetic_benchmark(root, tmp_path / 'other.json', vocabulary='mixed')
 
 
 @pytest.mark.parametrize('scene', ['task', 'timed'])

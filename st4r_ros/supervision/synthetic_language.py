@@ -109,7 +109,9 @@ expressions carry a held-out synonym, whose recognition rests on the text encode
 Outputs: ``write_synthetic_supervision`` (training views = the synthetic train views, masks
 copied into the supervision folder; description and state captions), ``write_synthetic_benchmark``
 (held-out novel views, masks referenced relative to the benchmark file; the time-agnostic
-expressions, then the time-sensitive queries), ``build_synthetic_task`` (both, inside the
+expressions, then the time-sensitive queries; with ``vocabulary='training'`` the same
+expressions with family A's look words in place of the held-out synonyms, to measure what the
+text encoder's vocabulary costs), ``build_synthetic_task`` (both, inside the
 synthetic folder). Deterministic for a seed; state captions and time-sensitive queries draw
 from random streams of their own, so the other sentences are those of a scene without them.
 """
@@ -234,6 +236,28 @@ EVALUATION_WORDS = Words(
         FRONTMOST: ('closest to the front',), REARMOST: ('furthest back',),
     },
 )
+
+
+def _cycled(training: Dict[str, Tuple[str, ...]],
+            evaluation: Dict[str, Tuple[str, ...]]) -> Dict[str, Tuple[str, ...]]:
+    """Training's words per concept, repeated to as many options as evaluation has."""
+    return {concept: tuple(training[concept][i % len(training[concept])]
+                           for i in range(len(options)))
+            for concept, options in evaluation.items()}
+
+
+# Family B's sentences and relation words with family A's colour, shape, size and property
+# words: the same benchmark with no held-out synonym, so that comparing the two tells what the
+# text encoder's vocabulary costs (``write_synthetic_benchmark(vocabulary='training')``). As
+# many options per concept as family B, so the seeded draws, hence the expressions, stay the
+# same; the plain word keeps its place (first).
+TRAINING_VOCABULARY_WORDS = replace(
+    EVALUATION_WORDS,
+    **{table: _cycled(getattr(TRAINING_WORDS, table), getattr(EVALUATION_WORDS, table))
+       for table in ('colours', 'shapes', 'sizes', 'properties')},
+    plurals={'sphere': 'spheres', 'globe': 'globes', 'cube': 'cubes', 'cuboid': 'cuboids',
+             'cylinder': 'cylinders', 'drum': 'drums', 'torus': 'tori', 'hoop': 'hoops'})
+BENCHMARK_VOCABULARIES = {'held-out': EVALUATION_WORDS, 'training': TRAINING_VOCABULARY_WORDS}
 # Family B's comparison of a twin with the other one: "of the two ..., the one further left".
 EVALUATION_COMPARATIVES = {LEFT_OF: 'further left', RIGHT_OF: 'further right',
                            IN_FRONT_OF: 'closer to the front', BEHIND: 'further back'}
@@ -373,15 +397,24 @@ def write_synthetic_supervision(synthetic_dir: str | Path, out_supervision_dir: 
 
 
 def write_synthetic_benchmark(synthetic_dir: str | Path, out_bench_path: str | Path,
-                              seed: int = 0) -> Benchmark:
+                              seed: int = 0, vocabulary: str = 'held-out') -> Benchmark:
     """
     Write the benchmark of a synthetic scene.
 
     That is its novel views and family-B expressions, each with its instance, kind and the
     frames where it holds: the time-agnostic ones, then the time-sensitive queries.
+
+    :param vocabulary: 'held-out' (the benchmark: colour, shape, size and property words drawn
+        from the plain word and synonyms training never uses) or 'training' (the same
+        expressions, same ids, sentence shapes and relation words, those words drawn from the
+        training captions' instead: what the text encoder's vocabulary costs).
     """
+    if vocabulary not in BENCHMARK_VOCABULARIES:
+        raise ValueError(f'vocabulary: expected one of {list(BENCHMARK_VOCABULARIES)}, got '
+                         f'{vocabulary!r}')
     scene = _load_scene(Path(synthetic_dir))
-    return _write_benchmark(scene, _holding_frames(scene), Path(out_bench_path), seed)
+    return _write_benchmark(scene, _holding_frames(scene), Path(out_bench_path), seed,
+                            BENCHMARK_VOCABULARIES[vocabulary])
 
 
 def build_synthetic_task(synthetic_dir: str | Path, seed: int = 0) -> Tuple[Path, Path]:
@@ -409,7 +442,7 @@ def _write_supervision(scene: _Scene, holding: Dict[Referent, Tuple[int, ...]], 
 
 
 def _write_benchmark(scene: _Scene, holding: Dict[Referent, Tuple[int, ...]], out: Path,
-                     seed: int) -> Benchmark:
+                     seed: int, words: Words = EVALUATION_WORDS) -> Benchmark:
     if not scene.views['novel']:
         raise SupervisionFormatError(f"{scene.root / 'cameras.json'}: novel: expected at least "
                                      'one held-out view for a benchmark, got none')
@@ -420,11 +453,11 @@ def _write_benchmark(scene: _Scene, holding: Dict[Referent, Tuple[int, ...]], ou
     for thing in scene.things:
         for ref in _evaluation_referents(scene, thing, holding, seen_frames, rng):
             expressions.append(Expression(
-                f'e{len(expressions) + 1:04d}', _evaluation_text(scene, ref, rng), thing.id,
+                f'e{len(expressions) + 1:04d}', _evaluation_text(scene, ref, words, rng), thing.id,
                 _kind(scene, ref), list(holding[ref]), None, ref.metadata()))
     query_rng = np.random.default_rng([seed, 3])
     for thing in scene.things:
-        for text, ref, event, frames in _time_sensitive_queries(scene, thing, query_rng):
+        for text, ref, event, frames in _time_sensitive_queries(scene, thing, words, query_rng):
             expressions.append(Expression(
                 f'e{len(expressions) + 1:04d}', text, thing.id, TIME_SENSITIVE, list(frames),
                 None, {'event': event, **ref.metadata(), 'spans': _runs(frames)}))
@@ -738,7 +771,8 @@ def _state_captions(scene: _Scene, thing: _Thing, rng: np.random.Generator) -> L
     return captions
 
 
-def _time_sensitive_queries(scene: _Scene, thing: _Thing, rng: np.random.Generator
+def _time_sensitive_queries(scene: _Scene, thing: _Thing, words: Words,
+                            rng: np.random.Generator
                             ) -> List[Tuple[str, Referent, str, Tuple[int, ...]]]:
     """
     Ask when ``thing`` is in each of its events: (text, referent, event, frames) each.
@@ -758,7 +792,7 @@ def _time_sensitive_queries(scene: _Scene, thing: _Thing, rng: np.random.Generat
         for n, i in enumerate(rng.permutation(len(templates))[:TIME_SENSITIVE_PER_EVENT]):
             options = heads if n else looks
             ref = options[int(rng.integers(len(options)))]
-            head = _head_phrase(ref.head, _choose(EVALUATION_WORDS, thing, rng))
+            head = _head_phrase(ref.head, _choose(words, thing, rng))
             queries.append((templates[int(i)].format(f'the {head}'), ref, event, frames))
     return queries
 
@@ -825,17 +859,18 @@ def _training_text(scene: _Scene, ref: Referent, rng: np.random.Generator) -> st
     return f'the {head} {phrase.format(*anchors)}'
 
 
-def _evaluation_text(scene: _Scene, ref: Referent, rng: np.random.Generator) -> str:
+def _evaluation_text(scene: _Scene, ref: Referent, words: Words,
+                     rng: np.random.Generator) -> str:
     """Family B: imperative, relative-clause or question sentences in other words."""
-    chosen = _choose(EVALUATION_WORDS, scene.thing(ref.target), rng)
+    chosen = _choose(words, scene.thing(ref.target), rng)
     head = _head_phrase(ref.head, chosen)
     if ref.relation is None:
         return _one(rng, (f'find the {head}', f'locate the {head}', f'point to the {head}',
                           f'show me the {head}'))
     if _is_twin_comparison(scene, ref) and rng.random() < 0.5:
-        return (f'of the two {chosen.colour} {EVALUATION_WORDS.plurals[chosen.noun]}, the one '
+        return (f'of the two {chosen.colour} {words.plurals[chosen.noun]}, the one '
                 f'{EVALUATION_COMPARATIVES[ref.relation]}')
-    anchors = _anchor_phrases(scene, ref, EVALUATION_WORDS, chosen, rng)
-    clause = _one(rng, EVALUATION_WORDS.relations[ref.relation]).format(*anchors)
+    anchors = _anchor_phrases(scene, ref, words, chosen, rng)
+    clause = _one(rng, words.relations[ref.relation]).format(*anchors)
     return _one(rng, (f'the {head} that is {clause}', f'find the {head} {clause}',
                       f'which {head} is {clause}?', f'the {head} sitting {clause}'))
