@@ -170,7 +170,7 @@ def run_variant(root: str, seed: int, name: str, steps: int, threads: int,
 
 
 def _temporal_scores(folder: Path, name: str, scene, result, encoder, supervision) -> Dict:
-    """The when branch's scores on both benchmarks, per-query rows left out."""
+    """Score the when branch on both benchmarks; per-query rows left out."""
     from st4r_ros.evaluation.temporal import evaluate_temporal
     from st4r_ros.supervision.format import load_benchmark
     from st4r_ros.temporal.layer import load_temporal_layer
@@ -243,7 +243,7 @@ def main() -> None:
     parser.add_argument('--device', default='cpu', help='cpu or cuda (training and evaluation)')
     parser.add_argument('--text-model', help='encoder folder (default: the packaged MiniLM)')
     parser.add_argument('--temporal', action='store_true',
-                        help="also score the time-sensitive queries (both vocabularies)")
+                        help='also score the time-sensitive queries (both vocabularies)')
     args = parser.parse_args()
     out = Path(args.out)
     started = time.perf_counter()
