@@ -111,6 +111,7 @@ def run_demo(out: Path, console: Console, config: Optional[Dict] = None) -> List
     missing = [key for key in CONFIG_KEYS if key not in config]
     if missing:
         raise St4rError(f'demo config: missing key(s) {missing}; expected {list(CONFIG_KEYS)}')
+    _check_commands(config['commands'])
     out = Path(out)
     synthetic_dir = out / 'synthetic'
     console.print(f"[bold]1. scene[/]: synthetic, seed {config['seed']}, in {synthetic_dir}")
@@ -166,6 +167,24 @@ def _render_views(engine: QueryEngine, cameras: Dict[str, Camera], config: Dict,
     write_ply(export_path, engine.scene.at(config['export_time']))
     console.print(f"   {len(written)} renders in {out / 'renders'}, 3DGS PLY {export_path}")
     return written + [export_path]
+
+
+def _check_commands(settings) -> None:
+    """
+    Refuse a commands section that would not pick what it says.
+
+    :raises St4rError: a count that is not a non-negative int (time_sensitive may be left
+        out), or extra that is not a list of str.
+    """
+    if not isinstance(settings, dict):
+        raise St4rError(f'demo config: commands: expected an object, got {settings!r}')
+    for key in ('training', 'held_out', 'time_sensitive'):
+        count = settings.get(key, 0) if key == 'time_sensitive' else settings.get(key)
+        if isinstance(count, bool) or not isinstance(count, int) or count < 0:
+            raise St4rError(f'demo config: commands.{key}: expected a count >= 0, got {count!r}')
+    extra = settings.get('extra')
+    if not isinstance(extra, list) or not all(isinstance(text, str) for text in extra):
+        raise St4rError(f'demo config: commands.extra: expected a list of texts, got {extra!r}')
 
 
 def _demo_commands(supervision, benchmark, settings: Dict) -> List[str]:

@@ -25,8 +25,6 @@ import os
 from pathlib import Path
 from typing import Callable, Dict, Type
 
-from st4r_ros.errors import SceneFormatError
-
 
 def atomic_write(target: Path, write: Callable[[Path], object]) -> None:
     """
@@ -44,11 +42,12 @@ def atomic_write(target: Path, write: Callable[[Path], object]) -> None:
         tmp.unlink(missing_ok=True)
 
 
-def read_json_object(path: Path, error: Type[Exception] = SceneFormatError) -> Dict:
+def read_json_object(path: Path, error: Type[Exception]) -> Dict:
     """
     Read the JSON object in the file at ``path``.
 
-    :param error: the exception type to raise (the caller's kind of input).
+    :param error: the exception type to raise: the caller's kind of input (SceneFormatError for
+        a scene's files, AnnotationError for a dataset's).
     :raises error: naming ``path``, when it cannot be read, is not valid JSON or holds
         something other than an object.
     """

@@ -253,6 +253,18 @@ def test_packaged_config_has_every_key_and_a_missing_one_is_refused(tmp_path):
     assert not any(tmp_path.iterdir())  # refused before any work
 
 
+@pytest.mark.parametrize('change, named', [
+    ({'training': -1}, 'commands.training'), ({'held_out': '3'}, 'commands.held_out'),
+    ({'time_sensitive': True}, 'commands.time_sensitive'),
+    ({'extra': 'find it'}, 'commands.extra'), ({'extra': ['ok', 3]}, 'commands.extra')])
+def test_demo_commands_that_would_pick_oddly_are_refused(tmp_path, change, named):
+    config = load_demo_config()
+    config['commands'] = {**config['commands'], **change}
+    with pytest.raises(St4rError, match=named):
+        run_demo(tmp_path, Console(file=io.StringIO()), config)
+    assert not any(tmp_path.iterdir())
+
+
 def test_the_demo_scene_opens_with_both_layers(demo):
     out, _, _, _ = demo
     engine = QueryEngine.open(out / 'synthetic' / 'scene', device='cpu')

@@ -128,7 +128,7 @@ def read_layer_meta(layer_dir: str | Path) -> Dict:
     path = Path(layer_dir) / META_FILE
     if not path.is_file():
         raise SceneFormatError(f'{path}: not found; expected a referring layer (st4r train)')
-    meta = read_json_object(path)
+    meta = read_json_object(path, SceneFormatError)
     if meta.get('format') != LAYER_FORMAT:
         raise SceneFormatError(f"{path}: field 'format' must be {LAYER_FORMAT!r}")
     if meta.get('version') != LAYER_VERSION:

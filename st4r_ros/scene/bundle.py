@@ -172,7 +172,7 @@ def read_manifest(path: str | Path) -> Dict:
     manifest_path = path / MANIFEST
     if not manifest_path.is_file():
         raise SceneFormatError(f'{manifest_path}: not found; expected a {FORMAT} folder')
-    manifest = read_json_object(manifest_path)
+    manifest = read_json_object(manifest_path, SceneFormatError)
     _check_header(manifest_path, manifest)
     _check_frames(manifest_path, manifest.get('frames'))
     _check_layers(manifest_path, manifest.get('layers'))

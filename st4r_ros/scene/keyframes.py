@@ -231,7 +231,7 @@ def _read_frames_json(path: Path, ply_names: List[str]) -> Dict:
     """Read and validate frames.json ({} when absent); 'times' aligned with ply_names."""
     if not path.exists():
         return {}
-    data = read_json_object(path)
+    data = read_json_object(path, SceneFormatError)
     unknown = set(data) - {'times', 'duration_s', 'interpolation'}
     if unknown:
         raise SceneFormatError(

@@ -274,7 +274,7 @@ def load_temporal_layer(layer_dir: str | Path,
     meta_path = folder / META_FILE
     if not meta_path.is_file():
         return None
-    meta = read_json_object(meta_path)
+    meta = read_json_object(meta_path, SceneFormatError)
     if meta.get('format') != LAYER_FORMAT or meta.get('version') != LAYER_VERSION:
         raise SceneFormatError(f'{meta_path}: expected format {LAYER_FORMAT!r} version '
                                f'{LAYER_VERSION}')
