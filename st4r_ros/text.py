@@ -295,6 +295,7 @@ class TextEncoder:
                     'token_type_ids': 0}
         keys = [k for k in appended if k in rows]
         length = max(len(ids) for ids in rows['input_ids']) + (self._eos is not None)
+        # Padded positions are masked out, so any id serves (decoder tokenizers often lack one).
         padding = {'input_ids': self.tokenizer.pad_token_id or 0, 'attention_mask': 0,
                    'special_tokens_mask': 1, 'token_type_ids': 0}
         batch = {k: torch.full((len(texts), length), padding[k], dtype=torch.long) for k in keys}
