@@ -162,8 +162,13 @@ def run_variant(root: str, seed: int, name: str, steps: int, threads: int,
            'train_seconds': train_seconds, 'steps': steps,
            'instance_agreement': result.assignment.agreement(scene.at(0.0).instance_ids),
            'per_expression': report.per_expression}
-    for subset, ids in subsets(folder).items():
+    in_words = {r['id']: r for r in in_training_words.per_expression}
+    row['training_words'] = {'miou': in_training_words.miou,
+                             'per_kind': in_training_words.per_kind,
+                             'no_target_pairs': in_training_words.no_target_pairs}
+    for subset, ids in subsets(folder).items():  # the same ids in both benchmarks
         row[subset] = _pair_weighted([by_id[i] for i in ids])
+        row['training_words'][subset] = _pair_weighted([in_words[i] for i in ids])
     if temporal:
         row['temporal'] = _temporal_scores(folder, name, scene, result, encoder, supervision)
     return row
@@ -267,7 +272,10 @@ def main() -> None:
         (out / 'ablation.json').write_text(json.dumps(  # after every run: partial results stay
             {'seeds': args.seeds, 'steps': args.steps, 'minutes': seconds / 60, 'rows': rows},
             indent=1))
-    markdown = table(rows)
+    # The same fields on the benchmark in training words: per kind, what is left besides words.
+    in_words = [{**row, **row['training_words']} for row in rows]
+    markdown = (table(rows) + '\n\nIn the training captions\' look words '
+                f'({TRAINING_WORDS_BENCH}):\n\n' + table(in_words))
     print(markdown)
     print(f'\n{len(rows)} runs, {seconds / 60:.1f} min')
     (out / 'ablation.md').write_text(markdown + '\n')
