@@ -274,7 +274,7 @@ def main() -> None:
             indent=1))
     # The same fields on the benchmark in training words: per kind, what is left besides words.
     in_words = [{**row, **row['training_words']} for row in rows]
-    markdown = (table(rows) + '\n\nIn the training captions\' look words '
+    markdown = (table(rows) + "\n\nIn the training captions' look words "
                 f'({TRAINING_WORDS_BENCH}):\n\n' + table(in_words))
     print(markdown)
     print(f'\n{len(rows)} runs, {seconds / 60:.1f} min')
