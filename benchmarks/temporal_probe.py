@@ -23,8 +23,13 @@ instance for (they should get none), and, for each time-sensitive query, frame a
 over all frames) of its active frames on the true instance, for a few interval levels and
 smoothing windows.
 
+With ``--vocabulary training`` the benchmark's expressions are said in the training captions'
+look words (``write_synthetic_benchmark(vocabulary='training')``): what is left without the
+encoder's missing vocabulary.
+
 Usage:
     PYTHONPATH=. python benchmarks/temporal_probe.py [--seed 0] [--out /tmp/temporal_probe]
+        [--vocabulary held-out|training]
 """
 
 import argparse
@@ -33,7 +38,9 @@ from pathlib import Path
 
 from st4r_ros.scene.synthetic import write_synthetic
 from st4r_ros.supervision.format import load_benchmark, load_supervision, TIME_SENSITIVE
-from st4r_ros.supervision.synthetic_language import build_synthetic_task
+from st4r_ros.supervision.synthetic_language import (BENCHMARK_VOCABULARIES,
+                                                     build_synthetic_task,
+                                                     write_synthetic_benchmark)
 from st4r_ros.temporal import build_temporal_layer
 from st4r_ros.text import TextEncoder
 
@@ -50,27 +57,33 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.strip().split('\n')[0])
     parser.add_argument('--seed', type=int, default=0)
     parser.add_argument('--out', default='/tmp/temporal_probe')
+    parser.add_argument('--vocabulary', choices=list(BENCHMARK_VOCABULARIES), default='held-out')
     args = parser.parse_args()
     root = Path(args.out)
     if not (root / 'bench.json').is_file():
         write_synthetic(root, args.seed)
         build_synthetic_task(root, args.seed)
     supervision = load_supervision(root / 'supervision')
-    bench = load_benchmark(root / 'bench.json')
+    bench_path = root / 'bench.json'
+    if args.vocabulary != 'held-out':
+        bench_path = root / f'bench_{args.vocabulary}_words.json'
+        write_synthetic_benchmark(root, bench_path, args.seed, args.vocabulary)
+    bench = load_benchmark(bench_path)
     encoder = TextEncoder.default('cpu')
     layer = build_temporal_layer(supervision, encoder)
     print('calibration', layer.calibration, 'level', round(layer.params.level, 3))
     sensitive = [e.kind == TIME_SENSITIVE for e in bench.expressions]
-    p = layer.router.probability(encoder.encode([e.text for e in bench.expressions]).sentence)
+    texts = [e.text for e in bench.expressions]
+    p = layer.router.probability(layer.encode_queries(encoder, texts))
     right = sum((float(pi) >= 0.5) == s for pi, s in zip(p, sensitive))
     print(f'routing accuracy {right}/{len(sensitive)} = {right / len(sensitive):.3f}')
     queries = [e for e in bench.expressions if e.kind == TIME_SENSITIVE]
-    embedded = encoder.encode([e.text for e in queries]).sentence
+    embedded = layer.encode_queries(encoder, [e.text for e in queries])
     named = [layer.locate(vector) for vector in embedded]
     right = sum(n is not None and n[0] == q.instance_id for n, q in zip(named, queries))
     print(f'state cache names the right instance: {right}/{len(queries)} '
           f'(floor {layer.locate_floor:.3f})')
-    unrelated = [layer.locate(v) for v in encoder.encode(list(UNRELATED)).sentence]
+    unrelated = [layer.locate(v) for v in layer.encode_queries(encoder, list(UNRELATED))]
     print(f'unrelated sentences given an instance: {sum(n is not None for n in unrelated)}/'
           f'{len(UNRELATED)}')
     frames = len(layer.cache.frame_times)
