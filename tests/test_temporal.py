@@ -190,6 +190,10 @@ def test_layer_files_round_trip_and_refuse_damage(layer, tmp_path):
     (tmp_path / 'temporal.json').write_text(json.dumps(meta))
     with pytest.raises(SceneFormatError, match='mistypes'):
         load_temporal_layer(tmp_path)
+    # A layer written before prompts and weight types were recorded: name and dim only.
+    meta['locate_floor'], meta['text_encoder'] = 0.3, {'name': 'minilm', 'dim': 384}
+    (tmp_path / 'temporal.json').write_text(json.dumps(meta))
+    assert load_temporal_layer(tmp_path).text_encoder == EncoderSpec('minilm')
     for damaged in ({'name': 3}, 'minilm', {'name': 'x', 'pooling': 'mean'}):
         meta['locate_floor'], meta['text_encoder'] = 0.3, damaged
         (tmp_path / 'temporal.json').write_text(json.dumps(meta))
