@@ -15,6 +15,7 @@
 """The `st4r` command end to end: scene info, export, render, synth, and its error exits."""
 
 import json
+from types import SimpleNamespace
 
 from fourdgs_fixture import small_grid, write_fourdgs_scene
 import numpy as np
@@ -93,3 +94,26 @@ def test_errors_exit_2_with_a_message(fourdgs_dir, tmp_path, capsys, argv, messa
     argv = [a.format(scene=fourdgs_dir, cam=tmp_path / 'cam.json') for a in argv]
     assert main(argv) == 2
     assert message in capsys.readouterr().out.replace('\n', '')
+
+
+def test_train_passes_the_temporal_encoder_options(monkeypatch):
+    from st4r_ros.field import train
+
+    seen = {}
+
+    def fake_train_main(scene, supervision, out, **options):  # the options, not training
+        seen.update(options)
+        return SimpleNamespace(layer_path='LAYER', threshold=0.5)
+
+    monkeypatch.setattr(train, 'train_main', fake_train_main)
+    assert main(['train', 'SCENE', 'SUP', '--device', 'cpu', '--temporal-text-model', 'e5',
+                 '--temporal-text-dtype', 'bfloat16',
+                 '--temporal-query-prompt', r'Instruct: find the moment\nQuery: ']) == 0
+    assert seen['temporal_text_model'] == 'e5' and seen['temporal_text_dtype'] == 'bfloat16'
+    assert seen['temporal_query_prompt'] == 'Instruct: find the moment\nQuery: '
+
+
+def test_an_unknown_temporal_text_dtype_is_refused(capsys):
+    with pytest.raises(SystemExit):
+        main(['train', 'SCENE', 'SUP', '--temporal-text-dtype', 'float64'])
+    assert 'float64' in capsys.readouterr().err
