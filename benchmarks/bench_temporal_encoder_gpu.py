@@ -120,12 +120,29 @@ def timed(call, repeats: int) -> dict:
             'repeats': repeats}
 
 
+def compiled_query(encoder: TextEncoder, repeats: int) -> dict:
+    """
+    Time the query again with the encoder compiled for single texts (CUDA graphs).
+
+    ``TextEncoder.compile_for_queries``, as ``QueryEngine.open(..., compile_text=True)`` and
+    the node's compile_text_encoders do it; the answer must match the eager one.
+    """
+    eager = encoder.encode([QUERY], prompt=PROMPT).sentence
+    report = {'compile_s': encoder.compile_for_queries()}
+    compiled = encoder.encode([QUERY], prompt=PROMPT).sentence
+    report['cosine_to_eager'] = float(F.cosine_similarity(compiled, eager).min())
+    report.update(timed(lambda: encoder.encode([QUERY], prompt=PROMPT), repeats))
+    return report
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.strip().split('\n')[0])
     parser.add_argument('--folder', default='/tmp/e5_mistral_shape')
     parser.add_argument('--repeats', type=int, default=100)
     parser.add_argument('--layers', type=int, default=32, help='fewer for a smoke test')
     parser.add_argument('--device', default='cuda')
+    parser.add_argument('--compile', action='store_true',
+                        help='also time the query compiled for single texts (CUDA graphs)')
     parser.add_argument('--out')
     args = parser.parse_args()
     folder = Path(args.folder)
@@ -177,6 +194,8 @@ def main() -> None:
                           'per_second': len(captions) / seconds}
     if torch.cuda.is_available():  # since the float32 reference was dropped
         report['peak_gib_bf16'] = torch.cuda.max_memory_allocated() / 2**30
+    if args.compile:
+        report['compiled'] = compiled_query(encoder, args.repeats)
     print(json.dumps(report, indent=1))
     if args.out:
         Path(args.out).write_text(json.dumps(report, indent=1))

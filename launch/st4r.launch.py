@@ -35,6 +35,7 @@ PARAMETERS = {
     'scene': (str, 'scene to load (bundle, 4DGaussians output, PLY sequence or .ply)'),
     'layer': (str, 'referring layer folder; empty: the one inside the bundle'),
     'device': (str, 'auto, cpu, cuda, cuda:1 ...'),
+    'compile_text_encoders': (bool, 'on CUDA, text encoders as CUDA graphs (slower load)'),
     'scene_frame': (str, 'frame of the scene'),
     'scene_time': (float, 'normalised scene time [0, 1] of queries that give none'),
     'queue_size': (int, 'requests waiting for the worker; more are answered DROPPED'),
@@ -68,8 +69,9 @@ def _node(context):
     for name, (kind, _) in PARAMETERS.items():
         value = LaunchConfiguration(name).perform(context)
         if value != '':
-            # The node declares typed parameters: '1' must arrive as 1.0 for a float one.
-            overrides[name] = kind(value)
+            # The node declares typed parameters: '1' must arrive as 1.0 for a float one,
+            # and 'false' as False for a bool one (bool('false') is True).
+            overrides[name] = value.lower() in ('true', '1') if kind is bool else kind(value)
     return [Node(
         package='st4r_ros',
         executable='st4r_node',

@@ -265,9 +265,10 @@ def test_demo_commands_that_would_pick_oddly_are_refused(tmp_path, change, named
     assert not any(tmp_path.iterdir())
 
 
-def test_the_demo_scene_opens_with_both_layers(demo):
+def test_the_demo_scene_opens_with_both_layers(demo, caplog):
     out, _, _, _ = demo
-    engine = QueryEngine.open(out / 'synthetic' / 'scene', device='cpu')
+    engine = QueryEngine.open(out / 'synthetic' / 'scene', device='cpu', compile_text=True)
+    assert 'compile_text ignored on cpu' in caplog.text  # eager on the CPU, and it says so
     assert engine.field is not None and engine.temporal is not None
     assert engine.temporal_encoder is None  # one encoder serves both layers
     bench = load_benchmark(out / 'synthetic' / 'bench.json')

@@ -294,6 +294,26 @@ def test_half_precision_weights_give_float32_features(decoder_dir):
         TextEncoder(decoder_dir, dtype='half')
 
 
+def test_compiling_needs_cuda(decoder_dir):
+    with pytest.raises(TextEncoderError, match='compiling needs a CUDA device'):
+        TextEncoder(decoder_dir).compile_for_queries()
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason='needs CUDA (CUDA graphs)')
+def test_a_compiled_encoder_answers_as_the_eager_one(decoder_dir):
+    eager = TextEncoder(decoder_dir, 'cuda')
+    compiled = TextEncoder(decoder_dir, 'cuda')
+    assert compiled.compile_for_queries(lengths=(32,)) > 0
+    texts = ['box', 'when does the red cube spin ?', ' '.join(['cube'] * 40)]  # 2 buckets
+    for text in texts:
+        for prompt in ('', QUERY_PROMPT):
+            want, got = eager.encode([text], prompt=prompt), compiled.encode([text], prompt=prompt)
+            torch.testing.assert_close(got.sentence, want.sentence, atol=2e-4, rtol=1e-3)
+            torch.testing.assert_close(got.words, want.words, atol=2e-4, rtol=1e-3)
+    torch.testing.assert_close(compiled.encode(texts).sentence, eager.encode(texts).sentence,
+                               atol=2e-4, rtol=1e-3)  # a batch: eager
+
+
 def test_decoder_folder_errors_are_named(decoder_dir, tmp_path):
     broken = shutil.copytree(decoder_dir, tmp_path / 'bad_prompts')
     (broken / 'config_sentence_transformers.json').write_text('{"prompts": {"query": 3}}')

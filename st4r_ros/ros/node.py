@@ -103,7 +103,8 @@ class St4rNode(Node):
 
     def _load_engine(self, p: Dict) -> QueryEngine:
         try:
-            engine = QueryEngine.open(p['scene'], p['layer'] or None, p['device'])
+            engine = QueryEngine.open(p['scene'], p['layer'] or None, p['device'],
+                                      p['compile_text_encoders'])
             engine.set_scene_time(float(p['scene_time']))
             self.get_logger().info(f"scene {p['scene']} loaded on {engine.device}")
             return engine
