@@ -49,6 +49,7 @@ import argparse
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import replace
 import json
+import math
 import multiprocessing
 import os
 from pathlib import Path
@@ -120,6 +121,17 @@ def subsets(root: Path) -> Dict[str, set]:
     }
 
 
+def relations(root: Path) -> Dict[str, set]:
+    """Expression ids of root's time-agnostic expressions by relation ('none': no relation)."""
+    from st4r_ros.supervision.format import load_benchmark, TIME_SENSITIVE
+
+    grouped: Dict[str, set] = {}
+    for e in load_benchmark(root / 'bench.json').expressions:
+        if e.kind != TIME_SENSITIVE:
+            grouped.setdefault(e.metadata.get('relation') or 'none', set()).add(e.id)
+    return grouped
+
+
 def run_variant(root: str, seed: int, name: str, steps: int, threads: int,
                 device: str = 'cpu', text_model: Optional[str] = None,
                 temporal: bool = False) -> Dict:
@@ -169,6 +181,11 @@ def run_variant(root: str, seed: int, name: str, steps: int, threads: int,
     for subset, ids in subsets(folder).items():  # the same ids in both benchmarks
         row[subset] = _pair_weighted([by_id[i] for i in ids])
         row['training_words'][subset] = _pair_weighted([in_words[i] for i in ids])
+    grouped = relations(folder)
+    row['per_relation'] = {r: _pair_weighted([by_id[i] for i in ids])
+                           for r, ids in grouped.items()}
+    row['training_words']['per_relation'] = {r: _pair_weighted([in_words[i] for i in ids])
+                                             for r, ids in grouped.items()}
     if temporal:
         row['temporal'] = _temporal_scores(folder, name, scene, result, encoder, supervision)
     return row
@@ -217,6 +234,21 @@ def table(rows: List[Dict]) -> str:
         cells += [f"{_mean([r['no_target_pairs'] for r in mine]):.0f}",
                   f"{_mean([r['train_seconds'] for r in mine]):.0f}"]
         lines.append(f'| {VARIANTS[name]} | ' + ' | '.join(cells) + ' |')
+    return '\n'.join(lines)
+
+
+def relation_table(rows: List[Dict]) -> str:
+    """Markdown: one line per variant, 'held-out / training words' mIoU per relation."""
+    names = sorted({r for row in rows for r in row['per_relation']})
+    lines = ['| variant | ' + ' | '.join(names) + ' |', '|---' * (len(names) + 1) + '|']
+    for name in VARIANTS:
+        mine = [r for r in rows if r['variant'] == name]
+        if mine:
+            held_out = [r['per_relation'] for r in mine]
+            in_words = [r['training_words']['per_relation'] for r in mine]
+            cells = [f'{_mean([g.get(k, math.nan) for g in held_out]):.2f} / '
+                     f'{_mean([g.get(k, math.nan) for g in in_words]):.2f}' for k in names]
+            lines.append(f'| {VARIANTS[name]} | ' + ' | '.join(cells) + ' |')
     return '\n'.join(lines)
 
 
@@ -276,6 +308,8 @@ def main() -> None:
     in_words = [{**row, **row['training_words']} for row in rows]
     markdown = (table(rows) + "\n\nIn the training captions' look words "
                 f'({TRAINING_WORDS_BENCH}):\n\n' + table(in_words))
+    markdown += ('\n\nPer relation (time-agnostic expressions; held-out words / training '
+                 'words):\n\n' + relation_table(rows))
     print(markdown)
     print(f'\n{len(rows)} runs, {seconds / 60:.1f} min')
     (out / 'ablation.md').write_text(markdown + '\n')

@@ -37,7 +37,9 @@ they were trained to summarise into is appended when the tokenizer does not add 
 an instruction before a query and none before a document: ``encode(texts, prompt=...)`` puts a
 prompt in front (word features leave its tokens out), and ``prompts`` holds the named prompts of
 the folder's ``config_sentence_transformers.json``. A 7B model is loaded in bfloat16 or float16
-through ``dtype``; features are returned as float32 whatever the weights' type.
+through ``dtype``; features are returned as float32 whatever the weights' type. On CUDA,
+``compile_for_queries`` replays the model as CUDA graphs for single texts, which is what a
+query is: eager PyTorch spends most of a 7B model's query launching kernels.
 """
 
 from __future__ import annotations
