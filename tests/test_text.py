@@ -314,6 +314,23 @@ def test_a_compiled_encoder_answers_as_the_eager_one(decoder_dir):
                                atol=2e-4, rtol=1e-3)  # a batch: eager
 
 
+@pytest.mark.skipif(not torch.cuda.is_available(), reason='needs CUDA (CUDA graphs)')
+def test_a_compiled_encoder_answers_from_another_thread(decoder_dir):
+    # The node compiles while loading and answers from its worker thread.
+    from concurrent.futures import ThreadPoolExecutor
+
+    eager = TextEncoder(decoder_dir, 'cuda')
+    compiled = TextEncoder(decoder_dir, 'cuda')
+    compiled.compile_for_queries(lengths=(32,))
+    text = 'when does the red cube spin ?'
+    with ThreadPoolExecutor(1) as worker:
+        answers = [worker.submit(compiled.encode, [text], prompt=QUERY_PROMPT).result()
+                   for _ in range(4)]
+    want = eager.encode([text], prompt=QUERY_PROMPT).sentence
+    for got in answers:
+        torch.testing.assert_close(got.sentence, want, atol=2e-4, rtol=1e-3)
+
+
 def test_decoder_folder_errors_are_named(decoder_dir, tmp_path):
     broken = shutil.copytree(decoder_dir, tmp_path / 'bad_prompts')
     (broken / 'config_sentence_transformers.json').write_text('{"prompts": {"query": 3}}')
