@@ -313,10 +313,11 @@ class QueryEngine:
 
     def _state_sentence(self, text: str, encoded) -> Tensor:
         """Return the query's sentence embedding [D] as the temporal layer compares it."""
-        if self.temporal is None or (self.temporal_encoder is None
-                                     and not self.temporal.text_encoder.query_prompt):
-            return encoded.sentence[0]  # the field's own encoding serves
-        return self.temporal.encode_queries(self.temporal_encoder or self.encoder, [text])[0]
+        if self.temporal is None:
+            return encoded.sentence[0]
+        own = self.temporal_encoder
+        return self.temporal.encode_queries(own or self.encoder, [text],
+                                            None if own else encoded)[0]
 
     def _route(self, mode: QueryMode, sentence: Tensor) -> Tuple[bool, str]:
         """Decide whether a query is time-sensitive, and say why."""
@@ -432,14 +433,11 @@ class _Stopwatch:
 
 def _compile_own_encoders(encoders, device: torch.device) -> None:
     """Compile the given text encoders for single queries, but the shared default MiniLM."""
-    from st4r_ros.text import DEFAULT_MODEL_ID
-
     if device.type != 'cuda':
         log.warning('compile_text ignored on %s: CUDA graphs need a CUDA device', device)
         return
     for encoder in {id(e): e for e in encoders if e is not None}.values():
-        shared = encoder.name == DEFAULT_MODEL_ID and encoder.dtype == 'float32'
-        if not shared:  # the default is fast eager, and other users share that object
+        if not encoder.shared:  # the default is fast eager, and other users hold that object
             encoder.compile_for_queries()
 
 

@@ -197,6 +197,8 @@ class TextEncoder:
     :ivar dtype: the weights' type, a key of ``DTYPES``.
     :ivar prompts: named prompts of the folder's sentence-transformers config (may be empty).
     :ivar device: where the model runs and the features are returned.
+    :ivar shared: whether this is the process-wide default (``default``), which other users
+        hold too.
     """
 
     def __init__(
@@ -228,6 +230,7 @@ class TextEncoder:
             self._eos is not None)
         self.max_length = _max_length(self, max_length)
         self._compiled = None  # the transformer under torch.compile, for single texts
+        self.shared = False
         log.info('text encoder %s from %s: dim %d, %d tokens, %s pooling, %s',
                  self.name, self.folder, self.dim, self.max_length, self.pooling, dtype)
 
@@ -268,7 +271,8 @@ class TextEncoder:
         clean = tuple(normalise_expression(t) for t in texts)
         if not clean:
             return _empty(self.dim, self.device)
-        parts = [self._encode_batch(clean[i:i + batch_size], prompt)
+        prompt_tokens = len(self._token_ids(prompt)) if prompt else 0
+        parts = [self._encode_batch(clean[i:i + batch_size], prompt, prompt_tokens)
                  for i in range(0, len(clean), batch_size)]
         return _concat(parts, clean)
 
@@ -301,10 +305,10 @@ class TextEncoder:
     def _padded(self, length: int) -> int:
         return -(-length // COMPILE_BUCKET) * COMPILE_BUCKET
 
-    def _encode_batch(self, texts: Tuple[str, ...],
-                      prompt: str) -> Tuple[Tensor, Tensor, Tensor, List[bool]]:
+    def _encode_batch(self, texts: Tuple[str, ...], prompt: str,
+                      prompt_tokens: int) -> Tuple[Tensor, Tensor, Tensor, List[bool]]:
         """Encode b texts: words [b, L, D], word_mask [b, L], sentence [b, D], truncation flags."""
-        truncated = self._check_lengths(texts, prompt)
+        truncated = self._check_lengths(texts, prompt_tokens)
         batch = self._tokenize([prompt + text for text in texts])
         inputs = {k: batch[k].to(self.device) for k in self.tokenizer.model_input_names
                   if k in batch}
@@ -312,8 +316,8 @@ class TextEncoder:
         hidden = model(**inputs).last_hidden_state.float()  # [b, T, D]
         attended = batch['attention_mask'].to(self.device).bool()  # [b, T]
         is_word = attended & ~batch['special_tokens_mask'].to(self.device).bool()
-        if prompt:  # the prompt's tokens lead each text's non-special tokens
-            is_word &= is_word.cumsum(dim=1) > len(self._token_ids(prompt))
+        if prompt_tokens:  # the prompt's tokens lead each text's non-special tokens
+            is_word &= is_word.cumsum(dim=1) > prompt_tokens
         words, mask = _pack(hidden, is_word)
         sentence = _pool(hidden, attended if self._pool_specials else is_word, self.pooling)
         return words, mask, sentence, truncated
@@ -348,12 +352,11 @@ class TextEncoder:
     def _token_ids(self, text: str) -> List[int]:
         return self.tokenizer(text, add_special_tokens=False, verbose=False)['input_ids']
 
-    def _check_lengths(self, texts: Tuple[str, ...], prompt: str) -> List[bool]:
+    def _check_lengths(self, texts: Tuple[str, ...], prompt_tokens: int) -> List[bool]:
         """Per text, whether it exceeds max_length; warns for those and rejects token-less ones."""
         # verbose=False: this untruncated count may exceed the limit, which is the point here.
         ids = self.tokenizer(list(texts), add_special_tokens=False, verbose=False)['input_ids']
-        budget = self.max_length - self._specials - (len(self._token_ids(prompt)) if prompt
-                                                     else 0)
+        budget = self.max_length - self._specials - prompt_tokens
         for text, n in zip(texts, map(len, ids)):
             if n == 0:
                 raise QueryError(f'expression {text!r} has no token text encoder {self.name} '
@@ -367,7 +370,9 @@ class TextEncoder:
 
 @functools.lru_cache(maxsize=None)
 def _shared_default(device: str) -> TextEncoder:
-    return TextEncoder(None, device)
+    encoder = TextEncoder(None, device)
+    encoder.shared = True
+    return encoder
 
 
 def _resolve(model: Optional[PathLike]) -> Tuple[str, Path]:

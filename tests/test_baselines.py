@@ -52,6 +52,8 @@ class HashEncoder:
 
     name = 'test-hash-encoder'
     dim = DIM
+    dtype = 'float32'
+    prompts: dict = {}  # a TextEncoder's named prompts: none
 
     def encode(self, texts, prompt=''):
         rows = []

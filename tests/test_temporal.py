@@ -194,7 +194,8 @@ def test_layer_files_round_trip_and_refuse_damage(layer, tmp_path):
     meta['locate_floor'], meta['text_encoder'] = 0.3, {'name': 'minilm', 'dim': 384}
     (tmp_path / 'temporal.json').write_text(json.dumps(meta))
     assert load_temporal_layer(tmp_path).text_encoder == EncoderSpec('minilm')
-    for damaged in ({'name': 3}, 'minilm', {'name': 'x', 'pooling': 'mean'}):
+    for damaged in ({'name': 3}, 'minilm', {'name': 'x', 'pooling': 'mean'},
+                    {'name': 'x', 'dtype': 'float64'}):
         meta['locate_floor'], meta['text_encoder'] = 0.3, damaged
         (tmp_path / 'temporal.json').write_text(json.dumps(meta))
         with pytest.raises(SceneFormatError, match='text_encoder'):

@@ -242,6 +242,7 @@ def last_token_reference(folder: Path, text: str) -> torch.Tensor:
 
 def test_decoder_pools_the_appended_end_token(decoder_dir):
     encoder = TextEncoder(decoder_dir)
+    assert not encoder.shared and TextEncoder.default().shared  # only the default is shared
     assert encoder.pooling == 'lasttoken' and encoder.prompts['query'] == QUERY_PROMPT
     features = encoder.encode(['a red cube is spinning'])
     torch.testing.assert_close(features.sentence[0],

@@ -68,6 +68,8 @@ class HashEncoder:
 
     name = 'test-hash-encoder'
     dim = DIM
+    dtype = 'float32'
+    prompts: dict = {}  # a TextEncoder's named prompts: none
     max_length = 12
 
     def encode(self, texts, prompt='') -> TextFeatures:

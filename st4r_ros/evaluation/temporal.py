@@ -116,7 +116,8 @@ def evaluate_temporal(scene: Scene4D, field_: ReferringField, text_encoder,
     expressions = benchmark.expressions
     encoded = text_encoder.encode([e.text for e in expressions])
     stated = layer.encode_queries(temporal_encoder or text_encoder,
-                                  [e.text for e in expressions]).to(device)
+                                  [e.text for e in expressions],
+                                  None if temporal_encoder else encoded).to(device)
     routed = layer.router.probability(stated) >= 0.5
     sensitive = torch.tensor([e.kind == TIME_SENSITIVE for e in expressions], device=device)
     chosen = [i for i, e in enumerate(expressions) if e.kind == TIME_SENSITIVE]

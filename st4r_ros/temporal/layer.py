@@ -46,9 +46,9 @@ from st4r_ros.supervision.format import Supervision
 from st4r_ros.temporal.intervals import find_intervals, IntervalParams, Intervals
 from st4r_ros.temporal.routing import fit_router, Router, router_examples
 from st4r_ros.temporal.state_cache import (build_state_cache, cache_from_table,
-                                           state_caption_table, StateCache)
+                                           state_caption_table, StateCache, unit_sentences)
 from st4r_ros.temporal.state_space import object_basis, remove_object, state_features
-from st4r_ros.text import EncoderSpec
+from st4r_ros.text import DTYPES, EncoderSpec
 import torch
 from torch import Tensor
 import torch.nn.functional as F
@@ -121,9 +121,18 @@ class TemporalLayer:
         match = float(best[row])
         return (int(self.cache.instance_ids[row]), match) if match >= self.locate_floor else None
 
-    def encode_queries(self, encoder, texts: List[str]) -> Tensor:
-        """Sentence embeddings [B, D] of queries, as the layer compares them (its query prompt)."""
-        return encoder.encode(texts, prompt=self.text_encoder.query_prompt).sentence
+    def encode_queries(self, encoder, texts: List[str], encoded=None) -> Tensor:
+        """
+        Return the sentence embeddings [B, D] of queries as the layer compares them.
+
+        :param encoder: the layer's sentence encoder.
+        :param encoded: ``encoder.encode(texts)`` when the caller has it already (the field's
+            encoder is the layer's): reused unless the layer puts a prompt before queries.
+        """
+        prompt = self.text_encoder.query_prompt
+        if encoded is not None and not prompt:
+            return encoded.sentence
+        return encoder.encode(texts, prompt=prompt).sentence
 
     def state_query(self, query: Tensor) -> Tensor:
         """Map query sentence embeddings [..., D] into the state space, [..., D]."""
@@ -152,6 +161,7 @@ def build_temporal_layer(supervision: Supervision, encoder, window: int = 3,
     whatever stands for a query (the router's examples, the captions the level and the floor
     are calibrated with) is encoded as queries are at run time.
 
+    :param encoder: a TextEncoder (name, dtype, prompts, ``encode(texts, prompt=...)``).
     :param query_prompt: the instruction put in front of queries; None: the encoder's
         ``query`` prompt, if it names one.
     :raises SupervisionFormatError: the supervision has no state captions.
@@ -159,20 +169,20 @@ def build_temporal_layer(supervision: Supervision, encoder, window: int = 3,
     times, table = state_caption_table(supervision)
     if not times:
         return build_state_cache(supervision, encoder)  # raises: no state captions
-    prompts = getattr(encoder, 'prompts', {})
-    spec = EncoderSpec(str(encoder.name), str(getattr(encoder, 'dtype', 'float32')),
-                       prompts.get('query', '') if query_prompt is None else query_prompt,
-                       prompts.get('document', ''))
+    spec = EncoderSpec(str(encoder.name), encoder.dtype,
+                       encoder.prompts.get('query', '') if query_prompt is None else query_prompt,
+                       encoder.prompts.get('document', ''))
     descriptions = sorted({c.text for inst in supervision.instances for c in inst.captions})
     states = sorted({text for captions in table.values() for text in captions})
     said_states, said_descriptions = router_examples(states, descriptions)
     # One encoding pass per prompt for the cache, the object basis, the router and the levels.
     texts = sorted(set(said_states) | set(said_descriptions))
     if spec.query_prompt == spec.document_prompt:  # one pass serves both sides
-        document = query = _unit_sentences(encoder, texts, spec.query_prompt)
+        document = query = dict(zip(texts, unit_sentences(encoder, texts, spec.query_prompt)))
     else:
-        document = _unit_sentences(encoder, states + descriptions, spec.document_prompt)
-        query = _unit_sentences(encoder, texts, spec.query_prompt)
+        said = states + descriptions
+        document = dict(zip(said, unit_sentences(encoder, said, spec.document_prompt)))
+        query = dict(zip(texts, unit_sentences(encoder, texts, spec.query_prompt)))
     cache = cache_from_table(times, table, document)
     router = fit_router(torch.stack([query[t] for t in said_states]),
                         torch.stack([query[t] for t in said_descriptions]))
@@ -192,12 +202,6 @@ def build_temporal_layer(supervision: Supervision, encoder, window: int = 3,
                    'router_training_accuracy': _router_accuracy(router, query, states,
                                                                 descriptions)}
     return TemporalLayer(cache, router, basis, params, spec, calibration, description_match / 2)
-
-
-def _unit_sentences(encoder, texts: List[str], prompt: str) -> Dict[str, Tensor]:
-    """Each text's unit sentence embedding [D] on the CPU, the prompt in front."""
-    encoded = encoder.encode(texts, prompt=prompt).sentence.float().cpu()
-    return dict(zip(texts, F.normalize(encoded, dim=-1)))
 
 
 def best_matches(cache: StateCache, unit: Tensor) -> Tensor:
@@ -311,6 +315,9 @@ def _encoder_spec(recorded) -> EncoderSpec:
     if unknown or not all(isinstance(value, str) for value in fields.values()):
         raise TypeError(f'text_encoder: expected string fields of {list(asdict(EncoderSpec()))}'
                         f' and dim, got {recorded}')
+    if fields.get('dtype', 'float32') not in DTYPES:
+        raise ValueError(f'text_encoder: dtype must be one of {list(DTYPES)}, got '
+                         f"{fields['dtype']!r}")
     return EncoderSpec(**fields)
 
 
@@ -328,8 +335,7 @@ def temporal_encoder_for(layer: Optional[TemporalLayer], encoder,
     if layer is None:
         return None
     spec = layer.text_encoder
-    same = (spec.name == str(encoder.name)
-            and spec.dtype == str(getattr(encoder, 'dtype', 'float32')))
+    same = spec.name == str(encoder.name) and spec.dtype == encoder.dtype
     own = None if same else spec.load(device)
     if int((own or encoder).dim) != layer.cache.dim:
         raise SceneFormatError(f'temporal layer: its cache has D = {layer.cache.dim}, its text '

@@ -111,8 +111,13 @@ def build_state_cache(supervision: Supervision, encoder,
         raise SupervisionFormatError('supervision: no state_captions; the temporal branch '
                                      'needs per-frame state captions of the instances')
     texts = sorted({text for captions in table.values() for text in captions})
-    encoded = F.normalize(encoder.encode(texts).sentence.float().cpu(), dim=-1)
-    return cache_from_table(times, table, dict(zip(texts, encoded)), instance_ids)
+    return cache_from_table(times, table, dict(zip(texts, unit_sentences(encoder, texts))),
+                            instance_ids)
+
+
+def unit_sentences(encoder, texts: List[str], prompt: str = '') -> Tensor:
+    """Return the unit sentence embeddings [E, D] of texts, the prompt in front, on the CPU."""
+    return F.normalize(encoder.encode(texts, prompt=prompt).sentence.float().cpu(), dim=-1)
 
 
 def cache_from_table(times: List[float], table: Dict[Tuple[int, int], List[str]],
