@@ -98,20 +98,19 @@ def prepare(root: Path, seed: int) -> None:
         write_synthetic_benchmark(root, root / TRAINING_WORDS_BENCH, seed, vocabulary='training')
 
 
-def subsets(root: Path) -> Dict[str, set]:
+def subsets(root: Path, expressions: List) -> Dict[str, set]:
     """
-    Expression ids of subsets of root's time-agnostic expressions (the mIoU's).
+    Ids of subsets of the time-agnostic expressions (the mIoU's) of root's benchmark.
 
     'twins', 'time-dependent' (holding at some frames only), 'seen words', 'held-out words'.
     """
-    from st4r_ros.supervision.format import load_benchmark, TIME_SENSITIVE
+    from st4r_ros.supervision.format import TIME_SENSITIVE
     from st4r_ros.supervision.synthetic_language import unseen_words
 
     objects = json.loads((root / 'objects.json').read_text())
     twins = {o['id'] for o in objects['objects'] if o['look_alikes']}
     frames = objects['num_frames']
-    agnostic = [e for e in load_benchmark(root / 'bench.json').expressions
-                if e.kind != TIME_SENSITIVE]
+    agnostic = [e for e in expressions if e.kind != TIME_SENSITIVE]
     return {
         'twins': {e.id for e in agnostic if e.instance_id in twins and e.kind == 'relation-only'},
         'time-dependent': {e.id for e in agnostic
@@ -121,12 +120,12 @@ def subsets(root: Path) -> Dict[str, set]:
     }
 
 
-def relations(root: Path) -> Dict[str, set]:
-    """Expression ids of root's time-agnostic expressions by relation ('none': no relation)."""
-    from st4r_ros.supervision.format import load_benchmark, TIME_SENSITIVE
+def relations(expressions: List) -> Dict[str, set]:
+    """Ids of the time-agnostic expressions by the relation they use ('none': no relation)."""
+    from st4r_ros.supervision.format import TIME_SENSITIVE
 
     grouped: Dict[str, set] = {}
-    for e in load_benchmark(root / 'bench.json').expressions:
+    for e in expressions:
         if e.kind != TIME_SENSITIVE:
             grouped.setdefault(e.metadata.get('relation') or 'none', set()).add(e.id)
     return grouped
@@ -178,10 +177,11 @@ def run_variant(root: str, seed: int, name: str, steps: int, threads: int,
     row['training_words'] = {'miou': in_training_words.miou,
                              'per_kind': in_training_words.per_kind,
                              'no_target_pairs': in_training_words.no_target_pairs}
-    for subset, ids in subsets(folder).items():  # the same ids in both benchmarks
+    # The same ids in both benchmarks.
+    for subset, ids in subsets(folder, bench.expressions).items():
         row[subset] = _pair_weighted([by_id[i] for i in ids])
         row['training_words'][subset] = _pair_weighted([in_words[i] for i in ids])
-    grouped = relations(folder)
+    grouped = relations(bench.expressions)
     row['per_relation'] = {r: _pair_weighted([by_id[i] for i in ids])
                            for r, ids in grouped.items()}
     row['training_words']['per_relation'] = {r: _pair_weighted([in_words[i] for i in ids])
