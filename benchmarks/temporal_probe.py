@@ -16,12 +16,12 @@
 Probe the temporal layer on a synthetic scene with the ground-truth instance (no field).
 
 Builds the scene and its captions (seed S) under OUT, the temporal layer from the state
-captions with the default encoder, then prints routing accuracy over every benchmark expression,
-how often the state cache names the right instance of a time-sensitive query
-(``TemporalLayer.locate``) and how many of a fixed list of unrelated sentences it names an
-instance for (they should get none), and, for each time-sensitive query, frame accuracy (Acc
-over all frames) of its active frames on the true instance, for a few interval levels and
-smoothing windows.
+captions with the default encoder, then prints routing accuracy over every benchmark expression
+(and each misrouted one with its probability), how often the state cache names the right
+instance of a time-sensitive query (``TemporalLayer.locate``) and how many of a fixed list of
+unrelated sentences it names an instance for (they should get none), and, for each
+time-sensitive query, frame accuracy (Acc over all frames) of its active frames on the true
+instance, for a few interval levels and smoothing windows.
 
 With ``--vocabulary training`` the benchmark's expressions are said in the training captions'
 look words (``write_synthetic_benchmark(vocabulary='training')``): what is left without the
@@ -77,13 +77,18 @@ def main() -> None:
     p = layer.router.probability(layer.encode_queries(encoder, texts))
     right = sum((float(pi) >= 0.5) == s for pi, s in zip(p, sensitive))
     print(f'routing accuracy {right}/{len(sensitive)} = {right / len(sensitive):.3f}')
+    for text, p_text, is_sensitive in zip(texts, p.tolist(), sensitive):
+        if (p_text >= 0.5) != is_sensitive:
+            kind = 'time-sensitive' if is_sensitive else 'time-agnostic'
+            print(f'  misrouted ({kind}, p {p_text:.2f}): {text}')
     queries = [e for e in bench.expressions if e.kind == TIME_SENSITIVE]
-    embedded = layer.encode_queries(encoder, [e.text for e in queries])
+    embedded = layer.encode_queries(encoder, [e.text for e in queries]).sentence
     named = [layer.locate(vector) for vector in embedded]
     right = sum(n is not None and n[0] == q.instance_id for n, q in zip(named, queries))
     print(f'state cache names the right instance: {right}/{len(queries)} '
           f'(floor {layer.locate_floor:.3f})')
-    unrelated = [layer.locate(v) for v in layer.encode_queries(encoder, list(UNRELATED))]
+    unrelated = [layer.locate(v)
+                 for v in layer.encode_queries(encoder, list(UNRELATED)).sentence]
     print(f'unrelated sentences given an instance: {sum(n is not None for n in unrelated)}/'
           f'{len(UNRELATED)}')
     frames = len(layer.cache.frame_times)

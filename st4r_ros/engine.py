@@ -280,9 +280,10 @@ class QueryEngine:
         t = self.scene_time if request.time is None else check_time(request.time)
         clock = _Stopwatch()
         encoded = self.encoder.encode([text])
-        stated = self._state_sentence(text, encoded)  # [D] in the temporal layer's space
+        said = self._state_features(text, encoded)  # as the temporal layer encodes queries
+        stated = said.sentence[0]  # [D] in the temporal layer's space
         clock.lap('text')
-        sensitive, reason = self._route(base.mode, stated)
+        sensitive, reason = self._route(base.mode, said)
         if sensitive and self.temporal is None:
             return replace(base, query=text, status=QueryStatus.NO_STATE_CACHE,
                            time_sensitive=True, time_sensitivity_reason=reason,
@@ -311,23 +312,25 @@ class QueryEngine:
             return result
         return self._when(result, stated, clock)
 
-    def _state_sentence(self, text: str, encoded) -> Tensor:
-        """Return the query's sentence embedding [D] as the temporal layer compares it."""
+    def _state_features(self, text: str, encoded):
+        """Return the query's ``TextFeatures`` as the temporal layer compares and routes it."""
         if self.temporal is None:
-            return encoded.sentence[0]
+            return encoded
         own = self.temporal_encoder
-        return self.temporal.encode_queries(own or self.encoder, [text],
-                                            None if own else encoded)[0]
+        return self.temporal.encode_queries(own or self.encoder, [text], None if own else encoded)
 
-    def _route(self, mode: QueryMode, sentence: Tensor) -> Tuple[bool, str]:
-        """Decide whether a query is time-sensitive, and say why."""
+    def _route(self, mode: QueryMode, said) -> Tuple[bool, str]:
+        """Decide whether a query is time-sensitive, and say why (the deciding word too)."""
         if mode != QueryMode.AUTO:
             return mode == QueryMode.TIME_SENSITIVE, 'requested'
         if self.temporal is None:
             return False, 'no temporal layer: answered time-agnostically'
-        p = float(self.temporal.router.probability(sentence[None])[0])
+        p, index = self.temporal.router.evidence(said)
+        p = float(p[0])
         kind = 'time-sensitive' if p >= 0.5 else 'time-agnostic'
-        return p >= 0.5, f'router: p(time-sensitive) = {p:.2f}, so {kind}'
+        word = (self.temporal_encoder or self.encoder).word_at(said.texts[0], int(index[0]))
+        evidence = f' (most time-sensitive word: {word!r})' if word else ''
+        return p >= 0.5, f'router: p(time-sensitive) = {p:.2f}{evidence}, so {kind}'
 
     def _when(self, result: QueryResult, sentence: Tensor, clock: '_Stopwatch') -> QueryResult:
         """Add the target's active spans for the query's state (no rendering)."""

@@ -124,6 +124,13 @@ class TextFeatures:
     truncated: Tuple[bool, ...]
     texts: Tuple[str, ...]
 
+    def rows(self, index: Sequence[int]) -> 'TextFeatures':
+        """Return the features of the texts at ``index``, in that order."""
+        at = torch.tensor(list(index), dtype=torch.long, device=self.words.device)
+        return TextFeatures(self.words[at], self.word_mask[at], self.sentence[at],
+                            tuple(self.truncated[i] for i in index),
+                            tuple(self.texts[i] for i in index))
+
 
 def normalise_expression(text: str) -> str:
     """
@@ -275,6 +282,27 @@ class TextEncoder:
         parts = [self._encode_batch(clean[i:i + batch_size], prompt, prompt_tokens)
                  for i in range(0, len(clean), batch_size)]
         return _concat(parts, clean)
+
+    def word_at(self, text: str, index: int) -> Optional[str]:
+        """
+        Return the word of ``text`` (split at whitespace) that holds its index-th word feature.
+
+        Word features count the text's tokens without special and prompt tokens, as
+        ``encode`` gives them. None where the tokenizer cannot map tokens back to characters
+        (slow tokenizers) or ``index`` is not one of the text's tokens.
+        """
+        if not getattr(self.tokenizer, 'is_fast', False) or index < 0:
+            return None
+        offsets = self.tokenizer(text, add_special_tokens=False,
+                                 return_offsets_mapping=True)['offset_mapping']
+        if index >= len(offsets):
+            return None
+        start, end = offsets[index]
+        start += len(text[start:end]) - len(text[start:end].lstrip())  # SentencePiece's space
+        if start >= end:
+            return None
+        right = text.find(' ', start)
+        return text[text.rfind(' ', 0, start) + 1:len(text) if right < 0 else right]
 
     def compile_for_queries(self, lengths: Sequence[int] = COMPILED_LENGTHS) -> float:
         """

@@ -25,7 +25,7 @@ from types import SimpleNamespace
 
 from st4r_ros.scene.synthetic import SyntheticConfig
 from st4r_ros.temporal import IntervalParams, Router, StateCache, TemporalLayer
-from st4r_ros.text import EncoderSpec
+from st4r_ros.text import EncoderSpec, TextFeatures
 import torch
 
 SMALL = SyntheticConfig(num_frames=3, gaussians_per_object=150, table_gaussians=200,
@@ -42,9 +42,12 @@ class KeywordEncoder:
             codes.append(float(words[1]) if len(words) == 2 and words[0] == 'object'
                          and words[1].isdigit() else 0.0)
         words = torch.tensor(codes)[:, None, None]
-        return SimpleNamespace(words=words, word_mask=torch.ones(len(texts), 1, dtype=torch.bool),
-                               sentence=words[:, 0], texts=tuple(texts),
-                               truncated=(False,) * len(texts))
+        return TextFeatures(words, torch.ones(len(texts), 1, dtype=torch.bool), words[:, 0],
+                            (False,) * len(texts), tuple(texts))
+
+    def word_at(self, text, index):
+        words = text.split()
+        return words[index] if 0 <= index < len(words) else None
 
 
 class InstanceField(torch.nn.Module):

@@ -25,7 +25,6 @@ from dataclasses import replace
 import importlib.util
 from pathlib import Path
 import sys
-from types import SimpleNamespace
 import zlib
 
 import pytest
@@ -37,6 +36,7 @@ from st4r_ros.scene.synthetic import SyntheticConfig, write_synthetic
 from st4r_ros.supervision.format import Expression, load_benchmark, load_supervision
 from st4r_ros.supervision.synthetic_language import build_synthetic_task
 from st4r_ros.temporal import build_state_cache, build_temporal_layer
+from st4r_ros.text import TextFeatures
 import torch
 
 TINY = SyntheticConfig(num_frames=4, gaussians_per_object=60, table_gaussians=50,
@@ -56,13 +56,16 @@ class HashEncoder:
     prompts: dict = {}  # a TextEncoder's named prompts: none
 
     def encode(self, texts, prompt=''):
-        rows = []
+        per_text = []
         for text in texts:
             words = (prompt + text).lower().replace('?', ' ').split()
-            vectors = [torch.randn(DIM, generator=torch.Generator().manual_seed(
-                zlib.crc32(word.encode()))) for word in words]
-            rows.append(torch.nn.functional.normalize(torch.stack(vectors).mean(0), dim=0))
-        return SimpleNamespace(sentence=torch.stack(rows))
+            per_text.append(torch.stack([torch.randn(DIM, generator=torch.Generator().manual_seed(
+                zlib.crc32(word.encode()))) for word in words]))
+        words = torch.nn.utils.rnn.pad_sequence(per_text, batch_first=True)  # [B, L, D]
+        mask = torch.nn.utils.rnn.pad_sequence(
+            [torch.ones(len(v), dtype=torch.bool) for v in per_text], batch_first=True)
+        sentence = torch.nn.functional.normalize(torch.stack([v.mean(0) for v in per_text]), dim=1)
+        return TextFeatures(words, mask, sentence, (False,) * len(texts), tuple(texts))
 
 
 @pytest.fixture(scope='module')

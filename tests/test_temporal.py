@@ -135,7 +135,7 @@ def test_no_state_captions_is_an_error(encoder):
 def test_the_router_tells_states_from_descriptions_in_other_words(layer, encoder):
     queries = ['when is the red box moving?', 'the cube while it slides',
                'find the crimson block', 'the ball to the right of the box']
-    p = layer.router.probability(encoder.encode(queries).sentence).tolist()
+    p = layer.router.probability(encoder.encode(queries)).tolist()
     assert p[0] > 0.5 and p[1] > 0.5 and p[2] < 0.5 and p[3] < 0.5, p
     assert layer.calibration['router_training_accuracy'] == 1.0
 
@@ -172,6 +172,8 @@ def test_layer_files_round_trip_and_refuse_damage(layer, tmp_path):
     assert torch.equal(loaded.cache.features, layer.cache.features)
     assert torch.equal(loaded.cache.valid, layer.cache.valid)
     assert loaded.params == layer.params and loaded.text_encoder == layer.text_encoder
+    assert loaded.router.pooling == 'words'
+    torch.testing.assert_close(loaded.router.weight, layer.router.weight)
     assert load_temporal_layer(tmp_path / 'elsewhere') is None
     tensors = load_file(str(tmp_path / 'temporal.safetensors'))
     tensors['cache/valid'] = tensors['cache/valid'][:1]
@@ -200,6 +202,10 @@ def test_layer_files_round_trip_and_refuse_damage(layer, tmp_path):
         (tmp_path / 'temporal.json').write_text(json.dumps(meta))
         with pytest.raises(SceneFormatError, match='text_encoder'):
             load_temporal_layer(tmp_path)
+    meta['text_encoder'], meta['router_pooling'] = {'name': 'minilm'}, 'attention'
+    (tmp_path / 'temporal.json').write_text(json.dumps(meta))
+    with pytest.raises(SceneFormatError, match='pooling'):
+        load_temporal_layer(tmp_path)
     (tmp_path / 'temporal.json').write_text('[1, 2]')
     with pytest.raises(SceneFormatError, match='expected a JSON object'):
         load_temporal_layer(tmp_path)
@@ -221,7 +227,7 @@ def test_a_prompted_encoder_keeps_documents_and_queries_apart(tmp_path):
     caption = 'the red cube is at rest'  # instance 1's caption at frame 0
     as_document = decoder.encode([caption]).sentence[0]
     torch.testing.assert_close(layer.cache.features[0, 0], as_document)
-    query = layer.encode_queries(decoder, [caption])[0]
+    query = layer.encode_queries(decoder, [caption]).sentence[0]
     torch.testing.assert_close(query, decoder.encode([caption], prompt=QUERY_PROMPT).sentence[0])
     assert not torch.allclose(query, as_document)
     # The router was fitted on query-side encodings: it sees the prompt at training and query.
@@ -230,12 +236,37 @@ def test_a_prompted_encoder_keeps_documents_and_queries_apart(tmp_path):
     loaded = load_temporal_layer(tmp_path / 'layer')
     assert loaded.text_encoder == layer.text_encoder
     reloaded = loaded.text_encoder.load('cpu')
-    torch.testing.assert_close(loaded.encode_queries(reloaded, [caption])[0], query)
+    torch.testing.assert_close(loaded.encode_queries(reloaded, [caption]).sentence[0], query)
 
 
 def test_an_explicit_query_prompt_wins_over_the_encoders(tmp_path):
     decoder = TextEncoder(write_tiny_decoder(tmp_path / 'decoder'))
     layer = build_temporal_layer(supervision(), decoder, window=1, query_prompt='')
     assert layer.text_encoder.query_prompt == ''
-    torch.testing.assert_close(layer.encode_queries(decoder, ['the red cube'])[0],
+    torch.testing.assert_close(layer.encode_queries(decoder, ['the red cube']).sentence[0],
                                decoder.encode(['the red cube']).sentence[0])
+
+
+def test_the_router_names_the_word_that_decided(layer, encoder):
+    queries = ['the cube while it slides', 'find the crimson block']
+    said = encoder.encode(queries)
+    p, index = layer.router.evidence(said)
+    torch.testing.assert_close(p, layer.router.probability(said))
+    words = [encoder.word_at(text, int(i)) for text, i in zip(queries, index)]
+    assert words[0] in ('while', 'it', 'slides'), words
+    assert words[1] in queries[1].split(), words
+    assert encoder.word_at(queries[0], len(queries[0].split()) + 5) is None
+
+
+def test_a_layer_of_before_the_word_router_routes_by_sentence(layer, encoder, tmp_path):
+    save_temporal_layer(tmp_path, layer)
+    meta = json.loads((tmp_path / 'temporal.json').read_text())
+    del meta['router_pooling']
+    (tmp_path / 'temporal.json').write_text(json.dumps(meta))
+    loaded = load_temporal_layer(tmp_path)
+    assert loaded.router.pooling == 'sentence'
+    said = encoder.encode(['the cube while it slides', 'find the crimson block'])
+    p, index = loaded.router.evidence(said)
+    expected = torch.sigmoid(said.sentence @ layer.router.weight + layer.router.bias)
+    torch.testing.assert_close(p, expected)
+    assert index.tolist() == [-1, -1]

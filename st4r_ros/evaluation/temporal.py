@@ -115,10 +115,10 @@ def evaluate_temporal(scene: Scene4D, field_: ReferringField, text_encoder,
     layer = layer.to(device)
     expressions = benchmark.expressions
     encoded = text_encoder.encode([e.text for e in expressions])
-    stated = layer.encode_queries(temporal_encoder or text_encoder,
-                                  [e.text for e in expressions],
-                                  None if temporal_encoder else encoded).to(device)
-    routed = layer.router.probability(stated) >= 0.5
+    said = layer.encode_queries(temporal_encoder or text_encoder, [e.text for e in expressions],
+                                None if temporal_encoder else encoded)
+    routed = (layer.router.probability(said) >= 0.5).to(device)
+    stated = said.sentence.to(device)
     sensitive = torch.tensor([e.kind == TIME_SENSITIVE for e in expressions], device=device)
     chosen = [i for i, e in enumerate(expressions) if e.kind == TIME_SENSITIVE]
     times = [t for t in layer.cache.frame_times.tolist() if _views_at(benchmark.views, t)]

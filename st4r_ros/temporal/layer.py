@@ -24,7 +24,9 @@ Files, in the layer folder (the scene's bundle, or the folder of its referring l
                             "file": "temporal.safetensors",
                             "text_encoder": {"name", "dim", "dtype", "query_prompt",
                                              "document_prompt"},
-                            "router_bias": b, "intervals": IntervalParams,
+                            "router_bias": b, "router_pooling": "words" (absent in
+                            layers of before the word router: "sentence"),
+                            "intervals": IntervalParams,
                             "calibration": {...}, "duration_s": seconds or null}
 
 Only safetensors and JSON are read: loading executes nothing from the data.
@@ -121,9 +123,9 @@ class TemporalLayer:
         match = float(best[row])
         return (int(self.cache.instance_ids[row]), match) if match >= self.locate_floor else None
 
-    def encode_queries(self, encoder, texts: List[str], encoded=None) -> Tensor:
+    def encode_queries(self, encoder, texts: List[str], encoded=None):
         """
-        Return the sentence embeddings [B, D] of queries as the layer compares them.
+        Return queries encoded as the layer compares and routes them (``TextFeatures``).
 
         :param encoder: the layer's sentence encoder.
         :param encoded: ``encoder.encode(texts)`` when the caller has it already (the field's
@@ -131,16 +133,16 @@ class TemporalLayer:
         """
         prompt = self.text_encoder.query_prompt
         if encoded is not None and not prompt:
-            return encoded.sentence
-        return encoder.encode(texts, prompt=prompt).sentence
+            return encoded
+        return encoder.encode(texts, prompt=prompt)
 
     def state_query(self, query: Tensor) -> Tensor:
         """Map query sentence embeddings [..., D] into the state space, [..., D]."""
         return remove_object(query.to(self.states), self.object_basis.to(self.states))
 
     def to(self, device: torch.device | str) -> 'TemporalLayer':
-        router = Router(self.router.weight.to(device), self.router.bias)
-        return TemporalLayer(self.cache.to(device), router, self.object_basis.to(device),
+        return TemporalLayer(self.cache.to(device), self.router.to(device),
+                             self.object_basis.to(device),
                              self.params, self.text_encoder, self.calibration,
                              self.locate_floor)
 
@@ -177,15 +179,17 @@ def build_temporal_layer(supervision: Supervision, encoder, window: int = 3,
     said_states, said_descriptions = router_examples(states, descriptions)
     # One encoding pass per prompt for the cache, the object basis, the router and the levels.
     texts = sorted(set(said_states) | set(said_descriptions))
+    said = encoder.encode(texts, prompt=spec.query_prompt)
+    query = dict(zip(texts, F.normalize(said.sentence.float().cpu(), dim=-1)))
     if spec.query_prompt == spec.document_prompt:  # one pass serves both sides
-        document = query = dict(zip(texts, unit_sentences(encoder, texts, spec.query_prompt)))
+        document = query
     else:
-        said = states + descriptions
-        document = dict(zip(said, unit_sentences(encoder, said, spec.document_prompt)))
-        query = dict(zip(texts, unit_sentences(encoder, texts, spec.query_prompt)))
+        captions = states + descriptions
+        document = dict(zip(captions, unit_sentences(encoder, captions, spec.document_prompt)))
     cache = cache_from_table(times, table, document)
-    router = fit_router(torch.stack([query[t] for t in said_states]),
-                        torch.stack([query[t] for t in said_descriptions]))
+    row = {text: i for i, text in enumerate(texts)}
+    router = fit_router(said.rows([row[t] for t in said_states]),
+                        said.rows([row[t] for t in said_descriptions]))
     basis = object_basis(torch.stack([document[t] for t in descriptions]))
     unset = TemporalLayer(cache, router, basis)
     positive, negative = _separation(unset, table, query)
@@ -199,8 +203,9 @@ def build_temporal_layer(supervision: Supervision, encoder, window: int = 3,
                    'description_match_median': description_match,
                    'state_captions': len(states), 'description_captions': len(descriptions),
                    'object_directions': len(basis),
-                   'router_training_accuracy': _router_accuracy(router, query, states,
-                                                                descriptions)}
+                   'router_training_accuracy': _router_accuracy(
+                       router, said.rows([row[t] for t in states]),
+                       said.rows([row[t] for t in descriptions]))}
     return TemporalLayer(cache, router, basis, params, spec, calibration, description_match / 2)
 
 
@@ -230,11 +235,11 @@ def _separation(layer: TemporalLayer, table: Dict[Tuple[int, int], List[str]],
     return positive, negative
 
 
-def _router_accuracy(router: Router, sentence: Dict[str, Tensor], states, descriptions) -> float:
-    p_state = router.probability(torch.stack([sentence[t] for t in states]))
-    p_desc = router.probability(torch.stack([sentence[t] for t in descriptions]))
-    right = int((p_state >= 0.5).sum()) + int((p_desc < 0.5).sum())
-    return right / (len(states) + len(descriptions))
+def _router_accuracy(router: Router, states, descriptions) -> float:
+    """Fraction of the captions themselves (``TextFeatures`` of each kind) routed right."""
+    right = int((router.probability(states) >= 0.5).sum())
+    right += int((router.probability(descriptions) < 0.5).sum())
+    return right / (len(states.texts) + len(descriptions.texts))
 
 
 def save_temporal_layer(layer_dir: str | Path, layer: TemporalLayer,
@@ -246,7 +251,8 @@ def save_temporal_layer(layer_dir: str | Path, layer: TemporalLayer,
     folder.mkdir(parents=True, exist_ok=True)
     meta = {'format': LAYER_FORMAT, 'version': LAYER_VERSION, 'file': LAYER_FILE,
             'text_encoder': {**asdict(layer.text_encoder), 'dim': layer.cache.dim},
-            'router_bias': layer.router.bias, 'intervals': asdict(layer.params),
+            'router_bias': layer.router.bias, 'router_pooling': layer.router.pooling,
+            'intervals': asdict(layer.params),
             'calibration': layer.calibration, 'locate_floor': layer.locate_floor,
             **(metadata or {})}
     text = json.dumps(meta, indent=1, allow_nan=False)
@@ -287,7 +293,9 @@ def load_temporal_layer(layer_dir: str | Path,
         tensors = load_file(str(path), device='cpu')
         cache = StateCache(tensors['cache/instance_ids'].long(), tensors['cache/frame_times'],
                            tensors['cache/features'].float(), tensors['cache/valid'].bool())
-        router = Router(tensors['router/weight'].float(), float(meta['router_bias']))
+        # Layers of before the word router hold a sentence router and say nothing of pooling.
+        router = Router(tensors['router/weight'].float(), float(meta['router_bias']),
+                        meta.get('router_pooling', 'sentence'))
         basis = tensors['state_space/object_basis'].float()
         params = IntervalParams(**meta['intervals'])
         locate_floor = float(meta['locate_floor'])
