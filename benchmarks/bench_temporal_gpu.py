@@ -16,9 +16,10 @@
 Time an interval query over a state cache once the instance is known (no rendering).
 
 A state cache of K instances x T frames x D dims with random unit features and a few runs of
-one state per instance, and a random basis of 60 object directions; the query is that state.
-Checks that the CUDA answer equals the CPU one, then times TemporalLayer.intervals (scores,
-smoothing, threshold, runs; synchronised).
+one state per instance (serving as both the sentence cache and the state features); the query
+is that state. Checks that the CUDA answer equals the CPU one, then times
+TemporalLayer.intervals (scores, smoothing, threshold, runs) and, apart, TemporalLayer.state_of
+for one query of 24 words (the query's state feature from its word features); synchronised.
 
 Usage:
     PYTHONPATH=. python benchmarks/bench_temporal_gpu.py [--frames 300] [--instances 32]
@@ -32,6 +33,7 @@ from st4r_ros.temporal.intervals import IntervalParams
 from st4r_ros.temporal.layer import TemporalLayer
 from st4r_ros.temporal.routing import Router
 from st4r_ros.temporal.state_cache import StateCache
+from st4r_ros.text import TextFeatures
 import torch
 import torch.nn.functional as F
 
@@ -47,9 +49,20 @@ def make_layer(instances: int, frames: int, dim: int) -> TemporalLayer:
                            dim=-1)
     cache = StateCache(torch.arange(1, instances + 1), torch.linspace(0, 1, frames), features,
                        torch.ones(instances, frames, dtype=torch.bool))
-    # As many object directions as the synthetic scenes' layers remove (about 60 of 384).
-    basis = torch.linalg.qr(torch.randn(dim, 60, generator=generator)).Q.T
-    return TemporalLayer(cache, Router(torch.zeros(dim), 0.0), basis, IntervalParams(level=0.0))
+    router = Router(torch.randn(dim, generator=generator), 0.0)
+    return TemporalLayer(cache, router, cache, IntervalParams(level=0.0))
+
+
+def time_ms(call, repeats: int) -> list:
+    """Sorted synchronised wall times of ``call()`` in ms, after 20 warm-up calls."""
+    samples = []
+    for _ in range(repeats + 20):
+        torch.cuda.synchronize()
+        started = time.perf_counter()
+        call()
+        torch.cuda.synchronize()
+        samples.append(1000 * (time.perf_counter() - started))
+    return sorted(samples[20:])
 
 
 def main() -> None:
@@ -64,19 +77,18 @@ def main() -> None:
     reference = layer.intervals(1, query)
     gpu = layer.to('cuda')
     answer = gpu.intervals(1, query.cuda())
-    samples = []
-    for _ in range(args.repeats + 20):
-        torch.cuda.synchronize()
-        started = time.perf_counter()
-        found = gpu.intervals(7, query.cuda())
-        torch.cuda.synchronize()
-        samples.append(1000 * (time.perf_counter() - started))
-    samples = sorted(samples[20:])
+    samples = time_ms(lambda: gpu.intervals(7, query.cuda()), args.repeats)
+    words = torch.randn(1, 24, args.dim, device='cuda')
+    said = TextFeatures(words, torch.ones(1, 24, dtype=torch.bool, device='cuda'), words[:, 0],
+                        (False,), ('query',))
+    state = time_ms(lambda: gpu.state_of(said), args.repeats)
     print(json.dumps({'frames': args.frames, 'instances': args.instances, 'dim': args.dim,
                       'runs_match_cpu': answer.runs == reference.runs,
-                      'runs': len(found.runs),
+                      'runs': len(gpu.intervals(7, query.cuda()).runs),
                       'median_ms': samples[len(samples) // 2],
                       'p99_ms': samples[int(0.99 * len(samples))],
+                      'state_of_median_ms': state[len(state) // 2],
+                      'state_of_p99_ms': state[int(0.99 * len(state))],
                       'device': torch.cuda.get_device_name()}))
 
 

@@ -33,10 +33,11 @@ state captions and sentence encoder. Then, per query and per *track* (one view p
 - novel track: the benchmark's held-out view of every frame.
 
 The baseline's per-frame state feature is its decoded render averaged inside the instance's
-ground-truth mask in that view (a frame where the mask is empty is missing); the cache's is
-c_{k,t}, the same whatever the view. Both answer through the same code: the baseline's
-features replace the cache's in a copy of the temporal layer, and TemporalLayer.intervals
-does the rest (state-space mapping, smoothing, thresholds), with the layer's parameters in two
+ground-truth mask in that view (a frame where the mask is empty is missing); the layer's is
+its state feature s_{k,t} (``TemporalLayer.states``, which the baseline is trained to render),
+the same whatever the view. Both answer through the same code: the baseline's features
+replace the layer's in a copy of the temporal layer, and TemporalLayer.intervals does the
+rest (smoothing, thresholds) for the query's state feature, with the layer's parameters in two
 settings: 'calibrated' (the layer's level, as the engine answers) and 'midpoint' (level -1,
 i.e. none: the adaptive midpoint threshold alone, like the 4DLangSplat protocol's mean
 threshold). Queries come in two wordings: 'held-out' (the benchmark's sentence, family B
@@ -46,7 +47,7 @@ words), which separates view robustness from the encoder's paraphrase gap.
 Acc = frame accuracy over all frames (evaluation.temporal). vIoU uses the ground-truth masks
 (IoU 1 where the instance shows in the track's view, 0 where not), so it is a temporal IoU
 over the frames the instance can be seen at. "never" answers no frame at all: the Acc of
-saying nothing. Feature cosine: mean cos(baseline feature, c_{k,t}) over every instance and
+saying nothing. Feature cosine: mean cos(baseline feature, s_{k,t}) over every instance and
 frame seen in a track, training against novel tracks; 'raw' as they are, 'centred' after
 removing each instance's mean over the track's frames (the part that changes with time,
 which is what 'when' reads; the raw cosine is dominated by the words naming the object).
@@ -157,8 +158,8 @@ def track_features(model, scene, track: Track, instance_ids: List[int], dim: int
     return TrackFeatures(features, valid)
 
 
-def query_vectors(bench, supervision, encoder) -> Tuple[List, Dict[str, Tensor]]:
-    """Return the time-sensitive expressions and their sentence embeddings [E, D] per wording."""
+def query_vectors(bench, supervision, encoder, layer) -> Tuple[List, Dict[str, Tensor]]:
+    """Return the time-sensitive expressions and their state features [E, D] per wording."""
     from st4r_ros.supervision.format import TIME_SENSITIVE
     from st4r_ros.supervision.synthetic_language import TRAINING_STATES
 
@@ -166,8 +167,9 @@ def query_vectors(bench, supervision, encoder) -> Tuple[List, Dict[str, Tensor]]
     names = {inst.id: inst.name for inst in supervision.instances}
     captions = [f"the {names[e.instance_id]} {TRAINING_STATES[e.metadata['event']][0]}"
                 for e in queries]
-    return queries, {'held-out': encoder.encode([e.text for e in queries]).sentence.cpu(),
-                     'caption': encoder.encode(captions).sentence.cpu()}
+    return queries, {wording: layer.state_of(layer.encode_queries(encoder, texts)).cpu()
+                     for wording, texts in (('held-out', [e.text for e in queries]),
+                                            ('caption', captions))}
 
 
 def score(active: Tensor, truth: Tensor, seen: Tensor) -> Dict[str, float]:
@@ -191,16 +193,16 @@ def settings(layer, by_track: Dict[str, Tuple[Track, TrackFeatures]]) -> Dict[st
                               ('midpoint', replace(layer.params, level=-1.0))):
         cache = replace(layer, params=params)
         found[threshold] = {'cache': cache, **{
-            name: replace(cache, cache=replace(cache.cache, features=feats.features,
-                                               valid=feats.valid))
+            name: replace(cache, states=replace(cache.states, features=feats.features,
+                                                valid=feats.valid))
             for name, (_, feats) in by_track.items()}}
     return found
 
 
 def evaluate_query(query, vector: Tensor, layers: Dict[str, Dict],
                    by_track: Dict[str, Tuple[Track, TrackFeatures]], frames: int) -> List[Dict]:
-    """One row per (method, track, threshold) for one query embedding [D]."""
-    row = layers['calibrated']['cache'].cache.row(query.instance_id)
+    """One row per (method, track, threshold) for one query's state feature [D]."""
+    row = layers['calibrated']['cache'].states.row(query.instance_id)
     truth = torch.zeros(frames, dtype=torch.bool)
     truth[list(query.frames)] = True
     rows = []
@@ -217,15 +219,15 @@ def evaluate_query(query, vector: Tensor, layers: Dict[str, Dict],
 
 def feature_cosine(layer, by_track: Dict[str, Tuple[Track, TrackFeatures]]) -> Dict[str, float]:
     """
-    Mean cos(baseline feature, c_{k,t}) over the instances and frames seen, per split.
+    Mean cos(baseline feature, the layer's s_{k,t}) over the instances and frames seen, per split.
 
     'raw': the features as they are; 'centred': each minus its instance's mean over the frames
     seen in the track, the part that changes with time (object words dominate the raw one).
     """
     values: Dict[str, List[Tensor]] = {}
     for track, feats in by_track.values():
-        seen = feats.valid & layer.cache.valid  # [K, T]
-        target = layer.cache.features
+        seen = feats.valid & layer.states.valid  # [K, T]
+        target = layer.states.features
         values.setdefault(f'{track.split}/raw', []).append(
             (feats.features * target).sum(dim=-1)[seen])
         values.setdefault(f'{track.split}/centred', []).append(F.cosine_similarity(
@@ -268,13 +270,13 @@ def run_seed(root: Path, seed: int, steps: int, device: str, encoder,
     times = layer.cache.frame_times
     training = tracks(supervision.views, 'train', times)[:views_per_frame or None]
     supervision = replace(supervision, views=[v for t in training for v in t.views if v])
-    trained = train_rendered_state(scene, supervision, encoder,
+    trained = train_rendered_state(scene, supervision, layer.states,
                                    BaselineConfig(steps=steps, device=device), seed=seed)
     ids = layer.cache.instance_ids.tolist()
     by_track = {track.name: (track, track_features(trained.model, scene, track, ids,
                                                    layer.cache.dim, device))
                 for track in training + tracks(bench.views, 'novel', times)}
-    queries, vectors = query_vectors(bench, supervision, encoder)
+    queries, vectors = query_vectors(bench, supervision, encoder, layer)
     layers = settings(layer, by_track)
     rows = []
     for wording, embedded in vectors.items():

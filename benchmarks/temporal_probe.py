@@ -82,7 +82,8 @@ def main() -> None:
             kind = 'time-sensitive' if is_sensitive else 'time-agnostic'
             print(f'  misrouted ({kind}, p {p_text:.2f}): {text}')
     queries = [e for e in bench.expressions if e.kind == TIME_SENSITIVE]
-    embedded = layer.encode_queries(encoder, [e.text for e in queries]).sentence
+    said = layer.encode_queries(encoder, [e.text for e in queries])
+    embedded, states = said.sentence, layer.state_of(said)
     named = [layer.locate(vector) for vector in embedded]
     right = sum(n is not None and n[0] == q.instance_id for n, q in zip(named, queries))
     print(f'state cache names the right instance: {right}/{len(queries)} '
@@ -97,8 +98,8 @@ def main() -> None:
             params = dataclasses.replace(layer.params, window=window, level=level)
             probe = dataclasses.replace(layer, params=params)
             accuracy, never = [], 0
-            for query, vector in zip(queries, embedded):
-                found = probe.intervals(query.instance_id, vector)
+            for query, state in zip(queries, states):
+                found = probe.intervals(query.instance_id, state)
                 truth = set(query.frames)
                 active = found.active.tolist()
                 accuracy.append(sum(active[f] == (f in truth) for f in range(frames)) / frames)

@@ -310,7 +310,7 @@ class QueryEngine:
                                      f'{located[1]:.3f})')
         if not sensitive or not result.ok:
             return result
-        return self._when(result, stated, clock)
+        return self._when(result, self.temporal.state_of(said)[0], clock)
 
     def _state_features(self, text: str, encoded):
         """Return the query's ``TextFeatures`` as the temporal layer compares and routes it."""
@@ -332,10 +332,10 @@ class QueryEngine:
         evidence = f' (most time-sensitive word: {word!r})' if word else ''
         return p >= 0.5, f'router: p(time-sensitive) = {p:.2f}{evidence}, so {kind}'
 
-    def _when(self, result: QueryResult, sentence: Tensor, clock: '_Stopwatch') -> QueryResult:
-        """Add the target's active spans for the query's state (no rendering)."""
+    def _when(self, result: QueryResult, state: Tensor, clock: '_Stopwatch') -> QueryResult:
+        """Add the target's active spans for the query's state feature [D] (no rendering)."""
         target = result.target_instance_id
-        intervals = self.temporal.intervals(target, sentence.to(self.device))
+        intervals = self.temporal.intervals(target, state.to(self.device))
         clock.lap('when')
         if intervals is None:
             return replace(result, status=QueryStatus.NO_STATE_CACHE, active_spans=(),

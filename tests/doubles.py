@@ -74,7 +74,8 @@ def temporal_layer(p_sensitive_weight: float, locate_floor: float = math.inf) ->
     cache = StateCache(torch.tensor([2, 3]), torch.tensor([0.0, 0.5, 1.0]),
                        torch.tensor([[[-1.0], [-1.0], [-1.0]], [[1.0], [-1.0], [1.0]]]),
                        torch.ones(2, 3, dtype=torch.bool))
+    # One-word queries: a query's state feature is its one unit word, +1, as the cache rows.
     return TemporalLayer(cache, Router(torch.tensor([p_sensitive_weight]), 0.0),
-                         torch.zeros(0, 1), IntervalParams(window=1, level=0.5),
+                         cache, IntervalParams(window=1, level=0.5),
                          EncoderSpec('keywords'),
                          locate_floor=locate_floor)

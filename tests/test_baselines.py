@@ -68,6 +68,11 @@ class HashEncoder:
         return TextFeatures(words, mask, sentence, (False,) * len(texts), tuple(texts))
 
 
+def sentence_cache(supervision):
+    """Return the state captions' HashEncoder sentences: targets for the baseline."""
+    return build_state_cache(supervision, HashEncoder())
+
+
 @pytest.fixture(scope='module')
 def task(tmp_path_factory):
     root = tmp_path_factory.mktemp('baseline')
@@ -80,7 +85,8 @@ def task(tmp_path_factory):
 @pytest.fixture(scope='module')
 def trained(task):
     scene, supervision, _ = task
-    return train_rendered_state(scene, supervision, HashEncoder(), FAST, seed=3, progress=False)
+    return train_rendered_state(scene, supervision, sentence_cache(supervision), FAST, seed=3,
+                                progress=False)
 
 
 @pytest.fixture(scope='module')
@@ -97,12 +103,12 @@ def test_training_lowers_the_loss_and_is_deterministic(task, trained):
     history = trained.history
     assert len(history) == FAST.steps
     assert sum(history[-5:]) / 5 < 0.8 * sum(history[:5]) / 5
-    again = train_rendered_state(scene, supervision, HashEncoder(), FAST, seed=3,
+    again = train_rendered_state(scene, supervision, sentence_cache(supervision), FAST, seed=3,
                                  progress=False)
     assert again.history == history
     for name, value in trained.model.state_dict().items():
         assert torch.equal(value, again.model.state_dict()[name]), name
-    other = train_rendered_state(scene, supervision, HashEncoder(),
+    other = train_rendered_state(scene, supervision, sentence_cache(supervision),
                                  replace(FAST, steps=3), seed=4, progress=False)
     assert other.history != history[:3]
 
@@ -110,7 +116,7 @@ def test_training_lowers_the_loss_and_is_deterministic(task, trained):
 def test_the_render_path_trains_as_the_cached_weights(task):
     """The path other devices take (render() every step) agrees with the CPU's cached weights."""
     scene, supervision, _ = task
-    runs = [train_rendered_state(scene, supervision, HashEncoder(),
+    runs = [train_rendered_state(scene, supervision, sentence_cache(supervision),
                                  replace(FAST, steps=4, cache_weights=cached), seed=3,
                                  progress=False).history for cached in (True, False)]
     assert runs[0] == pytest.approx(runs[1], rel=1e-4)
@@ -208,16 +214,16 @@ def test_tracks_put_one_view_per_frame(task, bench_module):
     assert found[1].views[:2] == supervision.views[:2] and found[1].views[2:] == [None, None]
 
 
-def test_the_baseline_given_the_cache_features_answers_as_the_cache(task, bench_module):
+def test_the_baseline_given_the_layers_features_answers_as_the_layer(task, bench_module):
     _, supervision, bench = task
     layer = build_temporal_layer(supervision, HashEncoder())
     track = bench_module.Track('novel c0', 'novel', list(bench.views))
-    same = bench_module.TrackFeatures(layer.cache.features.clone(), layer.cache.valid.clone())
+    same = bench_module.TrackFeatures(layer.states.features.clone(), layer.states.valid.clone())
     by_track = {track.name: (track, same)}
     layers = bench_module.settings(layer, by_track)
     frames = len(layer.cache.frame_times)
     instance = int(layer.cache.instance_ids[0])
-    vector = HashEncoder().encode(['the object is spinning']).sentence[0]
+    vector = layer.state_of(HashEncoder().encode(['the object is spinning']))[0]
     query = Expression('q', 'the object is spinning', instance, 'time-sensitive', [1, 2])
     rows = bench_module.evaluate_query(query, vector, layers, by_track, frames)
     assert {(r['method'], r['threshold']) for r in rows} == {

@@ -44,8 +44,9 @@ Sizes and why:
 - h_dec = 128, D = the sentence encoder's dimension (384 for MiniLM): the targets span far more
   than c dimensions, so the decoder is an MLP, not a linear map.
 
-Training (``train_rendered_state``): the targets are the state cache's c_{k,t}
-(``build_state_cache``: the very per-(instance, frame) state features the cache answers from).
+Training (``train_rendered_state``): the targets are the per-(instance, frame) features the
+temporal layer answers from (``TemporalLayer.states``: the captions' state features), so that
+both are asked the same question of the same captions.
 A step draws one training view (seeded generator), renders g(t) from it and decodes the pixels
 of every instance that covers at least ``min_pixels`` of the view's mask and has a state
 feature at that frame; the loss is the mean over those instances of the mean over their pixels
@@ -77,7 +78,7 @@ from st4r_ros.render.camera import Camera
 from st4r_ros.scene.gaussians import Gaussians
 from st4r_ros.scene.scene4d import check_time, Scene4D
 from st4r_ros.supervision.format import Supervision
-from st4r_ros.temporal.state_cache import build_state_cache, StateCache
+from st4r_ros.temporal.state_cache import StateCache
 import torch
 from torch import nn, Tensor
 import torch.nn.functional as F
@@ -113,7 +114,7 @@ class RenderedStateField(nn.Module):
     Per-Gaussian time-deformable state features, rendered and decoded per pixel.
 
     :param num_gaussians: N, the same Gaussians at every time.
-    :param config: sizes; ``text_dim`` must be the sentence encoder's dimension.
+    :param config: sizes; ``text_dim`` must be the target features' dimension.
     """
 
     def __init__(self, num_gaussians: int, config: BaselineConfig) -> None:
@@ -287,22 +288,23 @@ def step_loss(model: RenderedStateField, item: ViewTargets,
     return (item.weights * (1.0 - (decoded * item.targets).sum(dim=-1))).sum()
 
 
-def train_rendered_state(scene: Scene4D, supervision: Supervision, encoder,
+def train_rendered_state(scene: Scene4D, supervision: Supervision, cache: StateCache,
                          config: Optional[BaselineConfig] = None, seed: int = 0,
                          progress: bool = True) -> BaselineResult:
     """
     Train the baseline on the supervision's training views and state captions.
 
-    :param encoder: the sentence encoder of the state cache (``encode(texts).sentence``, ``dim``).
-    :param config: BaselineConfig() by default; ``text_dim`` is taken from the encoder.
+    :param cache: the per-(instance, frame) features to render: what the method it is compared
+        with answers from (``TemporalLayer.states``; or ``build_state_cache``'s sentences).
+    :param config: BaselineConfig() by default; ``text_dim`` is taken from the cache.
     :param seed: seeds the initialisation and the order of views (same seed, same model).
     :param progress: show a rich progress bar with the running loss.
     :raises SupervisionFormatError: no state captions, or no view shows a captioned instance.
     """
     started = clock.perf_counter()
-    config = replace(config or BaselineConfig(), text_dim=int(encoder.dim))
+    config = replace(config or BaselineConfig(), text_dim=int(cache.dim))
     device = torch.device(config.device)
-    cache = build_state_cache(supervision, encoder).to(device)
+    cache = cache.to(device)
     targets = view_targets(supervision, cache, config.min_pixels, device)
     if not targets:
         raise SupervisionFormatError(f'{supervision.root}: no training view shows an instance '

@@ -118,7 +118,8 @@ def evaluate_temporal(scene: Scene4D, field_: ReferringField, text_encoder,
     said = layer.encode_queries(temporal_encoder or text_encoder, [e.text for e in expressions],
                                 None if temporal_encoder else encoded)
     routed = (layer.router.probability(said) >= 0.5).to(device)
-    stated = said.sentence.to(device)
+    stated = said.sentence.to(device)  # which instance (the state cache may name it)
+    states = layer.state_of(said).to(device)  # when
     sensitive = torch.tensor([e.kind == TIME_SENSITIVE for e in expressions], device=device)
     chosen = [i for i, e in enumerate(expressions) if e.kind == TIME_SENSITIVE]
     times = [t for t in layer.cache.frame_times.tolist() if _views_at(benchmark.views, t)]
@@ -134,7 +135,7 @@ def evaluate_temporal(scene: Scene4D, field_: ReferringField, text_encoder,
         expression = expressions[i]
         instance, relevance_q = _locate(layer, stated[i],
                                         [r[q] for r in relevance], field_.assignment, threshold)
-        found = layer.intervals(instance, stated[i]) if instance is not None else None
+        found = layer.intervals(instance, states[i]) if instance is not None else None
         active = (found.active[[_index(layer, t) for t in times]].cpu() if found is not None
                   else torch.zeros(len(times), dtype=torch.bool))
         row = {'id': expression.id, 'text': expression.text, 'instance_id': expression.instance_id,

@@ -28,10 +28,7 @@ questions, so each caption is also seen wrapped the way a query says it
 (``router_examples``): both kinds as requests ("find ..."), so that asking does not pass for
 time-sensitivity, and states as temporal clauses ("while ..."). The probability and the word
 that decided it are the decision's evidence and go into the result; a caller may still force
-a mode.
-
-Layers written before the word router hold a sentence router (``pooling='sentence'``: the same
-regression on the sentence embedding); they load and route as they did.
+a mode. The same word scores say which words of a text tell its state (``state_space``).
 """
 
 from __future__ import annotations
@@ -46,8 +43,6 @@ import torch.nn.functional as F
 # How a query wraps what it asks for; the i-th caption takes the (i mod n)-th wrapper.
 REQUESTS = ('find {}', 'show me {}', 'where is {}', 'locate {}')
 TEMPORAL_CLAUSES = ('when {}', 'while {}', 'at the moment {}', 'as long as {}')
-# What the router's logit is taken over: the most time-sensitive word, or the sentence.
-POOLINGS = ('words', 'sentence')
 
 
 @dataclass(frozen=True)
@@ -57,18 +52,10 @@ class Router:
 
     :ivar weight: w, [D].
     :ivar bias: b.
-    :ivar pooling: 'words' (above) or 'sentence' (x = the unit sentence embedding; layers
-        written before the word router).
     """
 
     weight: Tensor
     bias: float
-    pooling: str = 'words'
-
-    def __post_init__(self) -> None:
-        if self.pooling not in POOLINGS:
-            raise ValueError(f'router pooling must be one of {list(POOLINGS)}, got '
-                             f'{self.pooling!r}')
 
     def probability(self, features) -> Tensor:
         """Return p(time-sensitive) [E] of encoded queries (``TextFeatures``, E texts)."""
@@ -76,19 +63,15 @@ class Router:
 
     def evidence(self, features) -> Tuple[Tensor, Tensor]:
         """
-        Return p(time-sensitive) [E] and the index of the deciding word [E] (-1: the sentence).
+        Return p(time-sensitive) [E] and the index of the deciding word [E].
 
-        :param features: words [E, L, D], word_mask [E, L] and sentence [E, D].
+        :param features: ``TextFeatures``: words [E, L, D] and word_mask [E, L].
         """
-        if self.pooling == 'sentence':
-            unit = F.normalize(features.sentence.float(), dim=-1).to(self.weight.device)
-            p = torch.sigmoid(unit @ self.weight + self.bias)
-            return p, torch.full_like(p, -1, dtype=torch.long)
         logits, word = word_logits(self.weight, features.words, features.word_mask).max(dim=1)
         return torch.sigmoid(logits + self.bias), word
 
     def to(self, device: torch.device | str) -> 'Router':
-        return Router(self.weight.to(device), self.bias, self.pooling)
+        return Router(self.weight.to(device), self.bias)
 
 
 def word_logits(weight: Tensor, words: Tensor, word_mask: Tensor) -> Tensor:
