@@ -313,7 +313,7 @@ def print_report(console: Console, reports: List[Dict]) -> None:
         table.add_row(str(report['seed']), 'never', 'any',
                       *([f"{report['acc_answering_never']:.3f} / 0.000"] * 4))
     console.print(table)
-    cosine = Table(title='baseline feature: mean cos(rendered in-mask feature, c_{k,t})')
+    cosine = Table(title='baseline feature: mean cos(rendered in-mask feature, s_{k,t})')
     for column in ('seed', 'train raw', 'novel raw', 'train centred', 'novel centred',
                    'final loss', 'seconds'):
         cosine.add_column(column, justify='right')
