@@ -240,4 +240,5 @@ def test_the_router_decides_auto_queries(engine):
                         temporal=temporal_layer(5.0))
     routed = timed.query(QueryRequest('object 3'))
     assert routed.time_sensitive and 'p(time-sensitive) = 0.99' in routed.time_sensitivity_reason
+    assert "most time-sensitive word: 'object'" in routed.time_sensitivity_reason
     assert len(routed.active_spans) == 2

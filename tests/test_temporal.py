@@ -31,7 +31,8 @@ from safetensors.torch import load_file, save_file
 from st4r_ros.errors import SceneFormatError, SupervisionFormatError
 from st4r_ros.supervision.format import Caption, InstanceCaptions, Supervision
 from st4r_ros.temporal import (build_state_cache, build_temporal_layer, find_intervals,
-                               IntervalParams, load_temporal_layer, save_temporal_layer)
+                               IntervalParams, load_temporal_layer, Router, save_temporal_layer,
+                               StateCache)
 from st4r_ros.temporal.intervals import smooth, Verdict
 from st4r_ros.text import EncoderSpec, TextEncoder
 from tiny_decoder import QUERY_PROMPT, write_tiny_decoder
@@ -270,3 +271,12 @@ def test_a_layer_of_version_1_is_refused_with_how_to_rebuild(layer, tmp_path):
     (tmp_path / 'temporal.json').write_text(json.dumps(meta))
     with pytest.raises(SceneFormatError, match='version 1.*st4r train'):
         load_temporal_layer(tmp_path)
+
+
+def test_state_features_must_match_the_cache(layer):
+    fewer = StateCache(layer.states.instance_ids[:1], layer.states.frame_times,
+                       layer.states.features[:1], layer.states.valid[:1])
+    with pytest.raises(SupervisionFormatError, match="cache's instances"):
+        dataclasses.replace(layer, states=fewer)
+    with pytest.raises(SupervisionFormatError, match='one dimension'):
+        dataclasses.replace(layer, router=Router(layer.router.weight[:5], 0.0))

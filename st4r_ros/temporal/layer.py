@@ -92,6 +92,10 @@ class TemporalLayer:
                 and torch.equal(self.states.frame_times.cpu(), self.cache.frame_times.cpu())):
             raise SupervisionFormatError('temporal layer: state features must cover the '
                                          "cache's instances and frames")
+        dims = (self.cache.dim, self.states.dim, len(self.router.weight))
+        if len(set(dims)) != 1:
+            raise SupervisionFormatError('temporal layer: cache, state features and router '
+                                         f'must share one dimension D, got {dims}')
 
     def intervals(self, instance_id: int, state: Tensor) -> Optional[Intervals]:
         """
