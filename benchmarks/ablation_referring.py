@@ -34,7 +34,9 @@ no training caption uses: synthetic_language.unseen_words), the mIoU on the trai
 and captions (fit, not generalisation), and "training words": the mIoU of the same field on
 the same expressions with the training captions' look words in place of the held-out synonyms
 (``write_synthetic_benchmark(vocabulary='training')``, bench_training_words.json): the gap to
-mIoU is what the text encoder's vocabulary costs.
+mIoU is what the text encoder's vocabulary costs; the printed tables add a third benchmark
+with training's relation phrases and generic nouns too (``vocabulary='training-all'``), where
+only family B's sentence shapes are left.
 
 Usage:
     python benchmarks/ablation_referring.py [--seeds 0 1] [--steps 1500] [--jobs 2]
@@ -56,8 +58,11 @@ from pathlib import Path
 import time
 from typing import Dict, Iterator, List, Optional
 
-# The benchmark in the training captions' look words (prepare), beside bench.json.
+# The benchmark in the training captions' look words, and in their look and relation words
+# (prepare), beside bench.json: row key -> file.
 TRAINING_WORDS_BENCH = 'bench_training_words.json'
+VOCABULARY_BENCHES = {'training_words': ('training', TRAINING_WORDS_BENCH),
+                      'all_training_words': ('training-all', 'bench_training_all_words.json')}
 VARIANTS = {
     'full': 'full model',
     'no_attention': 'w/o cross-modal attention',
@@ -94,8 +99,9 @@ def prepare(root: Path, seed: int) -> None:
     if not (root / 'bench.json').is_file():
         write_synthetic(root, seed)
         build_synthetic_task(root, seed)
-    if not (root / TRAINING_WORDS_BENCH).is_file():
-        write_synthetic_benchmark(root, root / TRAINING_WORDS_BENCH, seed, vocabulary='training')
+    for vocabulary, file in VOCABULARY_BENCHES.values():
+        if not (root / file).is_file():
+            write_synthetic_benchmark(root, root / file, seed, vocabulary=vocabulary)
 
 
 def subsets(root: Path, expressions: List) -> Dict[str, set]:
@@ -162,30 +168,17 @@ def run_variant(root: str, seed: int, name: str, steps: int, threads: int,
     report = evaluate_referring(scene, result.field, encoder, bench, result.threshold)
     ungated = evaluate_referring(scene, result.field, encoder, bench)
     fit = evaluate_referring(scene, result.field, encoder, training_benchmark(supervision))
-    in_training_words = evaluate_referring(scene, result.field, encoder,
-                                           load_benchmark(folder / TRAINING_WORDS_BENCH),
-                                           result.threshold)
-    by_id = {row['id']: row for row in report.per_expression}
-    row = {'seed': seed, 'variant': name, 'miou': report.miou, 'per_kind': report.per_kind,
-           'miou_without_no_target': ungated.miou, 'no_target_pairs': report.no_target_pairs,
-           'pairs': report.pairs, 'train_view_miou': fit.miou,
-           'training_words_miou': in_training_words.miou, 'threshold': result.threshold,
+    row = {'seed': seed, 'variant': name, 'miou_without_no_target': ungated.miou,
+           'pairs': report.pairs, 'train_view_miou': fit.miou, 'threshold': result.threshold,
            'train_seconds': train_seconds, 'steps': steps,
            'instance_agreement': result.assignment.agreement(scene.at(0.0).instance_ids),
-           'per_expression': report.per_expression}
-    in_words = {r['id']: r for r in in_training_words.per_expression}
-    row['training_words'] = {'miou': in_training_words.miou,
-                             'per_kind': in_training_words.per_kind,
-                             'no_target_pairs': in_training_words.no_target_pairs}
-    # The same ids in both benchmarks.
-    for subset, ids in subsets(folder, bench.expressions).items():
-        row[subset] = _pair_weighted([by_id[i] for i in ids])
-        row['training_words'][subset] = _pair_weighted([in_words[i] for i in ids])
-    grouped = relations(bench.expressions)
-    row['per_relation'] = {r: _pair_weighted([by_id[i] for i in ids])
-                           for r, ids in grouped.items()}
-    row['training_words']['per_relation'] = {r: _pair_weighted([in_words[i] for i in ids])
-                                             for r, ids in grouped.items()}
+           'per_expression': report.per_expression,
+           **_scores(report, folder, bench.expressions)}
+    for key, (_, file) in VOCABULARY_BENCHES.items():  # the same ids in every benchmark
+        in_words = evaluate_referring(scene, result.field, encoder, load_benchmark(folder / file),
+                                      result.threshold)
+        row[key] = _scores(in_words, folder, bench.expressions)
+        row[f'{key}_miou'] = in_words.miou
     if temporal:
         row['temporal'] = _temporal_scores(folder, name, scene, result, encoder, supervision)
     return row
@@ -205,6 +198,18 @@ def _temporal_scores(folder: Path, name: str, scene, result, encoder, supervisio
                                    supervision.views)
         scores[words] = {k: v for k, v in report.to_json().items() if k != 'per_query'}
     return scores
+
+
+def _scores(report, folder: Path, expressions: List) -> Dict:
+    """mIoU, per kind, per subset and per relation of a referring report on root's ids."""
+    by_id = {r['id']: r for r in report.per_expression}
+    found = {'miou': report.miou, 'per_kind': report.per_kind,
+             'no_target_pairs': report.no_target_pairs}
+    for subset, ids in subsets(folder, expressions).items():
+        found[subset] = _pair_weighted([by_id[i] for i in ids])
+    found['per_relation'] = {r: _pair_weighted([by_id[i] for i in ids])
+                             for r, ids in relations(expressions).items()}
+    return found
 
 
 def _pair_weighted(rows: List[Dict]) -> float:
@@ -238,16 +243,20 @@ def table(rows: List[Dict]) -> str:
 
 
 def relation_table(rows: List[Dict]) -> str:
-    """Markdown: one line per variant, 'held-out / training words' mIoU per relation."""
+    """
+    Markdown: a line per variant, mIoU per relation in the three vocabularies.
+
+    Each cell: held-out words / training look words / also training's relation words.
+    """
     names = sorted({r for row in rows for r in row['per_relation']})
     lines = ['| variant | ' + ' | '.join(names) + ' |', '|---' * (len(names) + 1) + '|']
     for name in VARIANTS:
         mine = [r for r in rows if r['variant'] == name]
         if mine:
-            held_out = [r['per_relation'] for r in mine]
-            in_words = [r['training_words']['per_relation'] for r in mine]
-            cells = [f'{_mean([g.get(k, math.nan) for g in held_out]):.2f} / '
-                     f'{_mean([g.get(k, math.nan) for g in in_words]):.2f}' for k in names]
+            said = [[r['per_relation'] for r in mine],
+                    *[[r[key]['per_relation'] for r in mine] for key in VOCABULARY_BENCHES]]
+            cells = [' / '.join(f'{_mean([g.get(k, math.nan) for g in groups]):.2f}'
+                                for groups in said) for k in names]
             lines.append(f'| {VARIANTS[name]} | ' + ' | '.join(cells) + ' |')
     return '\n'.join(lines)
 
@@ -294,7 +303,8 @@ def main() -> None:
     for row in _run_all(tasks, args.jobs):
         rows.append(row)
         print(f"seed {row['seed']} {row['variant']}: mIoU {row['miou']:.3f} (training words "
-              f"{row['training_words_miou']:.3f}), {row['train_seconds']:.0f} s training",
+              f"{row['training_words_miou']:.3f}, also training's relation words "
+              f"{row['all_training_words_miou']:.3f}), {row['train_seconds']:.0f} s training",
               flush=True)
         for words, t in row.get('temporal', {}).items():
             print(f"  when, {words} words: routing {t['routing_accuracy']:.3f}, Acc "
@@ -306,10 +316,13 @@ def main() -> None:
             indent=1))
     # The same fields on the benchmark in training words: per kind, what is left besides words.
     in_words = [{**row, **row['training_words']} for row in rows]
+    in_all_words = [{**row, **row['all_training_words']} for row in rows]
     markdown = (table(rows) + "\n\nIn the training captions' look words "
-                f'({TRAINING_WORDS_BENCH}):\n\n' + table(in_words))
-    markdown += ('\n\nPer relation (time-agnostic expressions; held-out words / training '
-                 'words):\n\n' + relation_table(rows))
+                f'({TRAINING_WORDS_BENCH}):\n\n' + table(in_words)
+                + "\n\nIn the training captions' look, relation and generic words "
+                f"({VOCABULARY_BENCHES['all_training_words'][1]}):\n\n" + table(in_all_words))
+    markdown += ('\n\nPer relation (time-agnostic expressions; held-out words / training look '
+                 "words / also training's relation words):\n\n" + relation_table(rows))
     print(markdown)
     print(f'\n{len(rows)} runs, {seconds / 60:.1f} min')
     (out / 'ablation.md').write_text(markdown + '\n')

@@ -33,7 +33,7 @@ from st4r_ros.errors import SupervisionFormatError
 from st4r_ros.scene.synthetic import PALETTE, SHAPES, SIZES, SyntheticConfig, write_synthetic
 from st4r_ros.supervision import (build_synthetic_task, load_benchmark, load_supervision,
                                   write_synthetic_benchmark, write_synthetic_supervision)
-from st4r_ros.supervision.synthetic_language import (EVALUATION_STATES, EVALUATION_WORDS,
+from st4r_ros.supervision.synthetic_language import (EVALUATION_STATES, EVALUATION_WORDS, EXTREME,
                                                      HELD_OUT_WORDS, KINDS, TIME_AGNOSTIC_KINDS,
                                                      TIME_SENSITIVE, TRAINING_STATES,
                                                      TRAINING_VOCABULARY_WORDS, TRAINING_WORDS,
@@ -220,6 +220,26 @@ def test_the_training_vocabulary_benchmark_asks_the_same_in_training_words(timed
                                                       for n in ns}
     with pytest.raises(ValueError, match='vocabulary'):
         write_synthetic_benchmark(root, tmp_path / 'other.json', vocabulary='mixed')
+
+
+def test_the_all_training_vocabulary_changes_relation_words_too(timed, tmp_path):
+    root, supervision, bench, _ = timed
+    look = write_synthetic_benchmark(root, tmp_path / 'look.json', seed=0, vocabulary='training')
+    every = write_synthetic_benchmark(root, tmp_path / 'all.json', seed=0,
+                                      vocabulary='training-all')
+    assert [(e.id, e.instance_id, e.kind, e.frames) for e in every.expressions] == \
+        [(e.id, e.instance_id, e.kind, e.frames) for e in bench.expressions]
+    # The twins' comparatives ("of the two ..., the one further left") stay family B's.
+    compared = {e.id for e in every.expressions if e.text.startswith('of the two')}
+    related = [(a.text, b.text) for a, b in zip(look.expressions, every.expressions)
+               if a.metadata.get('relation') not in (None, *EXTREME) and a.id not in compared]
+    assert related and all(a != b for a, b in related)
+    evaluation_phrases = {p.split(' {')[0] for ps in EVALUATION_WORDS.relations.values()
+                          for p in ps if '{' in p}
+    for _, said in related:
+        assert not any(phrase in said for phrase in evaluation_phrases), said
+    assert not set(EVALUATION_WORDS.generic) & words([e.text for e in every.expressions
+                                                      if e.id not in compared])
 
 
 @pytest.mark.parametrize('scene', ['task', 'timed'])

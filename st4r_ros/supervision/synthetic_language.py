@@ -111,7 +111,8 @@ copied into the supervision folder; description and state captions), ``write_syn
 (held-out novel views, masks referenced relative to the benchmark file; the time-agnostic
 expressions, then the time-sensitive queries; with ``vocabulary='training'`` the same
 expressions with family A's look words in place of the held-out synonyms, to measure what the
-text encoder's vocabulary costs), ``build_synthetic_task`` (both, inside the
+text encoder's vocabulary costs, and with ``'training-all'`` family A's relation phrases and
+generic nouns too), ``build_synthetic_task`` (both, inside the
 synthetic folder). Deterministic for a seed; state captions and time-sensitive queries draw
 from random streams of their own, so the other sentences are those of a scene without them.
 """
@@ -257,7 +258,16 @@ TRAINING_VOCABULARY_WORDS = replace(
        for table in ('colours', 'shapes', 'sizes', 'properties')},
     plurals={'sphere': 'spheres', 'globe': 'globes', 'cube': 'cubes', 'cuboid': 'cuboids',
              'cylinder': 'cylinders', 'drum': 'drums', 'torus': 'tori', 'hoop': 'hoops'})
-BENCHMARK_VOCABULARIES = {'held-out': EVALUATION_WORDS, 'training': TRAINING_VOCABULARY_WORDS}
+# ... and with family A's relation phrases and generic nouns too: only family B's sentence
+# shapes (and the twins' comparatives) are left of it, so that what remains of the gap to
+# the training views is not the encoder's vocabulary.
+TRAINING_VOCABULARY_ALL = replace(
+    TRAINING_VOCABULARY_WORDS,
+    relations=_cycled(TRAINING_WORDS.relations, EVALUATION_WORDS.relations),
+    generic=tuple(TRAINING_WORDS.generic[i % len(TRAINING_WORDS.generic)]
+                  for i in range(len(EVALUATION_WORDS.generic))))
+BENCHMARK_VOCABULARIES = {'held-out': EVALUATION_WORDS, 'training': TRAINING_VOCABULARY_WORDS,
+                          'training-all': TRAINING_VOCABULARY_ALL}
 # Family B's comparison of a twin with the other one: "of the two ..., the one further left".
 EVALUATION_COMPARATIVES = {LEFT_OF: 'further left', RIGHT_OF: 'further right',
                            IN_FRONT_OF: 'closer to the front', BEHIND: 'further back'}
@@ -407,7 +417,8 @@ def write_synthetic_benchmark(synthetic_dir: str | Path, out_bench_path: str | P
     :param vocabulary: 'held-out' (the benchmark: colour, shape, size and property words drawn
         from the plain word and synonyms training never uses) or 'training' (the same
         expressions, same ids, sentence shapes and relation words, those words drawn from the
-        training captions' instead: what the text encoder's vocabulary costs).
+        training captions' instead: what the text encoder's vocabulary costs) or
+        'training-all' (relation phrases and generic nouns from training's too).
     """
     if vocabulary not in BENCHMARK_VOCABULARIES:
         raise ValueError(f'vocabulary: expected one of {list(BENCHMARK_VOCABULARIES)}, got '
