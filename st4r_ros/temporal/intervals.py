@@ -15,10 +15,11 @@
 """
 Active intervals: where along the timeline an instance is in the state a query asks about.
 
-The query's sentence embedding q is compared with the instance's state cache frame by frame,
-s_t = <q, c_{k,t}>; the scores are smoothed over time (a centred moving average that skips
-missing frames) and thresholded adaptively, halfway between the instance's best and worst
-frame for this query, but never below an absolute level calibrated on the training captions.
+The query's state feature q (``state_space``) is compared with the instance's per-frame state
+features frame by frame, s_t = <q, c_{k,t}>; the scores are smoothed over time (a centred
+moving average that skips missing frames) and thresholded adaptively, halfway between the
+instance's best and worst frame for this query, but never below an absolute level calibrated
+on the training captions.
 A missing frame takes its neighbours' mean, so a one-frame gap does not split an interval.
 A query whose scores barely vary holds either throughout (best frame above the level) or
 never. Runs of active frames become intervals [first frame time, last frame time].
@@ -115,7 +116,7 @@ def find_intervals(features: Tensor, valid: Tensor, query: Tensor,
 
     :param features: the instance's state cache c_t, [T, D], unit rows.
     :param valid: [T] bool, False at missing frames.
-    :param query: the query's sentence embedding, [D].
+    :param query: the query's feature, [D] (its state feature in the temporal layer).
     """
     raw = frame_scores(features, valid, query)
     scores = smooth(raw, params.window)

@@ -26,9 +26,8 @@ the object's words next to nothing. Each instance's per-frame state features are
 captions' state features averaged per frame (``state_cache.cache_from_table``), and a query is
 compared with them through its own.
 
-On the synthetic benchmark (true instance, seeds 0-9, BENCHMARKS.md) this ranks a query's
-in-state frames above the others more often than the sentence embeddings with the object's
-principal directions removed did, and frame accuracy rises accordingly.
+On the synthetic benchmark (true instance, seeds 0-9, BENCHMARKS.md) frame accuracy rose from
+0.759, with sentence embeddings off the descriptions' principal directions, to 0.879.
 """
 
 from __future__ import annotations
