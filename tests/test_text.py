@@ -275,6 +275,21 @@ def test_prompt_is_in_the_sentence_but_not_in_the_words(decoder_dir):
     torch.testing.assert_close(prompted.words[0, :words], hidden[-1 - words:-1])
 
 
+def test_word_at_names_the_text_word_of_a_word_feature(minilm, decoder_dir):
+    """Word features count the text's tokens alone (no specials, no prompt) in both kinds."""
+    text = 'find the grass-green cube'
+    pieces = minilm.tokenizer.tokenize(text)  # WordPiece splits the hyphenated word
+    assert len(pieces) > len(text.split())
+    named = [minilm.word_at(text, i) for i in range(len(pieces))]
+    assert named[0] == 'find' and named[-1] == 'cube' and 'grass-green' in named
+    assert set(named) == set(text.split())
+    assert minilm.word_at(text, len(pieces)) is None and minilm.word_at(text, -1) is None
+    decoder = TextEncoder(decoder_dir)
+    spoken = 'when does the red cube spin ?'
+    count = int(decoder.encode([spoken], prompt=QUERY_PROMPT).word_mask.sum())
+    assert [decoder.word_at(spoken, i) for i in range(count)] == spoken.split()
+
+
 def test_a_cut_decoder_text_still_ends_with_its_end_token(decoder_dir):
     encoder = TextEncoder(decoder_dir, max_length=8)
     features = encoder.encode([' '.join(['cube'] * 100), 'a red cube'])
