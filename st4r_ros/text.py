@@ -124,13 +124,6 @@ class TextFeatures:
     truncated: Tuple[bool, ...]
     texts: Tuple[str, ...]
 
-    def rows(self, index: Sequence[int]) -> 'TextFeatures':
-        """Return the features of the texts at ``index``, in that order."""
-        at = torch.tensor(list(index), dtype=torch.long, device=self.words.device)
-        return TextFeatures(self.words[at], self.word_mask[at], self.sentence[at],
-                            tuple(self.truncated[i] for i in index),
-                            tuple(self.texts[i] for i in index))
-
 
 def normalise_expression(text: str) -> str:
     """

@@ -186,11 +186,6 @@ def build_temporal_layer(supervision: Supervision, encoder, window: int = 3,
     # One encoding pass per prompt for the cache, the router, the state features and levels.
     texts = sorted(set(said_states) | set(said_descriptions))
     said = encoder.encode(texts, prompt=spec.query_prompt)
-    row = {text: i for i, text in enumerate(texts)}
-
-    def rows(wanted: List[str]):
-        return said.rows([row[t] for t in wanted])
-
     query = dict(zip(texts, F.normalize(said.sentence.float().cpu(), dim=-1)))
     if spec.query_prompt == spec.document_prompt:  # one pass serves both sides
         document = query
@@ -198,10 +193,12 @@ def build_temporal_layer(supervision: Supervision, encoder, window: int = 3,
         captions = states + descriptions
         document = dict(zip(captions, unit_sentences(encoder, captions, spec.document_prompt)))
     cache = cache_from_table(times, table, document)
-    router = fit_router(rows(said_states), rows(said_descriptions))
-    caption_states = dict(zip(states, state_features(router.weight, rows(states)).cpu()))
+    sensitive = set(said_states)  # a text among both kinds of example counts as a state
+    router = fit_router(said, torch.tensor([text in sensitive for text in texts]))
+    state_of = dict(zip(texts, state_features(router.weight, said).cpu()))
+    caption_states = {text: state_of[text] for text in states}
     state_cache = cache_from_table(times, table, caption_states, cache.instance_ids.tolist())
-    said_nothing = best_matches(state_cache, state_features(router.weight, rows(descriptions)))
+    said_nothing = best_matches(state_cache, torch.stack([state_of[t] for t in descriptions]))
     level = float(said_nothing.median())
     params = IntervalParams(window=window, level=level, min_contrast=min_contrast)
     # A query naming one of the scene's objects matches its captions about as well as a
@@ -213,8 +210,8 @@ def build_temporal_layer(supervision: Supervision, encoder, window: int = 3,
                    'description_state_median': level,
                    'description_match_median': description_match,
                    'state_captions': len(states), 'description_captions': len(descriptions),
-                   'router_training_accuracy': _router_accuracy(router, rows(states),
-                                                                rows(descriptions))}
+                   'router_training_accuracy': _router_accuracy(
+                       dict(zip(texts, router.probability(said).tolist())), states, descriptions)}
     return TemporalLayer(cache, router, state_cache, params, spec, calibration,
                          description_match / 2)
 
@@ -239,11 +236,10 @@ def _positive_median(states: StateCache, table: Dict[Tuple[int, int], List[str]]
     return float(torch.tensor(scores).median())
 
 
-def _router_accuracy(router: Router, states, descriptions) -> float:
-    """Fraction of the captions themselves (``TextFeatures`` of each kind) routed right."""
-    right = int((router.probability(states) >= 0.5).sum())
-    right += int((router.probability(descriptions) < 0.5).sum())
-    return right / (len(states.texts) + len(descriptions.texts))
+def _router_accuracy(p: Dict[str, float], states: List[str], descriptions: List[str]) -> float:
+    """Fraction of the captions themselves routed right, from p(time-sensitive) per text."""
+    right = sum(p[t] >= 0.5 for t in states) + sum(p[t] < 0.5 for t in descriptions)
+    return right / (len(states) + len(descriptions))
 
 
 def save_temporal_layer(layer_dir: str | Path, layer: TemporalLayer,

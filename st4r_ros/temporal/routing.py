@@ -80,32 +80,30 @@ def word_logits(weight: Tensor, words: Tensor, word_mask: Tensor) -> Tensor:
     return (unit @ weight).masked_fill(~word_mask.to(weight.device), -torch.inf)
 
 
-def fit_router(state, description, l2: float = 1e-2, steps: int = 200) -> Router:
+def fit_router(said, time_sensitive: Tensor, l2: float = 1e-2, steps: int = 200) -> Router:
     """
-    Fit a word router on encoded state (time-sensitive) and description texts.
+    Fit a word router on encoded example texts and their labels.
 
     Classes are weighted to count equally (captioners write more descriptions than states);
     L-BFGS on the L2-regularised log loss of the max-pooled logits, deterministic. L2 = 1e-2
-    was the best of 1e-3 ... 1e-1 on benchmark seeds 0-3 (BENCHMARKS.md).
+    was the best of 1e-3 ... 1e-1 on benchmark seeds 0-3 (BENCHMARKS.md). The examples' word
+    features are held at once, [E, L, D] float32 on the CPU.
 
-    :param state: ``TextFeatures`` of the time-sensitive examples (words [S, L, D], word_mask).
-    :param description: those of the time-agnostic ones.
+    :param said: ``TextFeatures`` of the examples (words [E, L, D], word_mask [E, L]).
+    :param time_sensitive: [E] bool, each example's label.
     """
-    words = [state.words.float().cpu(), description.words.float().cpu()]
-    length = max(w.shape[1] for w in words)
-    x = torch.cat([F.pad(w, (0, 0, 0, length - w.shape[1])) for w in words])
-    mask = torch.cat([F.pad(m.cpu(), (0, length - m.shape[1]))
-                      for m in (state.word_mask, description.word_mask)])
-    count = len(state.words), len(description.words)
-    y = torch.cat([torch.ones(count[0]), torch.zeros(count[1])])
-    sample_weight = torch.where(y > 0, 0.5 / max(count[0], 1), 0.5 / max(count[1], 1))
-    weight = torch.zeros(x.shape[-1], requires_grad=True)
+    unit = F.normalize(said.words.float(), dim=-1).cpu()  # normalised once, not every step
+    padding = ~said.word_mask.cpu()
+    y = time_sensitive.float().cpu()
+    count = float(y.sum()), float(len(y) - y.sum())
+    sample_weight = torch.where(y > 0, 0.5 / max(count[0], 1.0), 0.5 / max(count[1], 1.0))
+    weight = torch.zeros(unit.shape[-1], requires_grad=True)
     bias = torch.zeros((), requires_grad=True)
     optimizer = torch.optim.LBFGS([weight, bias], max_iter=steps, line_search_fn='strong_wolfe')
 
     def closure() -> Tensor:
         optimizer.zero_grad()
-        logits = word_logits(weight, x, mask).amax(dim=1) + bias
+        logits = (unit @ weight).masked_fill(padding, -torch.inf).amax(dim=1) + bias
         loss = (F.binary_cross_entropy_with_logits(logits, y, reduction='none')
                 * sample_weight).sum() + l2 * weight.square().sum()
         loss.backward()
