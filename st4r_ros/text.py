@@ -102,6 +102,8 @@ _HOW_TO_PROVIDE = (
     f'({DEFAULT_MODEL_ID}).'
 )
 
+# Stripped from the ends of a word that word_at names ("out?" -> "out").
+_PUNCTUATION = '.,;:!?"\'()[]{}'
 # A candidate: (name recorded as TextEncoder.name, where it was looked for, folder finder).
 _Candidate = Tuple[str, str, Callable[[], Path]]
 
@@ -278,7 +280,9 @@ class TextEncoder:
 
     def word_at(self, text: str, index: int) -> Optional[str]:
         """
-        Return the word of ``text`` (split at whitespace) that holds its index-th word feature.
+        Return the word of ``text`` that holds its index-th word feature.
+
+        Words are split at whitespace and named without the punctuation around them.
 
         Word features count the text's tokens without special and prompt tokens, as
         ``encode`` gives them. None where the tokenizer cannot map tokens back to characters
@@ -295,7 +299,8 @@ class TextEncoder:
         if start >= end:
             return None
         right = text.find(' ', start)
-        return text[text.rfind(' ', 0, start) + 1:len(text) if right < 0 else right]
+        word = text[text.rfind(' ', 0, start) + 1:len(text) if right < 0 else right]
+        return word.strip(_PUNCTUATION) or word
 
     def compile_for_queries(self, lengths: Sequence[int] = COMPILED_LENGTHS) -> float:
         """

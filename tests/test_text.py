@@ -284,6 +284,9 @@ def test_word_at_names_the_text_word_of_a_word_feature(minilm, decoder_dir):
     assert named[0] == 'find' and named[-1] == 'cube' and 'grass-green' in named
     assert set(named) == set(text.split())
     assert minilm.word_at(text, len(pieces)) is None and minilm.word_at(text, -1) is None
+    asked = 'when does it fade out?'
+    assert [minilm.word_at(asked, i) for i in range(len(minilm.tokenizer.tokenize(asked)))] \
+        == ['when', 'does', 'it', 'fade', 'out', 'out']
     decoder = TextEncoder(decoder_dir)
     spoken = 'when does the red cube spin ?'
     count = int(decoder.encode([spoken], prompt=QUERY_PROMPT).word_mask.sum())
