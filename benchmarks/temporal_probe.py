@@ -74,16 +74,17 @@ def main() -> None:
     print('calibration', layer.calibration, 'level', round(layer.params.level, 3))
     sensitive = [e.kind == TIME_SENSITIVE for e in bench.expressions]
     texts = [e.text for e in bench.expressions]
-    p = layer.router.probability(layer.encode_queries(encoder, texts))
+    said = layer.encode_queries(encoder, texts)  # every expression, encoded once
+    p = layer.router.probability(said)
     right = sum((float(pi) >= 0.5) == s for pi, s in zip(p, sensitive))
     print(f'routing accuracy {right}/{len(sensitive)} = {right / len(sensitive):.3f}')
     for text, p_text, is_sensitive in zip(texts, p.tolist(), sensitive):
         if (p_text >= 0.5) != is_sensitive:
             kind = 'time-sensitive' if is_sensitive else 'time-agnostic'
             print(f'  misrouted ({kind}, p {p_text:.2f}): {text}')
-    queries = [e for e in bench.expressions if e.kind == TIME_SENSITIVE]
-    said = layer.encode_queries(encoder, [e.text for e in queries])
-    embedded, states = said.sentence, layer.state_of(said)
+    chosen = [i for i, s in enumerate(sensitive) if s]
+    queries = [bench.expressions[i] for i in chosen]
+    embedded, states = said.sentence[chosen], layer.state_of(said)[chosen]
     named = [layer.locate(vector) for vector in embedded]
     right = sum(n is not None and n[0] == q.instance_id for n, q in zip(named, queries))
     print(f'state cache names the right instance: {right}/{len(queries)} '

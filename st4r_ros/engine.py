@@ -280,7 +280,7 @@ class QueryEngine:
         t = self.scene_time if request.time is None else check_time(request.time)
         clock = _Stopwatch()
         encoded = self.encoder.encode([text])
-        said = self._state_features(text, encoded)  # as the temporal layer encodes queries
+        said = self._temporal_encoding(text, encoded)
         stated = said.sentence[0]  # [D] in the temporal layer's space
         clock.lap('text')
         sensitive, reason = self._route(base.mode, said)
@@ -312,8 +312,8 @@ class QueryEngine:
             return result
         return self._when(result, self.temporal.state_of(said)[0], clock)
 
-    def _state_features(self, text: str, encoded):
-        """Return the query's ``TextFeatures`` as the temporal layer compares and routes it."""
+    def _temporal_encoding(self, text: str, encoded):
+        """Return the query's ``TextFeatures`` as the temporal layer routes and compares it."""
         if self.temporal is None:
             return encoded
         own = self.temporal_encoder
