@@ -195,9 +195,8 @@ def build_temporal_layer(supervision: Supervision, encoder, window: int = 3,
     cache = cache_from_table(times, table, document)
     sensitive = set(said_states)  # a text among both kinds of example counts as a state
     router = fit_router(said, torch.tensor([text in sensitive for text in texts]))
-    state_of = dict(zip(texts, state_features(router.weight, said).cpu()))
-    caption_states = {text: state_of[text] for text in states}
-    state_cache = cache_from_table(times, table, caption_states, cache.instance_ids.tolist())
+    state_of = dict(zip(texts, state_features(router.weight, said).cpu()))  # the captions' too
+    state_cache = cache_from_table(times, table, state_of, cache.instance_ids.tolist())
     said_nothing = best_matches(state_cache, torch.stack([state_of[t] for t in descriptions]))
     level = float(said_nothing.median())
     params = IntervalParams(window=window, level=level, min_contrast=min_contrast)
@@ -206,7 +205,7 @@ def build_temporal_layer(supervision: Supervision, encoder, window: int = 3,
     # queries 0.32-0.6); unrelated text stays lower (0.06-0.39 measured). Half that median.
     description_match = float(best_matches(cache, torch.stack(
         [query[t] for t in descriptions])).amax(dim=0).median())
-    calibration = {'positive_median': _positive_median(state_cache, table, caption_states),
+    calibration = {'positive_median': _positive_median(state_cache, table, state_of),
                    'description_state_median': level,
                    'description_match_median': description_match,
                    'state_captions': len(states), 'description_captions': len(descriptions),
@@ -228,10 +227,10 @@ def best_matches(cache: StateCache, units: Tensor) -> Tensor:
 
 
 def _positive_median(states: StateCache, table: Dict[Tuple[int, int], List[str]],
-                     caption_states: Dict[str, Tensor]) -> float:
+                     state_of: Dict[str, Tensor]) -> float:
     """Median state-feature score of a state caption at the frames it was said at."""
     row = {k: i for i, k in enumerate(states.instance_ids.tolist())}
-    scores = [float(states.features[row[k], frame] @ caption_states[text])
+    scores = [float(states.features[row[k], frame] @ state_of[text])
               for (k, frame), texts in table.items() for text in texts]
     return float(torch.tensor(scores).median())
 
