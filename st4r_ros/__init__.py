@@ -14,4 +14,11 @@
 
 """st4r_ros: spatio-temporal referring queries over 4D Gaussian Splatting scenes."""
 
+from pkgutil import extend_path
+
 __version__ = '0.1.0'
+
+# The generated interfaces (st4r_ros.msg, st4r_ros.srv) live in a colcon install space, beside a
+# copy of these sources; a checkout imported first (tests, editable installs) still finds them
+# there when the install space is on the path (source ros_ws/install/setup.bash).
+__path__ = extend_path(__path__, __name__)

@@ -18,15 +18,19 @@ The ROS 2 package: package.xml and CMakeLists.txt, checked with the real ROS 2 t
 catkin_pkg (what colcon and rosdep read package.xml with) and ament_xmllint (the format 3 schema)
 validate package.xml; CMakeLists.txt must register every interface file, keep the Python install
 that works next to rosidl (no ament_python_install_package: ros2/rosidl_python#141) and install
-what `ros2 run` and `ros2 launch` need.
+what `ros2 run` and `ros2 launch` need. package.xml runs with exactly the ROS packages the code
+uses.
 """
 
 from __future__ import annotations
 
 import ast
+import os
+from pathlib import Path
 import re
 import shutil
 import subprocess
+import sys
 
 import pytest
 from ros_tools import REPO, ros_tool, run_ros_python_json
@@ -37,13 +41,21 @@ REQUIRED_DEPENDS = {
     # <depend>: build, build_export and exec.
     'depend': {'builtin_interfaces', 'std_msgs', 'geometry_msgs', 'sensor_msgs'},
     'exec': {
-        'rosidl_default_runtime', 'rclpy', 'visualization_msgs', 'cv_bridge', 'sensor_msgs_py',
-        'launch', 'launch_ros', 'python3-numpy', 'python3-yaml',
+        'rosidl_default_runtime', 'rclpy', 'rcl_interfaces', 'lifecycle_msgs',
+        'visualization_msgs', 'ament_index_python', 'launch', 'launch_ros', 'python3-numpy',
+        'python3-yaml',
     },
     'test': {
         'ament_lint_auto', 'ament_flake8', 'ament_pep257', 'ament_copyright', 'ament_xmllint',
         'python3-pytest',
     },
+}
+
+# Declared run dependencies that neither the Python imports nor msg/ and srv/ name, and why.
+NOT_IMPORTED = {
+    'rosidl_default_runtime': 'the generated st4r_ros.msg and st4r_ros.srv need it at run time',
+    'builtin_interfaces': "CMakeLists.txt finds it for the interfaces (std_msgs/Header's stamp)",
+    'lifecycle_msgs': "the node's lifecycle services have its types (served by rclpy.lifecycle)",
 }
 
 _PARSE_PACKAGE_XML = r"""
@@ -90,6 +102,56 @@ def _interface_files() -> list[str]:
                   for p in [*(REPO / 'msg').glob('*.msg'), *(REPO / 'srv').glob('*.srv')])
 
 
+def _interface_packages() -> set[str]:
+    """Return the packages whose types msg/ and srv/ use."""
+    used = set()
+    for path in _interface_files():
+        used |= set(re.findall(r'^\s*([a-z][a-z0-9_]*)/[A-Z]\w*', (REPO / path).read_text(), re.M))
+    return used - {'st4r_ros'}
+
+
+def _python_sources() -> list[Path]:
+    """Return the Python that runs under ROS: the package, the scripts and the launch files."""
+    scripts = [path for path in (REPO / 'scripts').iterdir()
+               if path.read_text().startswith('#!/usr/bin/env python')]
+    return [*(REPO / 'st4r_ros').rglob('*.py'), *scripts, *(REPO / 'launch').glob('*.py')]
+
+
+def _imported_packages(path: Path) -> set[str]:
+    """Return the top-level names of what `path` imports (its own relative imports aside)."""
+    tree = ast.parse(path.read_text())
+    modules = {alias.name for node in ast.walk(tree) if isinstance(node, ast.Import)
+               for alias in node.names}
+    modules |= {node.module for node in ast.walk(tree)
+                if isinstance(node, ast.ImportFrom) and node.module and not node.level}
+    return {module.partition('.')[0] for module in modules}
+
+
+@pytest.fixture(scope='module')
+def ament_packages() -> set[str]:
+    """Return the ament index's packages: each AMENT_PREFIX_PATH prefix's, the venv's (wheels)."""
+    prefixes = {*os.environ.get('AMENT_PREFIX_PATH', '').split(os.pathsep), sys.prefix} - {''}
+    names = {path.name for prefix in prefixes
+             for path in (Path(prefix) / 'share/ament_index/resource_index/packages').glob('*')}
+    if 'rclpy' not in names:
+        pytest.fail(f'no ament index here lists rclpy (prefixes: {sorted(prefixes)}): run the '
+                    'tests under scripts/ros_env.sh or a sourced ROS 2', pytrace=False)
+    return names
+
+
+@pytest.fixture(scope='module')
+def ros_imports(package, ament_packages) -> dict[str, set[str]]:
+    """Map each ROS package the Python imports to the files that import it."""
+    # launch and launch_ros have no wheels, so no index here: package.xml's names count too.
+    ros_packages = (ament_packages | {name for names in package['depends'].values()
+                                      for name in names}) - {'st4r_ros'}
+    importers: dict[str, set[str]] = {}
+    for path in _python_sources():
+        for name in _imported_packages(path) & ros_packages:
+            importers.setdefault(name, set()).add(path.relative_to(REPO).as_posix())
+    return importers
+
+
 def _setup_py_version() -> str:
     tree = ast.parse((REPO / 'setup.py').read_text())
     for node in ast.walk(tree):
@@ -127,10 +189,7 @@ def test_required_dependencies_are_declared(package):
 
 
 def test_every_package_the_interfaces_use_is_declared_and_found(package):
-    used = set()
-    for path in _interface_files():
-        used |= set(re.findall(r'^\s*([a-z][a-z0-9_]*)/[A-Z]\w*', (REPO / path).read_text(), re.M))
-    used -= {'st4r_ros'}
+    used = _interface_packages()
     assert used, 'the interfaces use no other package: the regular expression is broken'
     depends = package['depends']
     assert used <= set(depends['build']) & set(depends['exec']), 'package.xml'
@@ -140,6 +199,21 @@ def test_every_package_the_interfaces_use_is_declared_and_found(package):
     dependencies = set(generate.partition('DEPENDENCIES')[2].split())
     assert used <= dependencies, (
         f'rosidl_generate_interfaces DEPENDENCIES lacks {sorted(used - dependencies)}')
+
+
+def test_every_imported_ros_package_is_a_run_dependency(package, ros_imports):
+    undeclared = {name: sorted(files) for name, files in ros_imports.items()
+                  if name not in package['depends']['exec']}
+    assert not undeclared, f'package.xml lacks <exec_depend> (or <depend>) for {undeclared}'
+
+
+def test_every_run_dependency_is_used(package, ros_imports):
+    # python3-* keys are Python libraries (numpy, yaml ...), named differently when imported.
+    ros_depends = {name for name in package['depends']['exec'] if not name.startswith('python3-')}
+    assert set(NOT_IMPORTED) <= ros_depends, 'NOT_IMPORTED names a package package.xml lacks'
+    unused = ros_depends - set(ros_imports) - _interface_packages() - set(NOT_IMPORTED)
+    assert not unused, (f'package.xml declares {sorted(unused)}, which no code uses: drop them, '
+                        'or say in NOT_IMPORTED why they are needed')
 
 
 def test_ament_xmllint_accepts_package_xml():
@@ -186,8 +260,11 @@ def test_cmake_lists_installs_only_folders_that_exist():
              and call.split()[0] == 'DIRECTORY']
     installed = {d for call in share for d in call}
     assert {'launch', 'config', 'models'} <= installed
-    assert re.search(r'install\s*\(\s*PROGRAMS\s+scripts/st4r_node\s+DESTINATION\s+'
-                     r'lib/\$\{PROJECT_NAME\}\s*\)', _cmake_code())
+    # `ros2 run st4r_ros st4r_node` and `st4r` on PATH in a colcon install.
+    assert re.search(r'install\s*\(\s*PROGRAMS\s+scripts/st4r_node\s+scripts/st4r\s+'
+                     r'DESTINATION\s+lib/\$\{PROJECT_NAME\}\s*\)', _cmake_code())
+    assert re.search(r'install\s*\(\s*PROGRAMS\s+scripts/st4r\s+DESTINATION\s+bin\s*\)',
+                     _cmake_code())
     # install(DIRECTORY) of a missing folder breaks `colcon build`.
     missing = sorted(d for d in installed if not (REPO / d).is_dir())
     assert not missing, f'CMakeLists.txt installs folders that do not exist: {missing}'

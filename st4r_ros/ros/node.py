@@ -18,99 +18,202 @@ st4r_node: the live ROS 2 face of st4r_ros (the only module that imports rclpy).
 Everything but moving messages lives elsewhere and is tested without ROS: what a query does
 (QueryEngine), what the node publishes for it (QuerySession), message conversions
 (conversions.RclpyTypes) and the bounded request queue (RequestQueue). This module wires them to
-rclpy: parameters (parameters.py), topics, the query service and one worker thread.
+rclpy: parameters (parameters.py), topics, the query service, the lifecycle and one worker.
 
-A plain node, not a lifecycle node: it loads the scene at start and is useful at once; when
-loading fails it stays up and answers every query NO_SCENE with the reason, which a planner
-sees in the result instead of a node that never activates.
+A lifecycle node, as perception nodes with heavy models are: configure loads the scene (and its
+layers and text encoders), activate starts answering, deactivate pauses, cleanup frees the scene
+(and GPU memory), so a robot that changes rooms swaps scenes without restarting the node. With
+``autostart`` (the default) it configures and activates itself at start. Every request gets one
+answer in every state: NO_SCENE while unconfigured (with the reason the last configure failed),
+NOT_READY while inactive.
 
 Topics (relative, so a namespace places them):
     in   command (std_msgs/String)         one AUTO query per message, latest camera
          camera/pose (PoseStamped)         the optical frame's pose in scene_frame
          camera/camera_info (CameraInfo)   with the pose: the latest camera
-         scene_time (std_msgs/Float64)     normalised scene time of later queries
+         scene_time (std_msgs/Float64)     sets the scene_time parameter
     out  result, target_cloud, markers, mask, mask/camera_info, overlay (QuerySession)
     srv  query (st4r_ros/srv/Query)        answered in order with the commands
-Outputs are RELIABLE (RViz and `ros2 bag record` defaults); input QoS is a parameter.
+Outputs are RELIABLE; the current target's views (all but result) are also TRANSIENT_LOCAL, so
+a display that starts late shows the current target. Input reliability is a parameter; commands
+are kept until the node takes them (KEEP_ALL), poses and camera infos only the latest few.
 
-Callbacks only enqueue; the worker thread owns the engine and the session (GPU work stays out
-of the executor's way). Camera poses are coalesced: the worker renders the newest one.
+Callbacks only enqueue; the worker thread owns the session and runs the engine (GPU work stays
+out of the executor's way). Camera poses are coalesced: the worker renders the newest one.
 """
 
 from __future__ import annotations
 
+import sys
 import threading
-from typing import Dict, Optional
+from typing import Dict, Optional, Set
 
 from geometry_msgs.msg import PoseStamped
+from rcl_interfaces.msg import ParameterDescriptor, SetParametersResult
 import rclpy
 from rclpy.callback_groups import ReentrantCallbackGroup
+from rclpy.exceptions import InvalidParameterTypeException
 from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
-from rclpy.node import Node
-from rclpy.qos import QoSProfile, ReliabilityPolicy
+from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
+from rclpy.parameter import Parameter as RosParameter
+from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import CameraInfo, Image, PointCloud2
-from st4r_ros.engine import QueryEngine, QueryResult, QueryStatus
+from st4r_ros.engine import QueryEngine, QueryRequest, QueryResult, QueryStatus
+from st4r_ros.errors import St4rError
 from st4r_ros.msg import ReferringResult
 from st4r_ros.ros import conversions as conv
-from st4r_ros.ros.parameters import PARAMETERS
+from st4r_ros.ros.parameters import check_value, PARAMETERS
 from st4r_ros.ros.requests import RequestQueue
 from st4r_ros.ros.session import QuerySession
-from st4r_ros.scene.scene4d import check_time
 from st4r_ros.srv import Query
 from std_msgs.msg import Float64, String
+import torch
 from visualization_msgs.msg import MarkerArray
 
 OUTPUT_CLASSES = {'result': ReferringResult, 'target_cloud': PointCloud2,
                   'markers': MarkerArray, 'mask': Image, 'mask/camera_info': CameraInfo,
                   'overlay': Image}
+RESULT_QOS = QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE)
+VIEW_QOS = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE,
+                      durability=DurabilityPolicy.TRANSIENT_LOCAL)
+TYPE_NAMES = {bool: 'true or false', int: 'an integer', float: 'a number', str: 'a string'}
+UNCONFIGURED = 'no scene loaded: st4r_node is unconfigured (lifecycle configure loads it)'
 
 
-class St4rNode(Node):
+class ParameterError(St4rError, ValueError):
+    """A parameter the node cannot start with (wrong type or value)."""
 
-    def __init__(self) -> None:
-        super().__init__('st4r_node')
-        for name, parameter in PARAMETERS.items():
-            self.declare_parameter(name, parameter.default)
-        p = {name: self.get_parameter(name).value for name in PARAMETERS}
-        self.types = conv.RclpyTypes()
-        self.engine = self._load_engine(p)
-        self.publishers_: Dict[str, object] = {
-            topic: self.create_publisher(cls, topic, 10) for topic, cls in OUTPUT_CLASSES.items()}
-        self.session = QuerySession(self.engine, self.types, self._publish, p['scene_frame'])
-        self.queue = RequestQueue(int(p['queue_size']))
+
+class St4rNode(LifecycleNode):
+
+    def __init__(self, **kwargs) -> None:
+        super().__init__('st4r_node', **kwargs)
+        p = self._declare_parameters()
+        self.autostart = bool(p['autostart'])
+        self.scene_frame = str(p['scene_frame'])
         self.timeout_s = float(p['service_timeout_s'])
-        self._waiting: Dict[str, threading.Event] = {}  # service request id -> answered
-        self._answers: Dict[str, QueryResult] = {}
+        self.types = conv.RclpyTypes()
+        self.publishers_: Dict[str, object] = {
+            topic: self.create_publisher(cls, topic, RESULT_QOS if topic == 'result' else VIEW_QOS)
+            for topic, cls in OUTPUT_CLASSES.items()}
+        self.session = QuerySession(_Unloaded(UNCONFIGURED), self.types, self._publish,
+                                    self.scene_frame)
+        self.queue = RequestQueue(int(p['queue_size']))
+        self._active = False
+        self._engine_lock = threading.Lock()  # the worker's engine use vs. configure/cleanup
+        self._lock = threading.Lock()  # guards _pose, _info, _waiting, _answers, _abandoned
         self._pose: Optional[PoseStamped] = None
         self._info: Optional[CameraInfo] = None
-        self._lock = threading.Lock()  # guards _pose, _info, _waiting, _answers
-
-        inputs = QoSProfile(depth=int(p['input_depth']), reliability=(
-            ReliabilityPolicy.BEST_EFFORT if p['input_reliability'] == 'best_effort'
-            else ReliabilityPolicy.RELIABLE))
-        group = ReentrantCallbackGroup()
-        self.create_subscription(String, 'command', self._on_command, inputs,
-                                 callback_group=group)
-        self.create_subscription(PoseStamped, 'camera/pose', self._on_pose, inputs,
-                                 callback_group=group)
-        self.create_subscription(CameraInfo, 'camera/camera_info', self._on_info, inputs,
-                                 callback_group=group)
-        self.create_subscription(Float64, 'scene_time', self._on_scene_time, inputs,
-                                 callback_group=group)
-        self.create_service(Query, 'query', self._on_query, callback_group=group)
+        self._waiting: Dict[str, threading.Event] = {}  # service request id -> answered
+        self._answers: Dict[str, QueryResult] = {}
+        self._abandoned: Set[str] = set()  # service calls answered by their timeout
+        self._subscribe(p)
+        self.add_on_set_parameters_callback(self._on_set_parameters)
         self._worker = threading.Thread(target=self._work, name='st4r-worker', daemon=True)
         self._worker.start()
 
-    def _load_engine(self, p: Dict) -> QueryEngine:
+    def _declare_parameters(self) -> Dict:
+        """Declare every parameter with its descriptor; return the values (ParameterError)."""
+        values = {}
+        for name, parameter in PARAMETERS.items():
+            descriptor = ParameterDescriptor(
+                description=parameter.description, additional_constraints=parameter.constraints,
+                read_only=parameter.applies == 'start')
+            try:
+                values[name] = self.declare_parameter(name, parameter.default, descriptor).value
+            except InvalidParameterTypeException as err:
+                kind = TYPE_NAMES[type(parameter.default)]
+                raise ParameterError(f'{name}: expected {kind} (default {parameter.default!r})'
+                                     f': {err}') from None
+            problem = check_value(name, values[name])
+            if problem:
+                raise ParameterError(problem)
+        return values
+
+    def _subscribe(self, p: Dict) -> None:
+        reliability = (ReliabilityPolicy.BEST_EFFORT if p['input_reliability'] == 'best_effort'
+                       else ReliabilityPolicy.RELIABLE)
+        latest = QoSProfile(depth=int(p['input_depth']), reliability=reliability)
+        commands = QoSProfile(depth=1, history=HistoryPolicy.KEEP_ALL, reliability=reliability)
+        group = ReentrantCallbackGroup()
+        self.create_subscription(String, 'command', self._on_command, commands,
+                                 callback_group=group)
+        self.create_subscription(PoseStamped, 'camera/pose', self._on_pose, latest,
+                                 callback_group=group)
+        self.create_subscription(CameraInfo, 'camera/camera_info', self._on_info, latest,
+                                 callback_group=group)
+        self.create_subscription(Float64, 'scene_time', self._on_scene_time, latest,
+                                 callback_group=group)
+        self.create_service(Query, 'query', self._on_query, callback_group=group)
+
+    # ---- lifecycle: configure loads the scene, cleanup frees it ---------------------------
+
+    def on_configure(self, state: LifecycleState) -> TransitionCallbackReturn:
+        scene, layer = self._value('scene'), self._value('layer')
+        if not scene:
+            self._swap_engine(_Unloaded('no scene loaded: the scene parameter is empty'))
+            self.get_logger().error('configure: the scene parameter is empty')
+            return TransitionCallbackReturn.FAILURE
         try:
-            engine = QueryEngine.open(p['scene'], p['layer'] or None, p['device'],
-                                      p['compile_text_encoders'])
-            engine.set_scene_time(float(p['scene_time']))
-            self.get_logger().info(f"scene {p['scene']} loaded on {engine.device}")
-            return engine
+            engine = QueryEngine.open(scene, layer or None, self._value('device'),
+                                      self._value('compile_text_encoders'))
+            engine.set_scene_time(self._value('scene_time'))
         except Exception as err:  # noqa: BLE001 - the node stays up and says why
-            self.get_logger().error(f"scene {p['scene']!r} not loaded: {err}")
-            return _NoScene(f"scene {p['scene']!r} not loaded: {err}")
+            reason = f'scene {scene!r} not loaded: {type(err).__name__}: {err}'
+            self.get_logger().error(reason)
+            self._swap_engine(_Unloaded(reason))
+            return TransitionCallbackReturn.FAILURE
+        self._swap_engine(engine)
+        self.get_logger().info(f'scene {scene} loaded on {engine.device}')
+        return TransitionCallbackReturn.SUCCESS
+
+    def on_activate(self, state: LifecycleState) -> TransitionCallbackReturn:
+        self._active = True
+        return TransitionCallbackReturn.SUCCESS
+
+    def on_deactivate(self, state: LifecycleState) -> TransitionCallbackReturn:
+        self._active = False
+        return TransitionCallbackReturn.SUCCESS
+
+    def on_cleanup(self, state: LifecycleState) -> TransitionCallbackReturn:
+        self._swap_engine(_Unloaded(UNCONFIGURED))
+        return TransitionCallbackReturn.SUCCESS
+
+    def on_shutdown(self, state: LifecycleState) -> TransitionCallbackReturn:
+        self._active = False
+        self._swap_engine(_Unloaded('st4r_node is shutting down'))
+        return TransitionCallbackReturn.SUCCESS
+
+    def _swap_engine(self, engine: QueryEngine) -> None:
+        """Hand the worker another engine once it is between requests; free the old one."""
+        with self._engine_lock:
+            self.session.use_engine(engine)
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+
+    @property
+    def loaded(self) -> bool:
+        return not isinstance(self.session.engine, _Unloaded)
+
+    # ---- parameters at run time ---------------------------------------------------------
+
+    def _value(self, name: str):
+        return self.get_parameter(name).value
+
+    def _on_set_parameters(self, parameters) -> SetParametersResult:
+        """Refuse changes that cannot take effect now (with why); apply scene_time at once."""
+        for parameter in parameters:
+            problem = check_value(parameter.name, parameter.value)
+            known = PARAMETERS.get(parameter.name)
+            if problem is None and self.loaded and known and known.applies == 'configure':
+                problem = (f'{parameter.name} is read when the scene loads: deactivate and '
+                           'clean up the node (lifecycle), set it, then configure')
+            if problem:
+                return SetParametersResult(successful=False, reason=problem)
+        for parameter in parameters:
+            if parameter.name == 'scene_time':
+                self.session.engine.set_scene_time(parameter.value)
+        return SetParametersResult(successful=True)
 
     # ---- callbacks: validate, enqueue, return -------------------------------------------
 
@@ -126,32 +229,44 @@ class St4rNode(Node):
             self._info = msg
 
     def _on_scene_time(self, msg: Float64) -> None:
-        try:
-            self.engine.set_scene_time(check_time(msg.data))
-        except Exception as err:  # noqa: BLE001 - bad input is logged, never fatal
-            self.get_logger().warning(f'scene_time ignored: {err}')
+        result = self.set_parameters([RosParameter('scene_time', value=float(msg.data))])[0]
+        if not result.successful:
+            self.get_logger().warning(f'scene_time topic ignored: {result.reason}')
 
     def _on_query(self, request: Query.Request, response: Query.Response) -> Query.Response:
-        parsed = conv.request_from_service(request, self.session.camera)
+        parsed = conv.request_from_service(request, self.session.camera, self.scene_frame)
         if isinstance(parsed, QueryResult):
+            self._publish_refusal(parsed)
             result = parsed
-            self._publish_refusal(result)
         else:
-            answered = threading.Event()
-            with self._lock:
-                self._waiting[parsed.request_id] = answered
-            self._enqueue(parsed)
-            if not answered.wait(self.timeout_s):
-                result = conv.refusal(parsed.request_id, parsed.text, QueryStatus.ERROR,
-                                      f'no answer within service_timeout_s={self.timeout_s}')
-            with self._lock:
-                self._waiting.pop(parsed.request_id, None)
-                result = self._answers.pop(parsed.request_id, None) or result
+            result = self._call(parsed)
         stamp = self.get_clock().now().to_msg()
-        response.result = conv.result_to_msg(self.types, result, stamp, self.session.scene_frame)
+        response.result = conv.result_to_msg(self.types, result, stamp, self.scene_frame)
         if result.mask is not None:
-            response.mask = conv.mask_to_image(self.types, result.mask, stamp, '')
+            frame = (self.session.camera_frame if request.use_latest_camera
+                     else request.camera_info.header.frame_id)
+            response.mask = conv.mask_to_image(self.types, result.mask, stamp, frame or '')
         return response
+
+    def _call(self, request: QueryRequest) -> QueryResult:
+        """Queue a service request and wait for its one answer (or answer it DROPPED)."""
+        answered = threading.Event()
+        with self._lock:
+            self._waiting[request.request_id] = answered
+        self._enqueue(request)
+        answered.wait(self.timeout_s)
+        with self._lock:
+            self._waiting.pop(request.request_id, None)
+            result = self._answers.pop(request.request_id, None)
+            if result is not None:
+                return result
+            # The worker has not claimed it: it never will (one request, one answer).
+            self._abandoned.add(request.request_id)
+        result = conv.refusal(request.request_id, request.text, QueryStatus.DROPPED,
+                              f'no answer within service_timeout_s={self.timeout_s:g} s: not '
+                              'processed, send it again later', request.mode)
+        self._publish_refusal(result)
+        return result
 
     def _enqueue(self, request) -> None:
         if isinstance(request, QueryResult):
@@ -160,18 +275,20 @@ class St4rNode(Node):
         refused = self.queue.put(request)
         if refused is not None:
             self.get_logger().warning(refused.message)
-            self._finish(refused)
-            self._publish_refusal(refused)
+            if self._claim(refused):
+                self._publish_refusal(refused)
 
     # ---- worker: the only thread that runs the engine -------------------------------------
 
     def _work(self) -> None:
         while not self.queue.closed:
             try:
-                self._update_camera()
+                with self._engine_lock:
+                    self._update_camera()
                 request = self.queue.get(timeout=0.01)
                 if request is not None:
-                    self._answer(request)
+                    with self._engine_lock:
+                        self._answer(request)
             except Exception as err:  # noqa: BLE001 - the worker must outlive any failure
                 self.get_logger().error(f'worker: {type(err).__name__}: {err}')
 
@@ -184,43 +301,63 @@ class St4rNode(Node):
             if error:
                 self.get_logger().warning(f'camera ignored: {error}')
 
-    def _answer(self, request) -> None:
+    def _answer(self, request: QueryRequest) -> None:
+        with self._lock:
+            if request.request_id in self._abandoned:  # its service call already answered
+                self._abandoned.discard(request.request_id)
+                return
         stamp = self.get_clock().now().to_msg()
-        try:
-            result = self.session.answer(request, stamp)
-        except Exception as err:  # noqa: BLE001 - publishing failed: still one answer
-            result = conv.refusal(request.request_id, request.text, QueryStatus.ERROR,
-                                  f'{type(err).__name__}: {err}', request.mode)
-            self._publish_refusal(result)
+        if self._active or not self.loaded:
+            result = self.session.engine.query(request)
+        else:
+            result = conv.refusal(request.request_id, request.text, QueryStatus.NOT_READY,
+                                  'st4r_node is inactive (lifecycle): activate it to answer',
+                                  request.mode)
         if result.status == QueryStatus.ERROR:
             self.get_logger().error(f'query {result.request_id}: {result.message}')
-        self._finish(result)
+        if not self._claim(result):
+            return
+        try:
+            self.session.publish_answer(request, result, stamp)
+        except Exception as err:  # noqa: BLE001 - publishing failed: still one answer
+            self._publish_refusal(conv.refusal(request.request_id, request.text,
+                                               QueryStatus.ERROR,
+                                               f'{type(err).__name__}: {err}', request.mode))
 
-    def _finish(self, result: QueryResult) -> None:
-        """Hand ``result`` to a service call waiting for it, if any."""
+    def _claim(self, result: QueryResult) -> bool:
+        """
+        Make ``result`` the answer of its request, unless its service call timed out first.
+
+        Returns False when the request was already answered (then nothing is published).
+        """
         with self._lock:
+            if result.request_id in self._abandoned:
+                self._abandoned.discard(result.request_id)
+                return False
             answered = self._waiting.get(result.request_id)
             if answered is not None:
                 self._answers[result.request_id] = result
                 answered.set()
+            return True
 
     def _publish_refusal(self, result: QueryResult) -> None:
         stamp = self.get_clock().now().to_msg()
         self._publish('result', conv.result_to_msg(self.types, result, stamp,
-                                                   self.session.scene_frame))
+                                                   self.scene_frame))
 
     def _publish(self, topic: str, msg) -> None:
         self.publishers_[topic].publish(msg)
 
-    def shutdown(self) -> None:
+    def close(self) -> None:
+        """Answer the requests still queued DROPPED and stop the worker."""
         for result in self.queue.close():
-            self._finish(result)
-            self._publish_refusal(result)
+            if self._claim(result) and rclpy.ok():
+                self._publish_refusal(result)
         self._worker.join(timeout=2.0)
 
 
-class _NoScene(QueryEngine):
-    """The engine of a node whose scene did not load: every query is answered NO_SCENE."""
+class _Unloaded(QueryEngine):
+    """The engine of a node without a scene: every query is answered NO_SCENE with why."""
 
     def __init__(self, reason: str) -> None:  # noqa: D107 - no scene to hold
         self.reason = reason
@@ -230,21 +367,25 @@ class _NoScene(QueryEngine):
         return conv.refusal(request.request_id or conv.new_request_id(), request.text,
                             QueryStatus.NO_SCENE, self.reason, request.mode)
 
-    def set_scene_time(self, t: float) -> None:
-        self.scene_time = check_time(t)
-
 
 def main(args=None) -> int:
     rclpy.init(args=args)
-    node = St4rNode()
+    try:
+        node = St4rNode()
+    except ParameterError as err:
+        print(f'st4r_node: parameter {err}', file=sys.stderr)
+        rclpy.try_shutdown()
+        return 2
     executor = MultiThreadedExecutor()
     executor.add_node(node)
     try:
+        if node.autostart and node.trigger_configure() == TransitionCallbackReturn.SUCCESS:
+            node.trigger_activate()
         executor.spin()
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
     finally:
-        node.shutdown()
+        node.close()
         node.destroy_node()
         rclpy.try_shutdown()
     return 0

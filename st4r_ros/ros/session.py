@@ -72,7 +72,12 @@ class QuerySession:
         self.camera: Optional[Camera] = None
         self.current: Optional[QueryResult] = None
         self._pose = self._info = None
-        self._camera_stamp = self._camera_frame = None
+        self._camera_stamp = None
+        self.camera_frame: Optional[str] = None  # the latest CameraInfo's frame_id
+
+    def use_engine(self, engine: QueryEngine) -> None:
+        """Answer later queries with ``engine`` (another scene): the current target is gone."""
+        self.engine, self.current = engine, None
 
     def on_camera_info(self, msg) -> Optional[str]:
         """
@@ -133,14 +138,14 @@ class QuerySession:
         except CameraError as err:  # the previous camera stays in use
             return str(err)
         self._camera_stamp = self._pose.header.stamp
-        self._camera_frame = self._info.header.frame_id
+        self.camera_frame = self._info.header.frame_id
         return None
 
     def _publish_views(self, result: QueryResult, mask: torch.Tensor, stamp,
                        camera: Optional[Camera] = None) -> None:
         """Mask, its CameraInfo and the overlay (the RGB render, target tinted)."""
         camera = camera or self.camera
-        frame, types = self._camera_frame or '', self.types
+        frame, types = self.camera_frame or '', self.types
         time = result.scene_time if math.isfinite(result.scene_time) else self.engine.scene_time
         rgb = render(self.engine.scene.at(time, self.engine.device), camera).image  # [H, W, 3]
         self.publish('mask', conv.mask_to_image(types, mask, stamp, frame))
