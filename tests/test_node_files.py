@@ -30,7 +30,7 @@ import sys
 import types
 
 import pytest
-from st4r_ros.ros.parameters import parse_launch_value, PARAMETERS, RELIABILITIES
+from st4r_ros.ros.parameters import check_value, parse_launch_value, PARAMETERS, RELIABILITIES
 from st4r_ros.ros.session import OUTPUTS
 import yaml
 
@@ -205,6 +205,16 @@ def test_parse_launch_value_gives_the_parameter_type(name, text, value):
 def test_parse_launch_value_refuses_naming_the_argument(name, text, expected):
     with pytest.raises(ValueError, match=f'^launch argument {name}: .*{re.escape(expected)}'):
         parse_launch_value(name, text)
+
+
+def test_every_default_is_valid_and_says_when_it_applies():
+    for name, parameter in PARAMETERS.items():
+        assert check_value(name, parameter.default) is None, name
+        assert parameter.applies in ('start', 'configure', 'live'), name
+        assert parameter.description, name
+    # Run-time changes are checked like start values (the node's set-parameters callback).
+    assert 'in [0, 1], got 1.5' in check_value('scene_time', 1.5)
+    assert check_value('scene_time', float('nan')) is not None
 
 
 def test_yaml_sets_every_parameter_to_its_default():

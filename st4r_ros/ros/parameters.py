@@ -29,7 +29,7 @@ When a parameter takes effect (``Parameter.applies``):
 from __future__ import annotations
 
 import math
-from typing import Dict, NamedTuple, Optional, Tuple, Union
+from typing import Callable, Dict, NamedTuple, Optional, Tuple, Union
 
 Value = Union[str, int, float, bool]
 
@@ -73,6 +73,24 @@ PARAMETERS: Dict[str, Parameter] = {
 }
 
 
+def _positive_int(value: Value) -> bool:
+    return isinstance(value, int) and value >= 1
+
+
+# Parameter -> (valid?, what is expected), for the parameters whose type is not enough.
+_RULES: Dict[str, Tuple[Callable[[Value], bool], str]] = {
+    'scene_frame': (lambda value: value != '', 'expected a non-empty frame id'),
+    'scene_time': (lambda value: isinstance(value, float) and 0.0 <= value <= 1.0,
+                   'expected a normalised scene time in [0, 1]'),
+    'queue_size': (_positive_int, 'expected an integer >= 1'),
+    'input_depth': (_positive_int, 'expected an integer >= 1'),
+    'input_reliability': (lambda value: value in RELIABILITIES,
+                          f'expected one of {list(RELIABILITIES)}'),
+    'service_timeout_s': (lambda value: isinstance(value, float) and math.isfinite(value)
+                          and value > 0, 'expected seconds > 0'),
+}
+
+
 def check_value(name: str, value: Value) -> Optional[str]:
     """
     Return why ``value`` is not a valid value of parameter ``name``, or None when it is.
@@ -80,21 +98,8 @@ def check_value(name: str, value: Value) -> Optional[str]:
     Types are the declared ones (rclpy refuses other types itself); this checks ranges and
     choices, for the node at start and for changes at run time.
     """
-    problems: Dict[str, Tuple[bool, str]] = {
-        'scene_frame': (value != '', 'expected a non-empty frame id'),
-        'scene_time': (isinstance(value, float) and 0.0 <= value <= 1.0,
-                       f'expected a normalised scene time in [0, 1], got {value!r}'),
-        'queue_size': (isinstance(value, int) and value >= 1,
-                       f'expected an integer >= 1, got {value!r}'),
-        'input_depth': (isinstance(value, int) and value >= 1,
-                        f'expected an integer >= 1, got {value!r}'),
-        'input_reliability': (value in RELIABILITIES,
-                              f'expected one of {list(RELIABILITIES)}, got {value!r}'),
-        'service_timeout_s': (isinstance(value, float) and math.isfinite(value) and value > 0,
-                              f'expected seconds > 0, got {value!r}'),
-    }
-    valid, reason = problems.get(name, (True, ''))
-    return None if valid else f'{name}: {reason}'
+    valid, expected = _RULES.get(name, (lambda value: True, ''))
+    return None if valid(value) else f'{name}: {expected}, got {value!r}'
 
 
 def parse_launch_value(name: str, text: str) -> Value:
