@@ -27,8 +27,10 @@ is NO_TARGET with that best score. Otherwise the target's Gaussians are those at
 ones that also make the rendered mask), the target instance is their majority instance, and the
 mask for a camera is the rendered p thresholded at 0.5 over an explicit background of 0.
 
-When (time-sensitive): arrives with the temporal layer; until then AUTO routes every query to the
-time-agnostic answer and says why, and an explicit TIME_SENSITIVE request is refused as INVALID.
+When (time-sensitive): the scene's temporal layer routes AUTO queries (and names the deciding
+word), names the target instance from its state cache and finds the active spans from the query's
+state words; a scene without one answers AUTO queries time-agnostically and says why, and an
+explicit TIME_SENSITIVE request NO_STATE_CACHE.
 """
 
 from __future__ import annotations
@@ -260,6 +262,8 @@ class QueryEngine:
         except St4rError as err:  # bad input found deeper down (time, camera, text)
             result = replace(base, status=QueryStatus.INVALID, message=str(err))
         except Exception as err:  # noqa: BLE001 - every query gets an answer, failures too
+            # Unexpected: the answer says what failed, the log keeps where.
+            log.exception('query %s (%r) failed', request_id, _printable(request.text)[:80])
             result = replace(base, status=QueryStatus.ERROR,
                              message=f'{type(err).__name__}: {err}')
         latency = dict(result.latency_ms, total=1000 * (time.perf_counter() - started))

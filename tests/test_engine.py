@@ -123,7 +123,7 @@ def test_auto_mode_says_why_it_is_time_agnostic(engine):
     assert forced.time_sensitivity_reason == 'requested'
 
 
-def test_scene_without_layer_and_internal_failures(engine, synthetic):
+def test_scene_without_layer_and_internal_failures(engine, synthetic, caplog):
     bare = QueryEngine(engine.scene)
     assert bare.query(QueryRequest('object 3')).status == QueryStatus.NO_SCENE
 
@@ -133,8 +133,14 @@ def test_scene_without_layer_and_internal_failures(engine, synthetic):
             raise RuntimeError('out of memory')
 
     broken = QueryEngine(engine.scene, Broken(engine.field.assignment), KeywordEncoder())
-    result = broken.query(QueryRequest('object 3'))
+    result = broken.query(QueryRequest('object 3', request_id='r7'))
     assert result.status == QueryStatus.ERROR and 'out of memory' in result.message
+    # The log keeps the traceback of an unexpected failure; bad input logs nothing.
+    (record,) = [r for r in caplog.records if r.name == 'st4r_ros.engine']
+    assert 'r7' in record.getMessage() and record.exc_info[0] is RuntimeError
+    caplog.clear()
+    assert engine.query(QueryRequest('')).status == QueryStatus.INVALID
+    assert not [r for r in caplog.records if r.name == 'st4r_ros.engine']
 
 
 def test_scene_time_setting(engine):
