@@ -53,8 +53,10 @@ setup(
     extras_require={
         'cuda': ['gsplat==1.5.3'],
         # mcap + mcap-ros2-support: the independent decoder the replay tests check bags with.
+        # mypy: tests/test_types.py type-checks the package (mypy.ini); pinned, as a newer mypy
+        # may find new errors.
         'test': ['pytest>=7.4', 'hypothesis>=6.90', 'mcap>=1.1', 'mcap-ros2-support>=0.5',
-                 'pyyaml>=6'],
+                 'pyyaml>=6', 'mypy==2.4.1'],
     },
     entry_points={'console_scripts': ['st4r = st4r_ros.cli:main']},
 )

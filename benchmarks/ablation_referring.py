@@ -15,8 +15,8 @@
 """
 Ablation of the referring field on synthetic scenes (time-agnostic mIoU, novel views).
 
-For each seed: generate the synthetic scene (st4r_ros.scene.synthetic, default size), build its
-training captions and held-out benchmark (st4r_ros.supervision.synthetic_language: another
+For each seed: generate the synthetic scene (st4r_ros.synthetic.scene, default size), build its
+training captions and held-out benchmark (st4r_ros.synthetic.language: another
 template family, novel views), then train and evaluate every variant:
 
     full            the ST4R-Splat field: mu_i(t) in the cross-modal attention, L_ref + L_inst
@@ -30,7 +30,7 @@ Columns: mIoU over (expression, view) pairs (evaluation/referring.py), per kind,
 relation-only expressions about the two identical objects: only position tells them apart),
 "time-dependent" (expressions that hold in only part of the frames: relations that change as
 an object moves), "seen words" and "held-out words" (expressions without and with a synonym that
-no training caption uses: synthetic_language.unseen_words), the mIoU on the training views
+no training caption uses: synthetic.language.unseen_words), the mIoU on the training views
 and captions (fit, not generalisation), and "training words": the mIoU of the same field on
 the same expressions with the training captions' look words in place of the held-out synonyms
 (``write_synthetic_benchmark(vocabulary='training')``, bench_training_words.json): the gap to
@@ -41,13 +41,21 @@ only family B's sentence shapes are left.
 Usage:
     python benchmarks/ablation_referring.py [--seeds 0 1] [--steps 1500] [--jobs 2]
         [--out out/ablation_referring] [--variants full no_attention ...] [--temporal]
+    python benchmarks/ablation_referring.py --smoke [--out DIR]
 
 Writes OUT/ablation.md and OUT/ablation.json; the scenes and layers stay in OUT/seed_S/.
+
+``--smoke`` checks the script: seed 0, a tiny scene (four frames, small 40x30 views) in a new
+temporary folder removed at exit, three training steps of the full model only (unless
+``--variants``; every variant's training config is still built), ``--temporal`` on, one
+process and thread, CPU; the results go to ``--out`` when given, else into that temporary
+folder (they are printed either way).
 """
 
 from __future__ import annotations
 
 import argparse
+import atexit
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import replace
 import json
@@ -55,6 +63,8 @@ import math
 import multiprocessing
 import os
 from pathlib import Path
+import shutil
+import tempfile
 import time
 from typing import Dict, Iterator, List, Optional
 
@@ -71,6 +81,9 @@ VARIANTS = {
     'static': 'static positions (ReferSplat-style)',
     'word_dropout': 'full model + word dropout 0.15',
 }
+DEFAULT_OUT = 'out/ablation_referring'
+# Each variant trained adds as much to a smoke run as its scene: one runs the code paths.
+SMOKE_VARIANTS = ['full']
 
 
 def variant_config(name: str, steps: int, device: str = 'cpu'):
@@ -90,14 +103,13 @@ def variant_config(name: str, steps: int, device: str = 'cpu'):
     return config
 
 
-def prepare(root: Path, seed: int) -> None:
-    """Write the synthetic scene, its supervision and benchmark under root (unless present)."""
-    from st4r_ros.scene.synthetic import write_synthetic
-    from st4r_ros.supervision.synthetic_language import (build_synthetic_task,
-                                                         write_synthetic_benchmark)
+def prepare(root: Path, seed: int, config=None) -> None:
+    """Write the synthetic scene (SyntheticConfig config), task and benchmarks under root."""
+    from st4r_ros.synthetic.language import build_synthetic_task, write_synthetic_benchmark
+    from st4r_ros.synthetic.scene import write_synthetic
 
     if not (root / 'bench.json').is_file():
-        write_synthetic(root, seed)
+        write_synthetic(root, seed, config)
         build_synthetic_task(root, seed)
     for vocabulary, file in VOCABULARY_BENCHES.values():
         if not (root / file).is_file():
@@ -111,7 +123,7 @@ def subsets(root: Path, expressions: List) -> Dict[str, set]:
     'twins', 'time-dependent' (holding at some frames only), 'seen words', 'held-out words'.
     """
     from st4r_ros.supervision.format import TIME_SENSITIVE
-    from st4r_ros.supervision.synthetic_language import unseen_words
+    from st4r_ros.synthetic.language import unseen_words
 
     objects = json.loads((root / 'objects.json').read_text())
     twins = {o['id'] for o in objects['objects'] if o['look_alikes']}
@@ -137,37 +149,58 @@ def relations(expressions: List) -> Dict[str, set]:
     return grouped
 
 
+def smoke_scene():
+    """Return the smallest scene the synthetic language still describes (every role)."""
+    from st4r_ros.synthetic.scene import SyntheticConfig
+
+    return SyntheticConfig(num_frames=4, gaussians_per_object=60, table_gaussians=50,
+                           train_cameras_per_frame=1, novel_cameras_per_frame=1, width=40,
+                           height=30)
+
+
 def run_variant(root: str, seed: int, name: str, steps: int, threads: int,
                 device: str = 'cpu', text_model: Optional[str] = None,
-                temporal: bool = False) -> Dict:
+                temporal: bool = False, train: Optional[Dict] = None) -> Dict:
     """
     Train one variant on one scene and evaluate it; a JSON-able row.
 
     With ``temporal``, the time-sensitive queries of both benchmarks too (routing, Acc, vIoU
     on novel and training views, located share: evaluation/temporal.py), under 'temporal'.
+    ``train``: TrainConfig fields that replace the variant's.
     """
     import torch
 
     torch.set_num_threads(threads)
+    from st4r_ros.engine import QueryEngine
     from st4r_ros.evaluation.referring import evaluate_referring, training_benchmark
-    from st4r_ros.field.train import train_field
     from st4r_ros.scene.bundle import load_bundle
     from st4r_ros.supervision.format import load_benchmark, load_supervision
+    from st4r_ros.temporal.layer import load_temporal_layer
     from st4r_ros.text import TextEncoder
+    from st4r_ros.training import train_layers
 
     folder = Path(root)
     scene = load_bundle(folder / 'scene')
     supervision = load_supervision(folder / 'supervision')
     encoder = TextEncoder(text_model, device) if text_model else TextEncoder.default(device)
     started = time.perf_counter()
-    result = train_field(scene, supervision, variant_config(name, steps, device),
-                         folder / 'layers' / name, progress=False, seed=seed,
-                         text_encoder=encoder)
+    # Both layers, as `st4r train` makes them: --temporal scores the temporal one.
+    config = replace(variant_config(name, steps, device), **(train or {}))
+    result = train_layers(scene, supervision, config, folder / 'layers' / name, progress=False,
+                          seed=seed, text_encoder=encoder)
     train_seconds = time.perf_counter() - started
     bench = load_benchmark(folder / 'bench.json')
-    report = evaluate_referring(scene, result.field, encoder, bench, result.threshold)
-    ungated = evaluate_referring(scene, result.field, encoder, bench)
-    fit = evaluate_referring(scene, result.field, encoder, training_benchmark(supervision))
+    # The answers scored are the engine's, with both layers, as the node gives them.
+    layer = load_temporal_layer(folder / 'layers' / name, result.field.embeddings.device)
+
+    def engine(threshold: float) -> QueryEngine:
+        return QueryEngine(scene, result.field, encoder, threshold,
+                           result.field.embeddings.device, scene.info().duration_s, layer)
+
+    gated = engine(result.threshold)
+    report = evaluate_referring(gated, bench)
+    ungated = evaluate_referring(engine(0.0), bench)
+    fit = evaluate_referring(engine(0.0), training_benchmark(supervision))
     row = {'seed': seed, 'variant': name, 'miou_without_no_target': ungated.miou,
            'pairs': report.pairs, 'train_view_miou': fit.miou, 'threshold': result.threshold,
            'train_seconds': train_seconds, 'steps': steps,
@@ -175,27 +208,22 @@ def run_variant(root: str, seed: int, name: str, steps: int, threads: int,
            'per_expression': report.per_expression,
            **_scores(report, folder, bench.expressions)}
     for key, (_, file) in VOCABULARY_BENCHES.items():  # the same ids in every benchmark
-        in_words = evaluate_referring(scene, result.field, encoder, load_benchmark(folder / file),
-                                      result.threshold)
+        in_words = evaluate_referring(gated, load_benchmark(folder / file))
         row[key] = _scores(in_words, folder, bench.expressions)
         row[f'{key}_miou'] = in_words.miou
     if temporal:
-        row['temporal'] = _temporal_scores(folder, name, scene, result, encoder, supervision)
+        row['temporal'] = _temporal_scores(folder, gated, supervision)
     return row
 
 
-def _temporal_scores(folder: Path, name: str, scene, result, encoder, supervision) -> Dict:
+def _temporal_scores(folder: Path, engine, supervision) -> Dict:
     """Score the when branch on both benchmarks; per-query rows left out."""
     from st4r_ros.evaluation.temporal import evaluate_temporal
     from st4r_ros.supervision.format import load_benchmark
-    from st4r_ros.temporal.layer import load_temporal_layer
 
-    layer = load_temporal_layer(folder / 'layers' / name, result.field.embeddings.device)
     scores = {}
     for words, bench in (('held-out', 'bench.json'), ('training', TRAINING_WORDS_BENCH)):
-        report = evaluate_temporal(scene, result.field, encoder, layer,
-                                   load_benchmark(folder / bench), result.threshold,
-                                   supervision.views)
+        report = evaluate_temporal(engine, load_benchmark(folder / bench), supervision.views)
         scores[words] = {k: v for k, v in report.to_json().items() if k != 'per_query'}
     return scores
 
@@ -279,25 +307,54 @@ def _run_all(tasks: List[tuple], jobs: int) -> Iterator[Dict]:
         yield from pool.map(run_variant, *zip(*tasks))
 
 
-def main() -> None:
+def parse_args() -> argparse.Namespace:
+    """Read the options; ``--smoke`` replaces the sizes with tiny ones."""
     parser = argparse.ArgumentParser(description=__doc__.strip().split('\n')[0])
     parser.add_argument('--seeds', type=int, nargs='+', default=[0])
     parser.add_argument('--steps', type=int, default=1500)
     parser.add_argument('--jobs', type=int, default=1, help='variants trained at once')
-    parser.add_argument('--out', default='out/ablation_referring')
-    parser.add_argument('--variants', nargs='+', choices=list(VARIANTS), default=list(VARIANTS))
+    parser.add_argument('--out', help=f'results, and the scenes unless --smoke (default '
+                                      f'{DEFAULT_OUT})')
+    parser.add_argument('--variants', nargs='+', choices=list(VARIANTS),
+                        help='default: all (with --smoke: ' + ' '.join(SMOKE_VARIANTS) + ')')
     parser.add_argument('--device', default='cpu', help='cpu or cuda (training and evaluation)')
     parser.add_argument('--text-model', help='encoder folder (default: the packaged MiniLM)')
     parser.add_argument('--temporal', action='store_true',
                         help='also score the time-sensitive queries (both vocabularies)')
+    parser.add_argument('--smoke', action='store_true',
+                        help='one tiny scene in a temporary folder, a few steps, CPU: checks '
+                             'the script only')
     args = parser.parse_args()
-    out = Path(args.out)
+    args.scenes, args.scene, args.train = args.out or DEFAULT_OUT, None, {}
+    args.variants = args.variants or list(SMOKE_VARIANTS if args.smoke else VARIANTS)
+    args.threads = max(1, (os.cpu_count() or 1) // args.jobs)
+    if args.smoke:
+        smoke(args)
+    args.out = args.out or args.scenes
+    return args
+
+
+def smoke(args: argparse.Namespace) -> None:
+    """Make args the smoke run's: tiny scene in a folder of its own, few steps, CPU."""
+    # A folder of its own: a full-size run must never pick up the tiny scene.
+    args.scenes = tempfile.mkdtemp(prefix='ablation_referring_smoke_')
+    atexit.register(shutil.rmtree, args.scenes, True)
+    args.seeds, args.steps, args.jobs, args.threads = [0], 3, 1, 1
+    args.device, args.temporal, args.scene = 'cpu', True, smoke_scene()
+    args.train = {'min_pixels': 4}  # objects cover few pixels in the tiny scene's views
+    for name in VARIANTS:  # the variants left untrained still have to be valid configs
+        replace(variant_config(name, args.steps), **args.train)
+
+
+def main() -> None:
+    args = parse_args()
+    out, scenes = Path(args.out), Path(args.scenes)
     started = time.perf_counter()
     for seed in args.seeds:
-        prepare(out / f'seed_{seed}', seed)
-    threads = max(1, (os.cpu_count() or 1) // args.jobs)
-    tasks = [(str(out / f'seed_{seed}'), seed, name, args.steps, threads, args.device,
-              args.text_model, args.temporal) for seed in args.seeds for name in args.variants]
+        prepare(scenes / f'seed_{seed}', seed, args.scene)
+    tasks = [(str(scenes / f'seed_{seed}'), seed, name, args.steps, args.threads, args.device,
+              args.text_model, args.temporal, args.train)
+             for seed in args.seeds for name in args.variants]
     rows = []
     out.mkdir(parents=True, exist_ok=True)
     for row in _run_all(tasks, args.jobs):

@@ -16,6 +16,11 @@
 Referring-query latency on a GPU, through the public QueryEngine.
 
     python3 benchmarks/bench_query_gpu.py --out DIR [--n 300000] [--text-model FOLDER]
+    python3 benchmarks/bench_query_gpu.py --smoke --out DIR
+
+``--smoke`` checks the script, not the GPU: 2,000 Gaussians, a 64x48 camera, three timed
+queries per figure after one warm-up, on the CPU, with the packaged MiniLM unless
+``--text-model`` names another encoder.
 
 Scene: N canonical Gaussians with the HyperNeRF-config deformation network (random weights,
 as in gpu_suite.py), deformed by the CUDA default (fused kernels). Field: a ReferringField of
@@ -31,7 +36,7 @@ Figures (CUDA events / synchronised wall clock, medians and p99 over many querie
 - query (where): text + field + relevance + target selection, no camera, fixed time;
 - command -> result + cloud + first mask: `engine.query` with a 640x480 camera at a new scene
   time every query (deformation included), the target cloud copied to the host;
-- mask updates: `engine.render_mask` for a moving camera right after the answer (its
+- mask updates: `engine.render_views` for a moving camera right after the answer (its
   relevance reused, as the node does for its current target).
 """
 
@@ -45,7 +50,7 @@ import statistics
 import sys
 import tempfile
 import time
-from typing import Callable, Dict, List
+from typing import Callable, Dict, List, Tuple
 
 # Run as a script from a checkout: st4r_ros and gpu_suite import from the repository, so the
 # imports below can only come after these lines (hence the noqa: E402).
@@ -62,6 +67,8 @@ from st4r_ros.text import TextEncoder  # noqa: E402
 import torch  # noqa: E402
 
 EXPRESSION = 'the white sphere to the left of the red cube'
+CAMERA_SIZE = (640, 480)
+SMOKE_CAMERA_SIZE = (64, 48)
 
 
 def wall_ms(fn: Callable[[int], object], device: torch.device, iters: int,
@@ -101,20 +108,38 @@ def text_encoder(folder: str, device: torch.device) -> TextEncoder:
     return TextEncoder(target, device)
 
 
-def orbit(i: int) -> Camera:
+def orbit(i: int, size: Tuple[int, int] = CAMERA_SIZE) -> Camera:
     angle = 0.05 * i
     eye = (3.0 * math.cos(angle), 3.0 * math.sin(angle), 1.5)
-    return Camera.look_at(eye, (0.0, 0.0, 0.0), fov_x_deg=60.0, width=640, height=480)
+    return Camera.look_at(eye, (0.0, 0.0, 0.0), fov_x_deg=60.0, width=size[0], height=size[1])
 
 
-def main() -> int:
+def parse_args() -> argparse.Namespace:
+    """Read the options; ``--smoke`` replaces the sizes with tiny ones on the CPU."""
     parser = argparse.ArgumentParser(description=__doc__.strip().split('\n')[0])
     parser.add_argument('--out', default='.')
     parser.add_argument('--n', type=int, default=300_000)
-    parser.add_argument('--text-model', required=True, help='encoder folder (weights optional)')
+    parser.add_argument('--text-model', help='encoder folder (weights optional); required '
+                                             'unless --smoke')
     parser.add_argument('--iters', type=int, default=300)
     parser.add_argument('--device', default='cuda', help='cpu only to check the script')
+    parser.add_argument('--smoke', action='store_true',
+                        help='tiny scene and camera, few queries, CPU: checks the script only')
     args = parser.parse_args()
+    args.warmup, args.camera_size = 10, CAMERA_SIZE
+    if args.smoke:
+        from st4r_ros.text import default_model_dir
+
+        args.n, args.iters, args.warmup, args.device = 2_000, 3, 1, 'cpu'
+        args.camera_size = SMOKE_CAMERA_SIZE
+        args.text_model = args.text_model or str(default_model_dir())
+    elif not args.text_model:
+        parser.error('--text-model is required (unless --smoke)')
+    return args
+
+
+def main() -> int:
+    args = parse_args()
     device = torch.device(args.device)
 
     canonical = synthetic_canonical(args.n, device)
@@ -124,14 +149,18 @@ def main() -> int:
     field = ReferringField(args.n, canonical.means, FieldConfig(text_dim=encoder.dim),
                            torch.randint(1, 21, (args.n,), device=device))
     engine = QueryEngine(scene, field, encoder, threshold=0.0, device=device)
-    camera = orbit(0)
+    camera = orbit(0, args.camera_size)
     encoded = encoder.encode([EXPRESSION])
     words, mask = encoded.words.to(device), encoded.word_mask.to(device)
+    sentence = encoded.sentence.to(device)  # the default field reads it as a first token
     fixed = scene.at(0.5, device)
+
+    def timed(fn: Callable[[int], object]) -> Dict[str, float]:
+        return wall_ms(fn, device, args.iters, args.warmup)
 
     def field_only(i: int) -> None:
         with torch.no_grad():
-            field(fixed.means, words, mask)
+            field(fixed.means, words, mask, sentence)
 
     def command(i: int) -> None:
         result = engine.query(QueryRequest(EXPRESSION, time=frame_time(i), camera=camera))
@@ -147,16 +176,16 @@ def main() -> int:
         'deformation': scene.info().details['deformation'],
         'status': answer.status.name,
         'target_gaussians': answer.num_gaussians,
-        'text': wall_ms(lambda i: encoder.encode([EXPRESSION]), device, args.iters),
-        'field': wall_ms(field_only, device, args.iters),
-        'query_where': wall_ms(lambda i: engine.query(QueryRequest(EXPRESSION, time=0.5)),
-                               device, args.iters),
-        'command_to_result_cloud_mask': wall_ms(command, device, args.iters),
+        'text': timed(lambda i: encoder.encode([EXPRESSION])),
+        'field': timed(field_only),
+        'query_where': timed(lambda i: engine.query(QueryRequest(EXPRESSION, time=0.5))),
+        'command_to_result_cloud_mask': timed(command),
+        'smoke': args.smoke,
     }
     # The node re-renders its current target: make `answer` the engine's last query again.
     answer = engine.query(QueryRequest(EXPRESSION, time=0.5, camera=camera))
-    figures['mask_update'] = wall_ms(lambda i: engine.render_mask(answer, orbit(i)), device,
-                                     args.iters)
+    figures['mask_update'] = timed(lambda i: engine.render_views(answer,
+                                                                 orbit(i, args.camera_size)))
     figures['mask_updates_per_s'] = round(1000 / figures['mask_update']['median_ms'], 1)
     Path(args.out).mkdir(parents=True, exist_ok=True)
     (Path(args.out) / 'bench_query_gpu.json').write_text(json.dumps(figures, indent=2))

@@ -25,19 +25,27 @@ word-level tokenizer gives fewer tokens per sentence than e5-mistral's SentenceP
 and that a batch agrees with single texts, then times one query with its instruction and the
 encoding of state captions for a cache (synchronised).
 
-Usage (on a CUDA machine; --device cpu --layers 1 for a smoke test):
+Usage (on a CUDA machine):
     PYTHONPATH=. python benchmarks/bench_temporal_encoder_gpu.py --folder /tmp/e5_shape \
         [--out results.json]
+    PYTHONPATH=. python benchmarks/bench_temporal_encoder_gpu.py --smoke [--out results.json]
+
+``--smoke`` checks the script, not the GPU: the same architecture at a tiny size (one layer,
+hidden 64) written into a new temporary folder, two timed calls per figure, on the CPU. It
+skips the compiled query (``--compile``: CUDA graphs need a CUDA device) and says so.
 """
 
 import argparse
+import atexit
 import json
 from pathlib import Path
 import re
+import shutil
+import tempfile
 import time
 
-from st4r_ros.supervision.synthetic_language import (EVALUATION_STATES, EVALUATION_WORDS,
-                                                     TRAINING_STATES, TRAINING_WORDS)
+from st4r_ros.synthetic.language import (EVALUATION_STATES, EVALUATION_WORDS, TRAINING_STATES,
+                                         TRAINING_WORDS)
 from st4r_ros.text import TextEncoder
 import torch
 import torch.nn.functional as F
@@ -48,6 +56,11 @@ QUERY = 'when is the crimson box squeezed down?'
 CAPTIONS = [f'the {colour} {shape} {state}' for colour in ('ruby', 'navy', 'pearl')
             for shape in ('cube', 'globe', 'drum') for phrases in TRAINING_STATES.values()
             for state in phrases]
+# MistralConfig sizes: the paper's temporal encoder's, and a tiny one of the same architecture.
+SHAPE = {'hidden_size': 4096, 'intermediate_size': 14336, 'num_attention_heads': 32,
+         'num_key_value_heads': 8}
+SMOKE_SHAPE = {'hidden_size': 64, 'intermediate_size': 128, 'num_attention_heads': 4,
+               'num_key_value_heads': 2}
 
 
 def vocabulary() -> list:
@@ -60,7 +73,7 @@ def vocabulary() -> list:
     return ['<unk>', '<s>', '</s>'] + found
 
 
-def write_folder(folder: Path, layers: int, device: str) -> None:
+def write_folder(folder: Path, layers: int, device: str, shape: dict = SHAPE) -> None:
     from tokenizers import models, pre_tokenizers, processors, Tokenizer
     from transformers import MistralConfig, MistralModel, PreTrainedTokenizerFast
 
@@ -72,8 +85,7 @@ def write_folder(folder: Path, layers: int, device: str) -> None:
                                                              special_tokens=[('<s>', 1)])
     PreTrainedTokenizerFast(tokenizer_object=tokenizer, bos_token='<s>', eos_token='</s>',
                             unk_token='<unk>', model_max_length=4096).save_pretrained(folder)
-    config = MistralConfig(vocab_size=32000, hidden_size=4096, intermediate_size=14336,
-                           num_hidden_layers=layers, num_attention_heads=32, num_key_value_heads=8,
+    config = MistralConfig(vocab_size=32000, num_hidden_layers=layers, **shape,
                            max_position_embeddings=32768, bos_token_id=1, eos_token_id=2)
     torch.manual_seed(0)
     with torch.device(device):
@@ -90,7 +102,7 @@ def write_folder(folder: Path, layers: int, device: str) -> None:
     (folder / 'modules.json').write_text(json.dumps(modules))
     (folder / '1_Pooling').mkdir(exist_ok=True)
     (folder / '1_Pooling' / 'config.json').write_text(json.dumps(
-        {'word_embedding_dimension': 4096, 'pooling_mode_lasttoken': True}))
+        {'word_embedding_dimension': shape['hidden_size'], 'pooling_mode_lasttoken': True}))
     (folder / 'config_sentence_transformers.json').write_text(json.dumps(
         {'prompts': {'query': PROMPT, 'document': ''}}))
 
@@ -135,22 +147,37 @@ def compiled_query(encoder: TextEncoder, repeats: int) -> dict:
     return report
 
 
-def main() -> None:
+def parse_args() -> argparse.Namespace:
+    """Read the options; ``--smoke`` replaces the sizes with tiny ones on the CPU."""
     parser = argparse.ArgumentParser(description=__doc__.strip().split('\n')[0])
     parser.add_argument('--folder', default='/tmp/e5_mistral_shape')
     parser.add_argument('--repeats', type=int, default=100)
-    parser.add_argument('--layers', type=int, default=32, help='fewer for a smoke test')
+    parser.add_argument('--layers', type=int, default=32)
     parser.add_argument('--device', default='cuda')
     parser.add_argument('--compile', action='store_true',
                         help='also time the query compiled for single texts (CUDA graphs)')
     parser.add_argument('--out')
+    parser.add_argument('--smoke', action='store_true',
+                        help='tiny model in a new temporary folder, CPU: checks the script only')
     args = parser.parse_args()
+    args.shape = SHAPE
+    if args.smoke:
+        # A folder of its own: a full-size run must never pick up the tiny model.
+        args.folder = tempfile.mkdtemp(prefix='e5_mistral_smoke_')
+        atexit.register(shutil.rmtree, args.folder, True)
+        args.layers, args.repeats, args.device, args.shape = 1, 2, 'cpu', SMOKE_SHAPE
+    return args
+
+
+def main() -> None:
+    args = parse_args()
     folder = Path(args.folder)
     started = time.perf_counter()
     if not (folder / 'config_sentence_transformers.json').is_file():
         folder.mkdir(parents=True, exist_ok=True)
-        write_folder(folder, args.layers, args.device)
+        write_folder(folder, args.layers, args.device, args.shape)
     report = {'write_s': time.perf_counter() - started, 'layers': args.layers,
+              'hidden_size': args.shape['hidden_size'], 'smoke': args.smoke,
               'device': (torch.cuda.get_device_name() if args.device.startswith('cuda')
                          else args.device)}
 
@@ -194,8 +221,12 @@ def main() -> None:
                           'per_second': len(captions) / seconds}
     if torch.cuda.is_available():  # since the float32 reference was dropped
         report['peak_gib_bf16'] = torch.cuda.max_memory_allocated() / 2**30
-    if args.compile:
+    if args.compile and not args.smoke:
         report['compiled'] = compiled_query(encoder, args.repeats)
+    elif args.smoke:
+        report['compiled'] = {'skipped': 'compile_for_queries replays CUDA graphs: it needs a '
+                                         'CUDA device'}
+        print('smoke: skipped the compiled query (CUDA graphs need a CUDA device)', flush=True)
     print(json.dumps(report, indent=1))
     if args.out:
         Path(args.out).write_text(json.dumps(report, indent=1))

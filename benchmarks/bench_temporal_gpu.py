@@ -23,6 +23,10 @@ for one query of 24 words (the query's state feature from its word features); sy
 
 Usage:
     PYTHONPATH=. python benchmarks/bench_temporal_gpu.py [--frames 300] [--instances 32]
+    PYTHONPATH=. python benchmarks/bench_temporal_gpu.py --smoke
+
+``--smoke`` checks the script, not the GPU: 8 instances x 30 frames x 16 dims, three timed
+calls after two warm-ups, on the CPU (the "device" answer is then a second CPU copy's).
 """
 
 import argparse
@@ -53,43 +57,65 @@ def make_layer(instances: int, frames: int, dim: int) -> TemporalLayer:
     return TemporalLayer(cache, router, cache, IntervalParams(level=0.0))
 
 
-def time_ms(call, repeats: int) -> list:
-    """Sorted synchronised wall times of ``call()`` in ms, after 20 warm-up calls."""
+def synchronize(device: torch.device) -> None:
+    if device.type == 'cuda':
+        torch.cuda.synchronize(device)
+
+
+def time_ms(call, repeats: int, device: torch.device, warmup: int = 20) -> list:
+    """Sorted synchronised wall times of ``call()`` in ms, after ``warmup`` calls."""
     samples = []
-    for _ in range(repeats + 20):
-        torch.cuda.synchronize()
+    for _ in range(repeats + warmup):
+        synchronize(device)
         started = time.perf_counter()
         call()
-        torch.cuda.synchronize()
+        synchronize(device)
         samples.append(1000 * (time.perf_counter() - started))
-    return sorted(samples[20:])
+    return sorted(samples[warmup:])
 
 
-def main() -> None:
+def parse_args() -> argparse.Namespace:
+    """Read the options; ``--smoke`` replaces the sizes with tiny ones on the CPU."""
     parser = argparse.ArgumentParser(description=__doc__.strip().split('\n')[0])
     parser.add_argument('--frames', type=int, default=300)
     parser.add_argument('--instances', type=int, default=32)
     parser.add_argument('--dim', type=int, default=384)
     parser.add_argument('--repeats', type=int, default=1000)
+    parser.add_argument('--device', default='cuda', help='cpu only to check the script')
+    parser.add_argument('--smoke', action='store_true',
+                        help='tiny cache, few calls, CPU: checks the script only')
     args = parser.parse_args()
+    args.warmup = 20
+    if args.smoke:
+        args.frames, args.instances, args.dim, args.repeats = 30, 8, 16, 3
+        args.warmup, args.device = 2, 'cpu'
+    return args
+
+
+def main() -> None:
+    args = parse_args()
+    device = torch.device(args.device)
     layer = make_layer(args.instances, args.frames, args.dim)
     query = layer.cache.features[0, 0 % 7 + 5].clone()
     reference = layer.intervals(1, query)
-    gpu = layer.to('cuda')
-    answer = gpu.intervals(1, query.cuda())
-    samples = time_ms(lambda: gpu.intervals(7, query.cuda()), args.repeats)
-    words = torch.randn(1, 24, args.dim, device='cuda')
-    said = TextFeatures(words, torch.ones(1, 24, dtype=torch.bool, device='cuda'), words[:, 0],
+    moved = layer.to(device)
+    answer = moved.intervals(1, query.to(device))
+    samples = time_ms(lambda: moved.intervals(7, query.to(device)), args.repeats, device,
+                      args.warmup)
+    words = torch.randn(1, 24, args.dim, device=device)
+    said = TextFeatures(words, torch.ones(1, 24, dtype=torch.bool, device=device), words[:, 0],
                         (False,), ('query',))
-    state = time_ms(lambda: gpu.state_of(said), args.repeats)
+    state = time_ms(lambda: moved.state_of(said), args.repeats, device, args.warmup)
     print(json.dumps({'frames': args.frames, 'instances': args.instances, 'dim': args.dim,
                       'runs_match_cpu': answer.runs == reference.runs,
-                      'runs': len(gpu.intervals(7, query.cuda()).runs),
+                      'runs': len(moved.intervals(7, query.to(device)).runs),
                       'median_ms': samples[len(samples) // 2],
                       'p99_ms': samples[int(0.99 * len(samples))],
                       'state_of_median_ms': state[len(state) // 2],
                       'state_of_p99_ms': state[int(0.99 * len(state))],
-                      'device': torch.cuda.get_device_name()}))
+                      'device': (torch.cuda.get_device_name(device) if device.type == 'cuda'
+                                 else 'cpu'),
+                      'smoke': args.smoke}))
 
 
 if __name__ == '__main__':

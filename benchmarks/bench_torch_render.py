@@ -16,6 +16,7 @@
 Time the pure-torch rasterizer on a random but scene-like cloud of Gaussians.
 
     python benchmarks/bench_torch_render.py --n 30000 --width 320 --height 240
+    python benchmarks/bench_torch_render.py --smoke
 
 The cloud fills a 60-degree view between 2 m and 8 m with anisotropic Gaussians of 1-8 cm
 (a few pixels to a few tiles on screen), random orientations, opacities and degree-3 SH, which
@@ -25,6 +26,9 @@ is roughly what a trained 3DGS scene looks like from inside. Prints the median w
 Measure on an otherwise idle machine: with every core busy elsewhere, torch's OpenMP threads
 wait on each other at every operation and a render can take ten times longer (``--threads 1``
 shows the single-core figure).
+
+``--smoke`` checks the script: 500 Gaussians, 64x48, two timed renders (plus the warm-up), one
+thread.
 """
 
 from __future__ import annotations
@@ -63,7 +67,11 @@ def main() -> None:
     parser.add_argument('--channels', type=int, default=0, help='feature channels; 0 = SH RGB')
     parser.add_argument('--threads', type=int, default=0,
                         help="torch threads; 0 = torch's default")
+    parser.add_argument('--smoke', action='store_true',
+                        help='tiny cloud and image, two runs: checks the script only')
     args = parser.parse_args()
+    if args.smoke:
+        args.n, args.width, args.height, args.runs, args.threads = 500, 64, 48, 2, 1
     if args.threads:
         torch.set_num_threads(args.threads)
 

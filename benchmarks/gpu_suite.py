@@ -36,8 +36,13 @@ rewritten after every step, so even a run cut short leaves what it measured):
 4. tuning: block / warps / chunk sweep of the one-kernel (mlp='triton') path at 1M.
 5. pytest: tests/test_deformation_fused.py on the GPU (if time is left).
 
-``--smoke`` runs everything tiny, also on a CPU (TRITON_INTERPRET=1 for the kernels), only to
-check the script itself.
+``--smoke`` runs everything tiny (2,000 Gaussians, parity scenes a fiftieth of their size,
+images an eighth of their sides, three frames per figure), also on a CPU, only to check the
+script itself. What cannot run there is skipped and named (``meta.smoke_skipped``, and a log
+line): the Triton kernels (fused_parity, the fused timings, tuning) without triton, or on a
+CPU without TRITON_INTERPRET=1; gsplat without CUDA (render_parity then compares the torch
+backend with itself, which still runs the comparison code). A smoke run exits 1 when any
+step or row recorded an error.
 """
 
 from __future__ import annotations
@@ -90,6 +95,9 @@ ALPHA_MIN = 1.0 / 255.0  # gsplat's per-Gaussian alpha threshold: a covered pixe
 TARGETS_MS = {300_000: 2.0, 1_000_000: 4.0}  # deform + render 1-channel 640x480
 FUSED_VARIANTS = [(mlp, precision) for mlp in ('torch', 'triton')
                   for precision in ('fp32', 'tf32', 'bf16')]
+# --smoke divides image sides and parity scenes' sizes by these: same code paths, little work.
+SMOKE_IMAGE_SHRINK = 8
+SMOKE_PARITY_SHRINK = 50
 
 
 def log(message: str) -> None:
@@ -132,6 +140,19 @@ class Report:
         finally:
             entry['elapsed_s'] = round(time.perf_counter() - start, 1)
             self.save()
+
+    def skip(self, name: str, reason: str) -> None:
+        """Record a step a smoke run cannot run here, and why."""
+        log(f'== {name}: skipped ({reason})')
+        self.data['steps'][name] = {'status': 'skipped', 'reason': reason}
+        self.save()
+
+    def errors(self) -> int:
+        """Count the steps and rows that recorded an error."""
+        rows = [row for group in ('fused_parity', 'render_parity', 'timings')
+                for row in self.data[group]]
+        return (sum(step.get('status') == 'error' for step in self.data['steps'].values())
+                + sum('error' in row for row in rows))
 
 
 # ------------------------------------------------------------------------------------------
@@ -324,8 +345,8 @@ def step_fused_parity(report: Report, device: torch.device, n: int) -> None:
 # ------------------------------------------------------------------------------------------
 
 
-def parity_scene(kind: str, device: torch.device, seed: int) -> Gaussians:
-    """Random scenes around the origin with deliberately different scales and opacities."""
+def parity_scene(kind: str, device: torch.device, seed: int, shrink: int = 1) -> Gaussians:
+    """Random scenes around the origin with different scales and opacities (n / shrink)."""
     gen = torch.Generator().manual_seed(seed)
     spec = {
         # n, log10 scale range, opacity logit mean/std, extent of the cloud
@@ -334,6 +355,7 @@ def parity_scene(kind: str, device: torch.device, seed: int) -> Gaussians:
         'faint-wide': (30_000, (-2.2, -0.9), (-2.5, 1.0), 1.5),
     }[kind]
     n, (lo, hi), (mu, sd), extent = spec
+    n //= shrink
     means = (torch.rand(n, 3, generator=gen) * 2 - 1) * extent
     scales = 10 ** (lo + (hi - lo) * torch.rand(n, 3, generator=gen))
     scales[: n // 5, 0] *= 0.1  # some flat (needle / disc) Gaussians
@@ -344,12 +366,14 @@ def parity_scene(kind: str, device: torch.device, seed: int) -> Gaussians:
                      sh=sh).to(device)
 
 
-def parity_cameras() -> Dict[str, Camera]:
-    side = look_at((0.0, -3.0, 1.0))
-    offset = Camera.from_intrinsics(300.0, 340.0, 130.0, 110.0, 320, 240,
+def parity_cameras(shrink: int = 1) -> Dict[str, Camera]:
+    """Return the three parity cameras, named by their full size, sides divided by shrink."""
+    side = look_at((0.0, -3.0, 1.0), width=640 // shrink, height=480 // shrink)
+    fx, fy, cx, cy = (v / shrink for v in (300.0, 340.0, 130.0, 110.0))
+    offset = Camera.from_intrinsics(fx, fy, cx, cy, 320 // shrink, 240 // shrink,
                                     world_to_cam=look_at((2.2, 1.5, 0.8)).world_to_cam)
     # close: Gaussians off-screen / near
-    close = look_at((0.3, -1.2, 0.4), width=480, height=360, fov=75.0)
+    close = look_at((0.3, -1.2, 0.4), width=480 // shrink, height=360 // shrink, fov=75.0)
     return {'640x480': side, '320x240-offset': offset, '480x360-close': close}
 
 
@@ -386,13 +410,16 @@ GPU_TESTS = ('tests/test_deformation_fused.py', 'tests/test_render_parity_gpu.py
              'tests/test_fourdgs.py', 'tests/test_cli.py', 'tests/test_render_torch.py')
 
 
-def step_render_parity(report: Report, device: torch.device) -> None:
+def step_render_parity(report: Report, device: torch.device, other: str = 'gsplat',
+                       smoke: bool = False) -> None:
+    """Compare the torch backend with ``other`` (gsplat; torch itself in a smoke run on a CPU)."""
     rows = report.data['render_parity']
     for s, kind in enumerate(('small-mixed', 'large-opaque', 'faint-wide')):
-        gaussians = parity_scene(kind, device, seed=10 + s)
+        gaussians = parity_scene(kind, device, seed=10 + s,
+                                 shrink=SMOKE_PARITY_SHRINK if smoke else 1)
         feature = torch.rand(len(gaussians), 1,
                              generator=torch.Generator().manual_seed(s)).to(device)
-        for cam_name, camera in parity_cameras().items():
+        for cam_name, camera in parity_cameras(SMOKE_IMAGE_SHRINK if smoke else 1).items():
             for mode in ('feature1', 'rgb'):
                 features = feature if mode == 'feature1' else None
                 row = {'scene': kind, 'n': len(gaussians), 'camera': cam_name, 'mode': mode}
@@ -401,7 +428,7 @@ def step_render_parity(report: Report, device: torch.device) -> None:
                     ref = render(gaussians, camera, features, backend='torch')
                     sync(device)
                     row['torch_s'] = round(time.perf_counter() - start, 3)
-                    out = render(gaussians, camera, features, backend='gsplat')
+                    out = render(gaussians, camera, features, backend=other)
                     edges = edge_mask(ref.alpha)
                     row['edge_fraction'] = round(float(edges.float().mean()), 4)
                     row['covered_fraction'] = round(
@@ -478,19 +505,37 @@ class Timer:
 
 
 def step_timings_for_n(report: Report, timer: Timer, device: torch.device, n: int,
-                       net: DeformationNetwork, render_backend: str) -> None:
-    from st4r_ros.scene.deformation_fused import FusedDeformation
-
+                       net: DeformationNetwork, render_backend: str, fused: bool = True,
+                       shrink: int = 1) -> None:
+    """Time N Gaussians; without ``fused`` (a smoke run without triton) the reference only."""
     canonical = synthetic_canonical(n, device, seed=n % 9973)
     feature = torch.rand(n, 1, device=device)
-    camera = look_at((0.0, -3.2, 1.2))
-    camera_hd = look_at((0.0, -3.2, 1.2), width=1280, height=720)
+    camera = look_at((0.0, -3.2, 1.2), width=640 // shrink, height=480 // shrink)
+    camera_hd = look_at((0.0, -3.2, 1.2), width=1280 // shrink, height=720 // shrink)
 
     # Deformation alone.
     with torch.no_grad():
         timer('deform', 'reference fp32', n, lambda i: net(canonical, frame_time(i)))
         with matmul_precision('high'):
             timer('deform', 'reference tf32', n, lambda i: net(canonical, frame_time(i)))
+    if fused:
+        time_fused_deformation(timer, n, net, canonical)
+
+    # Render alone (the canonical state).
+    gaussians = canonical.activate()
+    timer('render', 'render 1ch 640x480', n,
+          lambda i: render(gaussians, camera, feature, backend=render_backend))
+    timer('render', 'render RGB 1280x720', n,
+          lambda i: render(gaussians, camera_hd, None, backend=render_backend))
+    time_end_to_end(timer, device, n, net, canonical, fused, feature, (camera, camera_hd),
+                    render_backend)
+
+
+def time_fused_deformation(timer: Timer, n: int, net: DeformationNetwork,
+                           canonical: RawGaussians) -> None:
+    """Time the Triton feature kernel alone, then every fused variant, eager and graph."""
+    from st4r_ros.scene.deformation_fused import FusedDeformation
+
     fused_fp32 = FusedDeformation.from_network(net)
     timer('deform', 'fused features only (Triton)', n,
           lambda i: fused_fp32.grid_features(canonical.means, frame_time(i)))
@@ -501,32 +546,38 @@ def step_timings_for_n(report: Report, timer: Timer, device: torch.device, n: in
                 fused = FusedDeformation.from_network(net, mlp=mlp, precision=precision,
                                                       cuda_graph=graph)
             except Exception as exc:  # noqa: BLE001
-                report.data['timings'].append({'group': 'deform', 'name': name, 'n': n,
-                                               'error': f'{type(exc).__name__}: {exc}'})
+                timer.report.data['timings'].append({'group': 'deform', 'name': name, 'n': n,
+                                                     'error': f'{type(exc).__name__}: {exc}'})
                 continue
             timer('deform', name, n, lambda i, f=fused: f(canonical, frame_time(i)),
                   mlp=mlp, precision=precision, graph=graph)
 
-    # Render alone (the canonical state).
-    gaussians = canonical.activate()
-    timer('render', 'render 1ch 640x480', n,
-          lambda i: render(gaussians, camera, feature, backend=render_backend))
-    timer('render', 'render RGB 1280x720', n,
-          lambda i: render(gaussians, camera_hd, None, backend=render_backend))
 
-    # End to end through the public path, t changing every frame.
+def time_end_to_end(timer: Timer, device: torch.device, n: int, net: DeformationNetwork,
+                    canonical: RawGaussians, fused: bool, feature: torch.Tensor,
+                    cameras, render_backend: str) -> None:
+    """
+    Time Scene4D.at(t) -> render through the public path, t changing every frame.
+
+    The cached and RGB figures go with the CUDA default (AutoDeformation), or with the
+    reference network when the fused one is left out.
+    """
+    from st4r_ros.scene.deformation_fused import FusedDeformation
+
+    camera, camera_hd = cameras
     e2e_variants = [('reference fp32', lambda: net)] + [
         (f'fused {mlp}-mlp {precision} graph',
          lambda mlp=mlp, precision=precision: FusedDeformation.from_network(
              net, mlp=mlp, precision=precision, cuda_graph=True))
-        for mlp, precision in FUSED_VARIANTS
+        for mlp, precision in (FUSED_VARIANTS if fused else [])
     ]
+    default = 'fused triton-mlp tf32 graph' if fused else 'reference fp32'
     for name, build in e2e_variants:
         try:
             scene = make_scene(canonical, net, build())
         except Exception as exc:  # noqa: BLE001
-            report.data['timings'].append({'group': 'e2e', 'name': name, 'n': n,
-                                           'error': f'{type(exc).__name__}: {exc}'})
+            timer.report.data['timings'].append({'group': 'e2e', 'name': name, 'n': n,
+                                                 'error': f'{type(exc).__name__}: {exc}'})
             continue
 
         def frame(i, scene=scene):
@@ -536,7 +587,7 @@ def step_timings_for_n(report: Report, timer: Timer, device: torch.device, n: in
         if row and 'median_ms' in row and n in TARGETS_MS:
             row['target_ms'] = TARGETS_MS[n]
             row['meets_target'] = row['median_ms'] <= TARGETS_MS[n]
-        if name == 'fused triton-mlp tf32 graph':  # the CUDA default (AutoDeformation)
+        if name == default:
             timer('e2e', 'e2e 1ch cached (same t)', n,
                   lambda i, scene=scene: render(scene.at(0.5, device), camera, feature,
                                                 backend=render_backend))
@@ -692,6 +743,24 @@ def environment(device: torch.device) -> Dict:
     return meta
 
 
+def smoke_unavailable(device: torch.device) -> Dict[str, str]:
+    """Return what a smoke run cannot run here ('triton', 'gsplat') and why."""
+    from st4r_ros.scene.deformation_fused import triton_available
+
+    missing = {}
+    if not triton_available():
+        missing['triton'] = 'triton is not installed'
+    elif device.type != 'cuda' and os.environ.get('TRITON_INTERPRET') != '1':
+        missing['triton'] = 'no CUDA device, and TRITON_INTERPRET is not 1'
+    if device.type != 'cuda':
+        missing['gsplat'] = 'gsplat needs a CUDA device'
+    elif importlib.util.find_spec('gsplat') is None:
+        missing['gsplat'] = 'gsplat is not installed'
+    for part, reason in missing.items():
+        log(f'smoke: skipping what needs {part}: {reason}')
+    return missing
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.strip().splitlines()[0])
     parser.add_argument('--out', default=os.environ.get('OUT', '.'),
@@ -716,10 +785,11 @@ def main() -> int:
         else torch.device('cpu')
     sizes = [int(s) for s in args.sizes.split(',') if s]
     skip = set(filter(None, args.skip.split(',')))
-    render_backend = 'gsplat'
+    render_backend, missing = 'gsplat', {}
     if args.smoke:
         sizes, args.iters, args.warmup, args.parity_n = [2_000], 3, 1, 500
-        if device.type != 'cuda':
+        missing = smoke_unavailable(device)
+        if 'gsplat' in missing:
             render_backend = 'torch'
     elif device.type != 'cuda':
         report.data['meta'] = environment(device)
@@ -729,19 +799,23 @@ def main() -> int:
         return 2
     report.data['meta'] = environment(device)
     report.data['meta'].update(sizes=sizes, iters=args.iters, warmup=args.warmup,
-                               parity_n=args.parity_n, smoke=args.smoke)
+                               parity_n=args.parity_n, smoke=args.smoke,
+                               smoke_skipped=missing)
     report.save()
     log(f"device {report.data['meta'].get('gpu', device)}; torch {torch.__version__}; "
         f"triton {report.data['meta']['triton']}; gsplat {report.data['meta']['gsplat']}")
     deadline = T0 + args.budget_s
 
-    if 'fused_parity' not in skip:
+    if 'fused_parity' not in skip and 'triton' in missing:
+        report.skip('fused_parity', missing['triton'])
+    elif 'fused_parity' not in skip:
         with report.step('fused_parity'):
             step_fused_parity(report, device, args.parity_n)
 
     if 'render_parity' not in skip:
         with report.step('render_parity'):
-            step_render_parity(report, device)
+            step_render_parity(report, device, 'torch' if 'gsplat' in missing else 'gsplat',
+                               args.smoke)
 
     timer = Timer(report, device, args.iters, args.warmup)
     net = None
@@ -752,9 +826,13 @@ def main() -> int:
                 with report.step(f'timings N={n}'):
                     if time.perf_counter() > deadline:
                         raise TimeoutError('skipped: time budget spent')
-                    step_timings_for_n(report, timer, device, n, net, render_backend)
+                    step_timings_for_n(report, timer, device, n, net, render_backend,
+                                       'triton' not in missing,
+                                       SMOKE_IMAGE_SHRINK if args.smoke else 1)
 
-    if 'tuning' not in skip:
+    if 'tuning' not in skip and 'triton' in missing:
+        report.skip('tuning', missing['triton'])
+    elif 'tuning' not in skip:
         with report.step('tuning'):
             if time.perf_counter() > deadline:
                 raise TimeoutError('skipped: time budget spent')
@@ -782,6 +860,9 @@ def main() -> int:
     report.save()
     print('\n' + table, flush=True)
     log(f'wrote {report.path}')
+    if args.smoke and report.errors():
+        log(f'SMOKE FAILED: {report.errors()} steps or rows recorded an error')
+        return 1
     return 0
 
 

@@ -60,17 +60,25 @@ Usage:
     PYTHONPATH=. python benchmarks/temporal_baseline.py [--seeds 0 1] [--steps 1500]
         [--device cpu] [--views-per-frame N] [--out out/temporal_baseline]
         [--json benchmarks/results/X.json]
+    PYTHONPATH=. python benchmarks/temporal_baseline.py --smoke [--json X.json]
+
+``--smoke`` checks the script: seed 0 only, a tiny scene (four frames, small 40x30 views) written
+into a new temporary folder, removed at exit, in place of ``--out``, and five training steps
+on the CPU; the rest (tracks, evaluation, tables, JSON) runs as usual.
 """
 
 from __future__ import annotations
 
 import argparse
+import atexit
 from dataclasses import dataclass, replace
 import json
 from pathlib import Path
+import shutil
 import sys
+import tempfile
 import time
-from typing import Dict, List, Tuple
+from typing import Dict, List, Optional, Tuple
 
 from rich.console import Console
 from rich.table import Table
@@ -112,14 +120,23 @@ class TrackFeatures:
     valid: Tensor
 
 
-def prepare(root: Path, seed: int) -> None:
-    """Write the synthetic scene, its supervision and benchmark under root (unless present)."""
-    from st4r_ros.scene.synthetic import write_synthetic
-    from st4r_ros.supervision.synthetic_language import build_synthetic_task
+def prepare(root: Path, seed: int, config=None) -> None:
+    """Write the synthetic scene (SyntheticConfig config) and its task under root, unless there."""
+    from st4r_ros.synthetic.language import build_synthetic_task
+    from st4r_ros.synthetic.scene import write_synthetic
 
     if not (root / 'bench.json').is_file():
-        write_synthetic(root, seed)
+        write_synthetic(root, seed, config)
         build_synthetic_task(root, seed)
+
+
+def smoke_scene():
+    """Return the smallest scene the synthetic language still describes (every role)."""
+    from st4r_ros.synthetic.scene import SyntheticConfig
+
+    return SyntheticConfig(num_frames=4, gaussians_per_object=60, table_gaussians=50,
+                           train_cameras_per_frame=1, novel_cameras_per_frame=1, width=40,
+                           height=30)
 
 
 def tracks(views: List, split: str, frame_times: Tensor) -> List[Track]:
@@ -161,7 +178,7 @@ def track_features(model, scene, track: Track, instance_ids: List[int], dim: int
 def query_vectors(bench, supervision, encoder, layer) -> Tuple[List, Dict[str, Tensor]]:
     """Return the time-sensitive expressions and their state features [E, D] per wording."""
     from st4r_ros.supervision.format import TIME_SENSITIVE
-    from st4r_ros.supervision.synthetic_language import TRAINING_STATES
+    from st4r_ros.synthetic.language import TRAINING_STATES
 
     queries = [e for e in bench.expressions if e.kind == TIME_SENSITIVE]
     names = {inst.id: inst.name for inst in supervision.instances}
@@ -253,15 +270,21 @@ def summarise(rows: List[Dict]) -> Dict[str, Dict[str, float]]:
 
 
 def run_seed(root: Path, seed: int, steps: int, device: str, encoder,
-             views_per_frame: int = 0) -> Dict:
-    """Build, train and evaluate one seed (views_per_frame 0: all); a JSON-able report."""
+             views_per_frame: int = 0, scene_config=None,
+             baseline: Optional[Dict] = None) -> Dict:
+    """
+    Build, train and evaluate one seed (views_per_frame 0: all); a JSON-able report.
+
+    ``scene_config``: the SyntheticConfig of a scene still to write (None: the default size);
+    ``baseline``: BaselineConfig fields besides steps and device.
+    """
     from st4r_ros.baselines import BaselineConfig, train_rendered_state
     from st4r_ros.scene.bundle import load_bundle
     from st4r_ros.supervision.format import load_benchmark, load_supervision
     from st4r_ros.temporal import build_temporal_layer
 
     started = time.perf_counter()
-    prepare(root, seed)
+    prepare(root, seed, scene_config)
     prepared = time.perf_counter()
     scene = load_bundle(root / 'scene')
     supervision = load_supervision(root / 'supervision')
@@ -271,7 +294,8 @@ def run_seed(root: Path, seed: int, steps: int, device: str, encoder,
     training = tracks(supervision.views, 'train', times)[:views_per_frame or None]
     supervision = replace(supervision, views=[v for t in training for v in t.views if v])
     trained = train_rendered_state(scene, supervision, layer.states,
-                                   BaselineConfig(steps=steps, device=device), seed=seed)
+                                   BaselineConfig(steps=steps, device=device, **(baseline or {})),
+                                   seed=seed)
     ids = layer.cache.instance_ids.tolist()
     by_track = {track.name: (track, track_features(trained.model, scene, track, ids,
                                                    layer.cache.dim, device))
@@ -325,7 +349,8 @@ def print_report(console: Console, reports: List[Dict]) -> None:
     console.print(cosine)
 
 
-def main() -> None:
+def parse_args() -> argparse.Namespace:
+    """Read the options; ``--smoke`` replaces the sizes with tiny ones."""
     parser = argparse.ArgumentParser(description=__doc__.strip().split('\n')[0])
     parser.add_argument('--seeds', type=int, nargs='+', default=[0, 1])
     parser.add_argument('--steps', type=int, default=1500, help='baseline training steps')
@@ -335,12 +360,28 @@ def main() -> None:
                         help='train the baseline on the first N training views of each frame '
                              '(default 0: all)')
     parser.add_argument('--json', help='write the full report here')
+    parser.add_argument('--smoke', action='store_true',
+                        help='one tiny scene in a temporary folder, five steps, CPU: checks the '
+                             'script only')
     args = parser.parse_args()
+    args.scene, args.baseline = None, {}
+    if args.smoke:
+        # A folder of its own: a full-size run must never pick up the tiny scenes.
+        args.out = tempfile.mkdtemp(prefix='temporal_baseline_smoke_')
+        atexit.register(shutil.rmtree, args.out, True)
+        args.seeds, args.steps, args.device, args.scene = [0], 5, 'cpu', smoke_scene()
+        args.baseline = {'min_pixels': 4}  # objects cover few pixels in the tiny views
+    return args
+
+
+def main() -> None:
+    args = parse_args()
     from st4r_ros.text import TextEncoder
 
     encoder = TextEncoder.default('cpu')
     reports = [run_seed(Path(args.out) / f'seed_{seed}', seed, args.steps, args.device, encoder,
-                        args.views_per_frame) for seed in args.seeds]
+                        args.views_per_frame, args.scene, args.baseline)
+               for seed in args.seeds]
     print_report(Console(width=120), reports)
     if args.json:
         path = Path(args.json)

@@ -30,17 +30,23 @@ encoder's missing vocabulary.
 Usage:
     PYTHONPATH=. python benchmarks/temporal_probe.py [--seed 0] [--out /tmp/temporal_probe]
         [--vocabulary held-out|training]
+    PYTHONPATH=. python benchmarks/temporal_probe.py --smoke
+
+``--smoke`` checks the script: a tiny scene (four frames, small 40x30 views) written into a new
+temporary folder, removed at exit, in place of ``--out``; the rest runs as usual.
 """
 
 import argparse
+import atexit
 import dataclasses
 from pathlib import Path
+import shutil
+import tempfile
 
-from st4r_ros.scene.synthetic import write_synthetic
 from st4r_ros.supervision.format import load_benchmark, load_supervision, TIME_SENSITIVE
-from st4r_ros.supervision.synthetic_language import (BENCHMARK_VOCABULARIES,
-                                                     build_synthetic_task,
-                                                     write_synthetic_benchmark)
+from st4r_ros.synthetic.language import (BENCHMARK_VOCABULARIES, build_synthetic_task,
+                                         write_synthetic_benchmark)
+from st4r_ros.synthetic.scene import SyntheticConfig, write_synthetic
 from st4r_ros.temporal import build_temporal_layer
 from st4r_ros.text import TextEncoder
 
@@ -51,17 +57,35 @@ UNRELATED = ('asdf qwer zxcv', 'what is the weather in Paris tomorrow',
              'il gatto nero sul tavolo', 'when is the fridge door open?',
              'when does the dog bark?', 'the car while it is parked',
              'when is the kettle boiling?')
+# The smallest scene the synthetic language still describes: every role, a few frames.
+SMOKE_SCENE = SyntheticConfig(num_frames=4, gaussians_per_object=60, table_gaussians=50,
+                              train_cameras_per_frame=1, novel_cameras_per_frame=1, width=40,
+                              height=30)
 
 
-def main() -> None:
+def parse_args() -> argparse.Namespace:
+    """Read the options; ``--smoke`` writes a tiny scene into a temporary folder."""
     parser = argparse.ArgumentParser(description=__doc__.strip().split('\n')[0])
     parser.add_argument('--seed', type=int, default=0)
     parser.add_argument('--out', default='/tmp/temporal_probe')
     parser.add_argument('--vocabulary', choices=list(BENCHMARK_VOCABULARIES), default='held-out')
+    parser.add_argument('--smoke', action='store_true',
+                        help='tiny scene in a temporary folder: checks the script only')
     args = parser.parse_args()
+    args.scene = None
+    if args.smoke:
+        # A folder of its own: a full-size run must never pick up the tiny scene.
+        args.out = tempfile.mkdtemp(prefix='temporal_probe_smoke_')
+        atexit.register(shutil.rmtree, args.out, True)
+        args.scene = SMOKE_SCENE
+    return args
+
+
+def main() -> None:
+    args = parse_args()
     root = Path(args.out)
     if not (root / 'bench.json').is_file():
-        write_synthetic(root, args.seed)
+        write_synthetic(root, args.seed, args.scene)
         build_synthetic_task(root, args.seed)
     supervision = load_supervision(root / 'supervision')
     bench_path = root / 'bench.json'

@@ -59,8 +59,8 @@ def cmd_scene_info(args: argparse.Namespace) -> None:
 
 def cmd_scene_export(args: argparse.Namespace) -> None:
     gaussians = load_scene(args.scene, args.format).at(args.time)
-    path = write_ply(args.out, gaussians)
-    console.print(f'wrote {len(gaussians)} Gaussians at t={args.time} to {path or args.out}')
+    write_ply(args.out, gaussians)
+    console.print(f'wrote {len(gaussians)} Gaussians at t={args.time} to {args.out}')
 
 
 def _device(name: str) -> torch.device:
@@ -81,7 +81,7 @@ def cmd_render(args: argparse.Namespace) -> None:
 
 
 def cmd_synth(args: argparse.Namespace) -> None:
-    from st4r_ros.scene.synthetic import synth_main
+    from st4r_ros.synthetic.scene import synth_main
 
     synth_main(args.out, seed=args.seed, num_frames=args.frames)
     console.print(f'wrote synthetic scene (seed {args.seed}) to {args.out}')
@@ -98,7 +98,7 @@ def cmd_annotate(args: argparse.Namespace) -> None:
 
 
 def cmd_train(args: argparse.Namespace) -> None:
-    from st4r_ros.field.train import train_main
+    from st4r_ros.training import train_main
 
     options = {'steps': args.steps, 'device': _device(args.device).type}
     if args.text_model:

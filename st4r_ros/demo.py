@@ -46,14 +46,17 @@ from st4r_ros.errors import St4rError
 from st4r_ros.render.api import render
 from st4r_ros.render.camera import Camera
 from st4r_ros.render.images import depth_to_gray, save_png
-from st4r_ros.ros import conversions as conv
+from st4r_ros.ros.cameras import camera_to_pose
+from st4r_ros.ros.clock import stamp_from_ns
+from st4r_ros.ros.messages import CAMERA_INFO, make, Message, RosbagsTypes
+from st4r_ros.ros.outputs import camera_to_camera_info
 from st4r_ros.ros.replay import replay, ReplayOptions, summary_table
 from st4r_ros.ros.typestore import ros_typestore
 from st4r_ros.scene.loading import load_scene
 from st4r_ros.scene.ply import write_ply
-from st4r_ros.scene.synthetic import SyntheticConfig, write_synthetic
 from st4r_ros.supervision.format import TIME_SENSITIVE
-from st4r_ros.supervision.synthetic_language import unseen_words
+from st4r_ros.synthetic.language import unseen_words
+from st4r_ros.synthetic.scene import SyntheticConfig, write_synthetic
 import torch
 
 DEMO_CONFIG = Path('models') / 'demo' / 'demo.json'
@@ -102,9 +105,10 @@ def run_demo(out: Path, console: Console, config: Optional[Dict] = None) -> List
         steps, views or commands); None: the packaged demo config.
     :raises St4rError: the config lacks one of the keys.
     """
-    from st4r_ros.field.train import train_field, TrainConfig
+    from st4r_ros.field.train import TrainConfig
     from st4r_ros.supervision.format import load_benchmark, load_supervision
-    from st4r_ros.supervision.synthetic_language import build_synthetic_task
+    from st4r_ros.synthetic.language import build_synthetic_task
+    from st4r_ros.training import train_layers
 
     started = time.perf_counter()
     config = load_demo_config() if config is None else config
@@ -121,8 +125,8 @@ def run_demo(out: Path, console: Console, config: Optional[Dict] = None) -> List
     scene_dir = synthetic_dir / 'scene'
 
     console.print(f"[bold]2. referring layer[/]: {config['train_steps']} training steps")
-    train_field(load_scene(scene_dir), load_supervision(supervision_dir),
-                TrainConfig(steps=config['train_steps']), scene_dir, seed=config['seed'])
+    train_layers(load_scene(scene_dir), load_supervision(supervision_dir),
+                 TrainConfig(steps=config['train_steps']), scene_dir, seed=config['seed'])
     engine = QueryEngine.open(scene_dir, device='cpu')
     cameras = _demo_cameras(engine, config['render'])
     written = _render_views(engine, cameras, config, out, console)
@@ -230,18 +234,18 @@ def _write_command_bag(path: Path, commands: List[str], cameras: List[Camera]) -
     from rosbags.rosbag2 import StoragePlugin, Writer
 
     store = ros_typestore('jazzy')
-    types = conv.RosbagsTypes(store)
-    topics = {'camera/camera_info': conv.CAMERA_INFO,
+    types = RosbagsTypes(store)
+    topics = {'camera/camera_info': CAMERA_INFO,
               'camera/pose': 'geometry_msgs/msg/PoseStamped',
               'command': 'std_msgs/msg/String'}
     events: List[Tuple[str, object]] = []
     for i, command in enumerate(commands):
         camera = cameras[i % len(cameras)]
-        stamp = conv.stamp_from_ns(types, START_NS + 2 * i * 400_000_000)
-        events += [('camera/camera_info', conv.camera_to_camera_info(types, camera, stamp,
-                                                                     'camera_optical')),
-                   ('camera/pose', conv.camera_to_pose(types, camera, stamp, 'map')),
-                   ('command', conv.make(types, 'std_msgs/msg/String', data=command))]
+        stamp = stamp_from_ns(types, START_NS + 2 * i * 400_000_000)
+        events += [('camera/camera_info', camera_to_camera_info(types, camera, stamp,
+                                                                'camera_optical')),
+                   ('camera/pose', camera_to_pose(types, camera, stamp, 'map')),
+                   ('command', make(types, 'std_msgs/msg/String', data=command))]
     with Writer(path, version=8, storage_plugin=StoragePlugin.MCAP) as writer:
         connections = {topic: writer.add_connection(f'/{topic}', msgtype, typestore=store)
                        for topic, msgtype in topics.items()}
@@ -259,7 +263,7 @@ def _export_results(bag: Path, out: Path, console: Console) -> List[Path]:
     results, images, clouds, written = [], [], [], []
     with Reader(bag) as reader:
         for connection, _, raw in reader.messages():
-            msg = store.deserialize_cdr(raw, connection.msgtype)
+            msg: Message = store.deserialize_cdr(raw, connection.msgtype)
             if connection.topic == '/result':
                 results.append(msg)
             elif connection.topic in ('/mask', '/overlay'):

@@ -41,17 +41,20 @@ import logging
 import math
 from pathlib import Path
 import time
-from typing import Dict, Optional, Tuple
+from typing import (Any, Callable, Dict, Hashable, Iterable, List, Literal, Optional, overload,
+                    Sequence, Tuple, TypeVar, Union)
 import uuid
 
 from st4r_ros.errors import St4rError
-from st4r_ros.field.model import (majority_instance, member_logits, ReferringField,
-                                  render_relevance)
+from st4r_ros.field.model import (FieldOutput, frozen, majority_instance, member_logits,
+                                  ReferringField)
+from st4r_ros.render.api import render, view_colours
 from st4r_ros.render.camera import Camera
 from st4r_ros.scene.gaussians import Gaussians
 from st4r_ros.scene.scene4d import check_time, Scene4D
 from st4r_ros.temporal.intervals import Verdict
 from st4r_ros.temporal.layer import TemporalLayer
+from st4r_ros.text import QueryEncoder, TextEncoder, TextFeatures
 import torch
 from torch import Tensor
 
@@ -59,6 +62,8 @@ log = logging.getLogger(__name__)
 
 MASK_THRESHOLD = 0.5
 MAX_QUERY_CHARS = 2000  # longer texts are refused before tokenising: no encoder reads that far
+# Expressions through the field in one pass: bounds its [E, N, h] activations.
+EXPRESSIONS_PER_PASS = 8
 
 
 class QueryStatus(enum.IntEnum):
@@ -163,6 +168,7 @@ class QueryResult:
     latency_ms: Dict[str, float] = field(default_factory=dict)
     cloud: Optional[TargetCloud] = None
     mask: Optional[Tensor] = None  # [H, W] bool, for `camera`
+    image: Optional[Tensor] = None  # [H, W, 3] colour for `camera`, when asked for
     camera: Optional[Camera] = None
 
     @property
@@ -186,10 +192,11 @@ class QueryEngine:
         not ``encoder`` (``encode(texts)``); None: ``encoder``.
     """
 
-    def __init__(self, scene: Scene4D, field: Optional[ReferringField] = None, encoder=None,
-                 threshold: float = 0.0, device: torch.device | str = 'cpu',
-                 duration_s: Optional[float] = None,
-                 temporal: Optional[TemporalLayer] = None, temporal_encoder=None) -> None:
+    def __init__(self, scene: Scene4D, field: Optional[ReferringField] = None,
+                 encoder: Optional[QueryEncoder] = None, threshold: float = 0.0,
+                 device: torch.device | str = 'cpu', duration_s: Optional[float] = None,
+                 temporal: Optional[TemporalLayer] = None,
+                 temporal_encoder: Optional[QueryEncoder] = None) -> None:
         self.scene = scene
         self.device = torch.device(device)
         self.field = field.to(self.device).eval() if field is not None else None
@@ -216,17 +223,17 @@ class QueryEngine:
         there is one, with the sentence encoder it records.
 
         :param compile_text: on CUDA, replay the text encoders this engine loads for itself as
-            CUDA graphs (``TextEncoder.compile_for_queries``: tens of seconds now, a 7B
-            encoder's query about 6x faster); the process-wide default MiniLM stays eager.
+            CUDA graphs (``TextEncoder.compile_for_queries``: a slower open, faster single
+            queries); the process-wide default MiniLM stays eager.
             Ignored, with a warning, on the CPU.
         :raises TextEncoderError: the temporal layer's encoder cannot be found.
         """
-        from st4r_ros.field.layer import default_layer_dir, load_referring
+        from st4r_ros.field.layer import load_referring
+        from st4r_ros.scene.layers import default_layer_dir
         from st4r_ros.scene.loading import load_scene
         from st4r_ros.temporal.layer import load_temporal_layer, temporal_encoder_for
 
-        chosen = torch.device('cuda' if device == 'auto' and torch.cuda.is_available()
-                              else 'cpu' if device == 'auto' else device)
+        chosen = resolve_device(device)
         scene = load_scene(scene_path)
         referring = load_referring(scene_path, layer_dir, chosen)
         info = scene.info()
@@ -243,116 +250,212 @@ class QueryEngine:
         """Set the time of queries and mask updates that give none (raises TimeRangeError)."""
         self.scene_time = check_time(t)
 
-    def query(self, request: QueryRequest) -> QueryResult:
-        """Answer one request; never raises for anything the request or the scene holds."""
-        started = time.perf_counter()
-        request_id = request.request_id or uuid.uuid4().hex[:12]
-        mode = _mode(request.mode)
-        base = QueryResult(request_id=request_id, query=_printable(request.text),
-                           status=QueryStatus.UNSET, message='',
-                           mode=QueryMode.AUTO if mode is None else mode,
-                           no_target_threshold=self.threshold)
-        try:
-            if mode is None:
-                result = replace(base, status=QueryStatus.INVALID,
-                                 message=f'mode: expected one of {[m.name for m in QueryMode]}'
-                                         f', got {request.mode!r}')
-            else:
-                result = self._answer(request, base)
-        except St4rError as err:  # bad input found deeper down (time, camera, text)
-            result = replace(base, status=QueryStatus.INVALID, message=str(err))
-        except Exception as err:  # noqa: BLE001 - every query gets an answer, failures too
-            # Unexpected: the answer says what failed, the log keeps where.
-            log.exception('query %s (%r) failed', request_id, _printable(request.text)[:80])
-            result = replace(base, status=QueryStatus.ERROR,
-                             message=f'{type(err).__name__}: {err}')
-        latency = dict(result.latency_ms, total=1000 * (time.perf_counter() - started))
-        return replace(result, latency_ms=latency)
+    def query(self, request: QueryRequest, colour: bool = False) -> QueryResult:
+        """
+        Answer one request; never raises for anything the request or the scene holds.
 
-    def _answer(self, request: QueryRequest, base: QueryResult) -> QueryResult:
+        :param colour: with a camera, also return the view's colour (``QueryResult.image``),
+            from the same rasterisation as the mask.
+        """
+        return self.query_batch([request], colour)[0]
+
+    def query_batch(self, requests: Sequence[QueryRequest],
+                    colour: bool = False) -> List[QueryResult]:
+        """
+        Answer several requests, each exactly as ``query`` answers it alone.
+
+        They share what they have in common: one text encoding, one pass of the field per scene
+        time (a few expressions at a time) and one rasterisation per camera (every mask of that
+        camera, and its colour). Evaluation asks this, so its figures are what a robot gets.
+        """
+        started = time.perf_counter()
+        answers: Dict[int, QueryResult] = {}
+        asked: List[_Asked] = []
+        for index, request in enumerate(requests):
+            asked_or_refused = self._admit(index, request)
+            if isinstance(asked_or_refused, QueryResult):
+                answers[index] = asked_or_refused
+            else:
+                asked.append(asked_or_refused)
+        if asked:
+            answers.update(self._answer_guarded(asked, colour))
+        waited = 1000 * (time.perf_counter() - started)
+        return [replace(answers[i], latency_ms=dict(answers[i].latency_ms, total=waited))
+                for i in range(len(requests))]
+
+    def _admit(self, index: int, request: QueryRequest) -> Union[_Asked, QueryResult]:
+        """Return the request ready to answer (``_Asked``), or its refusal (``QueryResult``)."""
         from st4r_ros.text import normalise_expression
 
+        mode = as_mode(request.mode)
+        base = QueryResult(request_id=request.request_id or new_request_id(),
+                           query=echoed_text(request.text), status=QueryStatus.UNSET, message='',
+                           mode=QueryMode.AUTO if mode is None else mode,
+                           no_target_threshold=self.threshold)
+        if mode is None:
+            return replace(base, status=QueryStatus.INVALID,
+                           message=f'mode: expected one of {[m.name for m in QueryMode]}, '
+                                   f'got {request.mode!r}')
         if not isinstance(request.text, str) or len(request.text) > MAX_QUERY_CHARS:
             return replace(base, status=QueryStatus.INVALID,
                            message=f'query: expected a text of at most {MAX_QUERY_CHARS} '
                                    'characters')
-        text = normalise_expression(request.text)
+        try:
+            text = normalise_expression(request.text)
+            t = self.scene_time if request.time is None else check_time(request.time)
+        except St4rError as err:  # an empty text, a time outside [0, 1]
+            return replace(base, status=QueryStatus.INVALID, message=str(err))
         if self.field is None or self.encoder is None:
             return replace(base, status=QueryStatus.NO_SCENE,
                            message='this scene has no referring layer; train one with '
                                    '`st4r train SCENE SUPERVISION`')
-        t = self.scene_time if request.time is None else check_time(request.time)
+        return _Asked(index, request, replace(base, query=text, scene_time=t,
+                                              scene_time_s=self._seconds(t)))
+
+    def _answer_guarded(self, asked: List['_Asked'], colour: bool) -> Dict[int, QueryResult]:
+        """``_answer`` every admitted request; a failure answers each of them, never raises."""
+        try:
+            return self._answer(asked, colour)
+        except St4rError as err:  # bad input found deeper down (a camera, a scene time)
+            failed = QueryStatus.INVALID, str(err)
+        except Exception as err:  # noqa: BLE001 - every query gets an answer, failures too
+            # Unexpected: the answer says what failed, the log keeps where.
+            log.exception('queries %s failed', [a.base.request_id for a in asked])
+            failed = QueryStatus.ERROR, f'{type(err).__name__}: {err}'
+        return {a.index: replace(a.base, query=echoed_text(a.request.text), status=failed[0],
+                                 message=failed[1], scene_time=math.nan,
+                                 scene_time_s=math.nan) for a in asked}
+
+    def _answer(self, asked: List['_Asked'], colour: bool) -> Dict[int, QueryResult]:
         clock = _Stopwatch()
-        encoded = self.encoder.encode([text])
-        said = self._temporal_encoding(text, encoded)
-        stated = said.sentence[0]  # [D] in the temporal layer's space
+        _, encoder = self._layer()
+        encoded = encoder.encode([a.base.query for a in asked])
+        said = self._temporal_encoding(encoded)
+        evidence = self.temporal.router.evidence(said) if self.temporal is not None else None
+        states = self.temporal.state_of(said) if self.temporal is not None else None  # [E, D]
         clock.lap('text')
-        sensitive, reason = self._route(base.mode, said)
+        routes = [self._route(a.base.mode, evidence, said.texts[k], k)
+                  for k, a in enumerate(asked)]
+        answers: Dict[int, QueryResult] = {}
+        for t, members in _grouped(range(len(asked)), lambda k: asked[k].base.scene_time):
+            gaussians = self.scene.at(t, self.device)
+            relevance, located = self._relevance_of(gaussians, encoded, said, members, routes)
+            for k in members:
+                answers[k] = self._where_of(asked[k], routes[k], gaussians, relevance[k],
+                                            located.get(k))
+            clock.lap('where')
+            asked_when = [k for k in members if answers[k].time_sensitive and answers[k].ok]
+            if self.temporal is not None and states is not None:  # else asked_when is empty
+                for k in asked_when:
+                    answers[k] = self._when(self.temporal, answers[k], states[k])
+            if asked_when:
+                clock.lap('when')
+            if self._render_answers({k: answers[k] for k in members}, gaussians, relevance,
+                                    colour, answers):
+                clock.lap('render')
+            last = len(asked) - 1
+            if last in members:  # a moving camera re-renders it without the field
+                self._last_relevance = (answers[last].query, answers[last].scene_time,
+                                        answers[last].time_sensitive, relevance[last])
+        return {asked[k].index: replace(answer, latency_ms=dict(clock.laps))
+                for k, answer in answers.items()}
+
+    def _relevance_of(self, gaussians: Gaussians, encoded: TextFeatures, said: TextFeatures,
+                      members: List[int], routes: List[Tuple[bool, str]]
+                      ) -> Tuple[Dict[int, Tensor], Dict[int, Tuple[int, float]]]:
+        """
+        Return each member's relevance m [1, N] at ``gaussians`` and the instances located.
+
+        A time-sensitive query whose instance the state cache names takes that instance's
+        Gaussians; every other one runs through the field, a few expressions a pass.
+        """
+        located: Dict[int, Tuple[int, float]] = {}
+        relevance: Dict[int, Tensor] = {}
+        for k in members:
+            found = None
+            if routes[k][0] and self.temporal is not None:
+                found = self.temporal.locate(said.sentence[k].to(self.device))
+            if found is not None:
+                located[k] = found
+                relevance[k] = member_logits(self._layer()[0].assignment, found[0])
+        rest = [k for k in members if k not in located]
+        for start in range(0, len(rest), EXPRESSIONS_PER_PASS):
+            part = rest[start:start + EXPRESSIONS_PER_PASS]
+            rows = self._field_relevance(gaussians, encoded, part)  # [E, N]
+            relevance.update({k: rows[j:j + 1] for j, k in enumerate(part)})
+        return relevance, located
+
+    def _field_relevance(self, gaussians: Gaussians, encoded: TextFeatures,
+                         rows: List[int]) -> Tensor:
+        """Compute m [E, N] of the encoded expressions ``rows`` at ``gaussians``."""
+        field, _ = self._layer()
+        words, mask = encoded.words[rows], encoded.word_mask[rows]
+        length = max(int(mask.sum(dim=1).max()), 1)  # padding no expression of these uses
+        with torch.no_grad():
+            output: FieldOutput = field(gaussians.means, words[:, :length].to(self.device),
+                                        mask[:, :length].to(self.device),
+                                        encoded.sentence[rows].to(self.device))
+        return output.relevance
+
+    def _where_of(self, asked: '_Asked', route: Tuple[bool, str], gaussians: Gaussians,
+                  relevance: Tensor, located: Optional[Tuple[int, float]]) -> QueryResult:
+        """Answer where for one query from its relevance [1, N] (``_when`` adds when)."""
+        sensitive, reason = route
+        base = replace(asked.base, time_sensitive=sensitive, time_sensitivity_reason=reason,
+                       active_spans=(TimeSpan(0.0, 1.0, 0.0, self._seconds(1.0)),))
         if sensitive and self.temporal is None:
-            return replace(base, query=text, status=QueryStatus.NO_STATE_CACHE,
-                           time_sensitive=True, time_sensitivity_reason=reason,
+            return replace(base, status=QueryStatus.NO_STATE_CACHE, active_spans=(),
                            message='time-sensitive query: this scene has no temporal layer '
                                    '(state cache); ask time-agnostically or train with state '
-                                   'captions', latency_ms=clock.laps)
-        gaussians = self.scene.at(t, self.device)
-        located = self.temporal.locate(stated.to(self.device)) if sensitive else None
-        if located is None:
-            relevance = self._relevance(gaussians, encoded)  # [1, N]
-        else:  # the state cache named the instance: its Gaussians are the target
-            relevance = member_logits(self.field.assignment, located[0])
-        probabilities = torch.sigmoid(relevance[0])
-        self._last_relevance = (text, t, sensitive, relevance)
-        clock.lap('where')
-        base = replace(base, query=text, scene_time=t, scene_time_s=self._seconds(t),
-                       time_sensitive=sensitive, time_sensitivity_reason=reason,
-                       active_spans=(TimeSpan(0.0, 1.0, 0.0, self._seconds(1.0)),),
-                       latency_ms=clock.laps)
-        result = self._where(base, gaussians, probabilities, relevance, request.camera, clock)
+                                   'captions')
+        result = self._where(base, gaussians, torch.sigmoid(relevance[0]), asked.request.camera)
         if located is not None and result.ok:
             result = replace(result, score=located[1],
                              message=f'{result.message}, located by the state cache (match '
                                      f'{located[1]:.3f})')
-        if not sensitive or not result.ok:
-            return result
-        return self._when(result, self.temporal.state_of(said)[0], clock)
+        return result
 
-    def _temporal_encoding(self, text: str, encoded):
-        """Return the query's ``TextFeatures`` as the temporal layer routes and compares it."""
+    def _temporal_encoding(self, encoded: TextFeatures) -> TextFeatures:
+        """Return the queries' ``TextFeatures`` as the temporal layer routes and compares them."""
         if self.temporal is None:
             return encoded
         own = self.temporal_encoder
-        return self.temporal.encode_queries(own or self.encoder, [text], None if own else encoded)
+        return self.temporal.encode_queries(own or self._layer()[1], list(encoded.texts),
+                                            None if own else encoded)
 
-    def _route(self, mode: QueryMode, said) -> Tuple[bool, str]:
-        """Decide whether a query is time-sensitive, and say why (the deciding word too)."""
+    def _route(self, mode: QueryMode, evidence: Optional[Tuple[Tensor, Tensor]], text: str,
+               k: int) -> Tuple[bool, str]:
+        """
+        Decide whether query ``k`` is time-sensitive, and say why (the deciding word too).
+
+        :param evidence: the router's p(time-sensitive) [E] and deciding words [E] of the
+            queries (None: no temporal layer).
+        """
         if mode != QueryMode.AUTO:
             return mode == QueryMode.TIME_SENSITIVE, 'requested'
-        if self.temporal is None:
+        if evidence is None:
             return False, 'no temporal layer: answered time-agnostically'
-        p, index = self.temporal.router.evidence(said)
-        p = float(p[0])
+        p = float(evidence[0][k])
         kind = 'time-sensitive' if p >= 0.5 else 'time-agnostic'
-        word = (self.temporal_encoder or self.encoder).word_at(said.texts[0], int(index[0]))
-        evidence = f' (most time-sensitive word: {word!r})' if word else ''
-        return p >= 0.5, f'router: p(time-sensitive) = {p:.2f}{evidence}, so {kind}'
+        word = (self.temporal_encoder or self._layer()[1]).word_at(text, int(evidence[1][k]))
+        named = f' (most time-sensitive word: {word!r})' if word else ''
+        return p >= 0.5, f'router: p(time-sensitive) = {p:.2f}{named}, so {kind}'
 
-    def _when(self, result: QueryResult, state: Tensor, clock: '_Stopwatch') -> QueryResult:
+    def _when(self, temporal: TemporalLayer, result: QueryResult, state: Tensor) -> QueryResult:
         """Add the target's active spans for the query's state feature [D] (no rendering)."""
         target = result.target_instance_id
-        intervals = self.temporal.intervals(target, state.to(self.device))
-        clock.lap('when')
+        intervals = temporal.intervals(target, state.to(self.device))
         if intervals is None:
             return replace(result, status=QueryStatus.NO_STATE_CACHE, active_spans=(),
-                           latency_ms=clock.laps,
                            message=f'time-sensitive query: instance {target} has no state '
                                    'cache (no state captions were given for it)')
-        times = self.temporal.cache.frame_times.tolist()
+        times = temporal.cache.frame_times.tolist()
         spans = tuple(TimeSpan(times[a], times[b], self._seconds(times[a]),
                                self._seconds(times[b]), float(intervals.raw[a:b + 1].nanmean()))
                       for a, b in intervals.runs)
         answer = replace(result, frame_times=tuple(times),
                          frame_scores=tuple(intervals.scores.tolist()),
-                         span_threshold=intervals.threshold, latency_ms=clock.laps)
+                         span_threshold=intervals.threshold)
         gap = f'; {intervals.missing} of {len(times)} frames have no state' \
             if intervals.missing else ''
         if intervals.verdict == Verdict.NEVER:
@@ -365,64 +468,111 @@ class QueryEngine:
                                f'{intervals.verdict.value}{gap}')
 
     def _where(self, base: QueryResult, gaussians: Gaussians, probabilities: Tensor,
-               relevance: Tensor, camera: Optional[Camera], clock: '_Stopwatch') -> QueryResult:
+               camera: Optional[Camera]) -> QueryResult:
+        """Find the target of probabilities p [N]: its instance, extent and cloud (no render)."""
         score = float(probabilities.max())
         selected = probabilities >= MASK_THRESHOLD
         if score < self.threshold or not bool(selected.any()):
-            return replace(base, status=QueryStatus.NO_TARGET, score=score,
-                           active_spans=(),
+            return replace(base, status=QueryStatus.NO_TARGET, score=score, active_spans=(),
+                           camera=camera,
                            message=f'no target: best score {score:.3f} below the threshold '
                                    f'{max(self.threshold, MASK_THRESHOLD):.3f}')
         xyz = gaussians.means[selected]
         weights = gaussians.opacities[selected].clamp_min(1e-6)
         centroid = (xyz * weights[:, None]).sum(0) / weights.sum()
-        instance = majority_instance(self.field.assignment, selected)
-        result = replace(
-            base, status=QueryStatus.OK, score=score,
+        instance = majority_instance(self._layer()[0].assignment, selected)
+        return replace(
+            base, status=QueryStatus.OK, score=score, camera=camera,
             message=f'target instance {instance}, {int(selected.sum())} Gaussians',
             target_instance_id=instance,
             centroid=_triple(centroid), bbox_min=_triple(xyz.min(0).values),
             bbox_max=_triple(xyz.max(0).values), num_gaussians=int(selected.sum()),
             cloud=TargetCloud(xyz, gaussians.rgb[selected], probabilities[selected]))
-        if camera is None:
-            return result
-        mask = self._render_mask(gaussians, relevance, camera)
-        clock.lap('render')
-        return replace(result, mask=mask, camera=camera, latency_ms=clock.laps)
 
-    def render_mask(self, result: QueryResult, camera: Camera) -> Tensor:
+    def _render_answers(self, group: Dict[int, QueryResult], gaussians: Gaussians,
+                        relevance: Dict[int, Tensor], colour: bool,
+                        answers: Dict[int, QueryResult]) -> bool:
         """
-        Render the mask [H, W] bool of an answered query from another camera.
+        Render, once per camera, the masks of the answers with a target (and the colour).
 
-        The mask is at the query's scene time (a new camera pose re-renders the current
-        target); a time-sensitive answer's target is its instance's Gaussians.
+        Returns whether anything was rendered.
         """
-        if not result.ok:
-            return torch.zeros(camera.height, camera.width, dtype=torch.bool)
-        gaussians = self.scene.at(result.scene_time, self.device)
-        asked = (result.query, result.scene_time, result.time_sensitive)
-        if self._last_relevance is not None and self._last_relevance[:3] == asked:
-            relevance = self._last_relevance[3]
-        elif result.time_sensitive:
-            relevance = member_logits(self.field.assignment, result.target_instance_id)
-        else:
-            relevance = self._relevance(gaussians, self.encoder.encode([result.query]))
-        return self._render_mask(gaussians, relevance, camera)
+        rendered = False
+        with_camera = [(k, answer.camera) for k, answer in group.items()
+                       if answer.camera is not None]
+        for _, pairs in _grouped(with_camera, lambda pair: id(pair[1])):
+            camera = pairs[0][1]
+            members = [k for k, _ in pairs]
+            targets = [k for k in members if group[k].cloud is not None]  # a target found
+            if not targets and not colour:
+                continue
+            masks, image = self._render_views(gaussians, [relevance[k] for k in targets],
+                                              camera, colour)
+            for k in members:
+                mask = masks[targets.index(k)] if k in targets else None
+                answers[k] = replace(answers[k], mask=mask, image=image)
+            rendered = True
+        return rendered
 
-    def _relevance(self, gaussians: Gaussians, encoded) -> Tensor:
-        """Compute m [E, N] of the encoded expressions (words, mask, sentence) at ``gaussians``."""
-        with torch.no_grad():
-            return self.field(gaussians.means, encoded.words.to(self.device),
-                              encoded.word_mask.to(self.device),
-                              encoded.sentence.to(self.device)).relevance
+    @overload
+    def render_views(self, result: QueryResult, camera: Camera,
+                     colour: Literal[True] = True) -> Tuple[Tensor, Tensor]: ...
 
-    def _render_mask(self, gaussians: Gaussians, relevance: Tensor, camera: Camera) -> Tensor:
+    @overload
+    def render_views(self, result: QueryResult, camera: Camera,
+                     colour: bool) -> Tuple[Tensor, Optional[Tensor]]: ...
+
+    def render_views(self, result: QueryResult, camera: Camera,
+                     colour: bool = True) -> Tuple[Tensor, Optional[Tensor]]:
+        """
+        Render an answered query's mask [H, W] bool (and colour [H, W, 3]) from another camera.
+
+        One rasterisation, at the query's scene time (a new camera pose re-renders the current
+        target); a time-sensitive answer's target is its instance's Gaussians. A result without
+        a target gives an all-zero mask.
+        """
+        t = result.scene_time if math.isfinite(result.scene_time) else self.scene_time
+        gaussians = self.scene.at(t, self.device)
+        relevance: List[Tensor] = []
+        if result.cloud is not None:  # a target was found (OK, or the when part failed)
+            asked = (result.query, result.scene_time, result.time_sensitive)
+            if self._last_relevance is not None and self._last_relevance[:3] == asked:
+                relevance = [self._last_relevance[3]]
+            elif result.time_sensitive:
+                relevance = [member_logits(self._layer()[0].assignment,
+                                           result.target_instance_id)]
+            else:
+                relevance = [self._field_relevance(gaussians,
+                                                   self._layer()[1].encode([result.query]), [0])]
+        masks, image = self._render_views(gaussians, relevance, camera, colour)
+        mask = masks[0] if masks else torch.zeros(camera.height, camera.width, dtype=torch.bool)
+        return mask, image
+
+    def _render_views(self, gaussians: Gaussians, relevance: List[Tensor], camera: Camera,
+                      colour: bool) -> Tuple[List[Tensor], Optional[Tensor]]:
+        """
+        Masks [H, W] bool of relevances m [1, N] each, and the colour [H, W, 3] when asked.
+
+        One rasterisation: the view-dependent colour and sigmoid(m) stacked as channels over an
+        explicit background of 0 (an empty pixel is black and "not the target").
+        """
+        channels = [view_colours(gaussians, camera)] if colour else []
+        channels += [torch.sigmoid(m).T for m in relevance]  # [N, 1] each
         with torch.no_grad():
-            rendered = render_relevance(gaussians, camera, relevance)  # [H, W, 1]
-        return (rendered[..., 0] >= MASK_THRESHOLD).cpu()
+            image = render(frozen(gaussians), camera, torch.cat(channels, dim=1),
+                           background=0.0).image  # [H, W, 3 * colour + E]
+        first = 3 if colour else 0
+        masks = [(image[..., first + e] >= MASK_THRESHOLD).cpu() for e in range(len(relevance))]
+        return masks, (image[..., :3].clamp(0.0, 1.0) if colour else None)
 
     def _seconds(self, t: float) -> float:
         return t * self.duration_s if self.duration_s else math.nan
+
+    def _layer(self) -> Tuple[ReferringField, QueryEncoder]:
+        """Return the field and its encoder, which every query admitted for answering has."""
+        if self.field is None or self.encoder is None:  # _admit answers NO_SCENE before this
+            raise RuntimeError('this engine has no referring layer')
+        return self.field, self.encoder
 
 
 class _Stopwatch:
@@ -438,7 +588,8 @@ class _Stopwatch:
         self._last = now
 
 
-def _compile_own_encoders(encoders, device: torch.device) -> None:
+def _compile_own_encoders(encoders: Iterable[Optional[TextEncoder]],
+                          device: torch.device) -> None:
     """Compile the given text encoders for single queries, but the shared default MiniLM."""
     if device.type != 'cuda':
         log.warning('compile_text ignored on %s: CUDA graphs need a CUDA device', device)
@@ -448,18 +599,67 @@ def _compile_own_encoders(encoders, device: torch.device) -> None:
             encoder.compile_for_queries()
 
 
-def _mode(mode) -> Optional[QueryMode]:
+def resolve_device(device: str) -> torch.device:
+    """Return the device ``device`` names; 'auto' is CUDA when there is one, else the CPU."""
+    if device == 'auto':
+        return torch.device('cuda' if torch.cuda.is_available() else 'cpu')
+    return torch.device(device)
+
+
+def new_request_id() -> str:
+    """Make a request id for a query that came without one (12 hex digits)."""
+    return uuid.uuid4().hex[:12]
+
+
+def as_mode(mode: object) -> Optional[QueryMode]:
     """Return the QueryMode of ``mode`` (a QueryMode or its int value), None when it is none."""
+    value: Any = mode  # whatever it is: int() tells
     try:
-        return QueryMode(int(mode))
-    except (TypeError, ValueError):
+        return QueryMode(int(value))
+    except (TypeError, ValueError, OverflowError):  # None, 'x', 9, inf ...
         return None
 
 
-def _printable(text) -> str:
-    """Return the query as echoed in results: any input, as a bounded string."""
+def echoed_text(text: object) -> str:
+    """Return the query as echoed in results: any input, as a string of MAX_QUERY_CHARS at most."""
     shown = text if isinstance(text, str) else repr(text)
     return shown[:MAX_QUERY_CHARS]
+
+
+def refusal(request_id: str, text: object, status: QueryStatus, message: str,
+            mode: object = QueryMode.AUTO) -> QueryResult:
+    """
+    Make the result of a request answered without running it (INVALID, NOT_READY, DROPPED...).
+
+    Target fields are at their "none" values; the id is ``request_id`` (a new one when it is
+    empty), the text is echoed (``echoed_text``), the mode too if it is one (else AUTO, so that
+    the result still converts to a message).
+    """
+    known = as_mode(mode)
+    return QueryResult(request_id=request_id or new_request_id(), query=echoed_text(text),
+                       status=status, message=message,
+                       mode=QueryMode.AUTO if known is None else known)
+
+
+@dataclass(frozen=True)
+class _Asked:
+    """A request admitted for answering: its place in the batch and its result so far."""
+
+    index: int
+    request: QueryRequest
+    base: QueryResult  # normalised text and scene time set
+
+
+Item = TypeVar('Item')
+Key = TypeVar('Key', bound=Hashable)
+
+
+def _grouped(items: Iterable[Item], key: Callable[[Item], Key]) -> List[Tuple[Key, List[Item]]]:
+    """Group ``items`` by ``key``, groups and members in the order they first appear."""
+    groups: Dict[Key, List[Item]] = {}
+    for item in items:
+        groups.setdefault(key(item), []).append(item)
+    return list(groups.items())
 
 
 def _triple(values: Tensor) -> Tuple[float, float, float]:

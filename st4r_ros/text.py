@@ -52,7 +52,8 @@ import os
 from pathlib import Path
 import re
 import time
-from typing import Callable, Dict, List, Optional, Sequence, Tuple, Union
+from typing import (Any, Callable, Dict, List, Mapping, Optional, Protocol, Sequence, Tuple,
+                    TYPE_CHECKING, Union)
 import unicodedata
 
 from st4r_ros.errors import QueryError, TextEncoderError
@@ -60,7 +61,10 @@ import torch
 from torch import Tensor
 import torch.nn.functional as F
 
-PathLike = Union[str, os.PathLike]
+if TYPE_CHECKING:  # transformers is imported when an encoder is loaded, not with this module
+    from transformers import PretrainedConfig, PreTrainedModel, PreTrainedTokenizerBase
+
+PathLike = Union[str, os.PathLike[str]]
 
 log = logging.getLogger(__name__)
 
@@ -106,6 +110,8 @@ _HOW_TO_PROVIDE = (
 _PUNCTUATION = '.,;:!?"\'()[]{}'
 # A candidate: (name recorded as TextEncoder.name, where it was looked for, folder finder).
 _Candidate = Tuple[str, str, Callable[[], Path]]
+# One batch encoded: words [b, L, D], word_mask [b, L], sentence [b, D], truncation flags.
+_Batch = Tuple[Tensor, Tensor, Tensor, List[bool]]
 
 
 @dataclass(frozen=True)
@@ -125,6 +131,46 @@ class TextFeatures:
     sentence: Tensor
     truncated: Tuple[bool, ...]
     texts: Tuple[str, ...]
+
+
+class SentenceEncoder(Protocol):
+    """
+    Turns texts into :class:`TextFeatures`: what state caches and query routing need.
+
+    :class:`TextEncoder` is the package's; any object with these members serves (tests use
+    small stand-ins). :class:`NamedEncoder` and :class:`QueryEncoder` add what training and
+    the query engine need besides.
+    """
+
+    def encode(self, texts: Sequence[str], *, prompt: str = '') -> TextFeatures:
+        """Encode the texts, ``prompt`` in front of each (its tokens left out of the words)."""
+
+
+class NamedEncoder(SentenceEncoder, Protocol):
+    """A sentence encoder that layers can record (``EncoderSpec``) and be trained with."""
+
+    @property
+    def name(self) -> str:
+        """Return the hub id or folder that ``TextEncoder.named`` loads it again by."""
+
+    @property
+    def dim(self) -> int:
+        """Return the feature size D of the words and the sentence."""
+
+    @property
+    def dtype(self) -> str:
+        """Return its weights' type, a key of ``DTYPES``."""
+
+    @property
+    def prompts(self) -> Mapping[str, str]:
+        """Return its named prompts, e.g. for ``query`` and ``document``; may be empty."""
+
+
+class QueryEncoder(SentenceEncoder, Protocol):
+    """A sentence encoder the query engine can answer with: it names the routing's word."""
+
+    def word_at(self, text: str, index: int) -> Optional[str]:
+        """Return the word of ``text`` that holds its index-th word feature, if known."""
 
 
 def normalise_expression(text: str) -> str:
@@ -231,7 +277,8 @@ class TextEncoder:
         self._specials = self.tokenizer.num_special_tokens_to_add(pair=False) + (
             self._eos is not None)
         self.max_length = _max_length(self, max_length)
-        self._compiled = None  # the transformer under torch.compile, for single texts
+        # The transformer under torch.compile, for single texts.
+        self._compiled: Optional[Callable[..., Any]] = None
         self.shared = False
         log.info('text encoder %s from %s: dim %d, %d tokens, %s pooling, %s',
                  self.name, self.folder, self.dim, self.max_length, self.pooling, dtype)
@@ -306,10 +353,10 @@ class TextEncoder:
         """
         Replay the transformer as CUDA graphs for single texts (torch.compile 'reduce-overhead').
 
-        A 7B decoder's query drops from about 40 ms to 7 ms on an H200 (BENCHMARKS.md): eager
-        PyTorch spends its time launching kernels. Single texts are padded to a multiple of
-        COMPILE_BUCKET tokens and each padded length is compiled once: ``lengths`` now (tens of
-        seconds each for a 7B model), any longer one on first use. Batches stay eager.
+        Eager PyTorch spends a single query's time launching kernels, which a replayed graph
+        skips (BENCHMARKS.md has the figures). Single texts are padded to a multiple of
+        COMPILE_BUCKET tokens and each padded length is compiled once: ``lengths`` now (a long
+        wait for a large model), any longer one on first use. Batches stay eager.
 
         :return: seconds spent compiling.
         :raises TextEncoderError: the encoder is not on a CUDA device.
@@ -331,8 +378,7 @@ class TextEncoder:
     def _padded(self, length: int) -> int:
         return -(-length // COMPILE_BUCKET) * COMPILE_BUCKET
 
-    def _encode_batch(self, texts: Tuple[str, ...], prompt: str,
-                      prompt_tokens: int) -> Tuple[Tensor, Tensor, Tensor, List[bool]]:
+    def _encode_batch(self, texts: Tuple[str, ...], prompt: str, prompt_tokens: int) -> _Batch:
         """Encode b texts: words [b, L, D], word_mask [b, L], sentence [b, D], truncation flags."""
         truncated = self._check_lengths(texts, prompt_tokens)
         batch = self._tokenize([prompt + text for text in texts])
@@ -376,7 +422,8 @@ class TextEncoder:
         return batch
 
     def _token_ids(self, text: str) -> List[int]:
-        return self.tokenizer(text, add_special_tokens=False, verbose=False)['input_ids']
+        ids: List[int] = self.tokenizer(text, add_special_tokens=False, verbose=False)['input_ids']
+        return ids
 
     def _check_lengths(self, texts: Tuple[str, ...], prompt_tokens: int) -> List[bool]:
         """Per text, whether it exceeds max_length; warns for those and rejects token-less ones."""
@@ -425,7 +472,8 @@ def _candidates(model: Optional[PathLike]) -> List[_Candidate]:
     if model is None:
         return [packaged]
     folder = Path(model).expanduser().absolute()
-    found = [(str(folder.resolve()), f'folder {folder}', functools.partial(_existing, folder))]
+    found: List[_Candidate] = [(str(folder.resolve()), f'folder {folder}',
+                                functools.partial(_existing, folder))]
     text = os.fspath(model)
     if not isinstance(model, str) or not _HUB_ID.match(text) or folder.is_dir():
         return found
@@ -471,7 +519,8 @@ def _folder_problem(folder: Path) -> Optional[str]:
     return None
 
 
-def _load(name: str, folder: Path, device: torch.device, dtype: torch.dtype):
+def _load(name: str, folder: Path, device: torch.device,
+          dtype: torch.dtype) -> Tuple[PreTrainedTokenizerBase, PreTrainedModel]:
     """(tokenizer, model in eval mode, in ``dtype``, on ``device``) from a local folder."""
     from transformers import AutoModel, AutoTokenizer
 
@@ -485,7 +534,7 @@ def _load(name: str, folder: Path, device: torch.device, dtype: torch.dtype):
     return tokenizer, model
 
 
-def _read_json(path: Path):
+def _read_json(path: Path) -> Any:  # whatever the file holds
     try:
         return json.loads(path.read_text(encoding='utf-8'))
     except (OSError, ValueError) as exc:
@@ -521,7 +570,7 @@ def _prompts(folder: Path) -> Dict[str, str]:
     return dict(prompts)
 
 
-def _appended_eos(tokenizer, pooling: str, name: str) -> Optional[int]:
+def _appended_eos(tokenizer: PreTrainedTokenizerBase, pooling: str, name: str) -> Optional[int]:
     """
     Return the end-of-sequence id to append to every text, or None.
 
@@ -553,7 +602,8 @@ def _max_length(encoder: TextEncoder, wanted: Optional[int]) -> int:
     return wanted
 
 
-def _position_limit(tokenizer, config) -> Optional[int]:
+def _position_limit(tokenizer: PreTrainedTokenizerBase,
+                    config: PretrainedConfig) -> Optional[int]:
     """Longest input the model accepts at all, or None when neither side declares one."""
     limits = [n for n in (tokenizer.model_max_length,
                           getattr(config, 'max_position_embeddings', None))
@@ -564,7 +614,8 @@ def _position_limit(tokenizer, config) -> Optional[int]:
 def _trained_limit(folder: Path) -> Optional[int]:
     """sentence-transformers' max_seq_length (what the model was trained with), if declared."""
     path = folder / 'sentence_bert_config.json'
-    return _read_json(path).get('max_seq_length') if path.is_file() else None
+    limit: Optional[int] = _read_json(path).get('max_seq_length') if path.is_file() else None
+    return limit
 
 
 def _pack(hidden: Tensor, keep: Tensor) -> Tuple[Tensor, Tensor]:
@@ -594,7 +645,7 @@ def _pool(hidden: Tensor, keep: Tensor, mode: str) -> Tensor:
     return F.normalize(pooled, dim=-1)
 
 
-def _concat(parts, texts: Tuple[str, ...]) -> TextFeatures:
+def _concat(parts: Sequence[_Batch], texts: Tuple[str, ...]) -> TextFeatures:
     """Join per-batch results, zero-padding words to the longest text of all batches."""
     length = max(p[0].shape[1] for p in parts)
     return TextFeatures(

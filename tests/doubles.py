@@ -23,7 +23,7 @@ state cache over those one-number sentences. `SMALL` is the synthetic scene they
 import math
 from types import SimpleNamespace
 
-from st4r_ros.scene.synthetic import SyntheticConfig
+from st4r_ros.synthetic.scene import SyntheticConfig
 from st4r_ros.temporal import IntervalParams, Router, StateCache, TemporalLayer
 from st4r_ros.text import EncoderSpec, TextFeatures
 import torch

@@ -42,10 +42,11 @@ from st4r_ros.annotate.tracking import (assign_detections, compose_ids, mask_box
 from st4r_ros.annotate.views import frame_times, nearest_frames, open_input, read_views
 from st4r_ros.cli import main
 from st4r_ros.errors import AnnotationError
-from st4r_ros.field.train import train_field, TrainConfig
+from st4r_ros.field.train import TrainConfig
 from st4r_ros.scene.loading import load_scene
-from st4r_ros.scene.synthetic import SyntheticConfig, write_synthetic
 from st4r_ros.supervision.format import load_supervision
+from st4r_ros.synthetic.scene import SyntheticConfig, write_synthetic
+from st4r_ros.training import train_layers
 import torch
 
 REPO = Path(__file__).resolve().parents[1]
@@ -357,8 +358,8 @@ def test_annotate_writes_supervision_the_loader_reads(annotated):
 def test_st4r_train_consumes_the_annotation(annotated, tmp_path):
     root, _ = annotated
     config = TrainConfig(steps=2, checkpoint_every=2, captions_per_view=1, min_pixels=1)
-    result = train_field(load_scene(root / 'synth' / 'scene'), load_supervision(root / 'sup'),
-                         config, tmp_path / 'layer', progress=False)
+    result = train_layers(load_scene(root / 'synth' / 'scene'), load_supervision(root / 'sup'),
+                          config, tmp_path / 'layer', progress=False)
     assert result.layer_path is not None
     assert (tmp_path / 'layer' / 'temporal.json').is_file()  # from the state captions
 

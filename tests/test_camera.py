@@ -19,7 +19,7 @@ import math
 
 import pytest
 from st4r_ros.errors import CameraError
-from st4r_ros.render.camera import Camera
+from st4r_ros.render.camera import Camera, quat_xyzw_to_rotmat, rotmat_to_quat_xyzw
 import torch
 
 
@@ -50,6 +50,31 @@ def test_optical_and_body_poses_agree():
     # The optical frame of the same camera: rotation body->optical = (-0.5, 0.5, -0.5, 0.5) xyzw.
     optical = Camera.from_pose(K, 640, 480, (0.0, 0.0, 0.0), (-0.5, 0.5, -0.5, 0.5), optical=True)
     assert torch.allclose(optical.world_to_cam, body.world_to_cam, atol=1e-6)
+
+
+def random_quaternion(seed: int) -> tuple:
+    """Return a unit quaternion (x, y, z, w) drawn uniformly from the rotations."""
+    q = torch.randn(4, generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
+    return tuple(torch.nn.functional.normalize(q, dim=0).tolist())
+
+
+# Identity, 180 degrees about x, y and z (each branch of the extraction), a not quite unit one,
+# and random rotations.
+QUATERNIONS = [(0.0, 0.0, 0.0, 1.0), (1.0, 0.0, 0.0, 0.0), (0.0, 1.0, 0.0, 0.0),
+               (0.0, 0.0, 1.0, 0.0), (0.0, 0.7071, 0.0, -0.7071)]
+QUATERNIONS += [random_quaternion(seed) for seed in range(40)]
+
+
+@pytest.mark.parametrize('q', QUATERNIONS)
+def test_quaternion_and_rotation_matrix_round_trip(q):
+    rotation = quat_xyzw_to_rotmat(q)
+    back = rotmat_to_quat_xyzw(rotation)
+    assert sum(c * c for c in back) == pytest.approx(1.0, abs=1e-12)
+    unit = torch.nn.functional.normalize(torch.tensor(q, dtype=torch.float64), dim=0)
+    sign = 1.0 if float(torch.dot(unit, torch.tensor(back, dtype=torch.float64))) >= 0 else -1.0
+    assert torch.allclose(sign * torch.tensor(back, dtype=torch.float64), unit, atol=1e-12)
+    torch.testing.assert_close(quat_xyzw_to_rotmat(back), rotation, atol=1e-12, rtol=0)
+    assert rotmat_to_quat_xyzw(rotation.numpy()) == back  # arrays as tensors
 
 
 def test_pose_translation_is_the_camera_centre():

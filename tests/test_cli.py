@@ -97,7 +97,7 @@ def test_errors_exit_2_with_a_message(fourdgs_dir, tmp_path, capsys, argv, messa
 
 
 def test_train_passes_the_temporal_encoder_options(monkeypatch):
-    from st4r_ros.field import train
+    from st4r_ros import training
 
     seen = {}
 
@@ -105,7 +105,7 @@ def test_train_passes_the_temporal_encoder_options(monkeypatch):
         seen.update(options)
         return SimpleNamespace(layer_path='LAYER', threshold=0.5)
 
-    monkeypatch.setattr(train, 'train_main', fake_train_main)
+    monkeypatch.setattr(training, 'train_main', fake_train_main)
     assert main(['train', 'SCENE', 'SUP', '--device', 'cpu', '--temporal-text-model', 'e5',
                  '--temporal-text-dtype', 'bfloat16',
                  '--temporal-query-prompt', r'Instruct: find the moment\nQuery: ']) == 0

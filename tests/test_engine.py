@@ -28,11 +28,12 @@ from doubles import InstanceField, KeywordEncoder, SMALL, temporal_layer
 from hypothesis import given, HealthCheck, settings
 from hypothesis import strategies as st
 import pytest
+from st4r_ros import engine as engine_module
 from st4r_ros.engine import QueryEngine, QueryMode, QueryRequest, QueryStatus
 from st4r_ros.render.api import render
 from st4r_ros.render.camera import Camera
 from st4r_ros.scene.keyframes import KeyframedScene
-from st4r_ros.scene.synthetic import generate_synthetic
+from st4r_ros.synthetic.scene import generate_synthetic
 import torch
 
 
@@ -76,16 +77,62 @@ def test_ok_answer_has_target_cloud_box_and_mask(engine, synthetic):
     assert set(result.latency_ms) >= {'text', 'where', 'render', 'total'}
 
 
-def test_mask_follows_a_new_camera_without_rerunning_the_query(engine, synthetic):
+def test_views_follow_a_new_camera_from_one_rasterisation(engine, synthetic, monkeypatch):
     result = engine.query(QueryRequest('object 3', time=0.5))
-    calls = []
+    calls, renders = [], []
     encode = engine.encoder.encode
     engine.encoder.encode = lambda texts: calls.append(texts) or encode(texts)
+    rasterise = engine_module.render
+    monkeypatch.setattr(engine_module, 'render',
+                        lambda *args, **kw: renders.append(1) or rasterise(*args, **kw))
     other = synthetic.views[-1].camera
-    mask = engine.render_mask(result, other)
-    assert calls == []  # the cached relevance was reused
-    again = engine.query(QueryRequest('object 3', time=0.5, camera=other))
+    mask, image = engine.render_views(result, other)
+    assert calls == [] and len(renders) == 1  # the cached relevance; mask and colour at once
+    again = engine.query(QueryRequest('object 3', time=0.5, camera=other), colour=True)
     assert mask.dtype == torch.bool and torch.equal(mask, again.mask)
+    # The colour is the plain RGB render of the scene, composited in the same pass.
+    plain = rasterise(engine.scene.at(0.5), other).image
+    assert image.shape == (other.height, other.width, 3)
+    assert torch.allclose(image, plain.clamp(0, 1), atol=1e-5)
+    assert torch.allclose(again.image, image)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason='needs CUDA (gsplat renders there)')
+def test_one_rasterisation_on_cuda_gives_the_plain_render_and_the_mask(synthetic):
+    scene = KeyframedScene(synthetic.keyframes, duration_s=2.0)
+    ids = synthetic.keyframes[0][1].instance_ids
+    engine = QueryEngine(scene, InstanceField(ids), KeywordEncoder(), threshold=0.4,
+                         device='cuda', duration_s=2.0)
+    camera = camera_on(synthetic)
+    result = engine.query(QueryRequest('object 3', time=0.5, camera=camera), colour=True)
+    gaussians = scene.at(0.5, 'cuda')
+    plain = render(gaussians, camera).image.clamp(0, 1)
+    assert torch.allclose(result.image, plain, atol=1e-4)
+    one_hot = (gaussians.instance_ids == 3).float()[:, None]
+    expected = (render(gaussians, camera, one_hot).image[..., 0] >= 0.5).cpu()
+    assert (result.mask != expected).float().mean() < 1e-3  # pixels at exactly 0.5 may flip
+
+
+def test_a_batch_answers_each_request_as_alone(engine, synthetic):
+    camera = synthetic.views[0].camera
+    requests = [QueryRequest('object 3', time=0.5, camera=camera, request_id='a'),
+                QueryRequest('object 99', time=0.5, camera=camera, request_id='b'),
+                QueryRequest('', request_id='c'),
+                QueryRequest('object 2', time=0.0, camera=camera, request_id='d'),
+                QueryRequest('object 3', time=2.0, request_id='e')]
+    batch = engine.query_batch(requests, colour=True)
+    assert [r.request_id for r in batch] == ['a', 'b', 'c', 'd', 'e']
+    for request, answer in zip(requests, batch):
+        alone = engine.query(request, colour=True)
+        assert (answer.status, answer.target_instance_id, answer.message) == \
+            (alone.status, alone.target_instance_id, alone.message)
+        for got, expected in ((answer.mask, alone.mask), (answer.image, alone.image)):
+            assert (got is None) == (expected is None)
+            assert got is None or torch.allclose(got.float(), expected.float(), atol=1e-5)
+    assert [r.status for r in batch] == [QueryStatus.OK, QueryStatus.NO_TARGET,
+                                         QueryStatus.INVALID, QueryStatus.OK,
+                                         QueryStatus.INVALID]
+    assert batch[1].mask is None and batch[1].image is not None  # no target: colour only
 
 
 def test_no_target_reports_the_best_score(engine):
@@ -180,7 +227,7 @@ def test_engine_runs_the_real_field_and_encoder(synthetic):
     camera = camera_on(synthetic)
     result = engine.query(QueryRequest('the red cube left of the white sphere', camera=camera))
     assert result.status in (QueryStatus.OK, QueryStatus.NO_TARGET), result.message
-    assert engine.render_mask(result, camera).shape == (camera.height, camera.width)
+    assert engine.render_views(result, camera)[0].shape == (camera.height, camera.width)
 
 
 def test_time_sensitive_answers_spans_or_an_explicit_status(engine):
@@ -215,11 +262,11 @@ def test_the_state_cache_names_the_instance_of_a_time_sensitive_query(engine, sy
     assert result.score == pytest.approx(1.0) and len(result.active_spans) == 2
     members = engine.scene.at(0.5).instance_ids == 3
     assert result.num_gaussians == int(members.sum())
-    assert torch.equal(timed.render_mask(result, camera), result.mask)
+    assert torch.equal(timed.render_views(result, camera)[0], result.mask)
     agnostic = timed.query(QueryRequest('object 2', time=0.5, mode=QueryMode.TIME_AGNOSTIC))
     assert agnostic.target_instance_id == 2  # time-agnostic queries stay with the field
     # The same words at the same time asked the other way keep their own target's mask.
-    assert torch.equal(timed.render_mask(result, camera), result.mask)
+    assert torch.equal(timed.render_views(result, camera)[0], result.mask)
     below = QueryEngine(engine.scene, engine.field, engine.encoder, threshold=0.4,
                         temporal=temporal_layer(5.0, locate_floor=1.5))
     assert below.query(QueryRequest('object 2', mode=QueryMode.TIME_SENSITIVE)

@@ -24,11 +24,10 @@ from dataclasses import replace
 import json
 
 import pytest
-from st4r_ros.errors import QueryError
-from st4r_ros.evaluation.referring import (evaluate_referring, iou, print_report,
+from st4r_ros.engine import QueryEngine, QueryRequest, QueryStatus
+from st4r_ros.evaluation.referring import (evaluate_referring, iou, predicted_mask, print_report,
                                            training_benchmark)
 from st4r_ros.evaluation.runner import eval_main
-from st4r_ros.field.model import ground_expressions
 from st4r_ros.field.train import train_field
 from st4r_ros.supervision.format import Benchmark, Expression, load_benchmark, save_benchmark
 from test_training import FAST, HashEncoder, load_bundle, load_supervision, write_task
@@ -62,9 +61,13 @@ def test_iou():
     assert iou(a, b) == pytest.approx(4 / 12)
 
 
+def engine_of(scene, result, threshold: float = 0.0) -> QueryEngine:
+    return QueryEngine(scene, result.field, HashEncoder(), threshold)
+
+
 def test_report_counts_pairs_per_kind_and_is_json(trained, capsys):
     scene, _, result, bench, _ = trained
-    report = evaluate_referring(scene, result.field, HashEncoder(), bench)
+    report = evaluate_referring(engine_of(scene, result), bench)
     visible = {(e.id, v.name) for e in bench.expressions for v in bench.views
                if e.holds_at(v) and bool((v.load_mask() == e.instance_id).any())}
     assert report.pairs == len(visible)
@@ -78,26 +81,36 @@ def test_report_counts_pairs_per_kind_and_is_json(trained, capsys):
 
 def test_a_high_threshold_answers_no_target_everywhere(trained):
     scene, _, result, bench, _ = trained
-    report = evaluate_referring(scene, result.field, HashEncoder(), bench, threshold=1.01)
+    report = evaluate_referring(engine_of(scene, result, threshold=1.01), bench)
     assert report.no_target_pairs == report.pairs + report.empty_pairs
     assert report.miou == 0.0
 
 
+def test_the_scores_are_the_engine_answers(trained):
+    scene, _, result, bench, _ = trained
+    engine = engine_of(scene, result, result.threshold)
+    report = evaluate_referring(engine, bench)
+    view = next(v for v in bench.views if any(e.holds_at(v) for e in bench.expressions))
+    expression = next(e for e in bench.expressions if e.holds_at(view))
+    answer = engine.query(QueryRequest(expression.text, time=view.time, camera=view.camera))
+    truth = view.load_mask() == expression.instance_id
+    row = next(r for r in report.per_expression if r['id'] == expression.id)
+    if bool(truth.any()) and row['views'] == 1:
+        assert row['miou'] == pytest.approx(iou(predicted_mask(answer, truth.shape), truth))
+    assert report.threshold == pytest.approx(result.threshold)
+
+
 def test_bad_expressions_are_answered_not_crashed(trained):
     scene, _, result, _, _ = trained
-    means = scene.at(0.5).means
+    engine = engine_of(scene, result, result.threshold)
     for empty in ('', '   \n\t'):
-        with pytest.raises(QueryError):
-            ground_expressions(result.field, HashEncoder(), means, [empty])
-    long = 'the red ball ' * 20
-    nonsense = 'qq zzv wibble'
-    got = ground_expressions(result.field, HashEncoder(), means, [long, nonsense, 'the red ball'],
-                             threshold=result.threshold)
-    assert got[0].truncated and not got[1].truncated
-    assert all(0.0 <= g.best_score <= 1.0 for g in got)
-    assert got[2].best_score > got[1].best_score
-    assert got[1].no_target == (got[1].best_score < result.threshold)
-    assert got[2].relevance.shape == (len(means),)
+        assert engine.query(QueryRequest(empty)).status == QueryStatus.INVALID
+    long, nonsense = 'the red ball ' * 20, 'qq zzv wibble'
+    got = engine.query_batch([QueryRequest(text, time=0.5)
+                              for text in (long, nonsense, 'the red ball')])
+    assert all(0.0 <= g.score <= 1.0 for g in got)
+    assert got[2].score > got[1].score
+    assert (got[1].status == QueryStatus.NO_TARGET) == (got[1].score < result.threshold)
 
 
 def test_eval_main_reads_the_layer_of_the_bundle(trained, capsys):

@@ -29,7 +29,7 @@ from PIL import Image
 import pytest
 from st4r_ros.errors import QueryError, SceneFormatError
 from st4r_ros.field.instances import assign_instances
-from st4r_ros.field.layer import (default_layer_dir, LAYER_FILE, LAYER_NAME, load_referring_layer,
+from st4r_ros.field.layer import (LAYER_FILE, LAYER_NAME, load_referring_layer,
                                   save_referring_layer)
 from st4r_ros.field.losses import (compactness_loss, contrastive_loss, distinctiveness_loss,
                                    instance_loss, LossWeights, referring_bce, tau_at, top_tau_mean)
@@ -38,7 +38,8 @@ from st4r_ros.field.model import (BlendWeights, FieldConfig, FieldOutput, instan
 from st4r_ros.render.api import render
 from st4r_ros.render.camera import Camera
 from st4r_ros.scene.bundle import load_bundle, read_manifest
-from st4r_ros.scene.synthetic import SyntheticConfig, write_synthetic
+from st4r_ros.scene.layers import default_layer_dir
+from st4r_ros.synthetic.scene import SyntheticConfig, write_synthetic
 import torch
 
 N, D, L = 50, 24, 6

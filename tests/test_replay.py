@@ -36,30 +36,31 @@ import pytest
 from rich.console import Console
 from rosbags.rosbag2 import Reader, StoragePlugin, Writer
 from st4r_ros.errors import St4rError
-from st4r_ros.ros import conversions as conv
+from st4r_ros.ros.clock import stamp_from_ns
+from st4r_ros.ros.messages import CAMERA_INFO, make, RosbagsTypes
 from st4r_ros.ros.replay import (add_replay_arguments, OUTPUTS, replay, replay_main, ReplayOptions,
                                  resolve)
 from st4r_ros.ros.typestore import ros_typestore
 from st4r_ros.scene.bundle import save_bundle
-from st4r_ros.scene.synthetic import generate_synthetic
+from st4r_ros.synthetic.scene import generate_synthetic
 from test_ros_conversions import camera_msgs, double_engine, scene_camera
 import yaml
 
 T0 = 1_700_000_000 * 10**9  # bag start, ns
 MS = 10**6
 STORE = ros_typestore('jazzy')
-TYPES = conv.RosbagsTypes(STORE)
+TYPES = RosbagsTypes(STORE)
 STRING = 'std_msgs/msg/String'
 POSE = 'geometry_msgs/msg/PoseStamped'
 UNKNOWN = 'my_pkg/msg/Thing'
 
 
 def stamp(ns: int):
-    return conv.stamp_from_ns(TYPES, ns)
+    return stamp_from_ns(TYPES, ns)
 
 
 def command(text: str):
-    return conv.make(TYPES, STRING, data=text)
+    return make(TYPES, STRING, data=text)
 
 
 def camera_pair(stamp_ns: int, scene_frame: str = 'map'):
@@ -104,7 +105,7 @@ POSE1, INFO = camera_pair(S1)
 POSE2, _ = camera_pair(S2)
 POSE_ODOM, _ = camera_pair(S2, scene_frame='odom')
 SCENARIO = [
-    ('/camera/camera_info', conv.CAMERA_INFO, T0, INFO),
+    ('/camera/camera_info', CAMERA_INFO, T0, INFO),
     ('/command', STRING, T0 + 50 * MS, command('object 3')),  # no camera yet
     ('/camera/pose', POSE, T0 + 100 * MS, POSE1),  # re-renders the OK target
     ('/command', STRING, T0 + 200 * MS, command('object 99')),  # NO_TARGET, zero mask
@@ -237,7 +238,7 @@ def test_sqlite3_output_for_humble_reads_back_with_version_8(tmp_path, engine):
 def test_scene_time_can_follow_the_bag_clock(tmp_path, engine):
     # The double engine's scene lasts 2 s: commands at 0.5 s, 1 s and 3 s (clamped to the end).
     bag = write_bag(tmp_path / 'in', [
-        ('/camera/camera_info', conv.CAMERA_INFO, T0, INFO),
+        ('/camera/camera_info', CAMERA_INFO, T0, INFO),
         ('/command', STRING, T0 + 500 * MS, command('object 3')),
         ('/command', STRING, T0 + 1000 * MS, command('object 3')),
         ('/command', STRING, T0 + 3000 * MS, command('object 3')),

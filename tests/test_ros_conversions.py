@@ -15,6 +15,10 @@
 """
 The conversion layer of the ROS face, in both worlds it serves.
 
+The modules of st4r_ros/ros/ that turn messages into requests and answers into messages:
+messages.py (either world's classes), outputs.py, cameras.py, commands.py (with the engine's
+refusals) and clock.py.
+
 rosbags world: every message is built from the typestore of msg/ and srv/ for Jazzy and Humble
 and must survive CDR. rclpy world (no ROS here): an "rclpy-like" set of classes generated from
 the same definitions, with rclpy's setter rules (Python scalars; array.array or a Sequence for
@@ -39,15 +43,18 @@ from hypothesis import event, given, HealthCheck, settings
 from hypothesis import strategies as st
 import numpy as np
 import pytest
-from st4r_ros.engine import (QueryEngine, QueryMode, QueryRequest, QueryResult, QueryStatus,
-                             TargetCloud)
+from st4r_ros.engine import (MAX_QUERY_CHARS, QueryEngine, QueryMode, QueryRequest, QueryResult,
+                             QueryStatus, refusal, TargetCloud)
 from st4r_ros.errors import CameraError, St4rError, TimeRangeError
 from st4r_ros.render.camera import Camera
-from st4r_ros.ros import conversions as conv
+from st4r_ros.render.images import tint
+from st4r_ros.ros import cameras, clock, commands, outputs
 from st4r_ros.ros import typestore as typestore_module
+from st4r_ros.ros.messages import (CAMERA_INFO, IMAGE, make, MARKER, MARKER_ARRAY, POINT_CLOUD2,
+                                   POINT_FIELD, RclpyTypes, RESULT, RosbagsTypes, TIME)
 from st4r_ros.ros.typestore import interface_types, ros_typestore
 from st4r_ros.scene.keyframes import KeyframedScene
-from st4r_ros.scene.synthetic import generate_synthetic
+from st4r_ros.synthetic.scene import generate_synthetic
 import torch
 
 
@@ -85,37 +92,11 @@ def scene_camera(width: int = 48, height: int = 36) -> Camera:
     return Camera(K=k, world_to_cam=view.world_to_cam, width=width, height=height)
 
 
-def quaternion_xyzw(rotation: np.ndarray) -> tuple:
-    """Return the unit quaternion (x, y, z, w) of a rotation matrix [3, 3] (Shepperd's method)."""
-    m = rotation
-    trace = m[0, 0] + m[1, 1] + m[2, 2]
-    if trace > 0:
-        s = 2 * math.sqrt(1 + trace)
-        q = ((m[2, 1] - m[1, 2]) / s, (m[0, 2] - m[2, 0]) / s, (m[1, 0] - m[0, 1]) / s, s / 4)
-    else:
-        i = int(np.argmax(np.diag(m)))
-        j, k = (i + 1) % 3, (i + 2) % 3
-        s = 2 * math.sqrt(1 + m[i, i] - m[j, j] - m[k, k])
-        q = [0.0] * 4
-        q[i], q[j], q[k] = s / 4, (m[j, i] + m[i, j]) / s, (m[k, i] + m[i, k]) / s
-        q[3] = (m[k, j] - m[j, k]) / s
-    return tuple(float(v) for v in q)
-
-
 def camera_msgs(types, camera: Camera, stamp, scene_frame: str = 'map',
                 optical_frame: str = 'camera_optical'):
     """(PoseStamped, CameraInfo) of ``camera``: its optical frame's pose in the scene frame."""
-    cam_to_world = camera.cam_to_world.double().numpy()
-    x, y, z = (float(v) for v in cam_to_world[:3, 3])
-    qx, qy, qz, qw = quaternion_xyzw(cam_to_world[:3, :3])
-    pose = conv.make(
-        types, 'geometry_msgs/msg/PoseStamped',
-        header=conv.make(types, conv.HEADER, stamp=stamp, frame_id=scene_frame),
-        pose=conv.make(types, 'geometry_msgs/msg/Pose',
-                       position=conv.make(types, 'geometry_msgs/msg/Point', x=x, y=y, z=z),
-                       orientation=conv.make(types, 'geometry_msgs/msg/Quaternion',
-                                             x=qx, y=qy, z=qz, w=qw)))
-    return pose, conv.camera_to_camera_info(types, camera, stamp, optical_frame)
+    return (cameras.camera_to_pose(types, camera, stamp, scene_frame),
+            outputs.camera_to_camera_info(types, camera, stamp, optical_frame))
 
 
 def roundtrip(store, msg, msgtype: str):
@@ -132,12 +113,12 @@ def store(request):
 
 @pytest.fixture(scope='module')
 def types(store):
-    return conv.RosbagsTypes(store)
+    return RosbagsTypes(store)
 
 
 @pytest.fixture(scope='module')
 def stamp(types):
-    return conv.stamp_from_ns(types, 1_732_180_000_123_456_789)
+    return clock.stamp_from_ns(types, 1_732_180_000_123_456_789)
 
 
 @pytest.fixture(scope='module')
@@ -192,12 +173,12 @@ def test_typestore_refuses_a_service_without_separator(tmp_path):
         interface_types(tmp_path)
 
 
-# ----- results -----
+# ----- outputs.py: results -----
 
 def test_ok_result_converts_and_survives_cdr(store, types, stamp, engine):
     result = ok_result(engine)
-    msg = roundtrip(store, conv.result_to_msg(types, result, stamp, 'map'), conv.RESULT)
-    cls = types[conv.RESULT]
+    msg = roundtrip(store, outputs.result_to_msg(types, result, stamp, 'map'), RESULT)
+    cls = types[RESULT]
     assert (msg.header.stamp.sec, msg.header.stamp.nanosec) == (1_732_180_000, 123_456_789)
     assert msg.header.frame_id == 'map' and msg.request_id == 'r-1'
     assert msg.status == cls.STATUS_OK and msg.mode == cls.MODE_AUTO
@@ -215,10 +196,10 @@ def test_ok_result_converts_and_survives_cdr(store, types, stamp, engine):
 
 @pytest.mark.parametrize('status', [s for s in QueryStatus if s != QueryStatus.OK])
 def test_results_without_target_keep_the_none_values(store, types, stamp, status):
-    result = conv.refusal('r-2', 'the red cube', status, 'why', QueryMode.TIME_SENSITIVE)
-    msg = roundtrip(store, conv.result_to_msg(types, result, stamp, 'map'), conv.RESULT)
+    result = refusal('r-2', 'the red cube', status, 'why', QueryMode.TIME_SENSITIVE)
+    msg = roundtrip(store, outputs.result_to_msg(types, result, stamp, 'map'), RESULT)
     assert msg.status == int(status) and msg.status_message == 'why'
-    assert msg.mode == types[conv.RESULT].MODE_TIME_SENSITIVE
+    assert msg.mode == types[RESULT].MODE_TIME_SENSITIVE
     assert msg.target_instance_id == -1 and msg.num_gaussians == 0
     none_values = (msg.score, msg.centroid.x, msg.bbox_max.z, msg.scene_time,
                    msg.latency_total_ms)
@@ -227,35 +208,35 @@ def test_results_without_target_keep_the_none_values(store, types, stamp, status
 
 
 def test_strings_are_made_safe_for_every_ros_client(store, types, stamp):
-    result = conv.refusal('id\x00', 'a\ud800b\x00c', QueryStatus.INVALID, 'bad \udcff')
-    msg = roundtrip(store, conv.result_to_msg(types, result, stamp, 'map'), conv.RESULT)
+    result = refusal('id\x00', 'a\ud800b\x00c', QueryStatus.INVALID, 'bad \udcff')
+    msg = roundtrip(store, outputs.result_to_msg(types, result, stamp, 'map'), RESULT)
     assert msg.query == 'a?b\ufffdc' and msg.request_id == 'id\ufffd'
     assert msg.status_message == 'bad ?'
 
 
-# ----- images and camera infos -----
+# ----- outputs.py: images and camera infos -----
 
 def test_mask_is_mono8_255_on_the_target(store, types, stamp):
     mask = torch.zeros(3, 5, dtype=torch.bool)
     mask[1, 2:4] = True
-    msg = roundtrip(store, conv.mask_to_image(types, mask, stamp, 'cam'), conv.IMAGE)
+    msg = roundtrip(store, outputs.mask_to_image(types, mask, stamp, 'cam'), IMAGE)
     assert (msg.height, msg.width, msg.step, msg.encoding) == (3, 5, 5, 'mono8')
     assert msg.is_bigendian == 0 and msg.header.frame_id == 'cam'
     expected = np.zeros((3, 5), np.uint8)
     expected[1, 2:4] = 255
     np.testing.assert_array_equal(msg.data.reshape(3, 5), expected)
     with pytest.raises(ValueError, match='H, W'):
-        conv.mask_to_image(types, torch.zeros(2, 2, 2), stamp, 'cam')
+        outputs.mask_to_image(types, torch.zeros(2, 2, 2), stamp, 'cam')
 
 
 def test_overlay_is_bgr8_with_the_target_tinted_red(store, types, stamp):
     rgb = torch.full((2, 3, 3), 0.5)
     rgb[..., 1] = 0.2  # a green channel distinct from the others
     mask = torch.tensor([[True, False, False], [False, False, True]])
-    tinted = conv.tint(rgb, mask)
+    tinted = tint(rgb, mask)
     assert torch.equal(tinted[~mask], rgb[~mask])
     assert torch.allclose(tinted[mask], torch.tensor([0.75, 0.1, 0.25]).expand(2, 3))
-    msg = roundtrip(store, conv.overlay_to_image(types, rgb, mask, stamp, 'cam'), conv.IMAGE)
+    msg = roundtrip(store, outputs.overlay_to_image(types, rgb, mask, stamp, 'cam'), IMAGE)
     assert (msg.height, msg.width, msg.step, msg.encoding) == (2, 3, 9, 'bgr8')
     pixels = msg.data.reshape(2, 3, 3)
     np.testing.assert_array_equal(pixels[0, 0], [64, 26, 191])  # B, G, R of the tint
@@ -263,22 +244,22 @@ def test_overlay_is_bgr8_with_the_target_tinted_red(store, types, stamp):
 
 
 def test_camera_info_and_back_give_the_same_camera(store, types, stamp, camera):
-    info = roundtrip(store, conv.camera_to_camera_info(types, camera, stamp, 'cam'),
-                     conv.CAMERA_INFO)
+    info = roundtrip(store, outputs.camera_to_camera_info(types, camera, stamp, 'cam'),
+                     CAMERA_INFO)
     assert (info.width, info.height, info.distortion_model) == (48, 36, 'plumb_bob')
     np.testing.assert_allclose(info.k.reshape(3, 3), camera.K.double().numpy(), rtol=1e-6)
     np.testing.assert_allclose(info.p.reshape(3, 4)[:, :3], info.k.reshape(3, 3))
     np.testing.assert_array_equal(info.r.reshape(3, 3), np.eye(3))
     assert not info.d.any() and len(info.d) == 5
     pose, _ = camera_msgs(types, camera, stamp)
-    back = conv.camera_from_msgs(roundtrip(store, pose, 'geometry_msgs/msg/PoseStamped'), info,
-                                 scene_frame='map')
+    pose = roundtrip(store, pose, 'geometry_msgs/msg/PoseStamped')
+    back = cameras.camera_from_msgs(pose, info, scene_frame='map')
     assert (back.width, back.height) == (camera.width, camera.height)
     torch.testing.assert_close(back.K, camera.K)
     torch.testing.assert_close(back.world_to_cam, camera.world_to_cam, atol=1e-5, rtol=0)
 
 
-# ----- cloud and markers -----
+# ----- outputs.py: cloud and markers -----
 
 def decode_cloud(msg) -> np.ndarray:
     """Decode the points of a PointCloud2 as a structured array, read through its own fields."""
@@ -291,10 +272,10 @@ def decode_cloud(msg) -> np.ndarray:
 
 def test_target_cloud_has_xyz_rgb_score(store, types, stamp, engine):
     result = ok_result(engine)
-    msg = roundtrip(store, conv.cloud_to_pointcloud2(types, result.cloud, stamp, 'map'),
-                    conv.POINT_CLOUD2)
+    msg = roundtrip(store, outputs.cloud_to_pointcloud2(types, result.cloud, stamp, 'map'),
+                    POINT_CLOUD2)
     assert [f.name for f in msg.fields] == ['x', 'y', 'z', 'rgb', 'score']
-    assert {f.datatype for f in msg.fields} == {types[conv.POINT_FIELD].FLOAT32}
+    assert {f.datatype for f in msg.fields} == {types[POINT_FIELD].FLOAT32}
     assert (msg.height, msg.width, msg.point_step) == (1, result.num_gaussians, 20)
     assert msg.row_step == 20 * msg.width and msg.is_dense and not msg.is_bigendian
     points = decode_cloud(msg)
@@ -309,46 +290,46 @@ def test_target_cloud_has_xyz_rgb_score(store, types, stamp, engine):
 
 
 def test_no_target_gives_an_empty_cloud(store, types, stamp):
-    msg = roundtrip(store, conv.cloud_to_pointcloud2(types, None, stamp, 'map'),
-                    conv.POINT_CLOUD2)
+    msg = roundtrip(store, outputs.cloud_to_pointcloud2(types, None, stamp, 'map'),
+                    POINT_CLOUD2)
     assert (msg.width, msg.height, len(msg.data), msg.row_step) == (0, 1, 0, 0)
     assert len(msg.fields) == 5 and msg.is_dense
     cloud = TargetCloud(torch.tensor([[0.0, math.nan, 1.0]]), torch.zeros(1, 3), torch.ones(1))
-    assert not conv.cloud_to_pointcloud2(types, cloud, stamp, 'map').is_dense
+    assert not outputs.cloud_to_pointcloud2(types, cloud, stamp, 'map').is_dense
 
 
 def test_markers_clear_then_box_and_label_the_target(store, types, stamp, engine):
-    cls = types[conv.MARKER]
+    cls = types[MARKER]
     result = ok_result(engine)
-    msg = roundtrip(store, conv.result_markers(types, result, stamp, 'map'), conv.MARKER_ARRAY)
+    msg = roundtrip(store, outputs.result_markers(types, result, stamp, 'map'), MARKER_ARRAY)
     clear, box, label = msg.markers
-    assert clear.action == cls.DELETEALL and clear.ns == box.ns == label.ns == conv.MARKER_NS
+    assert clear.action == cls.DELETEALL and clear.ns == box.ns == label.ns == outputs.MARKER_NS
     assert (box.type, box.action, label.type) == (cls.CUBE, cls.ADD, cls.TEXT_VIEW_FACING)
     low, high = np.array(result.bbox_min), np.array(result.bbox_max)
     position = box.pose.position
     np.testing.assert_allclose([position.x, position.y, position.z], (low + high) / 2)
     np.testing.assert_allclose([box.scale.x, box.scale.y, box.scale.z],
-                               np.maximum(high - low, conv.MIN_BOX_SIZE))
+                               np.maximum(high - low, outputs.MIN_BOX_SIZE))
     assert box.pose.orientation.w == 1.0 and 0 < box.color.a < 1
     assert label.text == 'object 3 (1.00)' and label.pose.position.z > position.z
     assert {m.header.frame_id for m in msg.markers} == {'map'}
 
 
 def test_markers_of_an_answer_without_target_only_clear(types, stamp):
-    cls = types[conv.MARKER]
-    result = conv.refusal('r', 'object 99', QueryStatus.NO_TARGET, 'no target')
-    markers = conv.result_markers(types, result, stamp, 'map').markers
+    cls = types[MARKER]
+    result = refusal('r', 'object 99', QueryStatus.NO_TARGET, 'no target')
+    markers = outputs.result_markers(types, result, stamp, 'map').markers
     assert [m.action for m in markers] == [cls.DELETEALL]
 
 
 def test_a_single_gaussian_box_is_not_flat(types, stamp):
     result = QueryResult('r', 'dot', QueryStatus.OK, 'ok', score=0.9, bbox_min=(1, 2, 3),
                          bbox_max=(1, 2, 3), centroid=(1, 2, 3), num_gaussians=1)
-    box = conv.result_markers(types, result, stamp, 'map').markers[1]
-    assert min(box.scale.x, box.scale.y, box.scale.z) == conv.MIN_BOX_SIZE
+    box = outputs.result_markers(types, result, stamp, 'map').markers[1]
+    assert min(box.scale.x, box.scale.y, box.scale.z) == outputs.MIN_BOX_SIZE
 
 
-# ----- cameras from messages -----
+# ----- cameras.py: cameras from messages -----
 
 def _with(msg, **changes):
     """Make a shallow copy of a rosbags message with fields replaced (nested: 'a.b')."""
@@ -394,25 +375,25 @@ def test_bad_cameras_are_refused_with_the_field_named(types, stamp, camera, chan
         head, _, rest = key.partition('.')
         msgs[head] = _with(msgs[head], **{rest: value})
     with pytest.raises(CameraError, match=words):
-        conv.camera_from_msgs(msgs['pose'], msgs['info'], scene_frame='map')
+        cameras.camera_from_msgs(msgs['pose'], msgs['info'], scene_frame='map')
 
 
 def test_nearly_unit_quaternions_are_normalised_and_empty_frames_accepted(types, stamp, camera):
     pose, info = camera_msgs(types, camera, stamp, scene_frame='')
     q = pose.pose.orientation
     scaled = _with(pose, **{f'pose.orientation.{c}': getattr(q, c) * 1.004 for c in 'xyzw'})
-    back = conv.camera_from_msgs(scaled, info, scene_frame='map')
+    back = cameras.camera_from_msgs(scaled, info, scene_frame='map')
     torch.testing.assert_close(back.world_to_cam, camera.world_to_cam, atol=1e-5, rtol=0)
 
 
-# ----- requests -----
+# ----- commands.py and engine.refusal: requests or their refusals -----
 
 def service_request(types, **fields):
-    return conv.make(types, 'st4r_ros/msg/Query_Request', **fields)
+    return make(types, 'st4r_ros/msg/Query_Request', **fields)
 
 
 def test_a_default_service_request_is_an_auto_query_now_without_camera(types):
-    request = conv.request_from_service(service_request(types, query='object 3'), None)
+    request = commands.request_from_service(service_request(types, query='object 3'), None)
     assert isinstance(request, QueryRequest)
     assert (request.text, request.mode, request.time, request.camera) == (
         'object 3', QueryMode.AUTO, None, None)
@@ -424,13 +405,13 @@ def test_service_request_with_time_and_cameras(types, stamp, camera):
     explicit = service_request(types, request_id='q1', query='object 3', mode=2,
                                use_scene_time=True, scene_time=0.25, camera_pose=pose,
                                camera_info=info)
-    request = conv.request_from_service(explicit, None, scene_frame='map')
+    request = commands.request_from_service(explicit, None, scene_frame='map')
     assert (request.request_id, request.mode, request.time) == ('q1', QueryMode.TIME_SENSITIVE,
                                                                 0.25)
     torch.testing.assert_close(request.camera.world_to_cam, camera.world_to_cam, atol=1e-5,
                                rtol=0)
     latest = service_request(types, query='object 3', use_latest_camera=True)
-    assert conv.request_from_service(latest, camera).camera is camera
+    assert commands.request_from_service(latest, camera).camera is camera
 
 
 @pytest.mark.parametrize('fields, status, words', [
@@ -444,36 +425,48 @@ def test_service_request_with_time_and_cameras(types, stamp, camera):
 def test_service_requests_refused_at_once(types, fields, status, words):
     msg = service_request(types, request_id='bad', query='object 3')
     msg = _with(msg, **fields)
-    result = conv.request_from_service(msg, None)
+    result = commands.request_from_service(msg, None)
     assert isinstance(result, QueryResult)
     assert (result.status, result.request_id, result.query) == (status, 'bad', 'object 3')
     assert words in result.message and result.target_instance_id == -1
 
 
 def test_string_commands_use_the_latest_camera(camera):
-    request = conv.request_from_string('object 3', camera, request_id='c1')
+    request = commands.request_from_string('object 3', camera, request_id='c1')
     assert (request.text, request.mode, request.camera, request.request_id) == (
         'object 3', QueryMode.AUTO, camera, 'c1')
-    assert conv.request_from_string('x').request_id != conv.request_from_string('x').request_id
+    ids = {commands.request_from_string('x').request_id for _ in range(2)}
+    assert len(ids) == 2
 
 
-# ----- scene time from stamps -----
+def test_refusals_echo_a_bounded_text_a_known_mode_and_an_id():
+    long = refusal('', 'x' * (MAX_QUERY_CHARS + 5), QueryStatus.DROPPED, 'full', 9)
+    assert (len(long.query), long.mode, len(long.request_id)) == (
+        MAX_QUERY_CHARS, QueryMode.AUTO, 12)
+    odd = refusal('r', None, QueryStatus.INVALID, 'bad', QueryMode.TIME_SENSITIVE)
+    assert (odd.request_id, odd.query, odd.mode) == ('r', 'None', QueryMode.TIME_SENSITIVE)
+    assert (odd.target_instance_id, odd.num_gaussians, odd.cloud) == (-1, 0, None)
+    assert {refusal('r', 'x', QueryStatus.INVALID, 'bad', mode).mode
+            for mode in (None, 'two', math.inf, -1)} == {QueryMode.AUTO}
+
+
+# ----- clock.py: scene time from stamps -----
 
 def _time(types, seconds: float):
-    return conv.stamp_from_ns(types, round(seconds * 1e9))
+    return clock.stamp_from_ns(types, round(seconds * 1e9))
 
 
 def test_stamps_in_range_map_linearly(types):
     start = _time(types, 1000.0)
-    mapped = conv.scene_time_from_stamp(_time(types, 1001.0), start, 4.0)
+    mapped = clock.scene_time_from_stamp(_time(types, 1001.0), start, 4.0)
     assert (mapped.time, mapped.offset_s, mapped.clamped) == (0.25, 1.0, False)
-    assert conv.scene_time_from_stamp(start, start, 4.0).time == 0.0
-    assert conv.scene_time_from_stamp(_time(types, 1004.0), start, 4.0).time == 1.0
+    assert clock.scene_time_from_stamp(start, start, 4.0).time == 0.0
+    assert clock.scene_time_from_stamp(_time(types, 1004.0), start, 4.0).time == 1.0
 
 
 def test_stamps_out_of_order_simply_go_back_in_scene_time(types):
     start = _time(types, 1000.0)
-    times = [conv.scene_time_from_stamp(_time(types, 1000.0 + s), start, 4.0).time
+    times = [clock.scene_time_from_stamp(_time(types, 1000.0 + s), start, 4.0).time
              for s in (3.0, 1.0, 2.0)]
     assert times == [0.75, 0.25, 0.5]
 
@@ -483,27 +476,27 @@ def test_stamps_outside_the_scene_are_clamped_and_flagged_or_refused(types, offs
                                                                      clamped_to):
     start = _time(types, 2e9)
     stamp = _time(types, 2e9 + offset_s)
-    mapped = conv.scene_time_from_stamp(stamp, start, 4.0, 'clamp')
+    mapped = clock.scene_time_from_stamp(stamp, start, 4.0, 'clamp')
     assert (mapped.time, mapped.clamped, mapped.offset_s) == (clamped_to, True, offset_s)
     with pytest.raises(TimeRangeError, match='outside'):
-        conv.scene_time_from_stamp(stamp, start, 4.0, conv.StampPolicy.REFUSE)
+        clock.scene_time_from_stamp(stamp, start, 4.0, clock.StampPolicy.REFUSE)
 
 
 @pytest.mark.parametrize('duration', [None, 0.0, -1.0, math.nan, math.inf])
 def test_no_duration_no_scene_time_from_stamps(types, duration):
     with pytest.raises(TimeRangeError, match='duration'):
-        conv.scene_time_from_stamp(_time(types, 1.0), _time(types, 0.0), duration)
+        clock.scene_time_from_stamp(_time(types, 1.0), _time(types, 0.0), duration)
 
 
 def test_bad_nanoseconds_and_unknown_policies(types):
-    bad = conv.make(types, conv.TIME, sec=1, nanosec=2_000_000_000)
+    bad = make(types, TIME, sec=1, nanosec=2_000_000_000)
     with pytest.raises(TimeRangeError, match='nanosec'):
-        conv.scene_time_from_stamp(bad, _time(types, 0.0), 4.0)
+        clock.scene_time_from_stamp(bad, _time(types, 0.0), 4.0)
     with pytest.raises(ValueError):
-        conv.scene_time_from_stamp(_time(types, 1.0), _time(types, 0.0), 4.0, 'loop')
+        clock.scene_time_from_stamp(_time(types, 1.0), _time(types, 0.0), 4.0, 'loop')
 
 
-# ----- the rclpy world -----
+# ----- messages.py: the rclpy world -----
 
 PY_SCALARS = {'string': str, 'bool': bool, 'float32': float, 'float64': float}  # else int
 TYPECODES = {'uint8': 'B', 'int8': 'b', 'float32': 'f', 'float64': 'd', 'int32': 'i',
@@ -570,26 +563,26 @@ def rclpy_types(store, monkeypatch):
         module = pytypes.ModuleType(f'{package}.msg')
         module.__getattr__ = lambda cls, package=package: world[f'{package}/msg/{cls}']
         monkeypatch.setitem(sys.modules, f'{package}.msg', module)
-    return conv.RclpyTypes()
+    return RclpyTypes()
 
 
 def test_converters_give_rclpy_what_its_setters_accept(rclpy_types, engine, camera):
     types = rclpy_types
-    stamp = conv.stamp_from_ns(types, 5 * 10**9 + 7)
+    stamp = clock.stamp_from_ns(types, 5 * 10**9 + 7)
     result = ok_result(engine, camera)
-    msg = conv.result_to_msg(types, result, stamp, 'map')
+    msg = outputs.result_to_msg(types, result, stamp, 'map')
     assert msg.status == 1 and isinstance(msg.frame_scores, array.array)
     assert msg.header.stamp.sec == 5 and msg.header.stamp.nanosec == 7
-    image = conv.mask_to_image(types, result.mask, stamp, 'cam')
+    image = outputs.mask_to_image(types, result.mask, stamp, 'cam')
     assert image.data.typecode == 'B' and len(image.data) == 48 * 36
     assert bytes(image.data) == (result.mask.numpy() * 255).astype(np.uint8).tobytes()
-    conv.overlay_to_image(types, torch.rand(36, 48, 3), result.mask, stamp, 'cam')
-    info = conv.camera_to_camera_info(types, camera, stamp, 'cam')
+    outputs.overlay_to_image(types, torch.rand(36, 48, 3), result.mask, stamp, 'cam')
+    info = outputs.camera_to_camera_info(types, camera, stamp, 'cam')
     assert list(info.k) == pytest.approx(camera.K.reshape(-1).tolist())
-    cloud = conv.cloud_to_pointcloud2(types, result.cloud, stamp, 'map')
+    cloud = outputs.cloud_to_pointcloud2(types, result.cloud, stamp, 'map')
     assert len(cloud.data) == 20 * result.num_gaussians and cloud.fields[3].name == 'rgb'
-    conv.cloud_to_pointcloud2(types, None, stamp, 'map')
-    assert len(conv.result_markers(types, result, stamp, 'map').markers) == 3
+    outputs.cloud_to_pointcloud2(types, None, stamp, 'map')
+    assert len(outputs.result_markers(types, result, stamp, 'map').markers) == 3
 
 
 def test_the_rclpy_like_world_refuses_numpy_sequences(rclpy_types):
@@ -616,11 +609,11 @@ HOSTILE_TEXT = st.one_of(
 @fuzz(400)
 @given(text=HOSTILE_TEXT)
 def test_fuzz_string_commands_get_one_result_that_publishes(store, types, stamp, engine, text):
-    result = engine.query(conv.request_from_string(text, request_id='f'))
+    result = engine.query(commands.request_from_string(text, request_id='f'))
     assert result.status in {QueryStatus.OK, QueryStatus.NO_TARGET, QueryStatus.INVALID}
-    msg = roundtrip(store, conv.result_to_msg(types, result, stamp, 'map'), conv.RESULT)
+    msg = roundtrip(store, outputs.result_to_msg(types, result, stamp, 'map'), RESULT)
     assert msg.request_id == 'f' and len(msg.query) <= 2000 and '\x00' not in msg.query
-    roundtrip(store, conv.result_markers(types, result, stamp, 'map'), conv.MARKER_ARRAY)
+    roundtrip(store, outputs.result_markers(types, result, stamp, 'map'), MARKER_ARRAY)
 
 
 FLOATS = st.one_of(st.floats(allow_nan=True, allow_infinity=True),
@@ -637,8 +630,8 @@ def _pinhole(f, cx, cy):
 
 
 def _check_camera_or_refusal(types, stamp, position, quaternion, k, size, frame) -> None:
-    info = conv.make(types, conv.CAMERA_INFO, width=size[0], height=size[1],
-                     k=np.array(k, dtype=np.float64))
+    info = make(types, CAMERA_INFO, width=size[0], height=size[1],
+                k=np.array(k, dtype=np.float64))
     pose = SimpleNamespace(
         header=SimpleNamespace(frame_id=frame, stamp=stamp),
         pose=SimpleNamespace(position=SimpleNamespace(x=position[0], y=position[1],
@@ -646,14 +639,14 @@ def _check_camera_or_refusal(types, stamp, position, quaternion, k, size, frame)
                              orientation=SimpleNamespace(x=quaternion[0], y=quaternion[1],
                                                          z=quaternion[2], w=quaternion[3])))
     try:
-        camera = conv.camera_from_msgs(pose, info, scene_frame='map')
+        camera = cameras.camera_from_msgs(pose, info, scene_frame='map')
     except CameraError as err:
         event(f"refused: {str(err).split(':')[0]}")
         return
     event('built')
     assert (camera.width, camera.height) == size
     assert bool(torch.isfinite(camera.world_to_cam).all())
-    assert abs(sum(q * q for q in quaternion) - 1) <= conv.QUATERNION_TOLERANCE + 1e-12
+    assert abs(sum(q * q for q in quaternion) - 1) <= cameras.QUATERNION_TOLERANCE + 1e-12
 
 
 @fuzz(350)
@@ -692,14 +685,14 @@ def test_fuzz_service_requests_become_requests_or_refusals(
     k[0] = k0
     pose, _ = camera_msgs(types, camera, stamp)
     pose = _with(pose, **{'pose.orientation.w': w})
-    info = conv.make(types, conv.CAMERA_INFO, width=width, height=height, k=k)
+    info = make(types, CAMERA_INFO, width=width, height=height, k=k)
     msg = service_request(types, request_id=request_id, query=query, mode=mode,
                           use_scene_time=use_scene_time, scene_time=scene_time,
                           use_latest_camera=use_latest, camera_pose=pose, camera_info=info)
-    answer = conv.request_from_service(msg, camera if have_latest else None, scene_frame='map')
+    answer = commands.request_from_service(msg, camera if have_latest else None, scene_frame='map')
     if isinstance(answer, QueryResult):
         assert answer.status in {QueryStatus.INVALID, QueryStatus.NOT_READY}
-        roundtrip(store, conv.result_to_msg(types, answer, stamp, 'map'), conv.RESULT)
+        roundtrip(store, outputs.result_to_msg(types, answer, stamp, 'map'), RESULT)
     else:
         assert answer.request_id and answer.mode == mode
         assert answer.time is None or 0.0 <= answer.time <= 1.0
@@ -711,10 +704,10 @@ def test_fuzz_service_requests_become_requests_or_refusals(
        policy=st.sampled_from(['clamp', 'refuse']))
 def test_fuzz_stamps_map_into_the_scene_or_are_refused(types, sec, nanosec, start_sec,
                                                        duration, policy):
-    stamp = conv.make(types, conv.TIME, sec=sec, nanosec=nanosec)
-    start = conv.make(types, conv.TIME, sec=start_sec, nanosec=0)
+    stamp = make(types, TIME, sec=sec, nanosec=nanosec)
+    start = make(types, TIME, sec=start_sec, nanosec=0)
     try:
-        mapped = conv.scene_time_from_stamp(stamp, start, duration, policy)
+        mapped = clock.scene_time_from_stamp(stamp, start, duration, policy)
     except TimeRangeError:
         return
     assert 0.0 <= mapped.time <= 1.0
@@ -732,15 +725,15 @@ def test_camera_to_pose_round_trips_through_camera_from_msgs(seed):
     from st4r_ros.render.camera import Camera
     from st4r_ros.ros.typestore import ros_typestore
 
-    types = conv.RosbagsTypes(ros_typestore('jazzy'))
+    types = RosbagsTypes(ros_typestore('jazzy'))
     gen = torch.Generator().manual_seed(seed)
     q = torch.nn.functional.normalize(torch.randn(4, generator=gen), dim=0).tolist()
     position = (torch.randn(3, generator=gen) * 3).tolist()
     K = torch.tensor([[300.0, 0, 160], [0, 310.0, 120], [0, 0, 1]])
     camera = Camera.from_pose(K, 320, 240, position, q)
-    stamp = conv.stamp_from_ns(types, 5)
-    pose = conv.camera_to_pose(types, camera, stamp, 'map')
-    info = conv.camera_to_camera_info(types, camera, stamp, 'camera_optical')
-    again = conv.camera_from_msgs(pose, info, 'map')
+    stamp = clock.stamp_from_ns(types, 5)
+    pose = cameras.camera_to_pose(types, camera, stamp, 'map')
+    info = outputs.camera_to_camera_info(types, camera, stamp, 'camera_optical')
+    again = cameras.camera_from_msgs(pose, info, 'map')
     assert torch.allclose(again.world_to_cam, camera.world_to_cam, atol=1e-5)
     assert torch.allclose(again.K, camera.K)

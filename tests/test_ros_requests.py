@@ -12,14 +12,18 @@
 # See the License for the specific language governing permissions and
 # limitations under the License.
 
-"""RequestQueue: every request gets exactly one result, nothing blocks, memory stays bounded."""
+"""
+RequestQueue: every request gets exactly one result, nothing blocks, memory stays bounded.
+
+No assertion depends on how fast the threads run: they hand over through events, and a wait is
+observed where the queue makes it rather than timed.
+"""
 
 from __future__ import annotations
 
 from collections import Counter
 import gc
 import threading
-import time
 import tracemalloc
 
 import pytest
@@ -27,56 +31,71 @@ from st4r_ros.engine import QueryMode, QueryRequest, QueryResult, QueryStatus
 from st4r_ros.ros.requests import RequestQueue
 
 
+# Only a guard against a hung thread: every wait below ends as soon as its event is set.
+WAIT_S = 30.0
+
+
 def _answer(request: QueryRequest) -> QueryResult:
     return QueryResult(request.request_id, request.text, QueryStatus.OK, 'answered')
 
 
-def burst(count: int, maxsize: int, work_s: float):
+def burst(count: int, maxsize: int):
     """
-    Put ``count`` requests as fast as possible while one slow worker answers them.
+    Put ``count`` requests while one worker holds the first; then let it answer the rest.
 
-    Once the worker has taken every queued request, close; returns (results, the largest queue
-    length seen by either side).
+    The worker takes the first request and waits (the GPU at work) until the whole burst is
+    in, so the burst finds exactly ``maxsize`` free places whatever the threads' speeds. Once
+    every request has its result, close; returns (results, the largest queue length seen by
+    either side).
     """
     queue = RequestQueue(maxsize)
-    results, lock, peak = [], threading.Lock(), [0]
+    results, peak = [], [0]
+    answered = threading.Condition()  # guards results and peak; notified on every result
+    taken, release = threading.Event(), threading.Event()
 
-    def keep(result):
-        with lock:
-            results.append(result)
+    def look():
+        with answered:
             peak[0] = max(peak[0], len(queue))
 
+    def keep(result):
+        with answered:
+            results.append(result)
+            look()
+            answered.notify_all()
+
     def worker():
-        while (request := queue.get(timeout=5.0)) is not None:
-            time.sleep(work_s)  # the GPU at work
+        while (request := queue.get()) is not None:  # close() ends the loop
+            taken.set()
+            release.wait(WAIT_S)
             keep(_answer(request))
 
-    thread = threading.Thread(target=worker)
+    thread = threading.Thread(target=worker, daemon=True)
     thread.start()
     for i in range(count):
         dropped = queue.put(QueryRequest(f'object {i}', request_id=f'r{i}'))
-        peak[0] = max(peak[0], len(queue))
+        look()
         if dropped is not None:
             keep(dropped)
-    while len(queue):
-        time.sleep(0.001)
-    for result in queue.close():  # nothing waits any more; the request in work is answered
-        keep(result)
-    thread.join(timeout=10.0)
+        if i == 0:  # the rest of the burst only once the worker holds this one
+            assert taken.wait(WAIT_S)
+    release.set()
+    with answered:
+        assert answered.wait_for(lambda: len(results) == count, WAIT_S)
+    assert queue.close() == []  # the worker took every queued request: none left to drop
+    thread.join(WAIT_S)
     assert not thread.is_alive()
     return results, peak[0]
 
 
 def test_a_burst_gets_exactly_one_result_per_request():
-    results, peak = burst(500, maxsize=8, work_s=0.002)
+    results, peak = burst(500, maxsize=8)
     ids = Counter(r.request_id for r in results)
     assert len(results) == 500 and set(ids) == {f'r{i}' for i in range(500)}
     assert max(ids.values()) == 1
     statuses = Counter(r.status for r in results)
-    # The queue filled at once (the worker takes one request per 2 ms): at least maxsize
-    # requests were answered, and most of the burst found the queue full.
-    assert statuses[QueryStatus.OK] >= 8 and statuses[QueryStatus.DROPPED] >= 400
-    assert set(statuses) <= {QueryStatus.OK, QueryStatus.DROPPED}
+    # The request in work and the maxsize queued behind it were answered; the rest of the
+    # burst found the queue full.
+    assert statuses == {QueryStatus.OK: 1 + 8, QueryStatus.DROPPED: 500 - 1 - 8}
     assert peak <= 8
     for result in results:
         assert result.query == f'object {result.request_id[1:]}'
@@ -86,13 +105,13 @@ def test_a_burst_gets_exactly_one_result_per_request():
 
 
 def test_memory_does_not_grow_over_repeated_bursts():
-    burst(200, maxsize=8, work_s=0.0)  # warm-up: imports, caches, thread machinery
+    burst(200, maxsize=8)  # warm-up: imports, caches, thread machinery
     gc.collect()
     tracemalloc.start()
     try:
         sizes = []
         for _ in range(5):
-            burst(200, maxsize=8, work_s=0.0)
+            burst(200, maxsize=8)
             gc.collect()
             sizes.append(tracemalloc.get_traced_memory()[0])
     finally:
@@ -132,17 +151,43 @@ def test_close_answers_the_waiting_requests_and_refuses_new_ones():
     assert queue.get(timeout=0) is None and len(queue) == 0 and queue.close() == []
 
 
-def test_close_wakes_a_waiting_worker_and_get_times_out():
+def watch_waits(queue: RequestQueue):
+    """
+    Record the timeout of every wait ``get`` makes, and set an event as one begins.
+
+    The worker still holds the queue's lock when the event is set and releases it only inside
+    the wait, so a ``close`` that comes after the event finds the worker waiting.
+    """
+    timeouts, waiting = [], threading.Event()
+    condition = queue._ready  # the condition that get waits on and close notifies
+    wait = condition.wait
+
+    def recorded(timeout=None):
+        timeouts.append(timeout)
+        waiting.set()
+        return wait(timeout)
+
+    condition.wait = recorded
+    return timeouts, waiting
+
+
+def test_get_waits_its_timeout_and_returns_none():
     queue = RequestQueue(1)
-    started = time.perf_counter()
+    timeouts, _ = watch_waits(queue)
     assert queue.get(timeout=0.05) is None
-    assert time.perf_counter() - started >= 0.04
+    assert timeouts and timeouts[0] == 0.05  # it waited for a request, with the timeout given
+    assert queue.get(timeout=0) is None and not queue.closed
+
+
+def test_close_wakes_a_waiting_worker():
+    queue = RequestQueue(1)
+    _, waiting = watch_waits(queue)
     got = []
-    thread = threading.Thread(target=lambda: got.append(queue.get()))
+    thread = threading.Thread(target=lambda: got.append(queue.get()), daemon=True)
     thread.start()
-    time.sleep(0.05)
+    assert waiting.wait(WAIT_S)
     queue.close()
-    thread.join(timeout=2.0)
+    thread.join(WAIT_S)
     assert not thread.is_alive() and got == [None]
 
 

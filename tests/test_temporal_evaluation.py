@@ -28,11 +28,12 @@ from doubles import InstanceField, KeywordEncoder, SMALL, temporal_layer
 import numpy as np
 from PIL import Image
 import pytest
+from st4r_ros.engine import QueryEngine
 from st4r_ros.evaluation.temporal import evaluate_temporal, frame_accuracy, video_iou
 from st4r_ros.render.api import render
 from st4r_ros.scene.keyframes import KeyframedScene
-from st4r_ros.scene.synthetic import generate_synthetic
 from st4r_ros.supervision.format import Benchmark, Expression, SupervisionView, TIME_SENSITIVE
+from st4r_ros.synthetic.scene import generate_synthetic
 import torch
 
 
@@ -70,19 +71,24 @@ def benchmark_of(synthetic, folder: Path) -> Benchmark:
     return Benchmark(views, expressions, {2: 'two', 3: 'three', 4: 'four'}, folder)
 
 
-def test_acc_viou_and_routing_on_known_answers(synthetic, tmp_path):
+def engine_of(synthetic, layer) -> QueryEngine:
+    """Make the engine a robot would ask: keyword field, keyword encoder, the given layer."""
     scene = KeyframedScene(synthetic.keyframes, duration_s=2.0)
     field = InstanceField(synthetic.keyframes[0][1].instance_ids)
-    field.embeddings = torch.zeros(1)  # where the evaluator reads the field's device
+    return QueryEngine(scene, field, KeywordEncoder(), threshold=0.4, duration_s=2.0,
+                       temporal=layer)
+
+
+def test_acc_viou_and_routing_on_known_answers(synthetic, tmp_path):
     bench = benchmark_of(synthetic, tmp_path)
-    report = evaluate_temporal(scene, field, KeywordEncoder(), temporal_layer(5.0), bench,
-                               threshold=0.4, training_views=bench.views[:1])
+    report = evaluate_temporal(engine_of(synthetic, temporal_layer(5.0)), bench,
+                               training_views=bench.views[:1])
     rows = {r['id']: r for r in report.per_query}
     assert report.queries == 3 and report.frames == 3
     assert rows['a']['acc'] == 1.0 and rows['a']['viou_novel'] == pytest.approx(1.0, abs=0.02)
     assert rows['b']['acc'] == pytest.approx(2 / 3)
     assert rows['b']['viou_novel'] == pytest.approx(0.5, abs=0.01)
-    assert rows['c']['located'] == 2 and rows['c']['predicted_frames'] == []
+    assert rows['c']['answered_instances'] == [2] and rows['c']['predicted_frames'] == []
     assert rows['c']['acc'] == pytest.approx(2 / 3) and rows['c']['viou_novel'] == 0.0
     assert report.acc == pytest.approx((1 + 2 / 3 + 2 / 3) / 3)
     assert report.never_acc == pytest.approx((1 / 3 + 2 / 3 + 2 / 3) / 3)
@@ -93,15 +99,13 @@ def test_acc_viou_and_routing_on_known_answers(synthetic, tmp_path):
 
 
 def test_the_state_cache_locates_first(synthetic, tmp_path):
-    scene = KeyframedScene(synthetic.keyframes, duration_s=2.0)
-    field = InstanceField(synthetic.keyframes[0][1].instance_ids)
-    field.embeddings = torch.zeros(1)
     bench = benchmark_of(synthetic, tmp_path)
-    report = evaluate_temporal(scene, field, KeywordEncoder(),
-                               temporal_layer(5.0, locate_floor=0.5), bench, threshold=0.4)
+    report = evaluate_temporal(engine_of(synthetic, temporal_layer(5.0, locate_floor=0.5)),
+                               bench)
     rows = {r['id']: r for r in report.per_query}
     # Every 'object k' matches instance 3's cache best: 'c' (about instance 2) is misplaced.
-    assert [rows[k]['located'] for k in 'abc'] == [3, 3, 3]
+    assert [rows[k]['answered_instances'] for k in 'abc'] == [[3], [3], [3]]
+    assert [rows[k]['located'] for k in 'abc'] == [1.0, 1.0, 0.0]
     assert rows['c']['predicted_frames'] == [0, 2] and rows['c']['acc'] == 0.0
     assert rows['a']['viou_novel'] == pytest.approx(1.0, abs=0.02)
     assert report.located == pytest.approx(2 / 3)

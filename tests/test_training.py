@@ -15,6 +15,8 @@
 """
 Training the referring field: determinism, resumption, layer output, a small end-to-end run.
 
+Also `st4r train`'s entry (st4r_ros/training.py), which builds the temporal layer after the field.
+
 The scene is two balls on a table (the red one moves), seen by six cameras; captions name the
 balls by colour and by side. A hashed bag-of-words encoder stands in for the transformer so
 that the tests need no weights and run in seconds.
@@ -31,21 +33,23 @@ import zlib
 import numpy as np
 from PIL import Image
 import pytest
+from st4r_ros.engine import QueryEngine
 from st4r_ros.errors import SupervisionFormatError
 from st4r_ros.evaluation.referring import evaluate_referring, training_benchmark
 from st4r_ros.field import train as train_module
 from st4r_ros.field.layer import load_referring_layer
 from st4r_ros.field.model import FieldConfig
-from st4r_ros.field.train import drop_words, train_field, train_main, TrainConfig
+from st4r_ros.field.train import drop_words, train_field, TrainConfig
 from st4r_ros.render.camera import Camera
 from st4r_ros.scene.bundle import load_bundle, read_manifest, save_bundle
 from st4r_ros.scene.gaussians import Gaussians, SH_C0
-from st4r_ros.scene.synthetic import render_ground_truth
 from st4r_ros.supervision.format import (Caption, InstanceCaptions, load_supervision,
                                          save_supervision, Supervision, SupervisionView)
+from st4r_ros.synthetic.scene import render_ground_truth
 from st4r_ros.temporal import load_temporal_layer
 from st4r_ros.temporal.layer import temporal_encoder_for
 from st4r_ros.text import EncoderSpec, normalise_expression, TextEncoder, TextFeatures
+from st4r_ros.training import TemporalConfig, train_layers, train_main
 from tiny_decoder import HIDDEN, write_tiny_decoder
 import torch
 
@@ -185,7 +189,7 @@ def test_killed_run_resumes_to_the_same_result(task, tmp_path, monkeypatch):
 def test_training_fits_the_views_and_saves_a_layer(task, tmp_path):
     result = train(task, replace(FAST, steps=150), tmp_path / 'layer')
     assert result.history[-1]['ref'] < result.history[0]['ref']
-    report = evaluate_referring(task.scene, result.field, HashEncoder(),
+    report = evaluate_referring(QueryEngine(task.scene, result.field, HashEncoder()),
                                 training_benchmark(task.supervision))
     assert report.miou > 0.3, report.per_expression
     assert result.assignment.agreement(task.scene.at(0.0).instance_ids) > 0.9
@@ -208,23 +212,59 @@ def test_train_main_writes_the_layer_into_the_bundle(task, tmp_path):
     assert load_bundle(bundle).info().semantic_layers == ['referring']
 
 
-def test_the_temporal_layer_gets_its_own_prompted_encoder(task, tmp_path):
-    decoder = write_tiny_decoder(tmp_path / 'decoder')
+def with_state_captions(supervision):
+    """Return ``supervision`` with a state caption per instance and frame."""
     states = {1: ('at rest', 'moving'), 2: ('spinning', 'at rest')}
     instances = [replace(inst, state_captions=[
         Caption(f, float(f), f'the {"red cube" if inst.id == 1 else "blue sphere"} is '
                              f'{states[inst.id][f]}') for f in (0, 1)])
-        for inst in task.supervision.instances]
-    config = replace(FAST, steps=2, temporal_text_model=str(decoder),
-                     temporal_query_prompt='Query: ')
-    train_field(task.scene, replace(task.supervision, instances=instances), config,
-                tmp_path / 'layer', progress=False, text_encoder=HashEncoder())
+        for inst in supervision.instances]
+    return replace(supervision, instances=instances)
+
+
+def test_the_temporal_layer_gets_its_own_prompted_encoder(task, tmp_path):
+    decoder = write_tiny_decoder(tmp_path / 'decoder')
+    train_layers(task.scene, with_state_captions(task.supervision), replace(FAST, steps=2),
+                 tmp_path / 'layer', TemporalConfig(str(decoder), query_prompt='Query: '),
+                 progress=False, text_encoder=HashEncoder())
     layer = load_temporal_layer(tmp_path / 'layer')
     assert layer.text_encoder == EncoderSpec(str(decoder.resolve()), 'float32', 'Query: ', '')
     own = temporal_encoder_for(layer, HashEncoder())
     assert isinstance(own, TextEncoder) and own.pooling == 'lasttoken' and own.dim == HIDDEN
     with pytest.raises(SupervisionFormatError, match='temporal_text_dtype'):
-        replace(FAST, temporal_text_dtype='float64')
+        TemporalConfig(text_dtype='float64')
+
+
+def test_train_field_trains_the_field_alone_and_train_layers_both(task, tmp_path):
+    supervision = with_state_captions(task.supervision)
+    config = replace(FAST, steps=2)
+    train_field(task.scene, supervision, config, tmp_path / 'field', progress=False,
+                text_encoder=HashEncoder())
+    assert (tmp_path / 'field' / 'referring.json').is_file()
+    assert load_temporal_layer(tmp_path / 'field') is None
+    both = train_layers(task.scene, supervision, config, tmp_path / 'both', progress=False,
+                        text_encoder=HashEncoder())
+    assert both.layer_path == tmp_path / 'both' / 'referring.safetensors'
+    layer = load_temporal_layer(tmp_path / 'both')
+    assert layer.cache.instance_ids.tolist() == [1, 2]
+    assert layer.text_encoder.name == HashEncoder.name  # the field's encoder, shared
+    # the temporal options leave the field's checkpoint usable
+    again = train_layers(task.scene, supervision, config, tmp_path / 'both',
+                         TemporalConfig(query_prompt='Query: '), progress=False,
+                         text_encoder=HashEncoder())
+    assert again.resumed_from == config.steps
+    assert load_temporal_layer(tmp_path / 'both').text_encoder.query_prompt == 'Query: '
+
+
+def test_train_main_reads_the_temporal_options_apart():
+    from st4r_ros.training import split_options
+
+    config, temporal = split_options({'steps': 3, 'temporal_text_dtype': 'bfloat16',
+                                      'temporal_query_prompt': 'Query: '})
+    assert config == TrainConfig(steps=3)
+    assert temporal == TemporalConfig(text_dtype='bfloat16', query_prompt='Query: ')
+    with pytest.raises(SupervisionFormatError, match='temporal_text_modle'):
+        split_options({'temporal_text_modle': 'e5'})
 
 
 def test_uncached_training_through_render_matches_the_cached_path(task):

@@ -69,4 +69,6 @@ def fit_pixels(image: Image.Image, max_pixels: int) -> Image.Image:
         return image
     scale = (max_pixels / area) ** 0.5
     size: Tuple[int, int] = (max(1, int(image.width * scale)), max(1, int(image.height * scale)))
-    return image.resize(size, Image.BICUBIC)
+    # Image.BICUBIC: Pillow 9.0 (setup.py's floor) lacks Image.Resampling, which Pillow's types
+    # name instead; the module constant is still there at run time.
+    return image.resize(size, Image.BICUBIC)  # type: ignore[attr-defined]

@@ -28,7 +28,7 @@ from dataclasses import dataclass
 import hashlib
 from pathlib import Path
 import re
-from typing import Dict, Optional, Tuple
+from typing import Dict, Optional, Tuple, TypedDict
 
 from st4r_ros.annotate.config import AnnotateConfig
 from st4r_ros.errors import AnnotationError
@@ -129,7 +129,12 @@ def _load(role: str, model: ResolvedModel, loader):
                               f'{type(err).__name__}: {err}') from err
 
 
-_SAFE = {'local_files_only': True, 'trust_remote_code': False}
+class _Safe(TypedDict):
+    local_files_only: bool
+    trust_remote_code: bool
+
+
+_SAFE: _Safe = {'local_files_only': True, 'trust_remote_code': False}
 
 
 def load_detector(model: ResolvedModel, device: torch.device):
@@ -151,7 +156,8 @@ def load_segmenter(model: ResolvedModel, device: torch.device):
 
     def load(folder: Path):
         network = Sam2VideoModel.from_pretrained(folder, use_safetensors=True, **_SAFE)
-        return network.to(device=device, dtype=torch.float32).eval()
+        # transformers wraps Module.to with functools.wraps, whose type loses `self`.
+        return network.to(device=device, dtype=torch.float32).eval()  # type: ignore[call-arg]
 
     return _load('segmenter', model, load)
 
@@ -166,7 +172,8 @@ def load_captioner(model: ResolvedModel, device: torch.device, dtype: torch.dtyp
         images = AutoImageProcessor.from_pretrained(folder, **_SAFE)
         network = AutoModelForImageTextToText.from_pretrained(
             folder, use_safetensors=True, dtype=dtype, **_SAFE)
-        return tokenizer, images, network.to(device).eval()
+        # transformers wraps Module.to with functools.wraps, whose type loses `self`.
+        return tokenizer, images, network.to(device).eval()  # type: ignore[arg-type]
 
     return _load('captioner', model, load)
 

@@ -191,7 +191,7 @@ def _track(data: AnnotationInput, models: Dict[str, ResolvedModel], config: Anno
                         progress=lambda items: show(items, 'tracking (segments)'))
 
 
-def first_appearance(frame_ids: Iterable[Sequence[int]]) -> Dict[int, int]:
+def first_appearance(frame_ids: Iterable[Iterable[int]]) -> Dict[int, int]:
     """Track id -> instance id 1..K in order of first appearance (ids in a frame ascending)."""
     order: Dict[int, int] = {}
     for present in frame_ids:
@@ -211,9 +211,9 @@ def _map_views(data: AnnotationInput, state: TrackState, frames: Path, out: Path
     """
     counts: List[Dict[int, int]] = []
     for frame in show(data.frames, 'mapping (reading tracks)'):
-        values, pixels = np.unique(load_ids(frames / f'{frame.index:06d}.png').numpy(),
-                                   return_counts=True)
-        counts.append({int(v): int(n) for v, n in zip(values, pixels) if v})
+        values, areas = np.unique(load_ids(frames / f'{frame.index:06d}.png').numpy(),
+                                  return_counts=True)
+        counts.append({int(v): int(n) for v, n in zip(values, areas) if v})
     ids = first_appearance(c.keys() for c in counts)
     lookup = torch.zeros(max(state.next_id, 1), dtype=torch.int64)
     for track, instance in ids.items():

@@ -249,6 +249,10 @@ def _image_loader(path: Optional[Path], config: InputConfig) -> Callable[[], Ima
     return lambda: load_rgb(path, config.background)
 
 
+def _decoded(image: Image.Image) -> Callable[[], Image.Image]:
+    return lambda: image
+
+
 def load_rgb(path: Path, background: str = 'white') -> Image.Image:
     """
     Open an image as RGB; transparent pixels become the background.
@@ -279,7 +283,7 @@ def _frame_loaders(source: Path, config: InputConfig
         files.sort(key=_frame_order)
         return [_image_loader(p, config) for p in files], 'frames'
     if source.suffix.lower() in VIDEO_SUFFIXES and source.is_file():
-        return [(lambda image=image: image) for image in _decode_video(source)], 'video'
+        return [_decoded(image) for image in _decode_video(source)], 'video'
     raise AnnotationError(f'{source}: expected a dataset folder ({_LAYOUTS}), a folder of '
                           f'frames or a video file ({", ".join(VIDEO_SUFFIXES)})')
 

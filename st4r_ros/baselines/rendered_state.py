@@ -52,8 +52,7 @@ of every instance that covers at least ``min_pixels`` of the view's mask and has
 feature at that frame; the loss is the mean over those instances of the mean over their pixels
 of 1 - cos(s(p, t), c_{k,t}). Adam, lr 2.5e-3 for f (the referring field's embedding rate), 1e-3
 for the networks; 1500 steps, where the loss has levelled off on the default synthetic scene
-(0.21 after 300 steps, 0.04 after 1500: in-mask cosine 0.96 to the targets; ~60 s on one CPU
-thread). On the CPU each view's compositing weights are computed once
+(benchmarks/HISTORY.md). On the CPU each view's compositing weights are computed once
 (field.model.BlendWeights: the torch backend's exact weights), which turns a step's render
 into a sparse product; on other devices render() composites every step.
 
@@ -267,18 +266,28 @@ def _renderers(scene: Scene4D, supervision: Supervision, targets: List[ViewTarge
     pixels and no others.
     """
     cached = device.type == 'cpu' if config.cache_weights is None else config.cache_weights
-    functions = []
+    functions: List[Callable[[Tensor], Tensor]] = []
     for item in targets:
         camera = supervision.views[item.view].camera
         if cached:
             weights = BlendWeights.of(frozen(scene.at(item.time, device)), camera).matrix
             rows = weights.index_select(0, item.pixels).coalesce()
-            functions.append(lambda g, rows=rows: torch.sparse.mm(rows, g))
+            functions.append(_composited(rows))
         else:
-            functions.append(lambda g, t=item.time, c=camera, p=item.pixels: render(
-                frozen(scene.at(t, device)), c, g, background=0.0,
-                backend=config.backend).image.reshape(-1, g.shape[1])[p])
+            functions.append(_rendered(scene, item.time, camera, item.pixels, config, device))
     return functions
+
+
+def _composited(rows: Tensor) -> Callable[[Tensor], Tensor]:
+    """Return g [N, c] -> the blend-weight rows [P, N] (sparse) times g, [P, c]."""
+    return lambda g: torch.sparse.mm(rows, g)
+
+
+def _rendered(scene: Scene4D, t: float, camera: Camera, pixels: Tensor, config: BaselineConfig,
+              device: torch.device) -> Callable[[Tensor], Tensor]:
+    """Return g [N, c] -> the pixels [P] of g rendered by ``camera`` at time t, [P, c]."""
+    return lambda g: render(frozen(scene.at(t, device)), camera, g, background=0.0,
+                            backend=config.backend).image.reshape(-1, g.shape[1])[pixels]
 
 
 def step_loss(model: RenderedStateField, item: ViewTargets,

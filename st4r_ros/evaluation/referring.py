@@ -13,7 +13,12 @@
 # limitations under the License.
 
 """
-Time-agnostic referring segmentation: mIoU of a referring field on a benchmark.
+Time-agnostic referring segmentation: mIoU of the engine's answers on a benchmark.
+
+Every prediction is an answer of ``QueryEngine`` (``query_batch``) to the request a robot would
+send: the expression as an AUTO query at the view's time with the view's camera. So the score
+is what a robot gets, routing included: an expression the router takes for time-sensitive is
+answered through the temporal layer as the node would answer it.
 
 Definition (ST4R-Splat's time-agnostic mIoU, made precise):
 
@@ -22,16 +27,15 @@ Definition (ST4R-Splat's time-agnostic mIoU, made precise):
   ``mask_v == e.instance_id`` has at least one pixel). Pairs whose target is not visible are
   scored apart (``empty_pairs``, ``empty_false_positive``: the fraction of them where the
   prediction is not empty), as a referring mask there has no IoU to speak of.
-- Prediction: the field runs on the Gaussians at v's time; sigmoid(m) is rendered from v's
-  camera with background 0 and thresholded at 0.5. *No target*: when the expression's best
-  score at that time, max_i sigmoid(m_i(t)), is below the layer's calibrated threshold, the
-  prediction is empty (the robot would answer "no target").
+- Prediction: the answer's mask (the rendered sigmoid(m) at 0.5 over a background of 0); an
+  answer without one (NO_TARGET: the best score below the layer's calibrated threshold, or any
+  refusal) is the empty mask.
 - IoU(e, v) = |pred & gt| / |pred | gt|. **mIoU = mean over all pairs**; per-kind mIoU is the
   same mean over the pairs of expressions of that kind; ``expression_miou`` is the mean over
   expressions of their own mean over views (every expression weighs the same).
 
 Expressions of kind 'time-sensitive' are left out (the temporal branch's question). Views are
-rendered at the benchmark's resolution; every view's expressions are run together.
+rendered at the benchmark's resolution; every view's expressions are asked together.
 """
 
 from __future__ import annotations
@@ -39,17 +43,13 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import asdict, dataclass
 import time
-from typing import Dict, List
+from typing import Any, Dict, List
 
-from st4r_ros.field.model import best_scores, ReferringField, render_relevance
-from st4r_ros.scene.scene4d import Scene4D
+from st4r_ros.engine import QueryEngine, QueryRequest, QueryResult, QueryStatus
+from st4r_ros.errors import St4rError
 from st4r_ros.supervision.format import Benchmark, Expression, Supervision, TIME_SENSITIVE
 import torch
 from torch import Tensor
-
-MASK_THRESHOLD = 0.5
-# Expressions run through the field together; bounds the [E, N, h] activations.
-EXPRESSIONS_PER_PASS = 8
 
 
 @dataclass
@@ -64,6 +64,7 @@ class ReferringReport:
     empty_pairs: int
     empty_false_positive: float
     no_target_pairs: int
+    time_sensitive_answers: int  # pairs the router sent to the temporal branch
     threshold: float
     truncated_expressions: List[str]
     per_expression: List[Dict] = dataclasses.field(default_factory=list)
@@ -97,69 +98,53 @@ def iou(prediction: Tensor, target: Tensor) -> float:
 
 
 @torch.no_grad()
-def evaluate_referring(scene: Scene4D, field: ReferringField, text_encoder, benchmark: Benchmark,
-                       threshold: float = 0.0, backend: str = 'auto') -> ReferringReport:
-    """
-    Score ``field`` on ``benchmark`` (module docstring); the field's device is used.
-
-    :param text_encoder: ``encode(texts) -> TextFeatures``; the one the field was trained with.
-    :param threshold: no-target threshold on the best score (the layer's calibrated value; 0
-        disables no-target answers).
-    """
+def evaluate_referring(engine: QueryEngine, benchmark: Benchmark) -> ReferringReport:
+    """Score ``engine``'s answers on ``benchmark`` (module docstring)."""
     started = time.perf_counter()
-    device = field.embeddings.device
     # Time-sensitive queries hold in their active frames only; they are the 'when' branch's
     # question (Acc, vIoU), not part of the time-agnostic mIoU.
     expressions = [e for e in benchmark.expressions if e.kind != TIME_SENSITIVE]
-    encoded = text_encoder.encode([e.text for e in expressions])
-    words, word_mask = encoded.words.to(device), encoded.word_mask.to(device)
-    sentences = encoded.sentence.to(device)
+    encoder = engine.encoder
+    if expressions and encoder is None:
+        raise St4rError('evaluate_referring: the engine has no referring layer to evaluate')
     ious: Dict[str, List[float]] = {e.id: [] for e in expressions}
-    empty, empty_fp, no_target = 0, 0, 0
+    empty, empty_fp, no_target, sensitive = 0, 0, 0, 0
     for view in benchmark.views:
-        chosen = [i for i, e in enumerate(expressions) if e.holds_at(view)]
+        chosen = [e for e in expressions if e.holds_at(view)]
         if not chosen:
             continue
-        gaussians = scene.at(view.time, device)
-        mask = view.load_mask().to(device)
-        for start in range(0, len(chosen), EXPRESSIONS_PER_PASS):
-            part = chosen[start:start + EXPRESSIONS_PER_PASS]
-            predictions, silent = _predict(field, gaussians, view.camera, words[part],
-                                           word_mask[part], sentences[part], threshold,
-                                           backend)
-            no_target += int(silent.sum())
-            for k, i in enumerate(part):
-                target = mask == expressions[i].instance_id
-                if not bool(target.any()):
-                    empty += 1
-                    empty_fp += int(bool(predictions[..., k].any()))
-                    continue
-                ious[expressions[i].id].append(iou(predictions[..., k], target))
-    return _report(expressions, ious, empty, empty_fp, no_target, threshold,
-                   [t for t, cut in zip(encoded.texts, encoded.truncated) if cut],
+        answers = engine.query_batch([QueryRequest(e.text, time=view.time, camera=view.camera)
+                                      for e in chosen])
+        mask = view.load_mask()
+        for expression, answer in zip(chosen, answers):
+            no_target += int(answer.status == QueryStatus.NO_TARGET)
+            sensitive += int(answer.time_sensitive)
+            predicted = predicted_mask(answer, mask.shape)
+            target = mask == expression.instance_id
+            if not bool(target.any()):
+                empty += 1
+                empty_fp += int(bool(predicted.any()))
+                continue
+            ious[expression.id].append(iou(predicted, target))
+    truncated = encoder.encode([e.text for e in expressions]).truncated \
+        if expressions and encoder is not None else ()
+    return _report(expressions, ious, (empty, empty_fp, no_target, sensitive), engine.threshold,
+                   [e.text for e, cut in zip(expressions, truncated) if cut],
                    time.perf_counter() - started)
 
 
-def _predict(field: ReferringField, gaussians, camera, words: Tensor, word_mask: Tensor,
-             sentences: Tensor, threshold: float, backend: str):
-    """
-    Predict the masks [H, W, E] bool of E expressions from one camera.
-
-    Also returns which were silenced as no-target ([E] bool).
-    """
-    length = int(word_mask.sum(dim=1).max())
-    relevance = field(gaussians.means, words[:, :length], word_mask[:, :length],
-                      sentences).relevance
-    silent = best_scores(relevance) < threshold  # [E]
-    masks = render_relevance(gaussians, camera, relevance, backend) >= MASK_THRESHOLD
-    return masks & ~silent, silent
+def predicted_mask(answer: QueryResult, shape) -> Tensor:
+    """Return the answer's mask [H, W] bool, or the empty mask when it has none."""
+    if answer.mask is None:
+        return torch.zeros(shape, dtype=torch.bool)
+    return answer.mask.cpu()
 
 
-def _report(expressions: List[Expression], ious: Dict[str, List[float]], empty: int,
-            empty_fp: int, no_target: int, threshold: float, truncated: List[str],
-            seconds: float) -> ReferringReport:
+def _report(expressions: List[Expression], ious: Dict[str, List[float]], counts: tuple,
+            threshold: float, truncated: List[str], seconds: float) -> ReferringReport:
+    empty, empty_fp, no_target, sensitive = counts
     per_kind: Dict[str, List[float]] = {}
-    rows = []
+    rows: List[Dict[str, Any]] = []  # per expression, its JSON record
     for e in expressions:
         per_kind.setdefault(e.kind, []).extend(ious[e.id])
         rows.append({'id': e.id, 'kind': e.kind, 'text': e.text, 'instance_id': e.instance_id,
@@ -171,7 +156,8 @@ def _report(expressions: List[Expression], ious: Dict[str, List[float]], empty: 
         per_kind={k: mean_or_nan(v) for k, v in sorted(per_kind.items())},
         pairs=len(every), per_kind_pairs={k: len(v) for k, v in sorted(per_kind.items())},
         empty_pairs=empty, empty_false_positive=empty_fp / empty if empty else 0.0,
-        no_target_pairs=no_target, threshold=threshold, truncated_expressions=truncated,
+        no_target_pairs=no_target, time_sensitive_answers=sensitive, threshold=threshold,
+        truncated_expressions=truncated,
         per_expression=rows, seconds=seconds)
 
 
@@ -197,5 +183,5 @@ def print_report(report: ReferringReport, title: str = 'referring mIoU') -> None
     console.print(table)
     console.print(f'target not visible: {report.empty_pairs} pairs, predicted non-empty in '
                   f'{report.empty_false_positive:.1%}; no-target answers: '
-                  f'{report.no_target_pairs} (threshold {report.threshold:.3f}); '
-                  f'{report.seconds:.1f} s')
+                  f'{report.no_target_pairs} (threshold {report.threshold:.3f}); routed '
+                  f'time-sensitive: {report.time_sensitive_answers}; {report.seconds:.1f} s')

@@ -25,11 +25,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Dict, Optional
 
+from st4r_ros.engine import QueryEngine, resolve_device
 from st4r_ros.evaluation.referring import evaluate_referring, print_report, ReferringReport
 from st4r_ros.evaluation.temporal import (evaluate_temporal, print_temporal_report,
                                           TemporalReport)
 from st4r_ros.supervision.format import TIME_SENSITIVE
-import torch
+from st4r_ros.text import QueryEncoder
 
 
 @dataclass
@@ -45,41 +46,29 @@ class Evaluation:
 
 
 def eval_main(scene: str, bench: str, json: bool = False, layer: Optional[str] = None,
-              device: str = 'auto', backend: str = 'auto', text_encoder=None,
+              device: str = 'auto', text_encoder: Optional[QueryEncoder] = None,
               supervision: Optional[str] = None) -> Evaluation:
     """
     Score the scene's layers on a benchmark and print the reports.
 
     `st4r eval SCENE BENCH.json [--layer LAYER_DIR] [--supervision SUP] [--json]`; LAYER_DIR
-    defaults to SCENE when it is a bundle.
+    defaults to SCENE when it is a bundle. The answers scored are ``QueryEngine``'s, as the
+    node gives them.
 
     ``text_encoder`` replaces the encoders named in the layers (programmatic use).
     """
     import json as json_module
 
-    from st4r_ros.field.layer import default_layer_dir, load_referring_layer
-    from st4r_ros.scene.loading import load_scene
     from st4r_ros.supervision.format import load_benchmark, load_supervision
-    from st4r_ros.temporal.layer import load_temporal_layer, temporal_encoder_for
-    from st4r_ros.text import TextEncoder
 
-    chosen = torch.device('cuda' if device == 'auto' and torch.cuda.is_available()
-                          else 'cpu' if device == 'auto' else device)
-    folder = default_layer_dir(scene, layer)
-    field, meta = load_referring_layer(folder, chosen)
-    encoder = text_encoder or TextEncoder.named(meta.get('text_encoder', {}).get('name'), chosen)
-    threshold = float(meta.get('threshold', 0.0))
-    loaded, benchmark = load_scene(scene), load_benchmark(bench)
-    referring = evaluate_referring(loaded, field, encoder, benchmark, threshold, backend)
-    temporal_layer = load_temporal_layer(folder, chosen)
+    engine = _engine(scene, layer, device, text_encoder)
+    benchmark = load_benchmark(bench)
+    referring = evaluate_referring(engine, benchmark)
     temporal = None
-    if temporal_layer is not None and any(e.kind == TIME_SENSITIVE
-                                          for e in benchmark.expressions):
+    if engine.temporal is not None and any(e.kind == TIME_SENSITIVE
+                                           for e in benchmark.expressions):
         views = load_supervision(supervision).views if supervision else ()
-        # A given text_encoder stands for both layers' (programmatic use, as documented).
-        own = None if text_encoder else temporal_encoder_for(temporal_layer, encoder, chosen)
-        temporal = evaluate_temporal(loaded, field, encoder, temporal_layer, benchmark,
-                                     threshold, views, backend, own)
+        temporal = evaluate_temporal(engine, benchmark, views)
     evaluation = Evaluation(referring, temporal)
     if json:
         print(json_module.dumps(evaluation.to_json(), indent=2))
@@ -88,3 +77,21 @@ def eval_main(scene: str, bench: str, json: bool = False, layer: Optional[str] =
         if temporal is not None:
             print_temporal_report(temporal, title=f'time-sensitive queries: {scene} on {bench}')
     return evaluation
+
+
+def _engine(scene: str, layer: Optional[str], device: str,
+            text_encoder: Optional[QueryEncoder]) -> QueryEngine:
+    """Open the engine of the scene's layers; a given text encoder stands for both layers'."""
+    if text_encoder is None:
+        return QueryEngine.open(scene, layer, device)
+    from st4r_ros.field.layer import load_referring_layer
+    from st4r_ros.scene.layers import default_layer_dir
+    from st4r_ros.scene.loading import load_scene
+    from st4r_ros.temporal.layer import load_temporal_layer
+
+    chosen = resolve_device(device)
+    folder = default_layer_dir(scene, layer)
+    field, meta = load_referring_layer(folder, chosen)
+    loaded = load_scene(scene)
+    return QueryEngine(loaded, field, text_encoder, float(meta.get('threshold', 0.0)), chosen,
+                       loaded.info().duration_s, load_temporal_layer(folder, chosen))

@@ -13,47 +13,42 @@
 # limitations under the License.
 
 """
-Time-sensitive queries: routing accuracy, Acc and vIoU of the when branch with its where.
+Time-sensitive queries: routing accuracy, Acc and vIoU of the engine's answers.
+
+Every prediction is an answer of ``QueryEngine`` (``query_batch``) to the request a robot would
+send: the expression as an AUTO query at a frame's time, with a view's camera. So the router,
+the instance the engine names at that time and its active spans are all part of the score.
 
 Definitions (ST4R-Splat's metrics, made precise):
 
 - The *timeline* is the temporal layer's frame times; a frame counts where the benchmark has a
   view at that time. Ground truth: the query holds at the frame (``Expression.holds_at``).
-- *Locating*, as the engine does: the instance the state cache names (``TemporalLayer.locate``);
-  when it names none, the referring field at every timeline frame (the majority instance of
-  the Gaussians with sigmoid(m) >= 0.5, none when the best score is below the layer's
-  no-target threshold) and the instance most frames name. A query whose target is never
-  found has no active frame.
-- *Prediction*: the temporal layer's active frames of that instance for the query (none when the
-  instance has no state cache).
+- *Prediction* at a frame: the answer asked at that frame's time is OK and the time lies in one
+  of its active spans (an answer routed time-agnostic has the one span [0, 1]; NO_TARGET,
+  NOT_IN_STATE and refusals have none).
 - **Acc** = frames where prediction equals ground truth / frames (per query, then the mean).
 - **vIoU** = sum over frames in pred ∩ GT of the mask IoU at that frame / |pred ∪ GT| (1 when
-  both are empty). The mask is the located instance's Gaussians rendered (cache-located) or the
-  field's rendered mask for the query (field-located), at the frame's time, from the split's
-  views of that frame (IoU averaged over them): the benchmark's (novel) views, and, given a
-  supervision, its training views; a frame the split has no view of counts IoU 0. Acc needs
-  no view: the when branch renders nothing.
-- **Routing accuracy**: the router's decision (p >= 0.5) against kind == 'time-sensitive', over
-  every benchmark expression.
+  both are empty). The mask is the answer's for the view's camera, from the split's views of
+  that frame (IoU averaged over them): the benchmark's (novel) views, and, given a supervision,
+  its training views; a frame the split has no view of counts IoU 0.
+- **Routing accuracy**: the answers' time_sensitive against kind == 'time-sensitive', over
+  every benchmark expression. ``located``: the share of (query, frame) answers whose target is
+  the expression's instance.
 - ``never_acc``: Acc of answering "never" to every query, for scale.
 """
 
 from __future__ import annotations
 
-from collections import Counter
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 import time
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Dict, List, Sequence
 
-from st4r_ros.evaluation.referring import iou, MASK_THRESHOLD, mean_or_nan
-from st4r_ros.field.model import (best_scores, majority_instance, member_logits,
-                                  ReferringField, render_relevance)
-from st4r_ros.scene.gaussians import Gaussians
-from st4r_ros.scene.scene4d import Scene4D
+from st4r_ros.engine import QueryEngine, QueryRequest, QueryResult, QueryStatus
+from st4r_ros.errors import QueryError
+from st4r_ros.evaluation.referring import iou, mean_or_nan, predicted_mask
 from st4r_ros.supervision.format import (Benchmark, Expression, SupervisionView,
                                          TIME_SENSITIVE, TIME_TOLERANCE)
-from st4r_ros.temporal.layer import TemporalLayer
 import torch
 from torch import Tensor
 
@@ -97,137 +92,108 @@ def video_iou(predicted: Tensor, truth: Tensor, ious: Tensor) -> float:
 
 
 @torch.no_grad()
-def evaluate_temporal(scene: Scene4D, field_: ReferringField, text_encoder,
-                      layer: TemporalLayer, benchmark: Benchmark, threshold: float = 0.0,
-                      training_views: Sequence[SupervisionView] = (),
-                      backend: str = 'auto', temporal_encoder=None) -> TemporalReport:
+def evaluate_temporal(engine: QueryEngine, benchmark: Benchmark,
+                      training_views: Sequence[SupervisionView] = ()) -> TemporalReport:
     """
-    Score routing, Acc and vIoU on ``benchmark`` (module docstring); the field's device is used.
+    Score routing, Acc and vIoU of ``engine``'s answers on ``benchmark`` (module docstring).
 
-    :param text_encoder: the encoder of the field and the layer.
-    :param threshold: the referring layer's calibrated no-target threshold.
     :param training_views: views for the 'training' vIoU (none: novel views only).
-    :param temporal_encoder: the temporal layer's sentence encoder when it is not
-        ``text_encoder`` (None: the same).
+    :raises QueryError: the engine has no temporal layer.
     """
+    if engine.temporal is None:
+        raise QueryError('evaluate_temporal: the engine has no temporal layer')
     started = time.perf_counter()
-    device = field_.embeddings.device
-    layer = layer.to(device)
     expressions = benchmark.expressions
-    encoded = text_encoder.encode([e.text for e in expressions])
-    said = layer.encode_queries(temporal_encoder or text_encoder, [e.text for e in expressions],
-                                None if temporal_encoder else encoded)
-    routed = (layer.router.probability(said) >= 0.5).to(device)
-    stated = said.sentence.to(device)  # which instance (the state cache may name it)
-    states = layer.state_of(said).to(device)  # when
-    sensitive = torch.tensor([e.kind == TIME_SENSITIVE for e in expressions], device=device)
-    chosen = [i for i, e in enumerate(expressions) if e.kind == TIME_SENSITIVE]
-    times = [t for t in layer.cache.frame_times.tolist() if _views_at(benchmark.views, t)]
-    truth = torch.tensor([[any(expressions[i].holds_at(v) for v in _views_at(benchmark.views, t))
-                           for t in times] for i in chosen], dtype=torch.bool)
-    frames = [scene.at(t, device) for t in times]
-    relevance = [_relevance_at(gaussians, field_, encoded, chosen)
-                 for gaussians in frames]  # T x [Q, N]
-    masks: Dict[Path, Tensor] = {}  # ground truth by mask file, read once
+    times = [t for t in engine.temporal.cache.frame_times.tolist()
+             if _views_at(benchmark.views, t)]
+    routed = engine.query_batch([QueryRequest(e.text, time=times[0] if times else 0.0)
+                                 for e in expressions])
+    chosen = [e for e in expressions if e.kind == TIME_SENSITIVE]
     splits = {'novel': list(benchmark.views), 'training': list(training_views)}
-    rows = []
-    for q, i in enumerate(chosen):
-        expression = expressions[i]
-        instance, relevance_q = _locate(layer, stated[i],
-                                        [r[q] for r in relevance], field_.assignment, threshold)
-        found = layer.intervals(instance, states[i]) if instance is not None else None
-        active = (found.active[[_index(layer, t) for t in times]].cpu() if found is not None
-                  else torch.zeros(len(times), dtype=torch.bool))
-        row = {'id': expression.id, 'text': expression.text, 'instance_id': expression.instance_id,
-               'located': instance, 'acc': frame_accuracy(active, truth[q]),
-               'never_acc': frame_accuracy(torch.zeros_like(truth[q]), truth[q]),
-               'predicted_frames': [j for j, a in enumerate(active.tolist()) if a]}
-        for split, views in splits.items():
-            if views:
-                ious = _frame_ious(frames, times, active & truth[q], views, expression,
-                                   relevance_q, threshold, backend, masks)
-                row[f'viou_{split}'] = video_iou(active, truth[q], ious)
-        rows.append(row)
+    answers = _answers_by_frame(engine, chosen, times, splits)
+    masks: Dict[Path, Tensor] = {}  # ground truth by mask file, read once
+    rows = [_score(e, q, times, splits, answers, masks) for q, e in enumerate(chosen)]
 
     def mean_of(key: str) -> float:
         return mean_or_nan([r[key] for r in rows])
 
     return TemporalReport(
-        routing_accuracy=mean_or_nan((routed == sensitive).float().tolist()),
+        routing_accuracy=mean_or_nan([float(a.time_sensitive == (e.kind == TIME_SENSITIVE))
+                                      for a, e in zip(routed, expressions)]),
         routed_expressions=len(expressions), queries=len(rows),
         acc=mean_of('acc'), never_acc=mean_of('never_acc'),
         viou={split: mean_of(f'viou_{split}') for split, views in splits.items() if views},
-        located=mean_or_nan([float(r['located'] == r['instance_id']) for r in rows]),
-        frames=len(times), per_query=rows, seconds=time.perf_counter() - started)
+        located=mean_of('located'), frames=len(times), per_query=rows,
+        seconds=time.perf_counter() - started)
+
+
+def _answers_by_frame(engine: QueryEngine, chosen: List[Expression], times: List[float],
+                      splits: Dict[str, List[SupervisionView]]) -> Dict[tuple, QueryResult]:
+    """
+    Ask every chosen query at every timeline frame, from every view of that frame.
+
+    Returns {(query index, frame index, split, view index in the frame): answer}; the answer at
+    (q, j, 'novel', 0) is the one that decides prediction and instance at that frame.
+    """
+    answers: Dict[tuple, QueryResult] = {}
+    for j, t in enumerate(times):
+        keys, requests = [], []
+        for split, views in splits.items():
+            for v, view in enumerate(_views_at(views, t)):
+                for q, expression in enumerate(chosen):
+                    keys.append((q, j, split, v))
+                    requests.append(QueryRequest(expression.text, time=t, camera=view.camera))
+        answers.update(zip(keys, engine.query_batch(requests)))
+    return answers
+
+
+def _score(expression: Expression, q: int, times: List[float],
+           splits: Dict[str, List[SupervisionView]], answers: Dict[tuple, QueryResult],
+           masks: Dict[Path, Tensor]) -> Dict:
+    """One query's row: Acc, vIoU per split, the instances it was answered with."""
+    deciding = [answers[(q, j, 'novel', 0)] for j in range(len(times))]
+    active = torch.tensor([_active(a, t) for a, t in zip(deciding, times)], dtype=torch.bool)
+    truth = torch.tensor([any(expression.holds_at(v) for v in _views_at(splits['novel'], t))
+                          for t in times], dtype=torch.bool)
+    row = {'id': expression.id, 'text': expression.text, 'instance_id': expression.instance_id,
+           'answered_instances': sorted({a.target_instance_id for a in deciding}),
+           'located': mean_or_nan([float(a.target_instance_id == expression.instance_id)
+                                   for a in deciding]),
+           'acc': frame_accuracy(active, truth),
+           'never_acc': frame_accuracy(torch.zeros_like(truth), truth),
+           'predicted_frames': [j for j, a in enumerate(active.tolist()) if a]}
+    for split, views in splits.items():
+        if views:
+            ious = torch.zeros(len(times))
+            for j in (active & truth).nonzero()[:, 0].tolist():
+                ious[j] = _frame_iou(expression, q, j, split, _views_at(views, times[j]),
+                                     answers, masks)
+            row[f'viou_{split}'] = video_iou(active, truth, ious)
+    return row
+
+
+def _active(answer: QueryResult, t: float) -> bool:
+    """Whether ``answer`` says its expression holds at time ``t``."""
+    return answer.status == QueryStatus.OK and any(
+        span.start - TIME_TOLERANCE <= t <= span.end + TIME_TOLERANCE
+        for span in answer.active_spans)
+
+
+def _frame_iou(expression: Expression, q: int, j: int, split: str,
+               views: List[SupervisionView], answers: Dict[tuple, QueryResult],
+               masks: Dict[Path, Tensor]) -> float:
+    """Mean mask IoU of the answers at frame ``j`` over the split's views of it (0: none)."""
+    values = []
+    for v, view in enumerate(views):
+        if view.mask_path not in masks:
+            masks[view.mask_path] = view.load_mask()
+        truth = masks[view.mask_path] == expression.instance_id
+        values.append(iou(predicted_mask(answers[(q, j, split, v)], truth.shape), truth))
+    return sum(values) / len(values) if values else 0.0
 
 
 def _views_at(views: Sequence[SupervisionView], t: float) -> List[SupervisionView]:
     return [v for v in views if abs(v.time - t) <= TIME_TOLERANCE]
-
-
-def _index(layer: TemporalLayer, t: float) -> int:
-    return int((layer.cache.frame_times - t).abs().argmin())
-
-
-def _relevance_at(gaussians, field_: ReferringField, encoded, chosen: List[int]) -> Tensor:
-    """Relevance m [Q, N] of the chosen expressions at one time."""
-    device = field_.embeddings.device
-    words, mask = encoded.words[chosen].to(device), encoded.word_mask[chosen].to(device)
-    length = max(int(mask.sum(dim=1).max()), 1) if len(chosen) else 1
-    return field_(gaussians.means, words[:, :length], mask[:, :length],
-                  encoded.sentence[chosen].to(device)).relevance
-
-
-def _locate(layer: TemporalLayer, sentence: Tensor, relevance: List[Tensor],
-            assignment: Tensor, threshold: float) -> Tuple[Optional[int], List[Tensor]]:
-    """
-    Name one query's instance (module docstring) and the relevance [N] its masks come from.
-
-    :param relevance: the field's relevance of the query at each timeline frame, [N] each.
-    """
-    located = layer.locate(sentence.to(assignment.device))
-    if located is not None:
-        return located[0], [member_logits(assignment, located[0])[0]] * len(relevance)
-    return _vote(relevance, assignment, threshold), relevance
-
-
-def _vote(relevance: List[Tensor], assignment: Tensor, threshold: float) -> Optional[int]:
-    """Return the instance most frames name for one query (relevance [N] per frame)."""
-    votes: Counter = Counter()
-    for m in relevance:
-        selected = torch.sigmoid(m) >= MASK_THRESHOLD
-        if float(best_scores(m[None])[0]) < threshold:
-            continue
-        instance = majority_instance(assignment, selected)
-        if instance >= 0:
-            votes[instance] += 1
-    return votes.most_common(1)[0][0] if votes else None
-
-
-def _frame_ious(frames: List[Gaussians], times: List[float], scored: Tensor,
-                views: Sequence[SupervisionView], expression: Expression,
-                relevance: List[Tensor], threshold: float, backend: str,
-                masks: Dict[Path, Tensor]) -> Tensor:
-    """
-    Mean mask IoU [T] over the views of each frame in ``scored`` [T] bool (0 elsewhere).
-
-    :param frames: the Gaussians at each timeline time.
-    :param masks: ground-truth masks already read, by file; filled as views are read.
-    """
-    ious = torch.zeros(len(times))
-    for j in scored.nonzero()[:, 0].tolist():
-        at = _views_at(views, times[j])
-        if not at or float(best_scores(relevance[j][None])[0]) < threshold:
-            continue
-        values = []
-        for view in at:
-            predicted = render_relevance(frames[j], view.camera, relevance[j][None],
-                                         backend)[..., 0] >= MASK_THRESHOLD
-            if view.mask_path not in masks:
-                masks[view.mask_path] = view.load_mask()
-            values.append(iou(predicted.cpu(), masks[view.mask_path] == expression.instance_id))
-        ious[j] = sum(values) / len(values)
-    return ious
 
 
 def print_temporal_report(report: TemporalReport, title: str = 'time-sensitive queries') -> None:

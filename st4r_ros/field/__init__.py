@@ -20,8 +20,7 @@ layer on disk.
 """
 
 from st4r_ros.field.layer import load_referring_layer, save_referring_layer
-from st4r_ros.field.model import (best_scores, FieldConfig, ground_expressions, Grounding,
-                                  ReferringField, render_relevance)
+from st4r_ros.field.model import best_scores, FieldConfig, ReferringField, render_relevance
 
-__all__ = ['FieldConfig', 'Grounding', 'ReferringField', 'best_scores', 'ground_expressions',
-           'load_referring_layer', 'render_relevance', 'save_referring_layer']
+__all__ = ['FieldConfig', 'ReferringField', 'best_scores', 'load_referring_layer',
+           'render_relevance', 'save_referring_layer']

@@ -60,8 +60,13 @@ DISTANCE_ROWS = 256
 class MaskedView(Protocol):
     """What instance assignment needs from a training view (SupervisionView has it)."""
 
-    time: float
-    camera: Camera
+    @property
+    def time(self) -> float:
+        """Return the view's normalised scene time."""
+
+    @property
+    def camera(self) -> Camera:
+        """Return the camera that took the view."""
 
     def load_mask(self) -> Tensor:
         """[H, W] int64 instance ids, 0 = background."""

@@ -31,26 +31,28 @@ Files, in the layer folder::
                              "threshold": no-target threshold, "calibration": {...},
                              "training": TrainConfig, "seed": s, "steps": n, ...}
 
-The layer folder is the scene's bundle when the scene is one: the manifest's ``layers`` then
-lists ``"referring": {"file": "referring.safetensors", ...metadata}`` so that `st4r scene info`
-shows it; any other scene (a 4DGaussians output, a PLY sequence) keeps the layer in a folder of
+Where the layer folder is and how the files are written is scene/layers.py's: the scene's
+bundle when the scene is one (its manifest's ``layers`` then lists ``"referring": {"file":
+"referring.safetensors", ...metadata}`` so that `st4r scene info` shows it), else a folder of
 its own (``st4r train SCENE SUPERVISION --out LAYER_DIR``). Only safetensors and JSON are read:
 loading executes nothing from the data.
 """
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
-from typing import Dict, Optional, Tuple
+from typing import Dict, Optional, Tuple, TYPE_CHECKING
 
 from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
 from st4r_ros.errors import SceneFormatError
 from st4r_ros.field.model import FieldConfig, ReferringField
-from st4r_ros.files import atomic_write, read_json_object
-from st4r_ros.scene.bundle import MANIFEST, read_manifest
+from st4r_ros.files import read_json_object
+from st4r_ros.scene.layers import default_layer_dir, is_bundle, save_layer
 import torch
+
+if TYPE_CHECKING:  # the text encoder is imported when a layer is loaded
+    from st4r_ros.text import TextEncoder
 
 LAYER_NAME = 'referring'
 LAYER_FILE = 'referring.safetensors'
@@ -60,67 +62,25 @@ LAYER_VERSION = 1
 FIELD_PREFIX = 'field/'
 
 
-def is_bundle(folder: str | Path) -> bool:
-    return (Path(folder) / MANIFEST).is_file()
-
-
-def default_layer_dir(scene_path: str | Path, out: Optional[str | Path] = None) -> Path:
-    """
-    Choose where the layer of the scene at ``scene_path`` goes.
-
-    That is ``out`` if given, else the scene itself when it is a bundle.
-
-    :raises SceneFormatError: neither ``out`` nor a bundle scene.
-    """
-    if out is not None:
-        return Path(out)
-    if is_bundle(scene_path):
-        return Path(scene_path)
-    raise SceneFormatError(f'{scene_path}: not an st4r bundle, so the referring layer needs a '
-                           'folder of its own; pass --out LAYER_DIR')
-
-
 def save_referring_layer(layer_dir: str | Path, field: ReferringField, metadata: Dict) -> Path:
     """
     Write the field and ``metadata`` into ``layer_dir``.
 
     ``metadata`` is JSON-serialisable: text encoder, threshold, training config, seed...
-    The layer is registered in the manifest if ``layer_dir`` is a bundle.
+    The layer is registered in the manifest if ``layer_dir`` is a bundle (save_layer).
 
     :return: The path of referring.safetensors.
     """
-    folder = Path(layer_dir)
-    folder.mkdir(parents=True, exist_ok=True)
     meta = {'format': LAYER_FORMAT, 'version': LAYER_VERSION, 'file': LAYER_FILE,
             'num_gaussians': field.num_gaussians, 'field': field.config.to_json(), **metadata}
-    text = json.dumps(meta, indent=1, allow_nan=False)
     tensors = {FIELD_PREFIX + k: v.detach().cpu().contiguous()
                for k, v in field.state_dict().items()}
     tensors['instances/ids'] = field.instance_ids.cpu()
     tensors['instances/embeddings'] = field.instance_embeddings().detach().cpu().contiguous()
-    # Tensor file first, manifest last: a crash in between leaves the old manifest valid.
-    atomic_write(folder / LAYER_FILE,
-                 lambda tmp: save_file(tensors, str(tmp), {'st4r_layer': text}))
-    atomic_write(folder / META_FILE, lambda tmp: tmp.write_text(text))
-    if is_bundle(folder):
-        register_layer(folder, LAYER_NAME, {k: v for k, v in meta.items()
-                                            if k in ('file', 'num_gaussians', 'text_encoder',
-                                                     'threshold', 'seed', 'steps')}
-                       | {'dim': field.config.embed_dim, 'meta': META_FILE})
-    return folder / LAYER_FILE
-
-
-def register_layer(bundle_dir: Path, name: str, entry: Dict) -> None:
-    """
-    Add or replace ``layers[name] = entry`` in the bundle's manifest (atomically).
-
-    bundle.py reads layers but has no writer yet; this is the one place that edits a
-    manifest, and re-validates it with bundle.read_manifest afterwards.
-    """
-    manifest = read_manifest(bundle_dir)
-    manifest['layers'][name] = entry
-    atomic_write(bundle_dir / MANIFEST, lambda tmp: tmp.write_text(json.dumps(manifest, indent=2)))
-    read_manifest(bundle_dir)
+    entry = {k: v for k, v in meta.items()
+             if k in ('file', 'num_gaussians', 'text_encoder', 'threshold', 'seed', 'steps')}
+    return save_layer(layer_dir, LAYER_NAME, tensors, meta,
+                      entry | {'dim': field.config.embed_dim, 'meta': META_FILE})
 
 
 def read_layer_meta(layer_dir: str | Path) -> Dict:
@@ -168,7 +128,8 @@ def load_referring_layer(layer_dir: str | Path,
 
 
 def load_referring(scene_path: str | Path, layer_dir: str | Path | None = None,
-                   device: torch.device | str = 'cpu'):
+                   device: torch.device | str = 'cpu'
+                   ) -> Optional[Tuple[ReferringField, TextEncoder, float]]:
     """
     Load the scene's referring layer ready to query: (field, text encoder, threshold).
 

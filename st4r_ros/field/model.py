@@ -57,7 +57,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, fields, replace
 import math
-from typing import Dict, List, Optional, Sequence
+from typing import Dict, Optional
 
 from st4r_ros.errors import QueryError, SceneFormatError
 from st4r_ros.render import torch_backend as tb
@@ -125,7 +125,7 @@ class FieldOutput:
     def refined(self, index: Tensor) -> Tensor:
         """e'_i(t) of the Gaussians index [E, k] (per expression), [E, k, h]."""
         refined = self.features[index]  # [E, k, h]
-        if self.attention is None:
+        if self.attention is None or self.values is None:  # both or neither (attention off)
             return refined
         rows = torch.gather(self.attention, 1,
                             index[..., None].expand(-1, -1, self.attention.shape[-1]))
@@ -164,6 +164,10 @@ class ReferringField(nn.Module):
     :param assignment: instance id of every Gaussian (-1: none), [N] int64; defaults to none.
         Defines the instance embeddings e_k (`instance_embeddings`).
     """
+
+    canonical: Tensor  # buffers
+    bounds: Tensor
+    assignment: Tensor
 
     def __init__(self, num_gaussians: int, canonical_means: Tensor,
                  config: Optional[FieldConfig] = None,
@@ -244,9 +248,8 @@ class ReferringField(nn.Module):
         weights = mask.float() / mask.float().sum(dim=1, keepdim=True)  # [E, L]
         mean_word = torch.einsum('elh,el->eh', w, weights)  # [E, h]
         # m is the plain mean of dot products (ST4R-Splat), without the attention's 1/sqrt(h):
-        # with it the logits start ~10x smaller and fitting slows down (synthetic scene, 1000
-        # steps: 0.82-0.88 mIoU on the training views with it, 0.97 without; measured along
-        # with adding the sentence token). m = <e', w_mean> with e' = f + a O(V w).
+        # with it the logits start sqrt(h) times smaller and the training views fit worse in
+        # the same steps. m = <e', w_mean> with e' = f + a O(V w).
         relevance = mean_word @ features.T  # [E, N]
         if not self.config.attention:
             return FieldOutput(relevance, w, features)
@@ -340,9 +343,8 @@ class BlendWeights:
     backend computes, since a render is linear in its features.
 
     Training on the CPU renders the same few views thousands of times; building this once
-    per view (~0.1 s, ~15 pixels' worth of Gaussians per pixel) turns each render into a
-    sparse product of a few milliseconds. On CUDA gsplat renders as fast; there the field
-    renders through render() directly.
+    per view turns each render into a sparse product. On CUDA gsplat renders as fast; there the
+    field renders through render() directly.
 
     :ivar matrix: sparse COO [H * W, N], row = y * W + x.
     :ivar height: image height.
@@ -446,39 +448,3 @@ def member_logits(assignment: Tensor, instance_id: int) -> Tensor:
     """
     members = assignment == instance_id
     return torch.where(members, MEMBER_LOGIT, -MEMBER_LOGIT)[None].float()
-
-
-@dataclass(frozen=True)
-class Grounding:
-    """
-    One expression grounded in the scene at one time.
-
-    :ivar text: the normalised expression.
-    :ivar relevance: m_i(t) for every Gaussian, [N] logits.
-    :ivar best_score: max_i sigmoid(m_i(t)).
-    :ivar no_target: best_score < the threshold: nothing in the scene fits.
-    :ivar truncated: the text encoder cut the expression at its maximum length.
-    """
-
-    text: str
-    relevance: Tensor
-    best_score: float
-    no_target: bool
-    truncated: bool
-
-
-@torch.no_grad()
-def ground_expressions(field: ReferringField, text_encoder, means: Optional[Tensor],
-                       texts: Sequence[str], threshold: float = 0.0) -> List[Grounding]:
-    """
-    Ground free-form expressions against the Gaussians at positions means [N, 3].
-
-    :raises QueryError: an empty or whitespace-only expression (from the text encoder).
-    """
-    device = field.embeddings.device
-    encoded = text_encoder.encode(list(texts))
-    relevance = field(means, encoded.words.to(device), encoded.word_mask.to(device),
-                      encoded.sentence.to(device)).relevance
-    scores = best_scores(relevance).tolist()
-    return [Grounding(text, relevance[i], scores[i], scores[i] < threshold, cut)
-            for i, (text, cut) in enumerate(zip(encoded.texts, encoded.truncated))]

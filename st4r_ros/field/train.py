@@ -49,7 +49,8 @@ configuration continues from the last checkpoint and ends with the same result a
 was never interrupted.
 
 At the end a no-target threshold is calibrated (see `calibrate_threshold`) and the layer is
-saved (layer.py).
+saved (layer.py). The temporal layer is no business of this module: `st4r train`
+(st4r_ros/training.py) builds it after the field.
 """
 
 from __future__ import annotations
@@ -59,7 +60,8 @@ from dataclasses import asdict, dataclass, fields, replace
 import json
 from pathlib import Path
 import time
-from typing import Any, Callable, Dict, Hashable, List, Optional, Sequence, Tuple
+from typing import (Callable, Dict, Generic, Hashable, List, Optional, Sequence, Tuple,
+                    TYPE_CHECKING, TypeVar)
 
 from safetensors.torch import load_file, save_file
 from st4r_ros.errors import SceneFormatError, SupervisionFormatError
@@ -74,10 +76,11 @@ from st4r_ros.files import atomic_write
 from st4r_ros.scene.gaussians import Gaussians
 from st4r_ros.scene.scene4d import Scene4D
 from st4r_ros.supervision.format import Supervision, SupervisionView
-from st4r_ros.temporal.layer import build_temporal_layer, save_temporal_layer
-from st4r_ros.text import DTYPES
 import torch
 from torch import Tensor
+
+if TYPE_CHECKING:  # the text encoder is imported when one is loaded
+    from st4r_ros.text import NamedEncoder, SentenceEncoder, TextEncoder
 
 CHECKPOINT_DIR = 'referring_training'
 CHECKPOINT_FILE = 'checkpoint.safetensors'
@@ -121,12 +124,6 @@ class TrainConfig:
     cache_weights: Optional[bool] = None
     cache_bytes: int = 4 << 30
     text_model: Optional[str] = None
-    # The temporal layer's sentence encoder (state cache, router); None: the field's encoder.
-    temporal_text_model: Optional[str] = None
-    # Its weights' type (a key of text.DTYPES: a 7B encoder fits a GPU in bfloat16), and the
-    # instruction put in front of queries (None: its folder's 'query' prompt, if it names one).
-    temporal_text_dtype: str = 'float32'
-    temporal_query_prompt: Optional[str] = None
     depth_tolerance: float = DEPTH_TOLERANCE
     min_votes: int = MIN_VOTES
     min_fraction: float = MIN_FRACTION
@@ -138,9 +135,6 @@ class TrainConfig:
         if not 0.0 <= self.word_dropout < 1.0:
             raise SupervisionFormatError(f'training config: word_dropout must be in [0, 1), '
                                          f'got {self.word_dropout!r}')
-        if self.temporal_text_dtype not in DTYPES:
-            raise SupervisionFormatError('training config: temporal_text_dtype must be one of '
-                                         f'{list(DTYPES)}, got {self.temporal_text_dtype!r}')
 
     def to_json(self) -> Dict:
         data = asdict(self)
@@ -220,9 +214,9 @@ class TrainingData:
     """
 
     views: List[SupervisionView]
-    frames: 'BoundedCache'
+    frames: 'BoundedCache[float, Gaussians]'
     times: List[float]
-    masks: 'BoundedCache'
+    masks: 'BoundedCache[int, Tensor]'
     weights: Optional[List[BlendWeights]]
     captions: List[ViewCaptions]
     texts: List[str]
@@ -234,11 +228,12 @@ class TrainingData:
 
 def train_field(scene: Scene4D, supervision: Supervision, config: Optional[TrainConfig] = None,
                 out: Optional[str | Path] = None, progress: bool = True, seed: int = 0,
-                resume: bool = True, text_encoder=None) -> TrainResult:
+                resume: bool = True, text_encoder: Optional[NamedEncoder] = None) -> TrainResult:
     """
     Train a referring field for ``scene`` from ``supervision``.
 
-    The field is saved as a layer in ``out`` (None: keep it in memory only, no checkpoints).
+    The field is saved as a layer in ``out`` (None: keep it in memory only, no checkpoints);
+    the temporal layer is not built here (st4r_ros.training.train_layers builds both).
 
     :param config: hyper-parameters; TrainConfig() by default.
     :param progress: show a progress bar with the loss terms.
@@ -282,13 +277,6 @@ def train_field(scene: Scene4D, supervision: Supervision, config: Optional[Train
             'instances': {'ids': model.instance_ids.tolist(),
                           'assigned_gaussians': int((model.assignment >= 0).sum())},
         })
-        if any(instance.state_captions for instance in supervision.instances):
-            # The 'when' branch rides along: its cache is bound to the same instance ids.
-            own = config.temporal_text_model or config.temporal_text_dtype != 'float32'
-            temporal = (_load_encoder(config.temporal_text_model, device,
-                                      config.temporal_text_dtype) if own else encoder)
-            save_temporal_layer(out, build_temporal_layer(
-                supervision, temporal, query_prompt=config.temporal_query_prompt))
     return TrainResult(model, assignment, threshold, calibration, history, layer_path, start,
                        time.perf_counter() - started)
 
@@ -296,26 +284,28 @@ def train_field(scene: Scene4D, supervision: Supervision, config: Optional[Train
 # ---- data -----------------------------------------------------------------------------------
 
 
-def _load_encoder(model: Optional[str], device: torch.device, dtype: str = 'float32'):
+def _load_encoder(model: Optional[str], device: torch.device) -> TextEncoder:
     from st4r_ros.text import TextEncoder
 
-    return TextEncoder.named(model, device, dtype)
+    return TextEncoder.named(model, device)
 
 
-def prepare_data(scene: Scene4D, supervision: Supervision, encoder, config: TrainConfig,
+def prepare_data(scene: Scene4D, supervision: Supervision, encoder: SentenceEncoder,
+                 config: TrainConfig,
                  device: torch.device) -> TrainingData:
     """Frames, masks, per-view captions and their encodings (module docstring)."""
     views = list(supervision.views)
     budget = config.cache_bytes // 2
-    frames = BoundedCache(lambda t: scene.at(t, device), _gaussian_bytes, budget)
+    frames: BoundedCache[float, Gaussians] = BoundedCache(
+        lambda t: scene.at(t, device), _gaussian_bytes, budget)
     times = sorted({v.time for v in views})
     counts = {len(frames[t]) for t in times}
     if len(counts) != 1:
         raise SceneFormatError(f'scene: Gaussian counts {sorted(counts)} differ between the '
                                'training times; the referring field needs the same Gaussians '
                                'at every time')
-    masks = BoundedCache(lambda i: views[i].load_mask().to(device, torch.int32),
-                         lambda m: m.numel() * 4, budget)
+    masks: BoundedCache[int, Tensor] = BoundedCache(
+        lambda i: views[i].load_mask().to(device, torch.int32), lambda m: m.numel() * 4, budget)
     cache = device.type == 'cpu' if config.cache_weights is None else config.cache_weights
     weights = [BlendWeights.of(frames[v.time], v.camera) for v in views] if cache else None
     rows: Dict[str, int] = {}
@@ -347,7 +337,8 @@ def _view_captions(supervision: Supervision, view: SupervisionView, mask: Tensor
         at = supervision.captions_at(time=view.time)
     ids, counts = torch.unique(mask, return_counts=True)
     visible = {int(i) for i, c in zip(ids.tolist(), counts.tolist()) if i > 0 and c >= min_pixels}
-    positives, negatives = [], []
+    positives: List[Tuple[int, int]] = []  # (text row, instance)
+    negatives: List[Tuple[int, int]] = []
     for instance, texts in sorted(at.items()):
         for text in texts:
             row = rows.setdefault(text, len(rows))
@@ -362,23 +353,29 @@ def canonical_means(data: TrainingData) -> Tensor:
     This is the static picture of the scene the ReferSplat-style baseline sees, and what the
     position bounds are taken from.
     """
-    total = sum(data.frames[t].means.double() for t in data.times)
+    total = data.frames[data.times[0]].means.double()
+    for t in data.times[1:]:
+        total = total + data.frames[t].means.double()
     return (total / len(data.times)).float()
 
 
-class BoundedCache:
+Key = TypeVar('Key', bound=Hashable)
+Value = TypeVar('Value')
+
+
+class BoundedCache(Generic[Key, Value]):
     """
     Values computed on first use, kept while their total size stays within ``max_bytes``.
 
     Values beyond that are recomputed on every use; deterministic either way.
     """
 
-    def __init__(self, compute: Callable[[Hashable], Any], size: Callable[[Any], int],
+    def __init__(self, compute: Callable[[Key], Value], size: Callable[[Value], int],
                  max_bytes: int) -> None:
         self.compute, self.size, self.room = compute, size, max_bytes
-        self.kept: Dict[Hashable, Any] = {}
+        self.kept: Dict[Key, Value] = {}
 
-    def __getitem__(self, key: Hashable) -> Any:
+    def __getitem__(self, key: Key) -> Value:
         if key in self.kept:
             return self.kept[key]
         value = self.compute(key)
@@ -529,7 +526,7 @@ class _progress_bar:
 # ---- checkpoints ----------------------------------------------------------------------------
 
 
-def _signature(config: TrainConfig, seed: int, encoder) -> Dict:
+def _signature(config: TrainConfig, seed: int, encoder: NamedEncoder) -> Dict:
     """Return what must match for a checkpoint to be resumed."""
     return {'config': config.to_json(), 'seed': seed, 'text_encoder': str(encoder.name)}
 
@@ -598,7 +595,7 @@ def _best(model: ReferringField, means: Tensor, words: Tensor, word_mask: Tensor
 
 
 @torch.no_grad()
-def calibrate_threshold(model: ReferringField, data: TrainingData, encoder,
+def calibrate_threshold(model: ReferringField, data: TrainingData, encoder: SentenceEncoder,
                         config: TrainConfig) -> Tuple[float, Dict]:
     """
     No-target threshold on the best score, from training data.
@@ -665,30 +662,3 @@ def _quantiles(values: Tensor) -> Dict[str, float]:
         return {}
     qs = torch.quantile(values.float(), torch.tensor([0.05, 0.5, 0.95]))
     return {'q05': float(qs[0]), 'q50': float(qs[1]), 'q95': float(qs[2])}
-
-
-# ---- CLI ------------------------------------------------------------------------------------
-
-
-def train_main(scene: str | Path, supervision: str | Path, out: Optional[str | Path] = None,
-               *, seed: int = 0, resume: bool = True, progress: bool = True,
-               text_encoder=None, **options) -> TrainResult:
-    """
-    Train and save the referring layer.
-
-    `st4r train SCENE SUPERVISION [--out LAYER_DIR] [--seed S] [--steps N] [--device D]
-    [--text-model M] [--no-resume]`.
-
-    LAYER_DIR defaults to SCENE when it is an st4r bundle (the layer is registered in its
-    manifest); other scenes need --out. ``options`` are TrainConfig fields (nested dicts for
-    'field' and 'loss'); ``text_encoder`` replaces the one named by ``text_model``.
-    """
-    from st4r_ros.field.layer import default_layer_dir
-    from st4r_ros.scene.loading import load_scene
-    from st4r_ros.supervision.format import load_supervision
-
-    layer_dir = default_layer_dir(scene, out)
-    config = TrainConfig.from_json(options)
-    return train_field(load_scene(scene), load_supervision(supervision), config, layer_dir,
-                       progress=progress, seed=seed, resume=resume,
-                       text_encoder=text_encoder)

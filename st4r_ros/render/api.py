@@ -31,6 +31,7 @@ from typing import Optional, Union
 
 from st4r_ros.errors import RenderError
 from st4r_ros.render.camera import Camera
+from st4r_ros.render.sh import sh_to_rgb
 from st4r_ros.scene.gaussians import Gaussians
 import torch
 from torch import Tensor
@@ -106,3 +107,15 @@ def render(
     from st4r_ros.render.torch_backend import render_torch
 
     return render_torch(gaussians, camera, features, bg)
+
+
+def view_colours(gaussians: Gaussians, camera: Camera) -> Tensor:
+    """
+    Return the view-dependent colour of every Gaussian seen from ``camera``, [N, 3].
+
+    What ``render`` composites when given no features (gsplat's SH colour from the camera
+    centre), as features: stacked with other channels, one rasterisation gives the colour image
+    and those channels together.
+    """
+    centre = camera.cam_to_world[:3, 3].to(device=gaussians.device, dtype=torch.float32)
+    return sh_to_rgb(gaussians.sh.float(), gaussians.means.float() - centre, gaussians.sh_degree)

@@ -27,7 +27,7 @@ from dataclasses import dataclass
 import json
 import math
 from pathlib import Path
-from typing import Sequence
+from typing import Sequence, Tuple
 
 from st4r_ros.errors import CameraError
 import torch
@@ -55,6 +55,34 @@ def quat_xyzw_to_rotmat(q: Sequence[float]) -> Tensor:
         ],
         dtype=torch.float64,
     )
+
+
+def rotmat_to_quat_xyzw(rotation) -> Tuple[float, float, float, float]:
+    """
+    Return the unit quaternion (x, y, z, w) of a rotation matrix [3, 3] (tensor or array).
+
+    The inverse of quat_xyzw_to_rotmat, up to the sign of the quaternion (q and -q are the
+    same rotation). It is computed from the largest quaternion component (the well-conditioned
+    branch of Shepperd's method), so it stays exact near 180 degree rotations.
+    """
+    r = torch.as_tensor(rotation, dtype=torch.float64).reshape(3, 3).tolist()
+    trace = r[0][0] + r[1][1] + r[2][2]
+    diagonal = [trace, r[0][0], r[1][1], r[2][2]]
+    largest = max(range(4), key=diagonal.__getitem__)
+    if largest == 0:
+        w = 0.5 * math.sqrt(1.0 + trace)
+        q = ((r[2][1] - r[1][2]) / (4 * w), (r[0][2] - r[2][0]) / (4 * w),
+             (r[1][0] - r[0][1]) / (4 * w), w)
+    else:
+        i = largest - 1
+        j, k = (i + 1) % 3, (i + 2) % 3
+        v = [0.0, 0.0, 0.0]
+        v[i] = 0.5 * math.sqrt(1.0 + r[i][i] - r[j][j] - r[k][k])
+        v[j] = (r[j][i] + r[i][j]) / (4 * v[i])
+        v[k] = (r[k][i] + r[i][k]) / (4 * v[i])
+        q = (*v, (r[k][j] - r[j][k]) / (4 * v[i]))
+    x, y, z, w = (float(c) for c in q)
+    return (x, y, z, w)
 
 
 @dataclass(frozen=True)

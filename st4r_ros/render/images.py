@@ -12,11 +12,18 @@
 # See the License for the specific language governing permissions and
 # limitations under the License.
 
-"""Rendered tensors to pictures people look at (PNG files)."""
+"""
+Rendered tensors to pictures people look at (PNG files, overlays).
+
+``tint`` lives here rather than beside the ROS overlay message (ros/outputs.py) because it is
+picture-making on render tensors, as ``to_uint8`` is, with nothing of ROS in it: the overlay
+topic, and any PNG or viewer that wants the target highlighted, tint the same way.
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Sequence
 
 import numpy as np
 from PIL import Image
@@ -28,6 +35,19 @@ def to_uint8(image: Tensor) -> np.ndarray:
     """[H, W, C] floats in [0, 1] (C = 1 or 3) -> [H, W] or [H, W, 3] uint8."""
     array = (image.detach().float().clamp(0.0, 1.0) * 255.0 + 0.5).to(torch.uint8).cpu().numpy()
     return array[..., 0] if array.shape[-1] == 1 else array
+
+
+def tint(rgb: Tensor, mask: Tensor, color: Sequence[float] = (1.0, 0.0, 0.0),
+         strength: float = 0.5) -> Tensor:
+    """
+    Blend the pixels of ``mask`` [H, W] (bool) in ``rgb`` [H, W, 3] towards ``color``.
+
+    ``rgb`` and ``color`` are RGB in [0, 1], blended by ``strength``; the result has the same
+    shape and range.
+    """
+    mask = torch.as_tensor(mask, dtype=torch.bool, device=rgb.device)
+    paint = torch.as_tensor(color, dtype=rgb.dtype, device=rgb.device)
+    return torch.where(mask[..., None], (1.0 - strength) * rgb + strength * paint, rgb)
 
 
 def depth_to_gray(depth: Tensor, alpha: Tensor) -> Tensor:

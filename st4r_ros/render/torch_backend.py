@@ -280,7 +280,7 @@ def tile_alphas(tiles: Tensor, slots: Tensor, splats: Splats, tiles_x: int) -> T
     # sigma >= 0 up to rounding: the conic is the inverse of a covariance with eps2d added, so
     # positive definite; gsplat's "sigma < 0" skip is therefore not repeated here.
     alpha = log_alpha.exp_().clamp_max_(ALPHA_MAX)
-    torch.nn.functional.threshold_(alpha, ALPHA_SKIP_BELOW, 0.0)
+    torch.threshold_(alpha, ALPHA_SKIP_BELOW, 0.0)  # F.threshold_ itself, under its typed name
     return alpha.reshape(len(tiles), TILE_PIXELS, -1)
 
 
@@ -384,8 +384,10 @@ def render_torch(
     tiles_y = (camera.height + TILE_SIZE - 1) // TILE_SIZE
     with torch.no_grad():
         splats = project(gaussians, camera)
-        colours = splat_colours(gaussians, camera, splats) if features is None else None
-    if features is not None:
+    if features is None:
+        with torch.no_grad():
+            colours = splat_colours(gaussians, camera, splats)
+    else:
         colours = features.float()[splats.index]
     values = torch.cat([colours, splats.depths[:, None]], dim=1)  # [M, D + 1]
     sums, trans = composite(splats, values, tiles_x, tiles_y)

@@ -16,8 +16,12 @@
 The ROS face: messages <-> QueryEngine, live (rclpy) and offline (rosbags).
 
 - typestore.py: a rosbags Typestore with st4r_ros's msg/ and srv/ registered (no ROS needed).
-- conversions.py: requests from commands, service calls and camera messages; results, masks,
-  overlays, target clouds and markers to messages; written once for rclpy and rosbags classes.
+- messages.py: message classes of either world (RosbagsTypes, RclpyTypes) and ``make``, so
+  that every converter is written once for rclpy and rosbags classes.
+- outputs.py: results, masks, overlays, camera infos, target clouds and markers to messages.
+- cameras.py: a camera pose and CameraInfo to a checked Camera (CameraError), and back.
+- commands.py: requests from commands and service calls, or their refusals.
+- clock.py: stamps <-> nanoseconds, and stamps to scene times (StampPolicy).
 - requests.py: the bounded request queue between the node's callbacks and its worker.
 - replay.py: `st4r replay`, a rosbag2 of commands and camera poses in, the node's outputs out.
 

@@ -16,9 +16,10 @@
 st4r_node: the live ROS 2 face of st4r_ros (the only module that imports rclpy).
 
 Everything but moving messages lives elsewhere and is tested without ROS: what a query does
-(QueryEngine), what the node publishes for it (QuerySession), message conversions
-(conversions.RclpyTypes) and the bounded request queue (RequestQueue). This module wires them to
-rclpy: parameters (parameters.py), topics, the query service, the lifecycle and one worker.
+(QueryEngine), what the node publishes for it (QuerySession), requests from messages
+(commands.py), rclpy's message classes (messages.RclpyTypes) and the bounded request queue
+(RequestQueue). This module wires them to rclpy: parameters (parameters.py), topics, the
+query service, the lifecycle and one worker.
 
 A lifecycle node, as perception nodes with heavy models are: configure loads the scene (and its
 layers and text encoders), activate starts answering, deactivate pauses, cleanup frees the scene
@@ -44,9 +45,11 @@ out of the executor's way). Camera poses are coalesced: the worker renders the n
 
 from __future__ import annotations
 
+from concurrent.futures import Future
+from queue import Empty, SimpleQueue
 import sys
 import threading
-from typing import Dict, Optional, Set
+from typing import Any, Callable, Dict, Optional, Set, Tuple, TypeVar
 
 from geometry_msgs.msg import PoseStamped
 from rcl_interfaces.msg import ParameterDescriptor, SetParametersResult
@@ -56,13 +59,16 @@ from rclpy.exceptions import InvalidParameterTypeException
 from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
 from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
 from rclpy.parameter import Parameter as RosParameter
+from rclpy.publisher import Publisher
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import CameraInfo, Image, PointCloud2
-from st4r_ros.engine import QueryEngine, QueryRequest, QueryResult, QueryStatus
+from st4r_ros.engine import QueryEngine, QueryRequest, QueryResult, QueryStatus, refusal
 from st4r_ros.errors import St4rError
 from st4r_ros.msg import ReferringResult
-from st4r_ros.ros import conversions as conv
-from st4r_ros.ros.parameters import check_value, PARAMETERS
+from st4r_ros.ros import outputs
+from st4r_ros.ros.commands import request_from_service, request_from_string
+from st4r_ros.ros.messages import RclpyTypes
+from st4r_ros.ros.parameters import check_value, PARAMETERS, Value
 from st4r_ros.ros.requests import RequestQueue
 from st4r_ros.ros.session import QuerySession
 from st4r_ros.srv import Query
@@ -76,6 +82,7 @@ OUTPUT_CLASSES = {'result': ReferringResult, 'target_cloud': PointCloud2,
 RESULT_QOS = QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE)
 VIEW_QOS = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE,
                       durability=DurabilityPolicy.TRANSIENT_LOCAL)
+Job = TypeVar('Job')
 TYPE_NAMES = {bool: 'true or false', int: 'an integer', float: 'a number', str: 'a string'}
 UNCONFIGURED = 'no scene loaded: st4r_node is unconfigured (lifecycle configure loads it)'
 
@@ -92,8 +99,8 @@ class St4rNode(LifecycleNode):
         self.autostart = bool(p['autostart'])
         self.scene_frame = str(p['scene_frame'])
         self.timeout_s = float(p['service_timeout_s'])
-        self.types = conv.RclpyTypes()
-        self.publishers_: Dict[str, object] = {
+        self.types = RclpyTypes()
+        self.publishers_: Dict[str, Publisher[Any]] = {
             topic: self.create_publisher(cls, topic, RESULT_QOS if topic == 'result' else VIEW_QOS)
             for topic, cls in OUTPUT_CLASSES.items()}
         self.session = QuerySession(_Unloaded(UNCONFIGURED), self.types, self._publish,
@@ -107,14 +114,15 @@ class St4rNode(LifecycleNode):
         self._waiting: Dict[str, threading.Event] = {}  # service request id -> answered
         self._answers: Dict[str, QueryResult] = {}
         self._abandoned: Set[str] = set()  # service calls answered by their timeout
+        self._jobs: 'SimpleQueue[Tuple[Callable[[], Any], Future]]' = SimpleQueue()
         self._subscribe(p)
         self.add_on_set_parameters_callback(self._on_set_parameters)
         self._worker = threading.Thread(target=self._work, name='st4r-worker', daemon=True)
         self._worker.start()
 
-    def _declare_parameters(self) -> Dict:
+    def _declare_parameters(self) -> Dict[str, Value]:
         """Declare every parameter with its descriptor; return the values (ParameterError)."""
-        values = {}
+        values: Dict[str, Value] = {}
         for name, parameter in PARAMETERS.items():
             descriptor = ParameterDescriptor(
                 description=parameter.description, additional_constraints=parameter.constraints,
@@ -155,9 +163,7 @@ class St4rNode(LifecycleNode):
             self.get_logger().error('configure: the scene parameter is empty')
             return TransitionCallbackReturn.FAILURE
         try:
-            engine = QueryEngine.open(scene, layer or None, self._value('device'),
-                                      self._value('compile_text_encoders'))
-            engine.set_scene_time(self._value('scene_time'))
+            engine = self._on_worker(lambda: self._open_engine(scene, layer))
         except Exception as err:  # noqa: BLE001 - the node stays up and says why
             reason = f'scene {scene!r} not loaded: {type(err).__name__}: {err}'
             self.get_logger().error(reason)
@@ -166,6 +172,37 @@ class St4rNode(LifecycleNode):
         self._swap_engine(engine)
         self.get_logger().info(f'scene {scene} loaded on {engine.device}')
         return TransitionCallbackReturn.SUCCESS
+
+    def _open_engine(self, scene: str, layer: str) -> QueryEngine:
+        engine = QueryEngine.open(scene, layer or None, self._value('device'),
+                                  self._value('compile_text_encoders'))
+        engine.set_scene_time(self._value('scene_time'))
+        return engine
+
+    def _on_worker(self, work: Callable[[], Job]) -> Job:
+        """
+        Run ``work`` on the worker thread; return what it returns, raise what it raises.
+
+        The engine loads on the thread that runs it: torch keeps an intra-op thread pool per
+        thread, and ops from a second thread pay for waking theirs (BENCHMARKS.md, the node).
+        """
+        if self.queue.closed:
+            raise RuntimeError('the worker has stopped')
+        done: Future = Future()
+        self._jobs.put((work, done))
+        return done.result()
+
+    def _run_jobs(self) -> None:
+        """Run the jobs handed to the worker (``_on_worker``), each to its future."""
+        while True:
+            try:
+                work, done = self._jobs.get_nowait()
+            except Empty:
+                return
+            try:
+                done.set_result(work())
+            except BaseException as err:  # noqa: B036 - handed to the caller, not swallowed
+                done.set_exception(err)
 
     def on_activate(self, state: LifecycleState) -> TransitionCallbackReturn:
         self._active = True
@@ -218,7 +255,7 @@ class St4rNode(LifecycleNode):
     # ---- callbacks: validate, enqueue, return -------------------------------------------
 
     def _on_command(self, msg: String) -> None:
-        self._enqueue(conv.request_from_string(msg.data, self.session.camera))
+        self._enqueue(request_from_string(msg.data, self.session.camera))
 
     def _on_pose(self, msg: PoseStamped) -> None:
         with self._lock:
@@ -234,18 +271,18 @@ class St4rNode(LifecycleNode):
             self.get_logger().warning(f'scene_time topic ignored: {result.reason}')
 
     def _on_query(self, request: Query.Request, response: Query.Response) -> Query.Response:
-        parsed = conv.request_from_service(request, self.session.camera, self.scene_frame)
+        parsed = request_from_service(request, self.session.camera, self.scene_frame)
         if isinstance(parsed, QueryResult):
             self._publish_refusal(parsed)
             result = parsed
         else:
             result = self._call(parsed)
         stamp = self.get_clock().now().to_msg()
-        response.result = conv.result_to_msg(self.types, result, stamp, self.scene_frame)
+        response.result = outputs.result_to_msg(self.types, result, stamp, self.scene_frame)
         if result.mask is not None:
             frame = (self.session.camera_frame if request.use_latest_camera
                      else request.camera_info.header.frame_id)
-            response.mask = conv.mask_to_image(self.types, result.mask, stamp, frame or '')
+            response.mask = outputs.mask_to_image(self.types, result.mask, stamp, frame or '')
         return response
 
     def _call(self, request: QueryRequest) -> QueryResult:
@@ -262,9 +299,9 @@ class St4rNode(LifecycleNode):
                 return result
             # The worker has not claimed it: it never will (one request, one answer).
             self._abandoned.add(request.request_id)
-        result = conv.refusal(request.request_id, request.text, QueryStatus.DROPPED,
-                              f'no answer within service_timeout_s={self.timeout_s:g} s: not '
-                              'processed, send it again later', request.mode)
+        result = refusal(request.request_id, request.text, QueryStatus.DROPPED,
+                         f'no answer within service_timeout_s={self.timeout_s:g} s: not '
+                         'processed, send it again later', request.mode)
         self._publish_refusal(result)
         return result
 
@@ -283,6 +320,7 @@ class St4rNode(LifecycleNode):
     def _work(self) -> None:
         while not self.queue.closed:
             try:
+                self._run_jobs()
                 with self._engine_lock:
                     self._update_camera()
                 request = self.queue.get(timeout=0.01)
@@ -291,6 +329,16 @@ class St4rNode(LifecycleNode):
                         self._answer(request)
             except Exception as err:  # noqa: BLE001 - the worker must outlive any failure
                 self.get_logger().error(f'worker: {type(err).__name__}: {err}')
+        self._fail_jobs()
+
+    def _fail_jobs(self) -> None:
+        """Fail the jobs still waiting once the worker has stopped."""
+        while True:
+            try:
+                _, done = self._jobs.get_nowait()
+            except Empty:
+                return
+            done.set_exception(RuntimeError('the worker has stopped'))
 
     def _update_camera(self) -> None:
         """Apply the newest CameraInfo and pose (a new pose re-renders the current target)."""
@@ -308,11 +356,11 @@ class St4rNode(LifecycleNode):
                 return
         stamp = self.get_clock().now().to_msg()
         if self._active or not self.loaded:
-            result = self.session.engine.query(request)
+            result = self.session.engine.query(request, colour=True)
         else:
-            result = conv.refusal(request.request_id, request.text, QueryStatus.NOT_READY,
-                                  'st4r_node is inactive (lifecycle): activate it to answer',
-                                  request.mode)
+            result = refusal(request.request_id, request.text, QueryStatus.NOT_READY,
+                             'st4r_node is inactive (lifecycle): activate it to answer',
+                             request.mode)
         if result.status == QueryStatus.ERROR:
             self.get_logger().error(f'query {result.request_id}: {result.message}')
         if not self._claim(result):
@@ -320,9 +368,8 @@ class St4rNode(LifecycleNode):
         try:
             self.session.publish_answer(request, result, stamp)
         except Exception as err:  # noqa: BLE001 - publishing failed: still one answer
-            self._publish_refusal(conv.refusal(request.request_id, request.text,
-                                               QueryStatus.ERROR,
-                                               f'{type(err).__name__}: {err}', request.mode))
+            self._publish_refusal(refusal(request.request_id, request.text, QueryStatus.ERROR,
+                                          f'{type(err).__name__}: {err}', request.mode))
 
     def _claim(self, result: QueryResult) -> bool:
         """
@@ -342,8 +389,8 @@ class St4rNode(LifecycleNode):
 
     def _publish_refusal(self, result: QueryResult) -> None:
         stamp = self.get_clock().now().to_msg()
-        self._publish('result', conv.result_to_msg(self.types, result, stamp,
-                                                   self.scene_frame))
+        self._publish('result', outputs.result_to_msg(self.types, result, stamp,
+                                                      self.scene_frame))
 
     def _publish(self, topic: str, msg) -> None:
         self.publishers_[topic].publish(msg)
@@ -363,9 +410,9 @@ class _Unloaded(QueryEngine):
         self.reason = reason
         self.scene_time = 0.0
 
-    def query(self, request) -> QueryResult:
-        return conv.refusal(request.request_id or conv.new_request_id(), request.text,
-                            QueryStatus.NO_SCENE, self.reason, request.mode)
+    def query(self, request, colour: bool = False) -> QueryResult:
+        return refusal(request.request_id, request.text, QueryStatus.NO_SCENE, self.reason,
+                       request.mode)
 
 
 def main(args=None) -> int:

@@ -110,7 +110,8 @@ def parse_launch_value(name: str, text: str) -> Value:
     (bool('false') is True) and '1' as 1.0 for a float. Raise ValueError naming the argument
     when ``text`` is not a value of the parameter's type or ``check_value`` refuses it.
     """
-    parse = {bool: _parse_bool, int: _parse_int, float: _parse_float, str: str}
+    parse: Dict[type, Callable[[str], Value]] = {
+        bool: _parse_bool, int: _parse_int, float: _parse_float, str: str}
     try:
         value = parse[type(PARAMETERS[name].default)](text)
     except ValueError as exc:

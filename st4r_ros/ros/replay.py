@@ -46,22 +46,24 @@ import argparse
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Dict, Optional, Union
+from typing import Dict, Final, Optional, Union
 
 from rich.console import Console
 from rich.table import Table
 from rosbags.rosbag2 import Reader, ReaderError, StoragePlugin, Writer, WriterError
 from rosbags.serde import SerdeError
-from st4r_ros.engine import QueryEngine, QueryStatus
+from st4r_ros.engine import QueryEngine, QueryStatus, refusal
 from st4r_ros.errors import St4rError, TimeRangeError
-from st4r_ros.ros import conversions as conv
+from st4r_ros.ros.clock import scene_time_from_stamp, stamp_from_ns, StampPolicy
+from st4r_ros.ros.commands import request_from_string
+from st4r_ros.ros.messages import CAMERA_INFO, RosbagsTypes
 from st4r_ros.ros.session import OUTPUTS, QuerySession
 from st4r_ros.ros.typestore import DISTROS, ros_typestore
 
 STRING = 'std_msgs/msg/String'
 POSE_STAMPED = 'geometry_msgs/msg/PoseStamped'
 STORAGES = {'mcap': StoragePlugin.MCAP, 'sqlite3': StoragePlugin.SQLITE3}
-BAG_VERSION = 8  # rosbag2 metadata version 8: the newest Humble reads; Jazzy reads it too
+BAG_VERSION: Final = 8  # rosbag2 metadata version 8: the newest Humble reads; Jazzy reads it too
 
 
 @dataclass(frozen=True)
@@ -80,7 +82,7 @@ class ReplayOptions:
     :ivar scene_time: the normalised scene time of every query, or None to play the scene in
         step with the bag clock (the bag's start is the scene's first frame; needs a scene
         that declares its duration), stamps outside its range handled by ``stamp_policy``.
-    :ivar stamp_policy: 'clamp' or 'refuse' (conversions.scene_time_from_stamp).
+    :ivar stamp_policy: 'clamp' or 'refuse' (clock.scene_time_from_stamp).
     """
 
     storage: str = 'mcap'
@@ -91,7 +93,7 @@ class ReplayOptions:
     info_topic: str = 'camera/camera_info'
     scene_frame: str = 'map'
     scene_time: Optional[float] = 0.0
-    stamp_policy: str = conv.StampPolicy.CLAMP.value
+    stamp_policy: str = StampPolicy.CLAMP.value
 
 
 @dataclass
@@ -128,8 +130,8 @@ class _Session:
                  start_ns: int, summary: ReplaySummary) -> None:
         self.engine, self.writer, self.options = engine, writer, options
         self.store = ros_typestore(options.distro)
-        self.types = conv.RosbagsTypes(self.store)
-        self.start = conv.stamp_from_ns(self.types, start_ns)
+        self.types = RosbagsTypes(self.store)
+        self.start = stamp_from_ns(self.types, start_ns)
         self.summary = summary
         self.connections = {
             topic: writer.add_connection(resolve(options.namespace, topic), msgtype,
@@ -144,18 +146,17 @@ class _Session:
         o = self.options
         return {resolve(o.namespace, o.command_topic): (STRING, self.on_command),
                 resolve(o.namespace, o.pose_topic): (POSE_STAMPED, self.on_pose),
-                resolve(o.namespace, o.info_topic): (conv.CAMERA_INFO, self.on_info)}
+                resolve(o.namespace, o.info_topic): (CAMERA_INFO, self.on_info)}
 
     def on_command(self, msg) -> None:
         self.commands += 1
-        request = conv.request_from_string(msg.data, self.session.camera,
-                                           request_id=f'replay-{self.commands}')
-        stamp = conv.stamp_from_ns(self.types, self.bag_ns)
+        request = request_from_string(msg.data, self.session.camera,
+                                      request_id=f'replay-{self.commands}')
+        stamp = stamp_from_ns(self.types, self.bag_ns)
         try:
             self._follow_clock()
         except TimeRangeError as err:
-            result = conv.refusal(request.request_id, request.text, QueryStatus.INVALID,
-                                  str(err))
+            result = refusal(request.request_id, request.text, QueryStatus.INVALID, str(err))
             self.session.publish_answer(request, result, stamp)
         else:
             result = self.session.answer(request, stamp)
@@ -175,8 +176,8 @@ class _Session:
         """With scene_time None, set the engine's scene time from the bag clock."""
         if self.options.scene_time is not None:
             return
-        scene_time = conv.scene_time_from_stamp(
-            conv.stamp_from_ns(self.types, self.bag_ns), self.start, self.engine.duration_s,
+        scene_time = scene_time_from_stamp(
+            stamp_from_ns(self.types, self.bag_ns), self.start, self.engine.duration_s,
             self.options.stamp_policy)
         self.summary.clamped += scene_time.clamped
         self.engine.set_scene_time(scene_time.time)
@@ -199,7 +200,7 @@ def replay(in_bag: Union[str, Path], out_bag: Union[str, Path], engine: QueryEng
     if options.storage not in STORAGES or options.distro not in DISTROS:
         raise St4rError(f'replay: expected storage in {sorted(STORAGES)} and distro in '
                         f'{sorted(DISTROS)}, got {options.storage!r}, {options.distro!r}')
-    conv.StampPolicy(options.stamp_policy)  # an unknown policy fails before any work
+    StampPolicy(options.stamp_policy)  # an unknown policy fails before any work
     if options.scene_time is not None:
         engine.set_scene_time(options.scene_time)
     summary = ReplaySummary()
@@ -302,7 +303,7 @@ def add_replay_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument('--scene-time', type=_scene_time, default=defaults.scene_time,
                         help="normalised scene time of every query, or 'bag' to play the "
                              'scene in step with the bag clock')
-    parser.add_argument('--stamp-policy', choices=[p.value for p in conv.StampPolicy],
+    parser.add_argument('--stamp-policy', choices=[p.value for p in StampPolicy],
                         default=defaults.stamp_policy)
     parser.add_argument('--device', default='auto', help='auto, cpu or cuda')
     parser.set_defaults(run=replay_from_args)

@@ -30,22 +30,20 @@ import collections
 import threading
 from typing import Deque, List, Optional
 
-from st4r_ros.engine import QueryRequest, QueryResult, QueryStatus
-from st4r_ros.ros.conversions import new_request_id, refusal
+from st4r_ros.engine import QueryRequest, QueryResult, QueryStatus, refusal
 
 
 def dropped(request: QueryRequest, reason: str) -> QueryResult:
     """Make the DROPPED result of ``request`` (its id, or a new one when it has none)."""
-    return refusal(request.request_id or new_request_id(), request.text, QueryStatus.DROPPED,
-                   reason, request.mode)
+    return refusal(request.request_id, request.text, QueryStatus.DROPPED, reason, request.mode)
 
 
 class RequestQueue:
     """
     First-in first-out, at most ``maxsize`` requests waiting; thread-safe.
 
-    Requests should carry their id (request_from_string / request_from_service set one), so
-    that a DROPPED answer and the worker's answer name the same request.
+    Requests should carry their id (commands.request_from_string and request_from_service set
+    one), so that a DROPPED answer and the worker's answer name the same request.
     """
 
     def __init__(self, maxsize: int) -> None:

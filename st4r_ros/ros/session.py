@@ -32,24 +32,24 @@ caller gives (the time the request arrived); a re-render carries its pose's stam
 
 from __future__ import annotations
 
-import math
 from typing import Callable, Optional
 
 from st4r_ros.engine import QueryEngine, QueryRequest, QueryResult, QueryStatus
 from st4r_ros.errors import CameraError
-from st4r_ros.render.api import render
 from st4r_ros.render.camera import Camera
-from st4r_ros.ros import conversions as conv
+from st4r_ros.ros import outputs
+from st4r_ros.ros.cameras import camera_from_msgs
+from st4r_ros.ros.messages import CAMERA_INFO, IMAGE, MARKER_ARRAY, POINT_CLOUD2, RESULT
 import torch
 
 # Output topic (relative name) -> message type.
 OUTPUTS = {
-    'result': conv.RESULT,
-    'target_cloud': conv.POINT_CLOUD2,
-    'markers': conv.MARKER_ARRAY,
-    'mask': conv.IMAGE,
-    'mask/camera_info': conv.CAMERA_INFO,
-    'overlay': conv.IMAGE,
+    'result': RESULT,
+    'target_cloud': POINT_CLOUD2,
+    'markers': MARKER_ARRAY,
+    'mask': IMAGE,
+    'mask/camera_info': CAMERA_INFO,
+    'overlay': IMAGE,
 }
 
 Publish = Callable[[str, object], None]
@@ -60,7 +60,7 @@ class QuerySession:
     The node's state between messages: latest camera and current answer.
 
     :param engine: answers the queries.
-    :param types: message classes (conversions.RosbagsTypes or conversions.RclpyTypes).
+    :param types: message classes (messages.RosbagsTypes or messages.RclpyTypes).
     :param publish: ``publish(topic, msg)`` sends one output on a topic of OUTPUTS.
     :param scene_frame: the frame the scene is in (results' frame_id; camera poses must be in it).
     """
@@ -97,13 +97,13 @@ class QuerySession:
         self._pose = msg
         error = self._update_camera()
         if error is None and self.camera is not None and self.current is not None:
-            mask = self.engine.render_mask(self.current, self.camera)
-            self._publish_views(self.current, mask, self._camera_stamp)
+            mask, image = self.engine.render_views(self.current, self.camera)
+            self._publish_views(mask, image, self._camera_stamp, self.camera)
         return error
 
     def answer(self, request: QueryRequest, stamp) -> QueryResult:
-        """Run ``request`` through the engine and publish the answer."""
-        result = self.engine.query(request)
+        """Run ``request`` through the engine (its views too) and publish the answer."""
+        result = self.engine.query(request, colour=True)
         self.publish_answer(request, result, stamp)
         return result
 
@@ -116,38 +116,37 @@ class QuerySession:
         if request.camera is not None and request.camera is self.camera:
             stamp = self._camera_stamp
         frame, types = self.scene_frame, self.types
-        self.publish('result', conv.result_to_msg(types, result, stamp, frame))
-        self.publish('target_cloud', conv.cloud_to_pointcloud2(types, result.cloud, stamp, frame))
-        self.publish('markers', conv.result_markers(types, result, stamp, frame))
+        self.publish('result', outputs.result_to_msg(types, result, stamp, frame))
+        self.publish('target_cloud',
+                     outputs.cloud_to_pointcloud2(types, result.cloud, stamp, frame))
+        self.publish('markers', outputs.result_markers(types, result, stamp, frame))
         # A processed answer replaces the current target and its views (none and an all-zero
         # mask after NO_TARGET or NOT_IN_STATE); refusals (INVALID, DROPPED, NO_SCENE, ERROR,
         # NO_STATE_CACHE ...) leave both.
         if result.status not in (QueryStatus.OK, QueryStatus.NO_TARGET, QueryStatus.NOT_IN_STATE):
             return
         self.current = result if result.ok else None
-        if request.camera is not None:
+        if request.camera is not None and result.image is not None:
             mask = result.mask if result.mask is not None else torch.zeros(
                 request.camera.height, request.camera.width, dtype=torch.bool)
-            self._publish_views(result, mask, stamp, request.camera)
+            self._publish_views(mask, result.image, stamp, request.camera)
 
     def _update_camera(self) -> Optional[str]:
         if self._pose is None or self._info is None:
             return None
         try:
-            self.camera = conv.camera_from_msgs(self._pose, self._info, self.scene_frame)
+            self.camera = camera_from_msgs(self._pose, self._info, self.scene_frame)
         except CameraError as err:  # the previous camera stays in use
             return str(err)
         self._camera_stamp = self._pose.header.stamp
         self.camera_frame = self._info.header.frame_id
         return None
 
-    def _publish_views(self, result: QueryResult, mask: torch.Tensor, stamp,
-                       camera: Optional[Camera] = None) -> None:
-        """Mask, its CameraInfo and the overlay (the RGB render, target tinted)."""
-        camera = camera or self.camera
+    def _publish_views(self, mask: torch.Tensor, rgb: torch.Tensor, stamp,
+                       camera: Camera) -> None:
+        """Mask [H, W], its CameraInfo and the overlay (the colour [H, W, 3], target tinted)."""
         frame, types = self.camera_frame or '', self.types
-        time = result.scene_time if math.isfinite(result.scene_time) else self.engine.scene_time
-        rgb = render(self.engine.scene.at(time, self.engine.device), camera).image  # [H, W, 3]
-        self.publish('mask', conv.mask_to_image(types, mask, stamp, frame))
-        self.publish('mask/camera_info', conv.camera_to_camera_info(types, camera, stamp, frame))
-        self.publish('overlay', conv.overlay_to_image(types, rgb, mask, stamp, frame))
+        self.publish('mask', outputs.mask_to_image(types, mask, stamp, frame))
+        self.publish('mask/camera_info',
+                     outputs.camera_to_camera_info(types, camera, stamp, frame))
+        self.publish('overlay', outputs.overlay_to_image(types, rgb, mask, stamp, frame))

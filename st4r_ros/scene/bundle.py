@@ -43,8 +43,9 @@ Values are activated (unit quaternions wxyz, positive scales, opacities in [0, 1
       "metadata": {}                           # free JSON from the writer
     }
 
-Layers are added by the code that produces them (referring embeddings, temporal state caches):
-each entry needs a ``file`` inside the bundle; every other key is that layer's own metadata.
+Layers are added through layers.py (save_layer, register_layer) by the code that produces them
+(referring embeddings, temporal state caches): each entry needs a ``file`` inside the bundle;
+every other key is that layer's own metadata.
 Only safetensors and JSON are ever read: loading executes nothing from the data.
 """
 

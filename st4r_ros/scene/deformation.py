@@ -55,7 +55,7 @@ import ast
 from dataclasses import dataclass, field, fields
 import itertools
 import os
-from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
+from typing import Any, cast, Dict, List, Mapping, Optional, Sequence, Tuple
 
 from st4r_ros.errors import SceneFormatError
 from st4r_ros.scene.ply import RawGaussians
@@ -342,6 +342,8 @@ class HexPlaneGrid(nn.Module):
             grid_dimensions 3: [1, C, res_c, res_b, res_a]); the time resolution is not scaled.
     """
 
+    aabb: Tensor  # a buffer
+
     def __init__(self, bounds: float, kplanes: KPlanesConfig, multires: Sequence[int]) -> None:
         super().__init__()
         self.register_buffer(
@@ -370,12 +372,16 @@ class HexPlaneGrid(nn.Module):
         time = torch.full((means.shape[0], 1), t, dtype=means.dtype, device=means.device)
         coords = torch.cat([normalised, time], dim=-1)
         per_scale = []
-        for planes in self.grids:
+        for planes in self.scales():
             features = _sample(planes[0], coords[:, list(self.planes[0])])
             for plane, axes in zip(planes[1:], self.planes[1:]):
                 features = features * _sample(plane, coords[:, list(axes)])
             per_scale.append(features)
         return torch.cat(per_scale, dim=-1)
+
+    def scales(self) -> List[nn.ParameterList]:
+        """Return ``grids``: per scale, its planes."""
+        return cast(List[nn.ParameterList], list(self.grids))
 
 
 def _init_plane(channels: int, resolution: Sequence[int], axes: Tuple[int, ...]) -> nn.Parameter:
@@ -404,6 +410,9 @@ class EmptyVoxelGrid(nn.Module):
 
     Parameters and buffers: grid [1, 1, 64, 64, 64]; xyz_min [3]; xyz_max [3].
     """
+
+    xyz_min: Tensor  # buffers
+    xyz_max: Tensor
 
     def __init__(self, bounds: float) -> None:
         super().__init__()

@@ -68,6 +68,7 @@ import os
 from typing import Iterator, List, Optional, Sequence, Tuple
 
 from st4r_ros.errors import RenderError, SceneFormatError
+from st4r_ros.scene.deformation import DeformationNetwork, HexPlaneGrid
 from st4r_ros.scene.ply import RawGaussians
 import torch
 from torch import nn, Tensor
@@ -403,7 +404,7 @@ def _linears(seq: nn.Module, name: str, leading_relu: bool) -> List[nn.Linear]:
     return linears
 
 
-def _check_supported(net: nn.Module) -> None:
+def _check_supported(net: DeformationNetwork) -> None:
     """
     Refuse, naming the setting, the options of the original that this path does not fuse.
 
@@ -442,7 +443,7 @@ class _ActiveHead:
     stop: int
 
 
-def _active_heads(net: nn.Module) -> List[_ActiveHead]:
+def _active_heads(net: DeformationNetwork) -> List[_ActiveHead]:
     """Return the heads that net.config leaves on, in HEADS order, with their packed columns."""
     inner = net.deformation_net
     heads: List[_ActiveHead] = []
@@ -498,7 +499,7 @@ class FusedDeformation:
         bf16 (fastest in benchmarks/gpu_suite.py's sweep on an H200), 32 columns.
     """
 
-    def __init__(self, net: nn.Module, precision: str = 'fp32', mlp: str = 'torch',
+    def __init__(self, net: DeformationNetwork, precision: str = 'fp32', mlp: str = 'torch',
                  cuda_graph: bool = False, device: Optional[torch.device | str] = None,
                  block: int = 64, block_warps: Optional[int] = None,
                  mlp_block: Optional[int] = None, mlp_warps: Optional[int] = None,
@@ -530,14 +531,14 @@ class FusedDeformation:
             self._pack_mlp(net)
 
     @classmethod
-    def from_network(cls, net: nn.Module, **options) -> 'FusedDeformation':
+    def from_network(cls, net: DeformationNetwork, **options) -> 'FusedDeformation':
         """Pack ``net``'s weights once; ``options`` as in the constructor."""
         return cls(net, **options)
 
     # ---- packing ---------------------------------------------------------------------------
 
-    def _pack_hexplane(self, grid: nn.Module) -> None:
-        texels, meta, channels = _pack_grids([list(scale) for scale in grid.grids])
+    def _pack_hexplane(self, grid: HexPlaneGrid) -> None:
+        texels, meta, channels = _pack_grids([list(scale) for scale in grid.scales()])
         aabb = grid.aabb.detach().float()
         # The original's normalisation: (p - aabb[0]) * (2 / (aabb[1] - aabb[0])) - 1.
         norm = torch.cat([aabb[0], 2.0 / (aabb[1] - aabb[0])])
@@ -550,7 +551,7 @@ class FusedDeformation:
         self._meta = meta.to(self.device)
         self._norm = norm.to(self.device)
 
-    def _pack_mlp(self, net: nn.Module) -> None:
+    def _pack_mlp(self, net: DeformationNetwork) -> None:
         inner = net.deformation_net
         trunk = _linears(inner.feature_out, 'feature_out', leading_relu=False)
         if trunk[0].in_features != self.feature_dim:
@@ -852,14 +853,14 @@ class AutoDeformation:
 
     DEFAULTS = {'precision': 'tf32', 'mlp': 'triton', 'cuda_graph': True}
 
-    def __init__(self, net: nn.Module, **fused_options) -> None:
+    def __init__(self, net: DeformationNetwork, **fused_options) -> None:
         self.net = net
         self.fused_options = {**self.DEFAULTS, **fused_options}
         self._fused: Optional[FusedDeformation] = None
         self.fallback_reason: Optional[str] = None  # why CUDA calls use the network, if they do
 
     @classmethod
-    def from_network(cls, net: nn.Module, **fused_options) -> 'AutoDeformation':
+    def from_network(cls, net: DeformationNetwork, **fused_options) -> 'AutoDeformation':
         return cls(net, **fused_options)
 
     @property

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, fields, replace
 import math
-from typing import Dict, Mapping, Optional, Tuple
+from typing import Any, Dict, Mapping, Optional, Tuple
 
 from st4r_ros.errors import SceneFormatError
 import torch
@@ -45,6 +45,10 @@ class GaussianSet:
     Shared by the activated `Gaussians` and ply's pre-activation `RawGaussians`: their other
     fields have other names (quats / quats_raw, ...) but the same shapes.
     """
+
+    # Declared by every subclass (a dataclass field each); named here for the methods below.
+    means: Tensor
+    sh: Tensor
 
     def __len__(self) -> int:
         return self.means.shape[0]
@@ -117,17 +121,17 @@ class Gaussians(GaussianSet):
 
     def to(self, device: torch.device | str) -> 'Gaussians':
         """Return the same Gaussians on ``device`` (no copy when already there)."""
-        return replace(self, **{f.name: _to(getattr(self, f.name), device) for f in fields(self)})
+        # Any: each field's own type (Tensor, or None for an unset optional one).
+        moved: Dict[str, Any] = {f.name: _to(getattr(self, f.name), device) for f in fields(self)}
+        return replace(self, **moved)
 
     def select(self, index: Tensor) -> 'Gaussians':
         """Select a subset by boolean mask [N] or integer indices [M]."""
-        return replace(
-            self,
-            **{
-                f.name: None if getattr(self, f.name) is None else getattr(self, f.name)[index]
-                for f in fields(self)
-            },
-        )
+        chosen: Dict[str, Any] = {
+            f.name: None if getattr(self, f.name) is None else getattr(self, f.name)[index]
+            for f in fields(self)
+        }
+        return replace(self, **chosen)
 
     def tensors(self) -> Dict[str, Tensor]:
         """Name -> tensor for every field that is set (the bundle's storage layout)."""

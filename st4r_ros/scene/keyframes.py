@@ -319,8 +319,9 @@ def _check_correspondence(keyframes: List[Keyframe], source: str) -> None:
                 f"{source}: interpolation 'linear' needs equal Gaussian counts; frame {i} has "
                 f'{len(gaussians)}, frame 0 has {len(first)}'
             )
-        if first.instance_ids is not None and not torch.equal(
-            gaussians.instance_ids.cpu(), first.instance_ids.cpu()
+        if first.instance_ids is not None and (
+            gaussians.instance_ids is None
+            or not torch.equal(gaussians.instance_ids.cpu(), first.instance_ids.cpu())
         ):
             raise SceneFormatError(
                 f"{source}: interpolation 'linear' needs the same instance_ids in every frame; "

@@ -173,7 +173,7 @@ class Supervision:
         # One frame for all instances, so that spatial relations are read at the same moment.
         if frame is not None:
             chosen = min(stamps, key=lambda s: (abs(s[0] - frame), s[0]))[0]
-        else:
+        elif time is not None:  # always, with no frame (exactly one was given: checked above)
             chosen = min(stamps, key=lambda s: (abs(s[1] - time), s[0]))[0]
         found = {inst.id: [c.text for c in inst.captions if c.frame == chosen]
                  for inst in self.instances}

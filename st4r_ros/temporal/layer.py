@@ -15,7 +15,8 @@
 """
 The 'temporal' semantic layer: state cache, router and interval parameters on disk.
 
-Files, in the layer folder (the scene's bundle, or the folder of its referring layer)::
+Files, in the layer folder (the scene's bundle, or the folder of its referring layer; where
+that is and how the files are written is scene/layers.py's)::
 
     temporal.safetensors   cache/instance_ids [K] int64, cache/frame_times [T],
                            cache/features [K, T, D], cache/valid [K, T] uint8,
@@ -35,22 +36,23 @@ sentence router and an object basis instead of state features) is refused with h
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
-import json
 import math
 from pathlib import Path
 from typing import Dict, List, Optional, Tuple
 
 from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
 from st4r_ros.errors import SceneFormatError, SupervisionFormatError
-from st4r_ros.files import atomic_write, read_json_object
+from st4r_ros.files import read_json_object
+from st4r_ros.scene.layers import save_layer
 from st4r_ros.supervision.format import Supervision
 from st4r_ros.temporal.intervals import find_intervals, IntervalParams, Intervals
 from st4r_ros.temporal.routing import fit_router, Router, router_examples
-from st4r_ros.temporal.state_cache import (build_state_cache, cache_from_table,
+from st4r_ros.temporal.state_cache import (cache_from_table, NO_STATE_CAPTIONS,
                                            state_caption_table, StateCache, unit_sentences)
 from st4r_ros.temporal.state_space import state_features
-from st4r_ros.text import DTYPES, EncoderSpec
+from st4r_ros.text import (DTYPES, EncoderSpec, NamedEncoder, SentenceEncoder, TextEncoder,
+                           TextFeatures)
 import torch
 from torch import Tensor
 import torch.nn.functional as F
@@ -129,7 +131,8 @@ class TemporalLayer:
         match = float(best[row])
         return (int(self.cache.instance_ids[row]), match) if match >= self.locate_floor else None
 
-    def encode_queries(self, encoder, texts: List[str], encoded=None):
+    def encode_queries(self, encoder: SentenceEncoder, texts: List[str],
+                       encoded: Optional[TextFeatures] = None) -> TextFeatures:
         """
         Return queries encoded as the layer compares and routes them (``TextFeatures``).
 
@@ -142,7 +145,7 @@ class TemporalLayer:
             return encoded
         return encoder.encode(texts, prompt=prompt)
 
-    def state_of(self, said) -> Tensor:
+    def state_of(self, said: TextFeatures) -> Tensor:
         """Return the state features [E, D] of queries encoded by ``encode_queries``."""
         return state_features(self.router.weight, said)
 
@@ -152,7 +155,7 @@ class TemporalLayer:
                              self.calibration, self.locate_floor)
 
 
-def build_temporal_layer(supervision: Supervision, encoder, window: int = 3,
+def build_temporal_layer(supervision: Supervision, encoder: NamedEncoder, window: int = 3,
                          min_contrast: float = 0.05,
                          query_prompt: Optional[str] = None) -> TemporalLayer:
     """
@@ -169,14 +172,14 @@ def build_temporal_layer(supervision: Supervision, encoder, window: int = 3,
     names one); whatever stands for a query (the router's examples, the captions the state
     features, the level and the floor come from) is encoded as queries are at run time.
 
-    :param encoder: a TextEncoder (name, dtype, prompts, ``encode(texts, prompt=...)``).
+    :param encoder: a TextEncoder, or any NamedEncoder (name, dtype, prompts, ``encode``).
     :param query_prompt: the instruction put in front of queries; None: the encoder's
         ``query`` prompt, if it names one.
     :raises SupervisionFormatError: the supervision has no state captions.
     """
     times, table = state_caption_table(supervision)
     if not times:
-        return build_state_cache(supervision, encoder)  # raises: no state captions
+        raise SupervisionFormatError(NO_STATE_CAPTIONS)
     spec = EncoderSpec(str(encoder.name), encoder.dtype,
                        encoder.prompts.get('query', '') if query_prompt is None else query_prompt,
                        encoder.prompts.get('document', ''))
@@ -244,16 +247,11 @@ def _router_accuracy(p: Dict[str, float], states: List[str], descriptions: List[
 def save_temporal_layer(layer_dir: str | Path, layer: TemporalLayer,
                         metadata: Optional[Dict] = None) -> Path:
     """Write the layer into layer_dir; registered in the manifest if that is a bundle."""
-    from st4r_ros.field.layer import is_bundle, register_layer
-
-    folder = Path(layer_dir)
-    folder.mkdir(parents=True, exist_ok=True)
     meta = {'format': LAYER_FORMAT, 'version': LAYER_VERSION, 'file': LAYER_FILE,
             'text_encoder': {**asdict(layer.text_encoder), 'dim': layer.cache.dim},
             'router_bias': layer.router.bias, 'intervals': asdict(layer.params),
             'calibration': layer.calibration, 'locate_floor': layer.locate_floor,
             **(metadata or {})}
-    text = json.dumps(meta, indent=1, allow_nan=False)
     cache = layer.cache
     tensors = {'cache/instance_ids': cache.instance_ids.cpu(),
                'cache/frame_times': cache.frame_times.cpu(),
@@ -262,14 +260,9 @@ def save_temporal_layer(layer_dir: str | Path, layer: TemporalLayer,
                'states/features': layer.states.features.cpu().contiguous(),
                'states/valid': layer.states.valid.cpu().to(torch.uint8),
                'router/weight': layer.router.weight.cpu().contiguous()}
-    atomic_write(folder / LAYER_FILE,
-                 lambda tmp: save_file(tensors, str(tmp), {'st4r_layer': text}))
-    atomic_write(folder / META_FILE, lambda tmp: tmp.write_text(text))
-    if is_bundle(folder):
-        register_layer(folder, LAYER_NAME, {'file': LAYER_FILE, 'meta': META_FILE,
-                                            'instances': len(cache.instance_ids),
-                                            'frames': len(cache.frame_times)})
-    return folder / LAYER_FILE
+    return save_layer(layer_dir, LAYER_NAME, tensors, meta,
+                      {'file': LAYER_FILE, 'meta': META_FILE,
+                       'instances': len(cache.instance_ids), 'frames': len(cache.frame_times)})
 
 
 def load_temporal_layer(layer_dir: str | Path,
@@ -333,8 +326,8 @@ def _encoder_spec(recorded) -> EncoderSpec:
     return EncoderSpec(**fields)
 
 
-def temporal_encoder_for(layer: Optional[TemporalLayer], encoder,
-                         device: torch.device | str = 'cpu'):
+def temporal_encoder_for(layer: Optional[TemporalLayer], encoder: NamedEncoder,
+                         device: torch.device | str = 'cpu') -> Optional[TextEncoder]:
     """
     Return the sentence encoder a temporal layer needs beside the referring ``encoder``.
 

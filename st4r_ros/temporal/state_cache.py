@@ -30,6 +30,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 from st4r_ros.errors import SupervisionFormatError
 from st4r_ros.supervision.format import Supervision
+from st4r_ros.text import SentenceEncoder
 import torch
 from torch import Tensor
 import torch.nn.functional as F
@@ -77,6 +78,11 @@ class StateCache:
                                                    self.features, self.valid)))
 
 
+# Why a supervision without state captions makes no state cache (nor temporal layer).
+NO_STATE_CAPTIONS = ('supervision: no state_captions; the temporal branch needs per-frame state '
+                     'captions of the instances')
+
+
 def state_caption_table(supervision: Supervision) -> Tuple[List[float], Dict[Tuple[int, int],
                                                                              List[str]]]:
     """
@@ -95,7 +101,7 @@ def state_caption_table(supervision: Supervision) -> Tuple[List[float], Dict[Tup
     return times, table
 
 
-def build_state_cache(supervision: Supervision, encoder,
+def build_state_cache(supervision: Supervision, encoder: SentenceEncoder,
                       instance_ids: Optional[Sequence[int]] = None) -> StateCache:
     """
     Encode the supervision's state captions into a cache.
@@ -108,14 +114,13 @@ def build_state_cache(supervision: Supervision, encoder,
     """
     times, table = state_caption_table(supervision)
     if not times:
-        raise SupervisionFormatError('supervision: no state_captions; the temporal branch '
-                                     'needs per-frame state captions of the instances')
+        raise SupervisionFormatError(NO_STATE_CAPTIONS)
     texts = sorted({text for captions in table.values() for text in captions})
     return cache_from_table(times, table, dict(zip(texts, unit_sentences(encoder, texts))),
                             instance_ids)
 
 
-def unit_sentences(encoder, texts: List[str], prompt: str = '') -> Tensor:
+def unit_sentences(encoder: SentenceEncoder, texts: List[str], prompt: str = '') -> Tensor:
     """Return the unit sentence embeddings [E, D] of texts, the prompt in front, on the CPU."""
     return F.normalize(encoder.encode(texts, prompt=prompt).sentence.float().cpu(), dim=-1)
 

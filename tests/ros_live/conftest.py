@@ -40,11 +40,12 @@ except ImportError as err:
     pytest.skip(MISSING, allow_module_level=True)
 
 from st4r_ros.demo import load_demo_config  # noqa: E402 - after the check above
-from st4r_ros.field.train import train_field, TrainConfig  # noqa: E402
+from st4r_ros.field.train import TrainConfig  # noqa: E402
 from st4r_ros.scene.loading import load_scene  # noqa: E402
-from st4r_ros.scene.synthetic import SyntheticConfig, write_synthetic  # noqa: E402
 from st4r_ros.supervision.format import load_supervision  # noqa: E402
-from st4r_ros.supervision.synthetic_language import build_synthetic_task  # noqa: E402
+from st4r_ros.synthetic.language import build_synthetic_task  # noqa: E402
+from st4r_ros.synthetic.scene import SyntheticConfig, write_synthetic  # noqa: E402
+from st4r_ros.training import train_layers  # noqa: E402
 
 # Linux DDS domains that map to valid ports; 0 (the default) stays for people's own graphs.
 DOMAINS = range(1, 102)
@@ -84,6 +85,6 @@ def demo_scene(tmp_path_factory):
     write_synthetic(out, config['seed'], SyntheticConfig(**config['synthetic']))
     supervision, bench = build_synthetic_task(out, config['seed'])
     scene = out / 'scene'
-    train_field(load_scene(scene), load_supervision(supervision),
-                TrainConfig(steps=config['train_steps']), scene, seed=config['seed'])
+    train_layers(load_scene(scene), load_supervision(supervision),
+                 TrainConfig(steps=config['train_steps']), scene, seed=config['seed'])
     return out, scene, supervision, bench

@@ -45,7 +45,9 @@ from rclpy.parameter import Parameter
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import CameraInfo, Image, PointCloud2
 from st4r_ros.msg import ReferringResult
-from st4r_ros.ros import conversions as conv
+from st4r_ros.ros.cameras import camera_to_pose
+from st4r_ros.ros.messages import RclpyTypes
+from st4r_ros.ros.outputs import camera_to_camera_info
 from st4r_ros.srv import Query
 from std_msgs.msg import Float64, String
 from visualization_msgs.msg import MarkerArray
@@ -257,9 +259,9 @@ class Planner:
 
     def send_camera(self, camera, frame_id: str = 'map') -> None:
         stamp = self.node.get_clock().now().to_msg()
-        types = conv.RclpyTypes()
-        self.info.publish(conv.camera_to_camera_info(types, camera, stamp, 'camera_optical'))
-        self.pose.publish(conv.camera_to_pose(types, camera, stamp, frame_id))
+        types = RclpyTypes()
+        self.info.publish(camera_to_camera_info(types, camera, stamp, 'camera_optical'))
+        self.pose.publish(camera_to_pose(types, camera, stamp, frame_id))
 
     def send(self, text: str) -> None:
         self.command.publish(String(data=text))

@@ -36,7 +36,9 @@ from rclpy.parameter import parameter_value_to_python
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import CameraInfo
 from st4r_ros.msg import ReferringResult
-from st4r_ros.ros import conversions as conv
+from st4r_ros.ros.cameras import camera_to_pose
+from st4r_ros.ros.messages import RclpyTypes
+from st4r_ros.ros.outputs import camera_to_camera_info, CLOUD_DTYPE
 from st4r_ros.ros.parameters import PARAMETERS
 from st4r_ros.scene.loading import load_scene
 from st4r_ros.srv import Query
@@ -113,7 +115,7 @@ def ask_one(planner: Planner, text: str, timeout: float = 60.0) -> ReferringResu
 
 def target_points_fraction(cloud_msg, gaussians, instance: int) -> float:
     """Share of the cloud's points that are Gaussians of ``instance`` (nearest mean)."""
-    points = np.frombuffer(bytes(cloud_msg.data), dtype=conv.CLOUD_DTYPE)
+    points = np.frombuffer(bytes(cloud_msg.data), dtype=CLOUD_DTYPE)
     xyz = torch.from_numpy(np.stack([points['x'], points['y'], points['z']], 1).astype(np.float32))
     nearest = torch.cdist(xyz, gaussians.means.float()).argmin(dim=1)
     return float((gaussians.instance_ids[nearest] == instance).float().mean())
@@ -183,11 +185,11 @@ def test_a_when_question_gets_active_spans(planner, truth):
 
 def test_query_service_answers_and_refuses_cameras_outside_the_scene_frame(planner, truth):
     view, instance = truth['view'], next(iter(truth['captions']))
-    types, stamp = conv.RclpyTypes(), planner.node.get_clock().now().to_msg()
+    types, stamp = RclpyTypes(), planner.node.get_clock().now().to_msg()
     request = Query.Request(request_id='svc-1', query=truth['captions'][instance],
                             use_scene_time=True, scene_time=float(view.time))
-    request.camera_info = conv.camera_to_camera_info(types, view.camera, stamp, 'cam')
-    request.camera_pose = conv.camera_to_pose(types, view.camera, stamp, 'map')
+    request.camera_info = camera_to_camera_info(types, view.camera, stamp, 'cam')
+    request.camera_pose = camera_to_pose(types, view.camera, stamp, 'map')
     planner.clear()
     response = planner.ask(request)
     assert response.result.status == OK and response.result.request_id == 'svc-1'
@@ -247,12 +249,12 @@ def test_scene_time_parameter_takes_effect_or_is_refused(planner, truth):
 
 
 def test_bad_input_on_the_wire_gets_a_clear_status(planner, truth):
-    view, types = truth['view'], conv.RclpyTypes()
+    view, types = truth['view'], RclpyTypes()
     stamp = planner.node.get_clock().now().to_msg()
     planner.clear()
     bad_poses = []
     for orientation in ((math.nan, 0.0, 0.0, 1.0), (0.0, 0.0, 0.0, 0.0)):
-        pose = conv.camera_to_pose(types, view.camera, stamp, 'map')
+        pose = camera_to_pose(types, view.camera, stamp, 'map')
         q = pose.pose.orientation
         q.x, q.y, q.z, q.w = orientation
         bad_poses.append(pose)
@@ -263,14 +265,14 @@ def test_bad_input_on_the_wire_gets_a_clear_status(planner, truth):
                  CameraInfo(width=64, height=48, k=[0.0, 0, 32, 0, 0.0, 24, 0, 0, 1])]
     for info in bad_infos:
         planner.info.publish(info)
-        planner.pose.publish(conv.camera_to_pose(types, view.camera, stamp, 'map'))
+        planner.pose.publish(camera_to_pose(types, view.camera, stamp, 'map'))
         time.sleep(0.2)
     assert planner.wait_for(lambda: sum('camera ignored' in log.msg and log.level == Log.WARN
                                         for log in planner.rosout) >= 4), \
         [log.msg for log in planner.rosout]
     # The same cameras through the service: INVALID, each naming the field at fault.
-    for pose, info in [(p, conv.camera_to_camera_info(types, view.camera, stamp, 'c'))
-                       for p in bad_poses] + [(conv.camera_to_pose(
+    for pose, info in [(p, camera_to_camera_info(types, view.camera, stamp, 'c'))
+                       for p in bad_poses] + [(camera_to_pose(
                            types, view.camera, stamp, 'map'), i) for i in bad_infos[1:]]:
         request = Query.Request(query='the table', camera_pose=pose, camera_info=info)
         answer = planner.ask(request).result

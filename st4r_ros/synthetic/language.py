@@ -126,16 +126,16 @@ import math
 from pathlib import Path
 import re
 import shutil
-from typing import Any, Callable, Dict, List, Optional, Sequence, Set, Tuple
+from typing import Any, Callable, cast, Dict, List, Optional, Sequence, Set, Tuple
 
 import numpy as np
 from st4r_ros.errors import CameraError, SupervisionFormatError
 from st4r_ros.render.camera import Camera
-from st4r_ros.scene.synthetic import PALETTE, SHAPES, SIZES, SLOT_SPACING
 from st4r_ros.supervision.format import (Benchmark, Caption, Expression, InstanceCaptions,
                                          load_benchmark, load_supervision, save_benchmark,
                                          save_supervision, Supervision, SupervisionView,
                                          TIME_SENSITIVE)
+from st4r_ros.synthetic.scene import PALETTE, SHAPES, SIZES, SLOT_SPACING
 
 TIME_AGNOSTIC_KINDS = ('appearance', 'attribute', 'spatial', 'relation-only')
 APPEARANCE, ATTRIBUTE, SPATIAL, RELATION_ONLY = TIME_AGNOSTIC_KINDS
@@ -160,7 +160,7 @@ NEAREST_MARGIN = 0.2 * SLOT_SPACING
 # the benchmark.
 TRAINING_QUOTA = {APPEARANCE: 1, ATTRIBUTE: 1, SPATIAL: 2, RELATION_ONLY: 2}
 EVALUATION_QUOTA = {APPEARANCE: 1, ATTRIBUTE: 2, SPATIAL: 2, RELATION_ONLY: 2}
-GENERATOR = 'st4r_ros.supervision.synthetic_language'
+GENERATOR = 'st4r_ros.synthetic.language'
 
 
 @dataclass(frozen=True)
@@ -254,8 +254,10 @@ def _cycled(training: Dict[str, Tuple[str, ...]],
 # same; the plain word keeps its place (first).
 TRAINING_VOCABULARY_WORDS = replace(
     EVALUATION_WORDS,
-    **{table: _cycled(getattr(TRAINING_WORDS, table), getattr(EVALUATION_WORDS, table))
-       for table in ('colours', 'shapes', 'sizes', 'properties')},
+    colours=_cycled(TRAINING_WORDS.colours, EVALUATION_WORDS.colours),
+    shapes=_cycled(TRAINING_WORDS.shapes, EVALUATION_WORDS.shapes),
+    sizes=_cycled(TRAINING_WORDS.sizes, EVALUATION_WORDS.sizes),
+    properties=_cycled(TRAINING_WORDS.properties, EVALUATION_WORDS.properties),
     plurals={'sphere': 'spheres', 'globe': 'globes', 'cube': 'cubes', 'cuboid': 'cuboids',
              'cylinder': 'cylinders', 'drum': 'drums', 'torus': 'tori', 'hoop': 'hoops'})
 # ... and with family A's relation phrases and generic nouns too: only family B's sentence
@@ -459,7 +461,7 @@ def _write_benchmark(scene: _Scene, holding: Dict[Referent, Tuple[int, ...]], ou
                                      'one held-out view for a benchmark, got none')
     rng = np.random.default_rng([seed, 1])
     views = [_view(scene, entry, f'novel[{i}]') for i, entry in enumerate(scene.views['novel'])]
-    seen_frames = {view.frame for view in views}
+    seen_frames = {view.frame for view in views if view.frame is not None}  # all have one
     expressions: List[Expression] = []
     for thing in scene.things:
         for ref in _evaluation_referents(scene, thing, holding, seen_frames, rng):
@@ -475,7 +477,7 @@ def _write_benchmark(scene: _Scene, holding: Dict[Referent, Tuple[int, ...]], ou
     metadata = {'generator': GENERATOR, 'seed': seed, 'template_family': 'evaluation (B)',
                 'spatial_frame': SPATIAL_FRAME, 'kinds': list(KINDS),
                 'time_agnostic_kinds': list(TIME_AGNOSTIC_KINDS)}
-    instances = {thing.id: thing.name for thing in scene.things}
+    instances: Dict[int, Optional[str]] = {thing.id: thing.name for thing in scene.things}
     save_benchmark(out, Benchmark(views, expressions, instances, out.parent, metadata))
     return load_benchmark(out)
 
@@ -633,8 +635,8 @@ def _superlative(scene: _Scene, ref: Referent, frame: int) -> Optional[_Thing]:
     if ref.relation == NEAREST_TO:
         anchor = scene.thing(ref.anchors[0]).xy[frame]
         winner = _clear_winner(pool, lambda t: -math.dist(t.xy[frame], anchor), NEAREST_MARGIN)
-    else:
-        axis, sign = EXTREME[ref.relation]
+    else:  # one of EXTREME's, the other superlatives (_holds)
+        axis, sign = EXTREME[cast(str, ref.relation)]
         winner = _clear_winner(pool, lambda t: sign * t.xy[frame][axis], SIDE_MARGIN)
     return winner if winner in candidates else None
 

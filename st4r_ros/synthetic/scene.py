@@ -76,7 +76,7 @@ from dataclasses import asdict, dataclass, fields
 import json
 import math
 from pathlib import Path
-from typing import Callable, Dict, List, Optional, Sequence, Tuple
+from typing import Callable, Dict, Iterable, List, Optional, Sequence, Tuple
 
 import numpy as np
 from PIL import Image
@@ -268,6 +268,8 @@ def render_ground_truth(
     [N, 3 + K].
     """
     ids = gaussians.instance_ids
+    if ids is None:
+        raise SceneFormatError('render_ground_truth: the Gaussians have no instance_ids')
     one_hot = (ids[:, None] == torch.arange(1, num_instances + 1, device=ids.device)).float()
     features = torch.cat([gaussians.rgb, one_hot], dim=1)
     background = torch.cat([torch.ones(3), torch.zeros(num_instances)])
@@ -279,7 +281,7 @@ def write_synthetic(
     out_dir: str | Path,
     seed: int = 0,
     config: Optional[SyntheticConfig] = None,
-    progress: Callable[[Sequence], Sequence] = lambda views: views,
+    progress: Callable[[Sequence[CameraView]], Iterable[CameraView]] = lambda views: views,
 ) -> SyntheticScene:
     """
     Generate the scene of ``seed`` and write it under ``out_dir`` (layout in the module doc).
@@ -289,7 +291,7 @@ def write_synthetic(
     """
     out = Path(out_dir)
     scene = generate_synthetic(seed, config)
-    metadata = {'generator': 'st4r_ros.scene.synthetic', 'seed': seed,
+    metadata = {'generator': 'st4r_ros.synthetic.scene', 'seed': seed,
                 'config': asdict(scene.config), 'objects': '../objects.json'}
     save_bundle(out / 'scene', scene.keyframes, scene.config.duration_s, metadata,
                 interpolation='linear')

@@ -32,7 +32,7 @@ from st4r_ros.errors import SceneFormatError
 from st4r_ros.render.camera import Camera
 from st4r_ros.scene.bundle import load_bundle
 from st4r_ros.scene.gaussians import Gaussians
-from st4r_ros.scene.synthetic import (generate_synthetic, instance_labels, MAX_SPLIT_GAP, SHAPES,
+from st4r_ros.synthetic.scene import (generate_synthetic, instance_labels, MAX_SPLIT_GAP, SHAPES,
                                       SLOT_SPACING, synth_main, SyntheticConfig, write_synthetic)
 import torch
 
