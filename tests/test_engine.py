@@ -113,6 +113,15 @@ def test_one_rasterisation_on_cuda_gives_the_plain_render_and_the_mask(synthetic
     assert (result.mask != expected).float().mean() < 1e-3  # pixels at exactly 0.5 may flip
 
 
+def test_views_of_an_answer_without_a_target_show_no_target(engine, synthetic):
+    camera = camera_on(synthetic)
+    for result in (engine.query(QueryRequest('object 99', time=0.5)),
+                   engine.query(QueryRequest(''))):
+        mask, image = engine.render_views(result, camera)
+        assert mask.shape == (camera.height, camera.width) and not bool(mask.any())
+        assert image is not None and image.shape == (camera.height, camera.width, 3)
+
+
 def test_a_batch_answers_each_request_as_alone(engine, synthetic):
     camera = synthetic.views[0].camera
     requests = [QueryRequest('object 3', time=0.5, camera=camera, request_id='a'),

@@ -29,6 +29,7 @@ import numpy as np
 from PIL import Image
 import pytest
 from st4r_ros.engine import QueryEngine
+from st4r_ros.errors import QueryError
 from st4r_ros.evaluation.temporal import evaluate_temporal, frame_accuracy, video_iou
 from st4r_ros.render.api import render
 from st4r_ros.scene.keyframes import KeyframedScene
@@ -109,3 +110,8 @@ def test_the_state_cache_locates_first(synthetic, tmp_path):
     assert rows['c']['predicted_frames'] == [0, 2] and rows['c']['acc'] == 0.0
     assert rows['a']['viou_novel'] == pytest.approx(1.0, abs=0.02)
     assert report.located == pytest.approx(2 / 3)
+
+
+def test_an_engine_without_a_temporal_layer_is_refused_by_name(synthetic, tmp_path):
+    with pytest.raises(QueryError, match='no temporal layer'):
+        evaluate_temporal(engine_of(synthetic, None), benchmark_of(synthetic, tmp_path))

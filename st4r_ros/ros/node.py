@@ -49,7 +49,7 @@ from concurrent.futures import Future
 from queue import Empty, SimpleQueue
 import sys
 import threading
-from typing import Any, Callable, Dict, Optional, Set, Tuple, TypeVar
+from typing import Any, Callable, Dict, Iterator, Optional, Set, Tuple, TypeVar
 
 from geometry_msgs.msg import PoseStamped
 from rcl_interfaces.msg import ParameterDescriptor, SetParametersResult
@@ -194,15 +194,19 @@ class St4rNode(LifecycleNode):
 
     def _run_jobs(self) -> None:
         """Run the jobs handed to the worker (``_on_worker``), each to its future."""
-        while True:
-            try:
-                work, done = self._jobs.get_nowait()
-            except Empty:
-                return
+        for work, done in self._waiting_jobs():
             try:
                 done.set_result(work())
             except BaseException as err:  # noqa: B036 - handed to the caller, not swallowed
                 done.set_exception(err)
+
+    def _waiting_jobs(self) -> Iterator[Tuple[Callable[[], Any], Future]]:
+        """Take the jobs waiting now, oldest first."""
+        while True:
+            try:
+                yield self._jobs.get_nowait()
+            except Empty:
+                return
 
     def on_activate(self, state: LifecycleState) -> TransitionCallbackReturn:
         self._active = True
@@ -333,11 +337,7 @@ class St4rNode(LifecycleNode):
 
     def _fail_jobs(self) -> None:
         """Fail the jobs still waiting once the worker has stopped."""
-        while True:
-            try:
-                _, done = self._jobs.get_nowait()
-            except Empty:
-                return
+        for _, done in self._waiting_jobs():
             done.set_exception(RuntimeError('the worker has stopped'))
 
     def _update_camera(self) -> None:
