@@ -36,8 +36,12 @@ Figures (CUDA events / synchronised wall clock, medians and p99 over many querie
 - query (where): text + field + relevance + target selection, no camera, fixed time;
 - command -> result + cloud + first mask: `engine.query` with a 640x480 camera at a new scene
   time every query (deformation included), the target cloud copied to the host;
-- mask updates: `engine.render_views` for a moving camera right after the answer (its
-  relevance reused, as the node does for its current target).
+- mask updates: `engine.render_views(..., colour=False)` for a moving camera right after the
+  answer (its relevance reused, as the node does for its current target);
+- view updates: the same with the colour image, what the node renders per pose (mask and
+  overlay from one rasterisation);
+- text, compiled (CUDA only): encoding one expression after ``compile_for_queries``, as the
+  node's ``compile_text_encoders`` runs it.
 """
 
 from __future__ import annotations
@@ -184,9 +188,14 @@ def main() -> int:
     }
     # The node re-renders its current target: make `answer` the engine's last query again.
     answer = engine.query(QueryRequest(EXPRESSION, time=0.5, camera=camera))
-    figures['mask_update'] = timed(lambda i: engine.render_views(answer,
-                                                                 orbit(i, args.camera_size)))
+    for name, colour in (('mask_update', False), ('views_update', True)):
+        figures[name] = timed(lambda i: engine.render_views(answer, orbit(i, args.camera_size),
+                                                            colour=colour))
     figures['mask_updates_per_s'] = round(1000 / figures['mask_update']['median_ms'], 1)
+    figures['views_updates_per_s'] = round(1000 / figures['views_update']['median_ms'], 1)
+    if device.type == 'cuda':  # compiling rebinds the encoder: time it last
+        encoder.compile_for_queries()
+        figures['text_compiled'] = timed(lambda i: encoder.encode([EXPRESSION]))
     Path(args.out).mkdir(parents=True, exist_ok=True)
     (Path(args.out) / 'bench_query_gpu.json').write_text(json.dumps(figures, indent=2))
     print(json.dumps(figures, indent=2))

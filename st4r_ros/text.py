@@ -382,16 +382,20 @@ class TextEncoder:
         """Encode b texts: words [b, L, D], word_mask [b, L], sentence [b, D], truncation flags."""
         truncated = self._check_lengths(texts, prompt_tokens)
         batch = self._tokenize([prompt + text for text in texts])
-        inputs = {k: batch[k].to(self.device) for k in self.tokenizer.model_input_names
-                  if k in batch}
-        model = self._compiled if self._compiled is not None and len(texts) == 1 else self.model
-        hidden = model(**inputs).last_hidden_state.float()  # [b, T, D]
-        attended = batch['attention_mask'].to(self.device).bool()  # [b, T]
-        is_word = attended & ~batch['special_tokens_mask'].to(self.device).bool()
+        attended = batch['attention_mask'].bool()  # [b, T]
+        is_word = attended & ~batch.pop('special_tokens_mask').bool()
         if prompt_tokens:  # the prompt's tokens lead each text's non-special tokens
             is_word &= is_word.cumsum(dim=1) > prompt_tokens
-        words, mask = _pack(hidden, is_word)
-        sentence = _pool(hidden, attended if self._pool_specials else is_word, self.pooling)
+        # Masks are worked out on the host and everything crosses to the device in one copy:
+        # a single query's time is spent on the host, in launches and transfers.
+        names = [k for k in self.tokenizer.model_input_names if k in batch]
+        pooled = attended if self._pool_specials else is_word
+        stacked = torch.stack([batch[k] for k in names] + [is_word.long(), pooled.long()])
+        *inputs, on_device, pooled_on_device = stacked.to(self.device)  # [b, T] each
+        model = self._compiled if self._compiled is not None and len(texts) == 1 else self.model
+        hidden = model(**dict(zip(names, inputs))).last_hidden_state.float()  # [b, T, D]
+        words, mask = _pack(hidden, on_device.bool(), int(is_word.sum(dim=1).max()))
+        sentence = _pool(hidden, pooled_on_device.bool(), self.pooling)
         return words, mask, sentence, truncated
 
     def _tokenize(self, texts: List[str]) -> Dict[str, Tensor]:
@@ -618,10 +622,13 @@ def _trained_limit(folder: Path) -> Optional[int]:
     return limit
 
 
-def _pack(hidden: Tensor, keep: Tensor) -> Tuple[Tensor, Tensor]:
-    """Move the kept tokens of hidden [B, T, D] to the front: words [B, L, D], mask [B, L]."""
+def _pack(hidden: Tensor, keep: Tensor, length: int) -> Tuple[Tensor, Tensor]:
+    """
+    Move the kept tokens of hidden [B, T, D] to the front: words [B, L, D], mask [B, L].
+
+    ``length`` L is the most tokens any row keeps (known on the host, so no device sync).
+    """
     counts = keep.sum(dim=1)  # [B]
-    length = int(counts.max())
     # A stable sort on "not kept" lists each row's kept positions first, in their order.
     order = torch.argsort((~keep).to(torch.int32), dim=1, stable=True)[:, :length]
     words = hidden.gather(1, order.unsqueeze(-1).expand(-1, -1, hidden.shape[-1]))

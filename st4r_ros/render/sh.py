@@ -111,5 +111,6 @@ def sh_to_rgb(sh: Tensor, dirs: Tensor, degree: int) -> Tensor:
     # the near plane anyway, the floor only keeps the colour finite.
     unit = dirs / dirs.norm(dim=-1, keepdim=True).clamp_min(1e-12)
     basis = sh_basis(unit.to(sh.dtype), degree)  # [N, B]
-    value = torch.einsum('nb,nbc->nc', basis, sh[:, :num_basis])
+    # A broadcast product and sum: einsum lowers this to N tiny matrix-vector products.
+    value = (basis.unsqueeze(-1) * sh[:, :num_basis]).sum(dim=1)  # [N, 3]
     return (value + 0.5).clamp_min(0.0)
