@@ -25,7 +25,9 @@ from typing import Optional, Sequence
 
 from rich.console import Console
 from rich.table import Table
+from st4r_ros.engine import resolve_device
 from st4r_ros.errors import St4rError
+from st4r_ros.query_cli import add_query_arguments
 from st4r_ros.render.api import BACKENDS, render
 from st4r_ros.render.camera import Camera
 from st4r_ros.render.images import depth_to_gray, save_png
@@ -34,7 +36,6 @@ from st4r_ros.scene.loading import FORMATS, load_scene
 from st4r_ros.scene.ply import write_ply
 from st4r_ros.scene.scene4d import SceneInfo
 from st4r_ros.text import DTYPES
-import torch
 
 console = Console()
 
@@ -63,15 +64,12 @@ def cmd_scene_export(args: argparse.Namespace) -> None:
     console.print(f'wrote {len(gaussians)} Gaussians at t={args.time} to {args.out}')
 
 
-def _device(name: str) -> torch.device:
-    if name == 'auto':
-        return torch.device('cuda' if torch.cuda.is_available() else 'cpu')
-    return torch.device(name)
-
-
 def cmd_render(args: argparse.Namespace) -> None:
+    if not 0.0 <= args.background <= 1.0:  # NaN too
+        raise St4rError(f'--background: expected a grey level in 0..1, got {args.background}')
     camera = Camera.load(args.camera)
-    gaussians = load_scene(args.scene, args.format).at(args.time, _device(args.device))
+    device = resolve_device(args.device)
+    gaussians = load_scene(args.scene, args.format).at(args.time, device)
     out = render(gaussians, camera, backend=args.backend, background=args.background)
     save_png(args.out, out.image)
     written = [args.out]
@@ -100,7 +98,7 @@ def cmd_annotate(args: argparse.Namespace) -> None:
 def cmd_train(args: argparse.Namespace) -> None:
     from st4r_ros.training import train_main
 
-    options = {'steps': args.steps, 'device': _device(args.device).type}
+    options = {'steps': args.steps, 'device': resolve_device(args.device).type}
     if args.text_model:
         options['text_model'] = args.text_model
     if args.temporal_text_model:
@@ -124,7 +122,9 @@ def cmd_eval(args: argparse.Namespace) -> None:
 def cmd_demo(args: argparse.Namespace) -> None:
     from st4r_ros.demo import run_demo
 
-    run_demo(Path(args.out), console)
+    # Off a terminal (a log file) rich lays tables out 80 columns wide: the answers' table
+    # needs more to stay readable.
+    run_demo(Path(args.out), console if console.is_terminal else Console(width=160))
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -157,7 +157,8 @@ def build_parser() -> argparse.ArgumentParser:
     rend.add_argument('--depth', help='also write the expected depth as a grey .png')
     rend.add_argument('--backend', choices=BACKENDS, default='auto')
     rend.add_argument('--device', default='auto', help='auto, cpu, cuda, cuda:1 ...')
-    rend.add_argument('--background', type=float, default=0.0, help='background grey level')
+    rend.add_argument('--background', type=float, default=0.0,
+                      help='background grey level in 0..1 (default 0, black)')
     rend.set_defaults(run=cmd_render)
 
     synth = commands.add_parser('synth', help='write a synthetic dynamic scene with ground truth')
@@ -214,6 +215,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_replay_arguments(commands.add_parser('replay', help='replay a rosbag2 of commands and '
                                                             'poses into a rosbag2 of results'))
+    add_query_arguments(commands.add_parser(
+        'query', help='answer referring expressions over a scene: status, target, spans; with '
+                      'a camera, masks, overlays and target clouds'))
 
     demo = commands.add_parser('demo', help='run the main job on the embedded demo scene')
     demo.add_argument('--out', default='out/demo', help='output folder')
@@ -222,13 +226,27 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
+    """
+    Run the `st4r` command; return its exit status (0, or 2 after an St4rError).
+
+    Every command's ``--device`` is checked before it starts. An error is one line on stderr,
+    ``st4r: error: `` and the message, plain text: a path is printed as it is, never read as
+    rich markup.
+    """
     args = build_parser().parse_args(argv)
     try:
+        if getattr(args, 'device', None) is not None:  # annotate's None: its config decides
+            resolve_device(args.device)
         args.run(args)
     except St4rError as err:
-        console.print(f'[bold red]st4r: error:[/] {err}', highlight=False)
+        print(error_line(err), file=sys.stderr)
         return 2
     return 0
+
+
+def error_line(err: BaseException) -> str:
+    """Return the one line that reports ``err``: its message's lines joined."""
+    return 'st4r: error: ' + ' '.join(str(err).splitlines())
 
 
 if __name__ == '__main__':

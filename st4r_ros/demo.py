@@ -35,12 +35,15 @@ import math
 from pathlib import Path
 import sys
 import time
-from typing import Dict, List, Optional, Tuple
+from dataclasses import dataclass
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import track
 from rich.table import Table
+from st4r_ros.answer_files import answer_stem, write_cloud_ply
 from st4r_ros.engine import QueryEngine
 from st4r_ros.errors import St4rError
 from st4r_ros.render.api import render
@@ -60,9 +63,29 @@ from st4r_ros.synthetic.scene import SyntheticConfig, write_synthetic
 import torch
 
 DEMO_CONFIG = Path('models') / 'demo' / 'demo.json'
+# What an extra command may expect instead of an instance: statuses a robot can be told.
+EXPECTABLE = ('NO_TARGET', 'INVALID')
 START_NS = 1_700_000_000 * 10**9  # bag clock of the demo's first message
 # Keys every demo config has (models/demo/demo.json); others, like "about", are ignored.
 CONFIG_KEYS = ('seed', 'synthetic', 'render', 'export_time', 'train_steps', 'commands')
+
+
+@dataclass(frozen=True)
+class DemoCommand:
+    """
+    One command of the demo and its ground truth.
+
+    :ivar text: what the robot sends.
+    :ivar instance_id: the instance it refers to; -1 when ``expect`` names a status instead.
+    :ivar expect: the status a right answer has (OK when an instance is meant).
+    :ivar times: a time-sensitive command's true scene times (the frames where it holds);
+        empty for the others.
+    """
+
+    text: str
+    instance_id: int = -1
+    expect: str = 'OK'
+    times: Tuple[float, ...] = ()
 
 
 def find_demo_config() -> Path:
@@ -133,17 +156,19 @@ def run_demo(out: Path, console: Console, config: Optional[Dict] = None) -> List
 
     console.print('[bold]3. replay[/]: a rosbag2 of commands and camera poses, through the '
                   "node's logic")
+    frame_times = json.loads((synthetic_dir / 'objects.json').read_text())['frame_times']
     commands = _demo_commands(load_supervision(supervision_dir), load_benchmark(bench_path),
-                              config['commands'])
+                              config['commands'], frame_times)
     in_bag, out_bag = out / 'commands_bag', out / 'results_bag'
     for bag in (in_bag, out_bag):
         _remove_bag(bag)
-    _write_command_bag(in_bag, commands, list(cameras.values()))
+    _write_command_bag(in_bag, [c.text for c in commands], list(cameras.values()))
     summary = replay(in_bag, out_bag, engine, ReplayOptions(scene_time=None))
     console.print(summary_table(summary))
 
     console.print('[bold]4. results[/]: read back from', out_bag)
-    written += _export_results(out_bag, out / 'results', console)
+    frame_step = 1.0 / max(len(frame_times) - 1, 1)
+    written += _export_results(out_bag, out / 'results', commands, frame_step, console)
     console.print(f'demo done in {time.perf_counter() - started:.0f} s; outputs in {out}')
     return written
 
@@ -187,13 +212,20 @@ def _check_commands(settings) -> None:
         if isinstance(count, bool) or not isinstance(count, int) or count < 0:
             raise St4rError(f'demo config: commands.{key}: expected a count >= 0, got {count!r}')
     extra = settings.get('extra')
-    if not isinstance(extra, list) or not all(isinstance(text, str) for text in extra):
-        raise St4rError(f'demo config: commands.extra: expected a list of texts, got {extra!r}')
+    if not isinstance(extra, list) or not all(_is_extra(item) for item in extra):
+        raise St4rError(f'demo config: commands.extra: expected a list of {{"text": ..., '
+                        f'"expect": one of {list(EXPECTABLE)}}}, got {extra!r}')
 
 
-def _demo_commands(supervision, benchmark, settings: Dict) -> List[str]:
+def _is_extra(item) -> bool:
+    return (isinstance(item, dict) and set(item) == {'text', 'expect'}
+            and isinstance(item['text'], str) and item['expect'] in EXPECTABLE)
+
+
+def _demo_commands(supervision, benchmark, settings: Dict,
+                   frame_times: Sequence[float]) -> List[DemoCommand]:
     """
-    Pick the demo's commands.
+    Pick the demo's commands, each with its ground truth.
 
     Training captions (wording the layer was trained on), one held-out expression of each
     time-agnostic kind (the benchmark's other sentence shapes and relation words), up to
@@ -203,18 +235,45 @@ def _demo_commands(supervision, benchmark, settings: Dict) -> List[str]:
     is understood only as far as the text encoder relates the two words, which BENCHMARKS.md
     measures apart.
     """
-    captions = [texts[0] for _, texts in sorted(supervision.captions_at(time=0.0).items())]
+    captions = [DemoCommand(texts[0], instance) for instance, texts
+                in sorted(supervision.captions_at(time=0.0).items())]
     ordered = sorted(benchmark.expressions, key=lambda e: bool(unseen_words(e.text)))
     chosen, kinds = [], set()
     for expression in ordered:
         if expression.kind not in kinds and expression.kind != TIME_SENSITIVE:
             kinds.add(expression.kind)
-            chosen.append(expression.text)
+            chosen.append(DemoCommand(expression.text, expression.instance_id))
     # A planner asking about time asks "when ...?" outright: those come first.
-    sensitive = sorted((e.text for e in ordered if e.kind == TIME_SENSITIVE),
-                       key=lambda text: not text.lower().startswith('when '))
-    return (captions[: settings['training']] + chosen[: settings['held_out']]
-            + sensitive[: settings.get('time_sensitive', 0)] + settings['extra'])
+    sensitive = sorted((e for e in ordered if e.kind == TIME_SENSITIVE),
+                       key=lambda e: not e.text.lower().startswith('when '))
+    asked = [DemoCommand(e.text, e.instance_id, times=tuple(frame_times[f] for f in e.frames))
+             for e in sensitive[: settings.get('time_sensitive', 0)]]
+    extra = [DemoCommand(item['text'], expect=item['expect']) for item in settings['extra']]
+    return captions[: settings['training']] + chosen[: settings['held_out']] + asked + extra
+
+
+def judge(command: DemoCommand, status: str, instance_id: int,
+          spans: Sequence[Tuple[float, float]], frame_step: float) -> Tuple[bool, str]:
+    """
+    Say whether an answer is right against the command's ground truth, and why not.
+
+    Right: the expected status and instance; for a time-sensitive command also every true time
+    inside a span and no span farther than ``frame_step`` (one frame, what the temporal
+    smoothing may widen a span by) from a true time.
+    """
+    if status != command.expect:
+        return False, f'{status}, expected {command.expect}'
+    if command.instance_id >= 0 and instance_id != command.instance_id:
+        return False, f'instance {instance_id}, expected {command.instance_id}'
+    if not command.times:
+        return True, ''
+    tolerance = frame_step + 1e-6
+    missed = [t for t in command.times if not any(a - 1e-6 <= t <= b + 1e-6 for a, b in spans)]
+    stray = [(a, b) for a, b in spans
+             if not any(a - tolerance <= t <= b + tolerance for t in command.times)]
+    problems = [f'misses t = {", ".join(f"{t:.2f}" for t in missed)}'] if missed else []
+    problems += [f'span {a:.2f}-{b:.2f} where it does not hold' for a, b in stray]
+    return not problems, '; '.join(problems)
 
 
 def _remove_bag(path: Path) -> None:
@@ -254,29 +313,64 @@ def _write_command_bag(path: Path, commands: List[str], cameras: List[Camera]) -
                          store.serialize_cdr(msg, topics[topic]))
 
 
-def _export_results(bag: Path, out: Path, console: Console) -> List[Path]:
-    """Masks and overlays as PNGs, the first target cloud as PLY, the span timeline, a table."""
+def _export_results(bag: Path, out: Path, commands: List[DemoCommand], frame_step: float,
+                    console: Console) -> List[Path]:
+    """
+    Write what the result bag holds, named by the request each file answers; print the table.
+
+    Per request NN (in command order): ``NN_SLUG_vK_mask.png`` and ``NN_SLUG_vK_overlay.png``
+    for its views (v0 the answer's own camera, v1... the poses that re-rendered it), and
+    ``NN_SLUG_cloud.ply`` when it has a target; ``index.json`` lists each command, its ground
+    truth, its answer, whether the answer is right and its files; ``spans.png`` the timeline.
+    """
     from rosbags.rosbag2 import Reader
 
     store = ros_typestore('jazzy')
     out.mkdir(parents=True, exist_ok=True)
-    results, images, clouds, written = [], [], [], []
+    results: List[Message] = []
+    files: List[List[Path]] = []
+    stem, views = '', 0
     with Reader(bag) as reader:
         for connection, _, raw in reader.messages():
             msg: Message = store.deserialize_cdr(raw, connection.msgtype)
             if connection.topic == '/result':
                 results.append(msg)
-            elif connection.topic in ('/mask', '/overlay'):
-                images.append((connection.topic.strip('/'), msg))
-            elif connection.topic == '/target_cloud' and msg.width:
-                clouds.append(msg)
-    for index, (name, image) in enumerate(images):
-        written.append(_save_image(out / f'{index:02d}_{name}.png', image))
-    if clouds:
-        written.append(_save_cloud(out / 'target_cloud.ply', clouds[0]))
-    written.append(_plot_timeline(out / 'spans.png', results))
-    console.print(_results_table(results))
-    return written
+                files.append([])
+                stem, views = answer_stem(len(results) - 1, msg.query), 0
+            elif connection.topic in ('/mask', '/overlay') and results:
+                name = connection.topic.strip('/')
+                files[-1].append(_save_image(out / f'{stem}_v{views}_{name}.png', msg))
+                views += name == 'overlay'  # the overlay closes a view (mask, overlay)
+            elif connection.topic == '/target_cloud' and msg.width and results:
+                files[-1].append(_save_cloud(out / f'{stem}_cloud.ply', msg))
+    verdicts = [judge(c, _status_name(r.status), r.target_instance_id,
+                      [(s.start, s.end) for s in r.active_spans], frame_step)
+                for c, r in zip(commands, results)]
+    index = _write_index(out / 'index.json', commands, results, verdicts, files, out)
+    timeline = _plot_timeline(out / 'spans.png', results)
+    console.print(_results_table(commands, results, verdicts))
+    right = sum(ok for ok, _ in verdicts)
+    console.print(f'{right} of {len(commands)} answers right against the ground truth'
+                  + ('' if right == len(commands) else ': see the verdict column'))
+    return [path for paths in files for path in paths] + [index, timeline]
+
+
+def _write_index(path: Path, commands: List[DemoCommand], results: List[Message],
+                 verdicts: List[Tuple[bool, str]], files: List[List[Path]],
+                 folder: Path) -> Path:
+    entries = [{'index': i, 'command': c.text, 'request_id': r.request_id,
+                'truth': {'status': c.expect, 'instance': c.instance_id,
+                          'times': list(c.times)},
+                'status': _status_name(r.status), 'instance': r.target_instance_id,
+                'score': None if math.isnan(r.score) else round(float(r.score), 4),
+                'scene_time': None if math.isnan(r.scene_time) else round(r.scene_time, 4),
+                'spans': [[round(s.start, 4), round(s.end, 4)] for s in r.active_spans],
+                'message': r.status_message, 'right': ok, 'why_not': why,
+                'files': [p.relative_to(folder).as_posix() for p in paths]}
+               for i, (c, r, (ok, why), paths)
+               in enumerate(zip(commands, results, verdicts, files))]
+    path.write_text(json.dumps({'answers': entries}, indent=2) + '\n')
+    return path
 
 
 def _save_image(path: Path, image) -> Path:
@@ -293,19 +387,10 @@ def _save_image(path: Path, image) -> Path:
 
 def _save_cloud(path: Path, cloud) -> Path:
     """Save a PointCloud2 of (x, y, z, rgb, score) float32 fields as a PLY point cloud."""
-    from plyfile import PlyData, PlyElement
-
     fields = np.frombuffer(bytes(cloud.data), np.float32).reshape(cloud.width, -1)
-    rgb = fields[:, 3].copy().view(np.uint32)
-    vertices = np.empty(cloud.width, dtype=[('x', 'f4'), ('y', 'f4'), ('z', 'f4'),
-                                            ('red', 'u1'), ('green', 'u1'), ('blue', 'u1'),
-                                            ('score', 'f4')])
-    vertices['x'], vertices['y'], vertices['z'] = fields[:, 0], fields[:, 1], fields[:, 2]
-    vertices['red'], vertices['green'], vertices['blue'] = ((rgb >> 16) & 255, (rgb >> 8) & 255,
-                                                            rgb & 255)
-    vertices['score'] = fields[:, 4]
-    PlyData([PlyElement.describe(vertices, 'vertex')]).write(str(path))
-    return path
+    packed = fields[:, 3].copy().view(np.uint32)
+    rgb = np.stack([(packed >> shift) & 255 for shift in (16, 8, 0)], axis=1).astype(np.uint8)
+    return write_cloud_ply(path, fields[:, :3], rgb, fields[:, 4])
 
 
 def _plot_timeline(path: Path, results) -> Path:
@@ -341,12 +426,20 @@ def _status_name(status: int) -> str:
     return QueryStatus(status).name
 
 
-def _results_table(results) -> Table:
-    table = Table(title='answers (read back from the result bag)')
-    for column in ('query', 'status', 'instance', 'score', 'Gaussians', 't', 'ms'):
+def _results_table(commands: List[DemoCommand], results: List[Message],
+                   verdicts: List[Tuple[bool, str]]) -> Table:
+    table = Table(title='answers (read back from the result bag), against the ground truth')
+    for column in ('#', 'query', 'status', 'instance', 'truth', 'score', 't', 'spans',
+                   'verdict'):
         table.add_column(column)
-    for r in results:
-        table.add_row(r.query[:48] or '(empty)', _status_name(r.status),
-                      str(r.target_instance_id), f'{r.score:.3f}', str(r.num_gaussians),
-                      f'{r.scene_time:.2f}', f'{r.latency_total_ms:.0f}')
+    for i, (command, r, (ok, why)) in enumerate(zip(commands, results, verdicts)):
+        truth = str(command.instance_id) if command.instance_id >= 0 else command.expect
+        if command.times:
+            truth += ' at t = ' + ', '.join(f'{t:.2f}' for t in command.times)
+        spans = ' '.join(f'{s.start:.2f}-{s.end:.2f}' for s in r.active_spans
+                         if (s.start, s.end) != (0.0, 1.0))
+        table.add_row(str(i), r.query[:48] or '(empty)', _status_name(r.status),
+                      str(r.target_instance_id), truth, f'{r.score:.3f}',
+                      f'{r.scene_time:.2f}', spans,
+                      '[green]right[/]' if ok else f'[red]wrong[/]: {escape(why)}')
     return table

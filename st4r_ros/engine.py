@@ -46,8 +46,8 @@ from typing import (Any, Callable, Dict, Hashable, Iterable, List, Literal, Opti
 import uuid
 
 from st4r_ros.errors import St4rError
-from st4r_ros.field.model import (FieldOutput, frozen, majority_instance, member_logits,
-                                  ReferringField)
+from st4r_ros.field.model import (FieldOutput, frozen, majority_instance, MEMBER_LOGIT,
+                                  member_logits, ReferringField)
 from st4r_ros.render.api import render, view_colours
 from st4r_ros.render.camera import Camera
 from st4r_ros.scene.gaussians import Gaussians
@@ -61,6 +61,8 @@ from torch import Tensor
 log = logging.getLogger(__name__)
 
 MASK_THRESHOLD = 0.5
+# The device kinds the engine runs on; torch knows more, none of which renders here.
+DEVICE_TYPES = ('cpu', 'cuda')
 MAX_QUERY_CHARS = 2000  # longer texts are refused before tokenising: no encoder reads that far
 # Expressions through the field in one pass: bounds its [E, N, h] activations.
 EXPRESSIONS_PER_PASS = 8
@@ -212,6 +214,16 @@ class QueryEngine:
 
     # A003: `open` is the public constructor's name (QueryEngine.open(path)); as a class
     # attribute it shadows the builtin nowhere.
+    @property
+    def no_target_threshold(self) -> float:
+        """
+        Return the score below which an answer is NO_TARGET: the calibrated threshold.
+
+        Never below MASK_THRESHOLD: a target is the Gaussians at p >= MASK_THRESHOLD, so a best
+        score under it has nothing to show whatever the calibration says.
+        """
+        return max(self.threshold, MASK_THRESHOLD)
+
     @classmethod
     def open(cls, scene_path: str | Path, layer_dir: str | Path | None = None,  # noqa: A003
              device: str = 'auto', compile_text: bool = False) -> 'QueryEngine':
@@ -291,7 +303,7 @@ class QueryEngine:
         base = QueryResult(request_id=request.request_id or new_request_id(),
                            query=echoed_text(request.text), status=QueryStatus.UNSET, message='',
                            mode=QueryMode.AUTO if mode is None else mode,
-                           no_target_threshold=self.threshold)
+                           no_target_threshold=self.no_target_threshold)
         if mode is None:
             return replace(base, status=QueryStatus.INVALID,
                            message=f'mode: expected one of {[m.name for m in QueryMode]}, '
@@ -343,6 +355,7 @@ class QueryEngine:
             for k in members:
                 answers[k] = self._where_of(asked[k], routes[k], gaussians, relevance[k],
                                             located.get(k))
+                relevance[k] = self._confined(relevance[k], answers[k])
             clock.lap('where')
             asked_when = [k for k in members if answers[k].time_sensitive and answers[k].ok]
             if self.temporal is not None and states is not None:  # else asked_when is empty
@@ -384,6 +397,18 @@ class QueryEngine:
             rows = self._field_relevance(gaussians, encoded, part)  # [E, N]
             relevance.update({k: rows[j:j + 1] for j, k in enumerate(part)})
         return relevance, located
+
+    def _confined(self, relevance: Tensor, answer: QueryResult) -> Tensor:
+        """
+        Return relevance m [1, N] outside the answer's instance pushed to "not the target".
+
+        The mask, cloud and extent then show the one object the answer names, not every
+        Gaussian the expression also lit up (a look-alike, a neighbour).
+        """
+        if answer.target_instance_id < 0:
+            return relevance
+        outside = self._layer()[0].assignment != answer.target_instance_id
+        return relevance.masked_fill(outside[None], -MEMBER_LOGIT)
 
     def _field_relevance(self, gaussians: Gaussians, encoded: TextFeatures,
                          rows: List[int]) -> Tensor:
@@ -456,8 +481,7 @@ class QueryEngine:
         answer = replace(result, frame_times=tuple(times),
                          frame_scores=tuple(intervals.scores.tolist()),
                          span_threshold=intervals.threshold)
-        gap = f'; {intervals.missing} of {len(times)} frames have no state' \
-            if intervals.missing else ''
+        gap = _missing_frames(intervals.missing, int(intervals.scores.isnan().sum()), len(times))
         if intervals.verdict == Verdict.NEVER:
             best = float(intervals.scores.nan_to_num(nan=-math.inf, neginf=-math.inf).max())
             return replace(answer, status=QueryStatus.NOT_IN_STATE, active_spans=(),
@@ -472,15 +496,18 @@ class QueryEngine:
         """Find the target of probabilities p [N]: its instance, extent and cloud (no render)."""
         score = float(probabilities.max())
         selected = probabilities >= MASK_THRESHOLD
-        if score < self.threshold or not bool(selected.any()):
+        if not score >= self.no_target_threshold:  # NaN too: nothing to show
             return replace(base, status=QueryStatus.NO_TARGET, score=score, active_spans=(),
                            camera=camera,
                            message=f'no target: best score {score:.3f} below the threshold '
-                                   f'{max(self.threshold, MASK_THRESHOLD):.3f}')
+                                   f'{self.no_target_threshold:.3f}')
+        assignment = self._layer()[0].assignment
+        instance = majority_instance(assignment, selected)
+        if instance >= 0:  # one object: relevance that spills onto a look-alike is not its
+            selected &= assignment == instance
         xyz = gaussians.means[selected]
         weights = gaussians.opacities[selected].clamp_min(1e-6)
         centroid = (xyz * weights[:, None]).sum(0) / weights.sum()
-        instance = majority_instance(self._layer()[0].assignment, selected)
         return replace(
             base, status=QueryStatus.OK, score=score, camera=camera,
             message=f'target instance {instance}, {int(selected.sum())} Gaussians',
@@ -542,8 +569,8 @@ class QueryEngine:
                 relevance = [member_logits(self._layer()[0].assignment,
                                            result.target_instance_id)]
             else:
-                relevance = [self._field_relevance(gaussians,
-                                                   self._layer()[1].encode([result.query]), [0])]
+                relevance = [self._confined(self._field_relevance(
+                    gaussians, self._layer()[1].encode([result.query]), [0]), result)]
         masks, image = self._render_views(gaussians, relevance, camera, colour)
         mask = masks[0] if masks else torch.zeros(camera.height, camera.width, dtype=torch.bool)
         return mask, image
@@ -600,10 +627,28 @@ def _compile_own_encoders(encoders: Iterable[Optional[TextEncoder]],
 
 
 def resolve_device(device: str) -> torch.device:
-    """Return the device ``device`` names; 'auto' is CUDA when there is one, else the CPU."""
+    """
+    Return the device ``device`` names: auto (CUDA when there is one, else cpu), cpu, cuda:N.
+
+    :raises St4rError: not a device name, or a CUDA device this machine does not have (found
+        here, rather than as a traceback from deep inside the first CUDA call).
+    """
     if device == 'auto':
         return torch.device('cuda' if torch.cuda.is_available() else 'cpu')
-    return torch.device(device)
+    try:
+        chosen: Optional[torch.device] = torch.device(device)
+    except (RuntimeError, TypeError, ValueError):
+        chosen = None
+    if chosen is None or chosen.type not in DEVICE_TYPES:
+        raise St4rError(f'device: expected auto, cpu, cuda or cuda:N, got {device!r}')
+    count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    if chosen.type == 'cuda' and count == 0:
+        raise St4rError(f'device {device}: this machine has no CUDA device that torch can use; '
+                        'expected auto or cpu')
+    if chosen.type == 'cuda' and (chosen.index or 0) >= count:
+        raise St4rError(f'device {device}: this machine has {count} CUDA device(s); expected '
+                        f'cuda:0..cuda:{count - 1}')
+    return chosen
 
 
 def new_request_id() -> str:
@@ -660,6 +705,16 @@ def _grouped(items: Iterable[Item], key: Callable[[Item], Key]) -> List[Tuple[Ke
     for item in items:
         groups.setdefault(key(item), []).append(item)
     return list(groups.items())
+
+
+def _missing_frames(missing: int, unknown: int, frames: int) -> str:
+    """Say how many frames lack a state caption and what their published scores are."""
+    if not missing:
+        return ''
+    filled = missing - unknown
+    how = [f'{filled} scored from their neighbours'] if filled else []
+    how += [f'{unknown} unknown (NaN)'] if unknown else []
+    return f"; {missing} of {frames} frames have no state caption ({', '.join(how)})"
 
 
 def _triple(values: Tensor) -> Tuple[float, float, float]:

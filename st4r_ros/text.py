@@ -108,10 +108,20 @@ _HOW_TO_PROVIDE = (
 
 # Stripped from the ends of a word that word_at names ("out?" -> "out").
 _PUNCTUATION = '.,;:!?"\'()[]{}'
+# English closed-class words (articles, pronouns, prepositions, conjunctions, auxiliaries) and
+# the words of asking: they frame a reference, they never say which object or state is meant.
+FUNCTION_WORDS = frozenset("""
+a an the this that these those it its one ones they them their there here me my you your we our
+i he she his her him of to in on at by for from with into onto off over under about as than
+and or but nor so if then is are was were be been being am do does did has have had can could
+will would shall should may might must please find show locate point give get tell where which
+what who whom whose how is there any some all each other another
+""".split())
 # A candidate: (name recorded as TextEncoder.name, where it was looked for, folder finder).
 _Candidate = Tuple[str, str, Callable[[], Path]]
-# One batch encoded: words [b, L, D], word_mask [b, L], sentence [b, D], truncation flags.
-_Batch = Tuple[Tensor, Tensor, Tensor, List[bool]]
+# One batch encoded: words [b, L, D], word_mask [b, L], sentence [b, D], truncation flags,
+# content-word tokens [b, L] (None: unknown).
+_Batch = Tuple[Tensor, Tensor, Tensor, List[bool], Optional[Tensor]]
 
 
 @dataclass(frozen=True)
@@ -124,6 +134,8 @@ class TextFeatures:
     :ivar sentence: L2-normalised sentence embeddings, [B, D].
     :ivar truncated: per text, whether it was cut at the encoder's max length.
     :ivar texts: the normalised texts that were encoded.
+    :ivar content_mask: True for the tokens of content words (not FUNCTION_WORDS), [B, L] bool;
+        None where the encoder cannot tell words apart (then every word counts as one).
     """
 
     words: Tensor
@@ -131,6 +143,7 @@ class TextFeatures:
     sentence: Tensor
     truncated: Tuple[bool, ...]
     texts: Tuple[str, ...]
+    content_mask: Optional[Tensor] = None
 
 
 class SentenceEncoder(Protocol):
@@ -335,19 +348,22 @@ class TextEncoder:
         ``encode`` gives them. None where the tokenizer cannot map tokens back to characters
         (slow tokenizers) or ``index`` is not one of the text's tokens.
         """
-        if not getattr(self.tokenizer, 'is_fast', False) or index < 0:
-            return None
+        words = self.token_words(text)
+        return words[index] if 0 <= index < len(words) else None
+
+    def token_words(self, text: str) -> List[Optional[str]]:
+        """
+        Return, for each word feature of ``text``, the word its token belongs to.
+
+        Indexed as ``encode``'s word features (no special or prompt tokens); words are split at
+        whitespace, named without the punctuation around them. Empty for slow tokenizers,
+        which cannot map tokens back to characters; None for a token of no word.
+        """
+        if not getattr(self.tokenizer, 'is_fast', False):
+            return []
         offsets = self.tokenizer(text, add_special_tokens=False,
                                  return_offsets_mapping=True)['offset_mapping']
-        if index >= len(offsets):
-            return None
-        start, end = offsets[index]
-        start += len(text[start:end]) - len(text[start:end].lstrip())  # SentencePiece's space
-        if start >= end:
-            return None
-        right = text.find(' ', start)
-        word = text[text.rfind(' ', 0, start) + 1:len(text) if right < 0 else right]
-        return word.strip(_PUNCTUATION) or word
+        return [_word_around(text, start, end) for start, end in offsets]
 
     def compile_for_queries(self, lengths: Sequence[int] = COMPILED_LENGTHS) -> float:
         """
@@ -396,7 +412,18 @@ class TextEncoder:
         hidden = model(**dict(zip(names, inputs))).last_hidden_state.float()  # [b, T, D]
         words, mask = _pack(hidden, on_device.bool(), int(is_word.sum(dim=1).max()))
         sentence = _pool(hidden, pooled_on_device.bool(), self.pooling)
-        return words, mask, sentence, truncated
+        return words, mask, sentence, truncated, self._content(texts, mask)
+
+    def _content(self, texts: Tuple[str, ...], word_mask: Tensor) -> Optional[Tensor]:
+        """Content-word tokens [b, L] of texts whose word features word_mask [b, L] marks."""
+        rows = [self.token_words(text) for text in texts]
+        if not all(rows):  # a slow tokenizer: words unknown
+            return None
+        content = torch.zeros(word_mask.shape, dtype=torch.bool)
+        for i, words in enumerate(rows):
+            kept = [_is_content(w) for w in words[:word_mask.shape[1]]]
+            content[i, :len(kept)] = torch.tensor(kept, dtype=torch.bool)
+        return content.to(word_mask.device) & word_mask
 
     def _tokenize(self, texts: List[str]) -> Dict[str, Tensor]:
         """
@@ -655,13 +682,32 @@ def _pool(hidden: Tensor, keep: Tensor, mode: str) -> Tensor:
 def _concat(parts: Sequence[_Batch], texts: Tuple[str, ...]) -> TextFeatures:
     """Join per-batch results, zero-padding words to the longest text of all batches."""
     length = max(p[0].shape[1] for p in parts)
+    contents = [p[4] for p in parts]
     return TextFeatures(
         words=torch.cat([F.pad(p[0], (0, 0, 0, length - p[0].shape[1])) for p in parts]),
         word_mask=torch.cat([F.pad(p[1], (0, length - p[1].shape[1])) for p in parts]),
         sentence=torch.cat([p[2] for p in parts]),
         truncated=tuple(t for p in parts for t in p[3]),
         texts=texts,
+        content_mask=None if any(c is None for c in contents) else torch.cat(
+            [F.pad(c, (0, length - c.shape[1])) for c in contents if c is not None]),
     )
+
+
+def _is_content(word: Optional[str]) -> bool:
+    """Whether a token's word says something: not a function word, not punctuation alone."""
+    return word is not None and any(c.isalnum() for c in word) \
+        and word.lower() not in FUNCTION_WORDS
+
+
+def _word_around(text: str, start: int, end: int) -> Optional[str]:
+    """Return the whitespace-separated word of ``text`` holding characters [start, end)."""
+    start += len(text[start:end]) - len(text[start:end].lstrip())  # SentencePiece's space
+    if start >= end:
+        return None
+    right = text.find(' ', start)
+    word = text[text.rfind(' ', 0, start) + 1:len(text) if right < 0 else right]
+    return word.strip(_PUNCTUATION) or word
 
 
 def _empty(dim: int, device: torch.device) -> TextFeatures:

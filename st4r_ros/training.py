@@ -30,6 +30,7 @@ from typing import Dict, Optional, Tuple
 
 from st4r_ros.errors import SupervisionFormatError
 from st4r_ros.field.train import train_field, TrainConfig, TrainResult
+from st4r_ros.progress import StepProgress
 from st4r_ros.scene.layers import default_layer_dir
 from st4r_ros.scene.loading import load_scene
 from st4r_ros.scene.scene4d import Scene4D
@@ -115,8 +116,10 @@ def train_layers(scene: Scene4D, supervision: Supervision, config: Optional[Trai
         # The 'when' branch rides along: its cache is bound to the same instance ids.
         own = (TextEncoder.named(temporal.text_model, device, temporal.text_dtype)
                if temporal.own_encoder else encoder)
-        save_temporal_layer(out, build_temporal_layer(supervision, own,
-                                                      query_prompt=temporal.query_prompt))
+        with StepProgress('temporal layer', 1, enabled=progress) as stage:
+            layer = build_temporal_layer(supervision, own, query_prompt=temporal.query_prompt)
+            stage.advance(note=f"{layer.calibration['state_captions']} state captions")
+        save_temporal_layer(out, layer)
     return result
 
 

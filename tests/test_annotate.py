@@ -432,5 +432,5 @@ def test_cli_annotate_and_its_missing_weights_error(world, tmp_path, monkeypatch
 
     monkeypatch.setattr(constants, 'HF_HUB_CACHE', str(tmp_path / 'empty-cache'))
     assert main(args[:5] + ['--out', str(tmp_path / 'other')]) == 2
-    error = capsys.readouterr().out
+    error = capsys.readouterr().err
     assert 'model weights missing' in error and 'Qwen/Qwen2.5-VL-3B-Instruct' in error

@@ -78,6 +78,10 @@ def test_render_writes_png_and_depth(fourdgs_dir, tmp_path):
     assert np.asarray(Image.open(depth)).shape == (48, 64)
 
 
+BAD_K = {'width': 32, 'height': 24, 'K': [[30, 0, 16], [0, 30, 12]],
+         'world_to_cam': [[1, 0, 0, 0], [0, 1, 0, 0], [0, 0, 1, 0], [0, 0, 0, 1]]}
+
+
 @pytest.mark.parametrize(
     'argv, message',
     [
@@ -87,13 +91,39 @@ def test_render_writes_png_and_depth(fourdgs_dir, tmp_path):
          'camera file not found'),
         (['render', '{scene}', '--time', '0.1', '--camera', '{cam}', '--out', 'x.png',
           '--backend', 'gsplat', '--device', 'cpu'], 'needs the Gaussians on a CUDA device'),
+        (['render', '{scene}', '--time', '0.1', '--camera', '{cam}', '--out', 'x.png',
+          '--background', '2'], '--background: expected a grey level in 0..1, got 2.0'),
+        (['render', '{scene}', '--time', '0.1', '--camera', '{bad}', '--out', 'x.png'],
+         '{bad}: expected K [3, 3]'),
+        # A path that is rich markup ('[/]' closes a style) is printed as it is.
+        (['render', '{scene}', '--time', '0.1', '--camera', '/no/such[/]cam[bold].json',
+          '--out', 'x.png'], '/no/such[/]cam[bold].json: camera file not found'),
+        (['render', '{scene}', '--time', '0.1', '--camera', '{cam}', '--out', 'x.png',
+          '--device', 'cuda'], 'device cuda: this machine has no CUDA device'),
+        (['render', '{scene}', '--time', '0.1', '--camera', '{cam}', '--out', 'x.png',
+          '--device', 'gpu'], "device: expected auto, cpu, cuda or cuda:N, got 'gpu'"),
+        (['train', '{scene}', 'SUP', '--device', 'cuda:1'], 'device cuda:1: this machine'),
+        (['query', '{scene}', 'the red cube', '--camera', '{bad}'], '{bad}: expected K [3, 3]'),
+        (['query', '{scene}', 'the red cube', '--time', '1.5'],
+         'time: expected a normalised scene time in [0, 1], got 1.5'),
+        (['query', '{scene}', 'the red cube', '--device', 'cuda'], 'device cuda: this machine'),
+        (['query', '{scene}', 'the red cube', '--device', 'cpu'],
+         '{scene}: no referring layer to answer from'),
     ],
 )
-def test_errors_exit_2_with_a_message(fourdgs_dir, tmp_path, capsys, argv, message):
+def test_errors_exit_2_with_one_plain_line(fourdgs_dir, tmp_path, capsys, monkeypatch, argv,
+                                           message):
+    """Each error is one line on stderr naming the file or option at fault; nothing on stdout."""
+    monkeypatch.setattr(torch.cuda, 'is_available', lambda: False)  # a machine without CUDA
     Camera.from_fov(60, 32, 24).save(tmp_path / 'cam.json')
-    argv = [a.format(scene=fourdgs_dir, cam=tmp_path / 'cam.json') for a in argv]
+    (tmp_path / 'bad_k.json').write_text(json.dumps(BAD_K))
+    names = {'scene': fourdgs_dir, 'cam': tmp_path / 'cam.json', 'bad': tmp_path / 'bad_k.json'}
+    argv = [a.format(**names) for a in argv]
     assert main(argv) == 2
-    assert message in capsys.readouterr().out.replace('\n', '')
+    captured = capsys.readouterr()
+    assert captured.out == ''
+    (line,) = captured.err.splitlines()
+    assert line.startswith('st4r: error: ') and message.format(**names) in line, line
 
 
 def test_train_passes_the_temporal_encoder_options(monkeypatch):

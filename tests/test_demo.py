@@ -16,9 +16,9 @@
 `st4r demo` end to end on a reduced configuration: every stage runs, every output is checked.
 
 The packaged demo config with a tiny synthetic scene (4 frames, one train and one novel camera
-per frame, 64 x 48 images, 150 Gaussians per object), one render view at two times and 300
-training steps: a few seconds on two CPU cores. Fewer steps (~20) leave every command
-NO_TARGET, and then no target cloud is written; 300 answer some training captions OK.
+per frame, 64 x 48 images, 150 Gaussians per object), one render view at two times and 900
+training steps: seconds on two CPU cores. Fewer steps answer less (300 named one of the two
+training captions' objects, and the twin wrong), so the answers are held to the ground truth.
 
 The bags are read with an independent decoder, `mcap` + `mcap-ros2-support`, as test_replay
 does; the PNGs with PIL, the PLYs with plyfile, and each file is compared with the message it
@@ -40,7 +40,7 @@ from PIL import Image
 from plyfile import PlyData
 import pytest
 from rich.console import Console
-from st4r_ros.demo import CONFIG_KEYS, load_demo_config, run_demo
+from st4r_ros.demo import CONFIG_KEYS, DemoCommand, judge, load_demo_config, run_demo
 from st4r_ros.engine import QueryEngine, QueryMode, QueryRequest, QueryStatus
 from st4r_ros.errors import SceneFormatError, St4rError, TextEncoderError
 from st4r_ros.scene.loading import load_scene
@@ -63,7 +63,7 @@ def small_config() -> dict:
     """Return the packaged demo config with a tiny scene, few steps, one view at two times."""
     config = copy.deepcopy(load_demo_config())
     config['synthetic'] = dict(SYNTHETIC)
-    config['train_steps'] = 300
+    config['train_steps'] = 900
     config['render'].update(width=WIDTH, height=HEIGHT, times=[0.0, 1.0])
     config['render']['views'] = config['render']['views'][:1]
     return config
@@ -115,7 +115,8 @@ def test_written_files_exist_and_cover_the_outputs(demo):
     for t in config['render']['times']:
         assert {f'renders/t{t:.2f}_front_rgb.png', f'renders/t{t:.2f}_front_depth.png'} <= names
     assert f"scene_t{config['export_time']:.2f}.ply" in names
-    assert {'results/target_cloud.ply', 'results/spans.png'} <= names
+    assert {'results/index.json', 'results/spans.png'} <= names
+    assert any(name.endswith('_cloud.ply') for name in names)
     # Every file of results/ and renders/ is listed, nothing more is there.
     on_disk = {p.relative_to(out).as_posix() for folder in ('results', 'renders')
                for p in (out / folder).iterdir()}
@@ -152,7 +153,7 @@ def test_result_bag_has_one_answer_per_command(demo, bags):
     assert len(asked) == min(settings['time_sensitive'], len(sensitive))
     assert len(commands) == (settings['training'] + settings['held_out'] + len(asked)
                              + len(settings['extra']))
-    assert commands[-len(settings['extra']):] == settings['extra']
+    assert commands[-len(settings['extra']):] == [item['text'] for item in settings['extra']]
     results = results_bag['/result']
     assert [r.query for r in results] == commands
     assert [r.request_id for r in results] == [f'replay-{i}' for i in range(1, len(commands) + 1)]
@@ -166,7 +167,7 @@ def test_every_command_has_a_status(bags):
     # The extra commands: a valid query about nothing in the scene, and the empty command.
     assert statuses[-2:] == [QueryStatus.NO_TARGET, QueryStatus.INVALID]
     assert set(statuses[:-1]) <= ANSWERED
-    assert QueryStatus.OK in statuses  # the layer learned something in 300 steps
+    assert QueryStatus.OK in statuses  # the layer learned something
     for result in results:
         ok = result.status == QueryStatus.OK
         assert (result.target_instance_id >= 1) == ok and (result.num_gaussians > 0) == ok
@@ -178,21 +179,93 @@ def test_every_command_has_a_status(bags):
             assert math.isnan(result.scene_time)
 
 
-def test_target_cloud_ply_is_the_first_target(demo, bags):
+def test_target_cloud_plys_are_the_answers_clouds(demo, bags):
     out, _, _, _ = demo
     _, results_bag = bags
     results, clouds = results_bag['/result'], results_bag['/target_cloud']
     assert [c.width for c in clouds] == [r.num_gaussians for r in results]
-    first = next(c for c in clouds if c.width)
-    fields = np.frombuffer(bytes(first.data), np.float32).reshape(first.width, 5)
-    vertex = PlyData.read(str(out / 'results' / 'target_cloud.ply'))['vertex']
-    assert vertex.count == first.width
-    for axis, column in zip('xyz', range(3)):
-        np.testing.assert_array_equal(vertex[axis], fields[:, column])
-    np.testing.assert_array_equal(vertex['score'], fields[:, 4])
-    rgb = fields[:, 3].copy().view(np.uint32)
-    np.testing.assert_array_equal(vertex['red'], (rgb >> 16) & 255)
-    np.testing.assert_array_equal(vertex['blue'], rgb & 255)
+    index = json.loads((out / 'results' / 'index.json').read_text())['answers']
+    written = 0
+    for entry, cloud in zip(index, clouds):
+        plys = [f for f in entry['files'] if f.endswith('_cloud.ply')]
+        assert len(plys) == (1 if cloud.width else 0), entry
+        if not cloud.width:
+            continue
+        assert plys[0].startswith(f"{entry['index']:02d}_")  # named by the request it answers
+        written += 1
+        fields = np.frombuffer(bytes(cloud.data), np.float32).reshape(cloud.width, 5)
+        vertex = PlyData.read(str(out / 'results' / plys[0]))['vertex']
+        assert vertex.count == cloud.width
+        for axis, column in zip('xyz', range(3)):
+            np.testing.assert_array_equal(vertex[axis], fields[:, column])
+        np.testing.assert_array_equal(vertex['score'], fields[:, 4])
+        rgb = fields[:, 3].copy().view(np.uint32)
+        np.testing.assert_array_equal(vertex['red'], (rgb >> 16) & 255)
+        np.testing.assert_array_equal(vertex['blue'], rgb & 255)
+    assert written > 0
+
+
+def test_index_judges_every_answer_against_the_scene_ground_truth(demo, bags):
+    """The truth in index.json is the benchmark's and the captions', and 'right' follows it."""
+    out, config, _, printed = demo
+    _, results_bag = bags
+    results = results_bag['/result']
+    index = json.loads((out / 'results' / 'index.json').read_text())['answers']
+    assert [e['command'] for e in index] == [r.query for r in results]
+    supervision = load_supervision(out / 'synthetic' / 'supervision')
+    captions = {text: instance for instance, texts in supervision.captions_at(time=0.0).items()
+                for text in texts}
+    bench = {e.text: e for e in load_benchmark(out / 'synthetic' / 'bench.json').expressions}
+    frame_times = json.loads((out / 'synthetic' / 'objects.json').read_text())['frame_times']
+    extra = {item['text']: item['expect'] for item in config['commands']['extra']}
+    for entry, result in zip(index, results):
+        text, truth = entry['command'], entry['truth']
+        if text in extra:
+            assert truth == {'status': extra[text], 'instance': -1, 'times': []}
+        elif text in bench:
+            expression = bench[text]
+            assert truth['instance'] == expression.instance_id and truth['status'] == 'OK'
+            if expression.kind == TIME_SENSITIVE:
+                assert truth['times'] == [frame_times[f] for f in expression.frames]
+        else:
+            assert truth == {'status': 'OK', 'instance': captions[text], 'times': []}
+        status = QueryStatus(result.status).name
+        assert (entry['status'], entry['instance']) == (status, result.target_instance_id)
+        named_right = status == truth['status'] and (
+            truth['instance'] < 0 or result.target_instance_id == truth['instance'])
+        if not truth['times']:
+            assert entry['right'] == named_right, entry
+        elif not named_right:
+            assert not entry['right'], entry
+    right = sum(e['right'] for e in index)
+    assert f'{right} of {len(index)} answers right against the ground truth' in printed
+    # Even this small demo names the objects of its training captions (a twin among them) and
+    # answers most commands right.
+    named = [e for e in index if e['command'] in captions]
+    assert named and all(e['right'] for e in named), named
+    assert right >= 0.75 * len(index)
+
+
+F = 1 / 11  # the frame step of a 12-frame scene; the truth is frame 4
+
+
+@pytest.mark.parametrize('status, instance, spans, right, why', [
+    ('OK', 3, [(3 * F, 5 * F)], True, ''),
+    ('OK', 4, [(3 * F, 5 * F)], False, 'instance 4, expected 3'),
+    ('NO_TARGET', -1, [], False, 'NO_TARGET, expected OK'),
+    ('OK', 3, [(6 * F, 7 * F)], False, 'misses t = 0.36; span 0.55-0.64 where it does not hold'),
+    ('OK', 3, [(3 * F, 5 * F), (7 * F, 8 * F)], False, 'span 0.64-0.73 where it does not hold'),
+    ('OK', 3, [(2 * F, 4 * F), (5 * F, 5 * F)], True, ''),  # one frame of smoothing is allowed
+])
+def test_judge_time_sensitive_answers(status, instance, spans, right, why):
+    command = DemoCommand('when does the tube fade out?', 3, times=(4 * F,))
+    assert judge(command, status, instance, spans, frame_step=F) == (right, why)
+
+
+def test_judge_expected_statuses():
+    assert judge(DemoCommand('', expect='INVALID'), 'INVALID', -1, [], 0.1) == (True, '')
+    elephant = DemoCommand('a purple elephant', expect='NO_TARGET')
+    assert judge(elephant, 'OK', 5, [(0.0, 1.0)], 0.1) == (False, 'OK, expected NO_TARGET')
 
 
 def test_mask_and_overlay_pngs_match_the_bag(demo, bags):
@@ -256,7 +329,8 @@ def test_packaged_config_has_every_key_and_a_missing_one_is_refused(tmp_path):
 @pytest.mark.parametrize('change, named', [
     ({'training': -1}, 'commands.training'), ({'held_out': '3'}, 'commands.held_out'),
     ({'time_sensitive': True}, 'commands.time_sensitive'),
-    ({'extra': 'find it'}, 'commands.extra'), ({'extra': ['ok', 3]}, 'commands.extra')])
+    ({'extra': 'find it'}, 'commands.extra'), ({'extra': ['ok', 3]}, 'commands.extra'),
+    ({'extra': [{'text': 'x', 'expect': 'OK'}]}, 'commands.extra')])
 def test_demo_commands_that_would_pick_oddly_are_refused(tmp_path, change, named):
     config = load_demo_config()
     config['commands'] = {**config['commands'], **change}

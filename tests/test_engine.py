@@ -23,6 +23,7 @@ test_field/test_training.
 
 from dataclasses import replace
 import math
+from types import SimpleNamespace
 
 from doubles import InstanceField, KeywordEncoder, SMALL, temporal_layer
 from hypothesis import given, HealthCheck, settings
@@ -34,6 +35,8 @@ from st4r_ros.render.api import render
 from st4r_ros.render.camera import Camera
 from st4r_ros.scene.keyframes import KeyframedScene
 from st4r_ros.synthetic.scene import generate_synthetic
+from st4r_ros.temporal import IntervalParams, Router, StateCache, TemporalLayer
+from st4r_ros.text import EncoderSpec
 import torch
 
 
@@ -304,3 +307,76 @@ def test_the_router_decides_auto_queries(engine):
     assert routed.time_sensitive and 'p(time-sensitive) = 0.99' in routed.time_sensitivity_reason
     assert "most time-sensitive word: 'object'" in routed.time_sensitivity_reason
     assert len(routed.active_spans) == 2
+
+
+class SpillField(InstanceField):
+    """Instance 3 at relevance +10, and the Gaussians of instance 2 listed in ``spill`` at +3."""
+
+    def __init__(self, instance_ids, spill):
+        super().__init__(instance_ids)
+        self.register_buffer('spill', spill)
+
+    def forward(self, means, words, word_mask, sentence):
+        relevance = torch.where(self.assignment == 3, 10.0, -10.0)
+        relevance = torch.where(self.spill, 3.0, relevance)
+        return SimpleNamespace(relevance=relevance[None].expand(len(words), -1))
+
+
+def test_a_target_is_the_one_instance_it_names_not_what_spills_over(synthetic):
+    # A look-alike lit up by the same words must not join the cloud, box or mask.
+    scene = KeyframedScene(synthetic.keyframes, duration_s=2.0)
+    ids = synthetic.keyframes[0][1].instance_ids
+    spill = (ids == 2) & (torch.arange(len(ids)) % 3 == 0)  # fewer than instance 3's
+    engine = QueryEngine(scene, SpillField(ids, spill), KeywordEncoder(), threshold=0.4)
+    camera = camera_on(synthetic)
+    result = engine.query(QueryRequest('object 3', time=0.5, camera=camera))
+    assert result.ok and result.target_instance_id == 3
+    gaussians = scene.at(0.5)
+    members = gaussians.instance_ids == 3
+    assert result.num_gaussians == int(members.sum()) and torch.equal(result.cloud.xyz,
+                                                                      gaussians.means[members])
+    expected = render(gaussians, camera, members.float()[:, None]).image[..., 0] >= 0.5
+    assert torch.equal(result.mask, expected)
+    moved, _ = engine.render_views(result, synthetic.views[1].camera)  # a later pose, too
+    again = render(gaussians, synthetic.views[1].camera, members.float()[:, None]).image
+    assert torch.equal(moved, again[..., 0] >= 0.5)
+
+
+class FlatField(InstanceField):
+    """The same relevance everywhere: a best score of sigmoid(logit)."""
+
+    def __init__(self, instance_ids, logit):
+        super().__init__(instance_ids)
+        self.logit = logit
+
+    def forward(self, means, words, word_mask, sentence):
+        return SimpleNamespace(relevance=torch.full((len(words), len(means)), self.logit))
+
+
+@pytest.mark.parametrize('calibrated, applied', [(0.3, 0.5), (0.7, 0.7)])
+def test_the_no_target_threshold_in_the_message_is_the_one_in_the_field(synthetic, calibrated,
+                                                                        applied):
+    scene = KeyframedScene(synthetic.keyframes, duration_s=2.0)
+    ids = synthetic.keyframes[0][1].instance_ids
+    engine = QueryEngine(scene, FlatField(ids, -0.2), KeywordEncoder(), threshold=calibrated)
+    result = engine.query(QueryRequest('object 3'))  # best score sigmoid(-0.2) = 0.45
+    assert result.status == QueryStatus.NO_TARGET
+    assert result.no_target_threshold == pytest.approx(applied)
+    assert f'below the threshold {applied:.3f}' in result.message
+    assert result.score < result.no_target_threshold
+
+
+def test_frames_without_a_state_caption_are_counted_as_the_scores_show_them(engine):
+    # Instance 3 has state captions at frames 0 and 4 only: with a window of 3, frames 1 and 3
+    # borrow a neighbour's score and frame 2 has none to borrow.
+    valid = torch.tensor([[True, False, False, False, True]])
+    cache = StateCache(torch.tensor([3]), torch.linspace(0.0, 1.0, 5),
+                       torch.tensor([[[1.0], [0.0], [0.0], [0.0], [1.0]]]), valid)
+    layer = TemporalLayer(cache, Router(torch.tensor([1.0]), 0.0), cache,
+                          IntervalParams(window=3, level=0.5), EncoderSpec('keywords'))
+    timed = QueryEngine(engine.scene, engine.field, engine.encoder, threshold=0.4,
+                        temporal=layer)
+    answer = timed.query(QueryRequest('object 3', mode=QueryMode.TIME_SENSITIVE))
+    assert sum(math.isnan(s) for s in answer.frame_scores) == 1
+    assert ('3 of 5 frames have no state caption (2 scored from their neighbours, '
+            '1 unknown (NaN))') in answer.message

@@ -47,7 +47,7 @@ from st4r_ros.engine import (MAX_QUERY_CHARS, QueryEngine, QueryMode, QueryReque
                              QueryStatus, refusal, TargetCloud)
 from st4r_ros.errors import CameraError, St4rError, TimeRangeError
 from st4r_ros.render.camera import Camera
-from st4r_ros.render.images import tint
+from st4r_ros.render.images import highlight, to_uint8
 from st4r_ros.ros import cameras, clock, commands, outputs
 from st4r_ros.ros import typestore as typestore_module
 from st4r_ros.ros.messages import (CAMERA_INFO, IMAGE, make, MARKER, MARKER_ARRAY, POINT_CLOUD2,
@@ -229,18 +229,33 @@ def test_mask_is_mono8_255_on_the_target(store, types, stamp):
         outputs.mask_to_image(types, torch.zeros(2, 2, 2), stamp, 'cam')
 
 
-def test_overlay_is_bgr8_with_the_target_tinted_red(store, types, stamp):
+def test_overlay_is_bgr8_with_the_target_highlighted(store, types, stamp):
     rgb = torch.full((2, 3, 3), 0.5)
     rgb[..., 1] = 0.2  # a green channel distinct from the others
     mask = torch.tensor([[True, False, False], [False, False, True]])
-    tinted = tint(rgb, mask)
-    assert torch.equal(tinted[~mask], rgb[~mask])
-    assert torch.allclose(tinted[mask], torch.tensor([0.75, 0.1, 0.25]).expand(2, 3))
+    marked = highlight(rgb, mask)
+    assert torch.equal(marked[~mask], rgb[~mask])
     msg = roundtrip(store, outputs.overlay_to_image(types, rgb, mask, stamp, 'cam'), IMAGE)
     assert (msg.height, msg.width, msg.step, msg.encoding) == (2, 3, 9, 'bgr8')
     pixels = msg.data.reshape(2, 3, 3)
-    np.testing.assert_array_equal(pixels[0, 0], [64, 26, 191])  # B, G, R of the tint
+    np.testing.assert_array_equal(pixels[0, 0], to_uint8(marked)[0, 0, ::-1])  # B, G, R
     np.testing.assert_array_equal(pixels[0, 1], [128, 51, 128])
+
+
+@pytest.mark.parametrize('colour', [(0.9, 0.1, 0.1), (0.1, 0.9, 0.1), (0.1, 0.2, 0.9),
+                                    (0.95, 0.95, 0.95), (0.05, 0.05, 0.05), (0.9, 0.9, 0.1)])
+def test_highlight_stands_out_on_any_target_colour(colour):
+    # A target the colour of the highlight would vanish under a fixed tint.
+    rgb = torch.full((12, 12, 3), 0.5)
+    mask = torch.zeros(12, 12, dtype=torch.bool)
+    mask[3:9, 3:9] = True
+    rgb[mask] = torch.tensor(colour)
+    marked = highlight(rgb, mask)
+    assert torch.equal(marked[~mask], rgb[~mask])
+    change = (marked - rgb).norm(dim=-1)
+    assert float(change[mask].min()) > 0.25  # every target pixel visibly changed
+    edge = marked[3, 3:9]  # the outline runs along the target's border
+    assert float((edge - torch.tensor(colour)).norm(dim=-1).min()) > 0.5
 
 
 def test_camera_info_and_back_give_the_same_camera(store, types, stamp, camera):

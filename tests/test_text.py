@@ -33,8 +33,8 @@ os.environ['HF_HUB_OFFLINE'] = '1'
 
 import pytest  # noqa: E402
 from st4r_ros.errors import QueryError, TextEncoderError  # noqa: E402
-from st4r_ros.text import (default_model_dir, DEFAULT_MODEL_ID, normalise_expression,  # noqa: E402
-                           TextEncoder)
+from st4r_ros.text import (default_model_dir, DEFAULT_MODEL_ID, FUNCTION_WORDS,  # noqa: E402
+                           normalise_expression, TextEncoder)
 from tiny_bert import TINY_HIDDEN, TINY_POSITIONS, write_tiny_bert  # noqa: E402
 from tiny_decoder import QUERY_PROMPT, write_tiny_decoder  # noqa: E402
 import torch  # noqa: E402
@@ -291,6 +291,26 @@ def test_word_at_names_the_text_word_of_a_word_feature(minilm, decoder_dir):
     spoken = 'when does the red cube spin ?'
     count = int(decoder.encode([spoken], prompt=QUERY_PROMPT).word_mask.sum())
     assert [decoder.word_at(spoken, i) for i in range(count)] == spoken.split()
+
+
+def test_content_mask_marks_the_tokens_of_content_words(minilm, decoder_dir):
+    texts = ['find the grass-green cube', 'when does it fade out?', 'the one']
+    said = minilm.encode(texts)
+    assert said.content_mask is not None and said.content_mask.shape == said.word_mask.shape
+    assert not bool((said.content_mask & ~said.word_mask).any())  # never on padding
+    for row, text in enumerate(texts):
+        words = minilm.token_words(text)
+        assert len(words) == int(said.word_mask[row].sum())
+        content = [w for w, keep in zip(words, said.content_mask[row].tolist()) if keep]
+        assert not {w.lower() for w in content} & FUNCTION_WORDS
+        assert {w for w in words if w.lower() not in FUNCTION_WORDS and w.isascii()
+                and any(c.isalnum() for c in w)} == set(content)
+    assert not bool(said.content_mask[2].any())  # 'the one': no content word
+    prompted = TextEncoder(decoder_dir).encode(['when does the red cube spin ?'],
+                                               prompt=QUERY_PROMPT)
+    words = 'when does the red cube spin ?'.split()
+    assert [w for w, keep in zip(words, prompted.content_mask[0].tolist()) if keep] \
+        == ['when', 'red', 'cube', 'spin']  # nor the lone question mark
 
 
 def test_a_cut_decoder_text_still_ends_with_its_end_token(decoder_dir):

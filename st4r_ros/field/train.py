@@ -73,6 +73,7 @@ from st4r_ros.field.losses import (contrastive_loss, instance_loss, LossWeights,
 from st4r_ros.field.model import (best_scores, BlendWeights, FieldConfig, ReferringField,
                                   render_relevance)
 from st4r_ros.files import atomic_write
+from st4r_ros.progress import StepProgress
 from st4r_ros.scene.gaussians import Gaussians
 from st4r_ros.scene.scene4d import Scene4D
 from st4r_ros.supervision.format import Supervision, SupervisionView
@@ -475,7 +476,8 @@ def _run_steps(model: ReferringField, optimizer: torch.optim.Adam, generator: to
                data: TrainingData, config: TrainConfig, start: int, history: List[Dict],
                run_dir: Optional[Path], signature: Dict, progress: bool) -> None:
     model.train()
-    with _progress_bar(progress, config.steps, start) as bar:
+    recent: List[Dict[str, float]] = []
+    with StepProgress('training', config.steps, start, enabled=progress) as bar:
         for step in range(start, config.steps):
             view, rows, instances = sample_batch(data, config, generator)
             words = (drop_words(data.word_mask[rows], config.word_dropout, generator)
@@ -485,42 +487,13 @@ def _run_steps(model: ReferringField, optimizer: torch.optim.Adam, generator: to
             terms['loss'].backward()
             optimizer.step()
             history.append({k: float(v.detach()) for k, v in terms.items()})
-            bar.advance(history[-1])
+            recent = (recent + [history[-1]])[-50:]  # the loss terms' mean over 50 steps
+            bar.advance(note=' '.join(f"{k} {sum(t[k] for t in recent) / len(recent):.3f}"
+                                      for k in ('loss', 'ref', 'con', 'inst')))
             done = step + 1
             if run_dir is not None and (done % config.checkpoint_every == 0
                                         or done == config.steps):
                 save_checkpoint(run_dir, signature, done, model, optimizer, generator, history)
-
-
-class _progress_bar:
-    """A rich progress bar showing the running mean of the loss terms (or nothing)."""
-
-    def __init__(self, enabled: bool, total: int, start: int) -> None:
-        self.enabled, self.total, self.start = enabled, total, start
-        self.recent: List[Dict[str, float]] = []
-
-    def __enter__(self) -> '_progress_bar':
-        if self.enabled:
-            from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn,
-                                       TimeRemainingColumn)
-
-            self.bar = Progress(TextColumn('training'), BarColumn(), MofNCompleteColumn(),
-                                TimeRemainingColumn(), TextColumn('{task.description}'))
-            self.bar.__enter__()
-            self.task = self.bar.add_task('', total=self.total, completed=self.start)
-        return self
-
-    def advance(self, terms: Dict[str, float]) -> None:
-        if not self.enabled:
-            return
-        self.recent = (self.recent + [terms])[-50:]  # mean over the last 50 steps
-        mean = {k: sum(t[k] for t in self.recent) / len(self.recent) for k in terms}
-        text = ' '.join(f'{k} {mean[k]:.3f}' for k in ('loss', 'ref', 'con', 'inst'))
-        self.bar.update(self.task, advance=1, description=text)
-
-    def __exit__(self, *exc) -> None:
-        if self.enabled:
-            self.bar.__exit__(*exc)
 
 
 # ---- checkpoints ----------------------------------------------------------------------------

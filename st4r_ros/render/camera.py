@@ -277,6 +277,12 @@ class Camera:
 
     @classmethod
     def load(cls, path: str | Path) -> 'Camera':
+        """
+        Read a camera JSON file (``from_json``'s layouts).
+
+        :raises CameraError: the file is missing, unreadable, not JSON or not a valid camera;
+            the message starts with the file's path.
+        """
         path = Path(path)
         try:
             data = json.loads(path.read_text())
@@ -284,7 +290,17 @@ class Camera:
             raise CameraError(f'{path}: camera file not found') from None
         except json.JSONDecodeError as err:
             raise CameraError(f'{path}: not valid JSON ({err})') from None
-        return cls.from_json(data, source=str(path))
+        except (OSError, UnicodeDecodeError) as err:  # a folder, no permission, not text
+            raise CameraError(f'{path}: cannot read the camera file ({err})') from None
+        try:
+            return cls.from_json(data, source=str(path))
+        except CameraError as err:
+            # The checks of a camera's values (K [3, 3], a proper rotation...) name the field,
+            # not the file it came from.
+            message = str(err)
+            if message.startswith(f'{path}:'):
+                raise
+            raise CameraError(f"{path}: {message.removeprefix('camera: ')}") from None
 
     def save(self, path: str | Path) -> None:
         Path(path).write_text(json.dumps(self.to_json(), indent=2))

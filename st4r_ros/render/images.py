@@ -15,20 +15,19 @@
 """
 Rendered tensors to pictures people look at (PNG files, overlays).
 
-``tint`` lives here rather than beside the ROS overlay message (ros/outputs.py) because it is
-picture-making on render tensors, as ``to_uint8`` is, with nothing of ROS in it: the overlay
-topic, and any PNG or viewer that wants the target highlighted, tint the same way.
+``highlight`` lives here rather than beside the ROS overlay message (ros/outputs.py) because it
+is picture-making on render tensors, as ``to_uint8`` is, with nothing of ROS in it: the overlay
+topic, and any PNG or viewer that wants the target marked, mark it the same way.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Sequence
-
 import numpy as np
 from PIL import Image
 import torch
 from torch import Tensor
+import torch.nn.functional as F
 
 
 def to_uint8(image: Tensor) -> np.ndarray:
@@ -37,17 +36,30 @@ def to_uint8(image: Tensor) -> np.ndarray:
     return array[..., 0] if array.shape[-1] == 1 else array
 
 
-def tint(rgb: Tensor, mask: Tensor, color: Sequence[float] = (1.0, 0.0, 0.0),
-         strength: float = 0.5) -> Tensor:
-    """
-    Blend the pixels of ``mask`` [H, W] (bool) in ``rgb`` [H, W, 3] towards ``color``.
+# Highlight colours, RGB: the one farthest from the target's own mean colour is used.
+HIGHLIGHTS = ((1.0, 0.0, 0.0), (0.0, 1.0, 0.0), (0.0, 0.3, 1.0), (1.0, 0.0, 1.0),
+              (1.0, 1.0, 0.0), (0.0, 1.0, 1.0))
 
-    ``rgb`` and ``color`` are RGB in [0, 1], blended by ``strength``; the result has the same
-    shape and range.
+
+def highlight(rgb: Tensor, mask: Tensor, strength: float = 0.5, outline: int = 2) -> Tensor:
+    """
+    Mark the pixels of ``mask`` [H, W] (bool) in ``rgb`` [H, W, 3]: a tint and an outline.
+
+    The colour is whichever of HIGHLIGHTS lies farthest from the target's mean colour, so a red
+    object is not tinted red; the outline (``outline`` pixels wide, at full colour) keeps the
+    target's edge visible whatever its colour. RGB in [0, 1]; same shape and range out.
     """
     mask = torch.as_tensor(mask, dtype=torch.bool, device=rgb.device)
-    paint = torch.as_tensor(color, dtype=rgb.dtype, device=rgb.device)
-    return torch.where(mask[..., None], (1.0 - strength) * rgb + strength * paint, rgb)
+    if not bool(mask.any()):
+        return rgb
+    mean = rgb[mask].mean(dim=0)  # [3]
+    palette = torch.tensor(HIGHLIGHTS, dtype=rgb.dtype, device=rgb.device)  # [P, 3]
+    paint = palette[int((palette - mean).norm(dim=1).argmax())]
+    outside = (~mask)[None, None].float()
+    grown = F.max_pool2d(outside, 2 * outline + 1, stride=1, padding=outline)[0, 0] > 0
+    edge = mask & grown  # target pixels within ``outline`` of a non-target pixel
+    tinted = torch.where(mask[..., None], (1.0 - strength) * rgb + strength * paint, rgb)
+    return torch.where(edge[..., None], paint.expand_as(rgb), tinted)
 
 
 def depth_to_gray(depth: Tensor, alpha: Tensor) -> Tensor:

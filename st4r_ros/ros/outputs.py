@@ -36,7 +36,7 @@ from typing import Any, Mapping, Optional, Sequence, Tuple
 import numpy as np
 from st4r_ros.engine import QueryMode, QueryResult, QueryStatus, TargetCloud, TimeSpan
 from st4r_ros.render.camera import Camera
-from st4r_ros.render.images import tint, to_uint8
+from st4r_ros.render.images import highlight, to_uint8
 from st4r_ros.ros.messages import (CAMERA_INFO, header_msg, IMAGE, make, MARKER, MARKER_ARRAY,
                                    point_msg, POINT_CLOUD2, POINT_FIELD, RESULT, SPAN, Types)
 from torch import Tensor
@@ -164,11 +164,11 @@ def camera_to_camera_info(types: Types, camera: Camera, stamp, frame_id: str):
 
 def overlay_to_image(types: Types, rgb: Tensor, mask: Tensor, stamp, frame_id: str):
     """
-    Convert an RGB render [H, W, 3] in [0, 1] to a sensor_msgs/Image bgr8, the mask tinted red.
+    Convert an RGB render [H, W, 3] in [0, 1] to a sensor_msgs/Image bgr8, the mask marked.
 
-    The mask is [H, W] (render.images.tint); frame_id is the camera's optical frame.
+    The mask is [H, W] (render.images.highlight); frame_id is the camera's optical frame.
     """
-    pixels = to_uint8(tint(rgb, mask))  # [H, W, 3] RGB
+    pixels = to_uint8(highlight(rgb, mask))  # [H, W, 3] RGB
     return _image(types, pixels[..., ::-1], 'bgr8', stamp, frame_id)
 
 

@@ -22,7 +22,7 @@ Reads a rosbag2 (mcap or sqlite3) in bag order:
   scene frame), and sensor_msgs/CameraInfo on ``camera/camera_info``: together the latest
   camera; a new pose after an OK answer re-renders the mask of that target, as the node does.
 
-and writes a rosbag2 (metadata version 8, which Humble and Jazzy read) with what the node
+and writes a rosbag2 (metadata version 8) with what the node
 publishes, on the node's topic names resolved in ``namespace``:
 
     result             st4r_ros/ReferringResult   one per command
@@ -30,7 +30,7 @@ publishes, on the node's topic names resolved in ``namespace``:
     markers            visualization_msgs/MarkerArray  one per command (DELETEALL first)
     mask               sensor_msgs/Image mono8    per command with a camera, and per re-render
     mask/camera_info   sensor_msgs/CameraInfo     beside every mask (RViz's Camera display)
-    overlay            sensor_msgs/Image bgr8     beside every mask: the RGB render, target red
+    overlay            sensor_msgs/Image bgr8     beside every mask: the RGB render, target marked
 
 Stamps: a command's outputs carry the stamp of the camera pose used, else the command's bag
 time (a String has no header); a re-render carries its pose's stamp. Every output is logged at
@@ -54,6 +54,7 @@ from rosbags.rosbag2 import Reader, ReaderError, StoragePlugin, Writer, WriterEr
 from rosbags.serde import SerdeError
 from st4r_ros.engine import QueryEngine, QueryStatus, refusal
 from st4r_ros.errors import St4rError, TimeRangeError
+from st4r_ros.progress import StepProgress
 from st4r_ros.ros.clock import scene_time_from_stamp, stamp_from_ns, StampPolicy
 from st4r_ros.ros.commands import request_from_string
 from st4r_ros.ros.messages import CAMERA_INFO, RosbagsTypes
@@ -189,11 +190,12 @@ class _Session:
 
 
 def replay(in_bag: Union[str, Path], out_bag: Union[str, Path], engine: QueryEngine,
-           options: ReplayOptions = ReplayOptions()) -> ReplaySummary:
+           options: ReplayOptions = ReplayOptions(), progress: bool = True) -> ReplaySummary:
     """
     Run the commands and camera messages of ``in_bag`` through ``engine`` in bag order.
 
     The node's outputs are written to the new bag ``out_bag``; see the module docstring.
+    ``progress`` reports the messages done (progress.StepProgress).
 
     :raises St4rError: bad options, an unreadable input bag, an existing output bag.
     """
@@ -208,7 +210,9 @@ def replay(in_bag: Union[str, Path], out_bag: Union[str, Path], engine: QueryEng
     try:
         with Writer(out_bag, version=BAG_VERSION,
                     storage_plugin=STORAGES[options.storage]) as out:
-            _run(reader, _Session(engine, out, options, reader.start_time, summary), summary)
+            with StepProgress('replay', reader.message_count, enabled=progress) as bar:
+                _run(reader, _Session(engine, out, options, reader.start_time, summary),
+                     summary, bar)
     except WriterError as err:
         raise St4rError(f'{out_bag}: cannot write the output bag ({err})') from None
     except ReaderError as err:
@@ -227,10 +231,11 @@ def _open_reader(path: Union[str, Path]) -> Reader:
     return reader
 
 
-def _run(reader: Reader, session: _Session, summary: ReplaySummary) -> None:
+def _run(reader: Reader, session: _Session, summary: ReplaySummary, bar: StepProgress) -> None:
     handlers = session.handlers()
     known = session.store.types
     for connection, bag_ns, raw in reader.messages():
+        bar.advance()
         summary.read[connection.topic] += 1
         expected, handler = handlers.get(connection.topic, (None, None))
         if connection.msgtype not in known:

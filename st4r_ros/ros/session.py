@@ -144,7 +144,7 @@ class QuerySession:
 
     def _publish_views(self, mask: torch.Tensor, rgb: torch.Tensor, stamp,
                        camera: Camera) -> None:
-        """Mask [H, W], its CameraInfo and the overlay (the colour [H, W, 3], target tinted)."""
+        """Mask [H, W], its CameraInfo and the overlay (the colour [H, W, 3], target marked)."""
         frame, types = self.camera_frame or '', self.types
         self.publish('mask', outputs.mask_to_image(types, mask, stamp, frame))
         self.publish('mask/camera_info',

@@ -67,11 +67,28 @@ class Router:
 
         :param features: ``TextFeatures``: words [E, L, D] and word_mask [E, L].
         """
-        logits, word = word_logits(self.weight, features.words, features.word_mask).max(dim=1)
+        usable = deciding_words(features)
+        logits, word = word_logits(self.weight, features.words, usable).max(dim=1)
         return torch.sigmoid(logits + self.bias), word
 
     def to(self, device: torch.device | str) -> 'Router':
         return Router(self.weight.to(device), self.bias)
+
+
+def deciding_words(features) -> Tensor:
+    """
+    Return the words [E, L] bool that may decide: the content words of each text.
+
+    Articles, prepositions, auxiliaries and the words of asking (text.FUNCTION_WORDS) frame a
+    request; in a contextual encoder their features still absorb the sentence around them, so
+    left in they can win the max and be named as the reason. A text of function words only,
+    or an encoder that cannot tell words apart, keeps all its words.
+    """
+    mask = features.word_mask
+    if features.content_mask is None:
+        return mask
+    content = features.content_mask.to(mask.device) & mask
+    return torch.where(content.any(dim=1, keepdim=True), content, mask)
 
 
 def word_logits(weight: Tensor, words: Tensor, word_mask: Tensor) -> Tensor:
@@ -84,6 +101,7 @@ def fit_router(said, time_sensitive: Tensor, l2: float = 1e-2, steps: int = 200)
     """
     Fit a word router on encoded example texts and their labels.
 
+    Only each example's content words (``deciding_words``) take part, as in ``evidence``.
     Classes are weighted to count equally (captioners write more descriptions than states);
     L-BFGS on the L2-regularised log loss of the max-pooled logits, deterministic. L2 = 1e-2
     was the best of 1e-3 ... 1e-1 on benchmark seeds 0-3 (BENCHMARKS.md). The examples' word
@@ -93,7 +111,7 @@ def fit_router(said, time_sensitive: Tensor, l2: float = 1e-2, steps: int = 200)
     :param time_sensitive: [E] bool, each example's label.
     """
     unit = F.normalize(said.words.float(), dim=-1).cpu()  # normalised once, not every step
-    padding = ~said.word_mask.cpu()
+    padding = ~deciding_words(said).cpu()
     y = time_sensitive.float().cpu()
     count = float(y.sum()), float(len(y) - y.sum())
     sample_weight = torch.where(y > 0, 0.5 / max(count[0], 1.0), 0.5 / max(count[1], 1.0))
