@@ -21,6 +21,7 @@ import dataclasses
 import json
 from pathlib import Path
 import sys
+import traceback
 from typing import Optional, Sequence
 
 from rich.console import Console
@@ -129,6 +130,8 @@ def cmd_demo(args: argparse.Namespace) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog='st4r', description=__doc__)
+    parser.add_argument('--debug', action='store_true',
+                        help='show the traceback of an internal error')
     commands = parser.add_subparsers(dest='command', required=True)
 
     def with_scene(p: argparse.ArgumentParser) -> None:
@@ -227,11 +230,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     """
-    Run the `st4r` command; return its exit status (0, or 2 after an St4rError).
+    Run the `st4r` command; return its exit status: 0, 2 after an St4rError, 1 after a bug.
 
     Every command's ``--device`` is checked before it starts. An error is one line on stderr,
     ``st4r: error: `` and the message, plain text: a path is printed as it is, never read as
-    rich markup.
+    rich markup. Any other exception is st4r's own fault: one line says so, and ``--debug``
+    shows its traceback.
     """
     args = build_parser().parse_args(argv)
     try:
@@ -241,6 +245,16 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     except St4rError as err:
         print(error_line(err), file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print('st4r: interrupted', file=sys.stderr)
+        return 130
+    except Exception as err:  # noqa: BLE001 - the boundary: a bug gets one line, not a trace
+        if args.debug:
+            traceback.print_exc()
+        print(f'st4r: internal error, a bug in st4r ({type(err).__name__}: '
+              f"{' '.join(str(err).splitlines())}); run the same command with --debug and "
+              'report its output', file=sys.stderr)
+        return 1
     return 0
 
 

@@ -23,7 +23,7 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
-from typing import Callable, Dict, Type
+from typing import Any, Callable, Dict, Type
 
 
 def atomic_write(target: Path, write: Callable[[Path], object]) -> None:
@@ -42,19 +42,39 @@ def atomic_write(target: Path, write: Callable[[Path], object]) -> None:
         tmp.unlink(missing_ok=True)
 
 
+def read_json(path: Path, error: Type[Exception]) -> Any:  # whatever the file holds
+    """
+    Read the JSON document in the file at ``path``.
+
+    :param error: the exception type to raise: the caller's kind of input (SceneFormatError for
+        a scene's files, CameraError for a camera's).
+    :raises error: naming ``path``, when it is missing, cannot be read as text (a folder, no
+        permission, not UTF-8) or is not valid JSON (including nesting too deep to parse and
+        integers of more digits than Python converts).
+    """
+    try:
+        text = Path(path).read_text(encoding='utf-8')
+    except FileNotFoundError:
+        raise error(f'{path}: file not found') from None
+    except (OSError, UnicodeDecodeError) as err:
+        raise error(f'{path}: cannot be read as a JSON file ({err})') from None
+    try:
+        return json.loads(text)
+    except RecursionError:
+        raise error(f'{path}: not valid JSON (nested too deeply)') from None
+    except ValueError as err:  # JSONDecodeError, and int() refusing thousands of digits
+        raise error(f'{path}: not valid JSON ({err})') from None
+
+
 def read_json_object(path: Path, error: Type[Exception]) -> Dict:
     """
     Read the JSON object in the file at ``path``.
 
-    :param error: the exception type to raise: the caller's kind of input (SceneFormatError for
-        a scene's files, AnnotationError for a dataset's).
-    :raises error: naming ``path``, when it cannot be read, is not valid JSON or holds
-        something other than an object.
+    :param error: the exception type to raise (``read_json``).
+    :raises error: naming ``path``, when ``read_json`` does or the file holds something other
+        than an object.
     """
-    try:
-        data = json.loads(Path(path).read_text(encoding='utf-8'))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
-        raise error(f'{path}: not valid JSON ({err})') from None
+    data = read_json(path, error)
     if not isinstance(data, dict):
         raise error(f'{path}: expected a JSON object, got {type(data).__name__}')
     return data

@@ -21,7 +21,10 @@ from fourdgs_fixture import small_grid, write_fourdgs_scene
 import numpy as np
 from PIL import Image
 import pytest
+from st4r_ros import cli
 from st4r_ros.cli import main
+from st4r_ros.errors import SceneFormatError, St4rError
+from st4r_ros.files import read_json_object
 from st4r_ros.render.camera import Camera
 from st4r_ros.scene.loading import detect_format, load_scene
 from st4r_ros.scene.ply import read_ply
@@ -88,7 +91,7 @@ BAD_K = {'width': 32, 'height': 24, 'K': [[30, 0, 16], [0, 30, 12]],
         (['scene', 'info', '/nonexistent/scene'], 'no such file or folder'),
         (['scene', 'export', '{scene}', '--time', '1.5', '--out', 'x.ply'], 'time'),
         (['render', '{scene}', '--time', '0.1', '--camera', '/nonexistent.json', '--out', 'x.png'],
-         'camera file not found'),
+         'file not found'),
         (['render', '{scene}', '--time', '0.1', '--camera', '{cam}', '--out', 'x.png',
           '--backend', 'gsplat', '--device', 'cpu'], 'needs the Gaussians on a CUDA device'),
         (['render', '{scene}', '--time', '0.1', '--camera', '{cam}', '--out', 'x.png',
@@ -97,7 +100,7 @@ BAD_K = {'width': 32, 'height': 24, 'K': [[30, 0, 16], [0, 30, 12]],
          '{bad}: expected K [3, 3]'),
         # A path that is rich markup ('[/]' closes a style) is printed as it is.
         (['render', '{scene}', '--time', '0.1', '--camera', '/no/such[/]cam[bold].json',
-          '--out', 'x.png'], '/no/such[/]cam[bold].json: camera file not found'),
+          '--out', 'x.png'], '/no/such[/]cam[bold].json: file not found'),
         (['render', '{scene}', '--time', '0.1', '--camera', '{cam}', '--out', 'x.png',
           '--device', 'cuda'], 'device cuda: this machine has no CUDA device'),
         (['render', '{scene}', '--time', '0.1', '--camera', '{cam}', '--out', 'x.png',
@@ -147,3 +150,41 @@ def test_an_unknown_temporal_text_dtype_is_refused(capsys):
     with pytest.raises(SystemExit):
         main(['train', 'SCENE', 'SUP', '--temporal-text-dtype', 'float64'])
     assert 'float64' in capsys.readouterr().err
+
+
+def test_a_bug_is_one_line_and_exit_1_with_the_traceback_only_under_debug(
+        fourdgs_dir, capsys, monkeypatch):
+    def broken(*args, **kwargs):
+        raise RuntimeError('boom [/] at line\nthree')
+
+    monkeypatch.setattr(cli, 'load_scene', broken)
+    assert main(['scene', 'info', str(fourdgs_dir)]) == 1
+    captured = capsys.readouterr()
+    (line,) = captured.err.splitlines()
+    assert line.startswith('st4r: internal error, a bug in st4r (RuntimeError: boom [/] at line '
+                           'three)') and '--debug' in line
+    assert 'Traceback' not in captured.err and captured.out == ''
+    assert main(['--debug', 'scene', 'info', str(fourdgs_dir)]) == 1
+    captured = capsys.readouterr()
+    assert 'Traceback (most recent call last)' in captured.err
+    assert captured.err.splitlines()[-1].startswith('st4r: internal error')
+
+
+@pytest.mark.parametrize('content, said', [
+    ('[' * 100_000 + ']' * 100_000, 'nested too deeply'),
+    ('{"width": ' + '7' * 5000 + '}', 'not valid JSON'),
+    (b'\xff\xfe{}', 'cannot be read as a JSON file'),
+    (None, 'cannot be read as a JSON file'),  # a folder
+])
+def test_hostile_json_files_are_one_error_naming_the_file(tmp_path, content, said):
+    path = tmp_path / 'cam.json'
+    if content is None:
+        path.mkdir()
+    elif isinstance(content, bytes):
+        path.write_bytes(content)
+    else:
+        path.write_text(content)
+    for read in (Camera.load, lambda p: read_json_object(p, SceneFormatError)):
+        with pytest.raises(St4rError) as caught:
+            read(path)
+        assert str(caught.value).startswith(f'{path}: ') and said in str(caught.value)

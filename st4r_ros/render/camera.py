@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Sequence, Tuple
 
 from st4r_ros.errors import CameraError
+from st4r_ros.files import read_json
 import torch
 from torch import Tensor
 
@@ -284,14 +285,7 @@ class Camera:
             the message starts with the file's path.
         """
         path = Path(path)
-        try:
-            data = json.loads(path.read_text())
-        except FileNotFoundError:
-            raise CameraError(f'{path}: camera file not found') from None
-        except json.JSONDecodeError as err:
-            raise CameraError(f'{path}: not valid JSON ({err})') from None
-        except (OSError, UnicodeDecodeError) as err:  # a folder, no permission, not text
-            raise CameraError(f'{path}: cannot read the camera file ({err})') from None
+        data = read_json(path, CameraError)
         try:
             return cls.from_json(data, source=str(path))
         except CameraError as err:

@@ -88,7 +88,7 @@ from typing import Any, Callable, Dict, List, NoReturn, Optional
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 from st4r_ros.errors import CameraError, QueryError, SupervisionFormatError, TimeRangeError
-from st4r_ros.files import atomic_write
+from st4r_ros.files import atomic_write, read_json
 from st4r_ros.render.camera import Camera
 import torch
 from torch import Tensor
@@ -223,7 +223,7 @@ def load_supervision(path: str | Path) -> Supervision:
     file = Path(path)
     if file.suffix != '.json':  # a folder, existing or not: name the file it lacks
         file = file / SUPERVISION_FILE
-    return _parse_supervision(_read_json(file), _Checker(file), file.parent)
+    return _parse_supervision(read_json(file, SupervisionFormatError), _Checker(file), file.parent)
 
 
 def save_supervision(path: str | Path, supervision: Supervision) -> Path:
@@ -248,7 +248,7 @@ def save_supervision(path: str | Path, supervision: Supervision) -> Path:
 def load_benchmark(path: str | Path) -> Benchmark:
     """Load a benchmark JSON file."""
     file = Path(path)
-    return _parse_benchmark(_read_json(file), _Checker(file), file.parent)
+    return _parse_benchmark(read_json(file, SupervisionFormatError), _Checker(file), file.parent)
 
 
 def save_benchmark(path: str | Path, benchmark: Benchmark) -> Path:
@@ -335,17 +335,6 @@ def _short(value: Any) -> str:
         return 'nothing (field missing)'
     text = repr(value)
     return text if len(text) <= 80 else text[:77] + '...'
-
-
-def _read_json(file: Path) -> Any:
-    try:
-        return json.loads(file.read_text())
-    except FileNotFoundError:
-        raise SupervisionFormatError(f'{file}: file not found') from None
-    except (IsADirectoryError, NotADirectoryError, PermissionError, UnicodeDecodeError) as err:
-        raise SupervisionFormatError(f'{file}: cannot be read as a JSON file ({err})') from None
-    except json.JSONDecodeError as err:
-        raise SupervisionFormatError(f'{file}: not valid JSON ({err})') from None
 
 
 def _check_header(document: Any, checker: _Checker, expected_format: str) -> Dict:
