@@ -17,12 +17,13 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import json
 from pathlib import Path
 import sys
 import traceback
-from typing import Optional, Sequence
+from typing import Iterator, Optional, Sequence
 
 from rich.console import Console
 from rich.table import Table
@@ -60,23 +61,54 @@ def cmd_scene_info(args: argparse.Namespace) -> None:
 
 
 def cmd_scene_export(args: argparse.Namespace) -> None:
+    out = output_file(args.out, '.ply', '--out')
     gaussians = load_scene(args.scene, args.format).at(args.time)
-    write_ply(args.out, gaussians)
-    console.print(f'wrote {len(gaussians)} Gaussians at t={args.time} to {args.out}')
+    with writing(out):
+        write_ply(out, gaussians)
+    console.print(f'wrote {len(gaussians)} Gaussians at t={args.time} to {out}')
 
 
 def cmd_render(args: argparse.Namespace) -> None:
     if not 0.0 <= args.background <= 1.0:  # NaN too
         raise St4rError(f'--background: expected a grey level in 0..1, got {args.background}')
+    outputs = [output_file(args.out, '.png', '--out')]
+    if args.depth:
+        outputs.append(output_file(args.depth, '.png', '--depth'))
     camera = Camera.load(args.camera)
     device = resolve_device(args.device)
     gaussians = load_scene(args.scene, args.format).at(args.time, device)
     out = render(gaussians, camera, backend=args.backend, background=args.background)
-    save_png(args.out, out.image)
-    written = [args.out]
-    if args.depth:
-        written.append(save_png(args.depth, depth_to_gray(out.depth, out.alpha)))
-    console.print('wrote ' + ', '.join(map(str, written)))
+    images = [out.image, depth_to_gray(out.depth, out.alpha)]
+    for path, image in zip(outputs, images):
+        with writing(path):
+            save_png(path, image)
+    console.print('wrote ' + ', '.join(map(str, outputs)))
+
+
+def output_file(name: str, suffix: str, option: str) -> Path:
+    """
+    Return the file an output option names, checked before any work is done.
+
+    :raises St4rError: another kind of file than ``suffix``, a folder, or a folder that does
+        not exist (it is not made: a mistyped path should not grow a tree of folders).
+    """
+    path = Path(name)
+    if path.suffix.lower() != suffix:
+        raise St4rError(f'{option} {name}: expected a {suffix} file')
+    if path.is_dir():
+        raise St4rError(f'{option} {name}: is a folder; expected a {suffix} file')
+    if not path.parent.is_dir():
+        raise St4rError(f'{option} {name}: folder {path.parent} does not exist')
+    return path
+
+
+@contextlib.contextmanager
+def writing(path: Path) -> Iterator[None]:
+    """Turn a failure to write ``path`` (no permission, a read-only place) into an St4rError."""
+    try:
+        yield
+    except OSError as err:
+        raise St4rError(f'{path}: cannot write ({err.strerror or err})') from None
 
 
 def cmd_synth(args: argparse.Namespace) -> None:

@@ -39,9 +39,10 @@ from dataclasses import dataclass, field, replace
 import enum
 import logging
 import math
+import numbers
 from pathlib import Path
 import time
-from typing import (Any, Callable, Dict, Hashable, Iterable, List, Literal, Optional, overload,
+from typing import (Callable, Dict, Hashable, Iterable, List, Literal, Optional, overload,
                     Sequence, Tuple, TypeVar, Union)
 import uuid
 
@@ -658,10 +659,11 @@ def new_request_id() -> str:
 
 def as_mode(mode: object) -> Optional[QueryMode]:
     """Return the QueryMode of ``mode`` (a QueryMode or its int value), None when it is none."""
-    value: Any = mode  # whatever it is: int() tells
+    if isinstance(mode, bool) or not isinstance(mode, numbers.Integral):  # 1.7, '1', True
+        return None
     try:
-        return QueryMode(int(value))
-    except (TypeError, ValueError, OverflowError):  # None, 'x', 9, inf ...
+        return QueryMode(int(mode))
+    except ValueError:  # 9
         return None
 
 

@@ -190,11 +190,16 @@ def normalise_expression(text: str) -> str:
     """
     Strip, turn control characters into spaces and collapse whitespace runs.
 
-    :raises QueryError: ``text`` is not a str, or holds nothing but whitespace and control
-        characters.
+    :raises QueryError: ``text`` is not a str, is not valid Unicode (a lone surrogate, which no
+        tokenizer can encode), or holds nothing but whitespace and control characters.
     """
     if not isinstance(text, str):
         raise QueryError(f'expression must be a str, got {type(text).__name__}: {text!r}')
+    try:
+        text.encode('utf-8')
+    except UnicodeEncodeError as err:
+        raise QueryError(f'expression is not valid Unicode text: {err.reason} at character '
+                         f'{err.start}') from None
     # Control characters carry no meaning and BERT tokenizers drop them; mapping them to spaces
     # makes "\x00" an empty expression rather than a query without a single token.
     visible = ''.join(' ' if unicodedata.category(c) == 'Cc' else c for c in text)

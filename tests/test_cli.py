@@ -112,6 +112,16 @@ BAD_K = {'width': 32, 'height': 24, 'K': [[30, 0, 16], [0, 30, 12]],
         (['query', '{scene}', 'the red cube', '--device', 'cuda'], 'device cuda: this machine'),
         (['query', '{scene}', 'the red cube', '--device', 'cpu'],
          '{scene}: no referring layer to answer from'),
+        (['render', '{scene}', '--time', '0.1', '--camera', '{cam}', '--out', 'x.json'],
+         '--out x.json: expected a .png file'),
+        (['render', '{scene}', '--time', '0.1', '--camera', '{cam}', '--out', '/no/dir/x.png'],
+         '--out /no/dir/x.png: folder /no/dir does not exist'),
+        (['render', '{scene}', '--time', '0.1', '--camera', '{cam}', '--out', '{tmp}/x.png',
+          '--depth', '{tmp}/d.jpg'], '--depth {tmp}/d.jpg: expected a .png file'),
+        (['scene', 'export', '{scene}', '--time', '0.1', '--out', '{folder}'],
+         'is a folder; expected a .ply file'),
+        (['scene', 'export', '{scene}', '--time', '0.1', '--out', '/proc/x.ply'],
+         '/proc/x.ply: cannot write'),
     ],
 )
 def test_errors_exit_2_with_one_plain_line(fourdgs_dir, tmp_path, capsys, monkeypatch, argv,
@@ -120,7 +130,9 @@ def test_errors_exit_2_with_one_plain_line(fourdgs_dir, tmp_path, capsys, monkey
     monkeypatch.setattr(torch.cuda, 'is_available', lambda: False)  # a machine without CUDA
     Camera.from_fov(60, 32, 24).save(tmp_path / 'cam.json')
     (tmp_path / 'bad_k.json').write_text(json.dumps(BAD_K))
-    names = {'scene': fourdgs_dir, 'cam': tmp_path / 'cam.json', 'bad': tmp_path / 'bad_k.json'}
+    (tmp_path / 'out.ply').mkdir()
+    names = {'scene': fourdgs_dir, 'cam': tmp_path / 'cam.json', 'bad': tmp_path / 'bad_k.json',
+             'tmp': tmp_path, 'folder': tmp_path / 'out.ply'}
     argv = [a.format(**names) for a in argv]
     assert main(argv) == 2
     captured = capsys.readouterr()

@@ -45,10 +45,12 @@ class SceneInfo:
 
 def check_time(t: float) -> float:
     """Return ``t`` as a float if it is a finite normalised scene time in [0, 1]."""
+    if isinstance(t, (bool, str, bytes)):  # float() would take True and '0.5'
+        raise TimeRangeError(f'time: expected a number in [0, 1], got {t!r}')
     try:
         value = float(t)
-    except (TypeError, ValueError):
-        raise TimeRangeError(f'time: expected a number in [0, 1], got {t!r}') from None
+    except (TypeError, ValueError, OverflowError):  # None, a list, an int beyond any float
+        raise TimeRangeError(f'time: expected a number in [0, 1], got {str(t)[:40]}') from None
     if not math.isfinite(value) or not 0.0 <= value <= 1.0:
         raise TimeRangeError(f'time: expected a normalised scene time in [0, 1], got {t!r}')
     return value
