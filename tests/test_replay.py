@@ -284,3 +284,29 @@ def test_cli_arguments_run_replay_main_on_a_scene_folder(tmp_path):
     assert summary.statuses == {'NO_SCENE': 1}
     printed = console.file.getvalue()
     assert 'NO_SCENE' in printed and '/command' in printed and 'target_cloud' in printed
+
+
+def corrupted(bag: Path, how: str, where: float = 0.5) -> Path:
+    """Damage the bag's one .mcap file in place: flip bytes, or cut it short."""
+    (path,) = bag.glob('*.mcap')
+    data = bytearray(path.read_bytes())
+    if how == 'flip':
+        for offset in range(int(len(data) * where), len(data), 97):
+            data[offset] ^= 0xA5
+    else:
+        data = data[:int(len(data) * where)]
+    path.write_bytes(bytes(data))
+    return bag
+
+
+@pytest.mark.parametrize('how, where', [('flip', 0.3), ('flip', 0.6), ('flip', 0.05),
+                                        ('cut', 0.5), ('cut', 0.95), ('cut', 0.01)])
+def test_a_corrupt_bag_is_one_error_naming_it_or_is_replayed_as_far_as_it_reads(
+        tmp_path, engine, how, where):
+    bag = corrupted(write_bag(tmp_path / 'in', SCENARIO), how, where)
+    try:
+        summary = replay(bag, tmp_path / 'out', engine, progress=False)
+    except St4rError as err:
+        assert str(bag) in str(err), err
+    else:  # what could be read was answered, and counted
+        assert sum(summary.read.values()) <= len(SCENARIO)

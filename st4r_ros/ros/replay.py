@@ -46,7 +46,8 @@ import argparse
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Dict, Final, Optional, Union
+import struct
+from typing import Any, Dict, Final, Iterator, Optional, Tuple, Union
 
 from rich.console import Console
 from rich.table import Table
@@ -64,6 +65,10 @@ from st4r_ros.ros.typestore import DISTROS, ros_typestore
 STRING = 'std_msgs/msg/String'
 POSE_STAMPED = 'geometry_msgs/msg/PoseStamped'
 STORAGES = {'mcap': StoragePlugin.MCAP, 'sqlite3': StoragePlugin.SQLITE3}
+# What a damaged bag makes the reader raise (flipped bytes: bad UTF-8, bad lengths; a cut
+# file: short reads), besides its own ReaderError.
+DAMAGED = (ReaderError, OSError, ValueError, TypeError, KeyError, IndexError, struct.error,
+           EOFError, MemoryError)
 BAG_VERSION: Final = 8  # rosbag2 metadata version 8: the newest Humble reads; Jazzy reads it too
 
 
@@ -211,7 +216,7 @@ def replay(in_bag: Union[str, Path], out_bag: Union[str, Path], engine: QueryEng
         with Writer(out_bag, version=BAG_VERSION,
                     storage_plugin=STORAGES[options.storage]) as out:
             with StepProgress('replay', reader.message_count, enabled=progress) as bar:
-                _run(reader, _Session(engine, out, options, reader.start_time, summary),
+                _run(reader, in_bag, _Session(engine, out, options, reader.start_time, summary),
                      summary, bar)
     except WriterError as err:
         raise St4rError(f'{out_bag}: cannot write the output bag ({err})') from None
@@ -226,15 +231,35 @@ def _open_reader(path: Union[str, Path]) -> Reader:
     try:
         reader = Reader(path)
         reader.open()
-    except (ReaderError, OSError) as err:
-        raise St4rError(f'{path}: not a readable rosbag2 ({err})') from None
+    except DAMAGED as err:
+        raise St4rError(f'{path}: not a readable rosbag2 ({type(err).__name__}: {err})') from None
     return reader
 
 
-def _run(reader: Reader, session: _Session, summary: ReplaySummary, bar: StepProgress) -> None:
+def _messages(reader: Reader, path: Union[str, Path]) -> Iterator[Tuple[Any, int, bytes]]:
+    """
+    Yield the reader's (connection, bag time, raw message) in bag order.
+
+    What a damaged file makes the reader raise while reading on becomes one St4rError naming
+    the bag; the messages before the damage have been answered and written by then.
+    """
+    messages = reader.messages()
+    while True:
+        try:
+            item = next(messages)
+        except StopIteration:
+            return
+        except DAMAGED as err:
+            raise St4rError(f'{path}: damaged rosbag2, read up to the damage '
+                            f'({type(err).__name__}: {str(err)[:200]})') from None
+        yield item
+
+
+def _run(reader: Reader, path: Union[str, Path], session: _Session, summary: ReplaySummary,
+         bar: StepProgress) -> None:
     handlers = session.handlers()
     known = session.store.types
-    for connection, bag_ns, raw in reader.messages():
+    for connection, bag_ns, raw in _messages(reader, path):
         bar.advance()
         summary.read[connection.topic] += 1
         expected, handler = handlers.get(connection.topic, (None, None))
