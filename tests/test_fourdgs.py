@@ -22,6 +22,8 @@ from fourdgs_fixture import (CONFIG_FILES, HIDDEN_DEFAULTS, public_state_dict, s
                              trainer_namespace, write_fourdgs_scene)
 import pytest
 from st4r_ros.errors import SceneFormatError, TimeRangeError
+from st4r_ros.limits import MAX_CFG_ARGS_CHARS
+from st4r_ros.scene import deformation
 from st4r_ros.scene.deformation import (DeformationConfig, DeformationNetwork, KPlanesConfig,
                                         parse_cfg_args)
 from st4r_ros.scene.fourdgs import FourDGaussiansScene
@@ -129,6 +131,63 @@ def test_bad_cfg_args(text, message):
         DeformationConfig.from_values(parse_cfg_args(text, 'cfg_args'), 'cfg_args')
 
 
+def kplanes(resolution, grid_dimensions=2, channels=32):
+    return (f"{{'grid_dimensions': {grid_dimensions}, 'input_coordinate_dim': 4, "
+            f"'output_coordinate_dim': {channels}, 'resolution': {resolution}}}")
+
+
+# Each of these once built (or tried to build) its network: minutes of growing memory or a
+# traceback. Sizes are now refused against st4r_ros.limits before anything is allocated.
+@pytest.mark.parametrize('text, message', [
+    ('Namespace(defor_depth=100000000)', r'defor_depth=100000000; expected <= 16'),
+    ('Namespace(net_width=1000000000)', r'net_width=1000000000; expected <= 1024'),
+    ('Namespace(timenet_width=5000)', r'timenet_width=5000; expected <= 1024'),
+    ('Namespace(timebase_pe=2000)', r'timebase_pe=2000; expected <= 32'),
+    ('Namespace(posebase_pe=-1)', r'posebase_pe=-1; expected >= 0'),
+    ('Namespace(grid_pe=10**30)', r"'grid_pe' = 10\*\*30 is not a literal"),
+    (f'Namespace(grid_pe={10 ** 30})', r'grid_pe=1000000000000000000000000000000; expected <= '),
+    ('Namespace(multires=[1, 2, 4, 8, 16, 32, 64, 128, 256])', r'len\(multires\)=9'),
+    ('Namespace(multires=[1, 4096])', r'multires\[1\]=4096; expected <= 2048'),
+    (f'Namespace(kplanes_config={kplanes([10 ** 9, 64, 64, 25])})',
+     r'kplanes_config.resolution\[0\]=1000000000; expected <= 2048'),
+    (f'Namespace(kplanes_config={kplanes([64, 64, 64, 25], channels=100000)})',
+     r'output_coordinate_dim=100000; expected <= 256'),
+    (f'Namespace(multires=[1, 64], kplanes_config={kplanes([64, 64, 64, 25])})',
+     r'a plane 4096 cells wide'),
+    (f'Namespace(kplanes_config={kplanes([2000, 2000, 2000, 25], grid_dimensions=3)})',
+     r'\d+ plane parameters .*expected <= 134217728'),
+    # A hexadecimal literal parses to an int of more digits than Python prints.
+    ('Namespace(net_width=0x' + 'f' * 5000 + ')', r'net_width=an integer of 20000 bits'),
+    ('Namespace(no_do=0x' + 'f' * 5000 + ')', r"'no_do' = an integer of 20000 bits"),
+    ('Namespace(bounds=0x' + 'f' * 5000 + ')', r"'bounds' = an integer of .*a finite number"),
+    ('Namespace(bounds=1e999)', r"'bounds' = inf; expected a finite number"),
+    ('Namespace(net_width=True)', r"'net_width' = True; expected an integer"),
+    ('Namespace(net_width=64.0)', r"'net_width' = 64.0; expected an integer"),
+    ('Namespace(bounds=True)', r"'bounds' = True; expected a finite number"),
+    ("Namespace(no_dx='yes')", r"'no_dx' = 'yes'; expected a bool"),
+    ('Namespace(multires=[1, True])', r"'multires' = \[1, True\]; expected a list of integers"),
+    (f"Namespace(kplanes_config={kplanes('[64, 64, 64, 25]').replace('32', 'None')})",
+     r"'kplanes_config.output_coordinate_dim' = None; expected an integer"),
+    # Deep expressions: ast.parse recursion, and (when it parses) ast.unparse recursion.
+    ('Namespace(net_width=' + '+'.join(['1'] * 5000) + ')', 'not a Namespace.*recursion'),
+    ('Namespace(net_width=' + '+'.join(['1'] * 900) + ')', r"'net_width' = 1\+1\+.*\.\.\. is not"),
+    ('Namespace(x=' + '+'.join(['1'] * 200_000) + ')', f'longer than {MAX_CFG_ARGS_CHARS}'),
+    ('Namespace(net_width=1\0)', 'not a Namespace'),
+])
+def test_cfg_args_sizes_and_types_are_bounded(text, message):
+    with pytest.raises(SceneFormatError, match=message) as info:
+        DeformationConfig.from_values(parse_cfg_args(text, 'x/cfg_args'), 'x/cfg_args')
+    assert str(info.value).startswith('x/cfg_args: ') and len(str(info.value)) < 1000
+
+
+def test_cfg_args_file_longer_than_the_bound_is_refused_unread(tmp_path):
+    path = tmp_path / 'cfg_args'
+    path.write_text('Namespace(net_width=64' + ' ' * MAX_CFG_ARGS_CHARS + ')')
+    with pytest.raises(SceneFormatError, match=f'cfg_args: cfg_args longer than '
+                                               f'{MAX_CFG_ARGS_CHARS} characters'):
+        DeformationConfig.from_cfg_args(path)
+
+
 # --- strict state_dict loading ----------------------------------------------------------------
 
 @pytest.mark.parametrize('config, shapes', [
@@ -150,9 +209,7 @@ def test_bad_cfg_args(text, message):
 ])
 def test_public_state_dicts_load_strictly_with_real_shapes(config, shapes):
     state = state_for(config, random=False)
-    network = DeformationNetwork(config_of(config))
-    network.load_checked(state, 'deformation.pth')
-    network.load_state_dict(state, strict=True)
+    network = DeformationNetwork.from_state(config_of(config), state, 'deformation.pth')
     for key, shape in shapes.items():
         assert tuple(network.state_dict()[key].shape) == shape
     for key in ('deformation_net.grid.aabb', 'timenet.0.weight', 'time_poc', 'pos_poc',
@@ -172,8 +229,8 @@ def test_public_state_dicts_load_strictly_with_real_shapes(config, shapes):
 ])
 def test_optional_modules_load_strictly(overrides):
     state = state_for('dnerf', **{**small_grid('dnerf'), **overrides})
-    network = DeformationNetwork(config_of('dnerf', **{**small_grid('dnerf'), **overrides}))
-    network.load_checked(state, 'deformation.pth')
+    network = DeformationNetwork.from_state(
+        config_of('dnerf', **{**small_grid('dnerf'), **overrides}), state, 'deformation.pth')
     raw = RawGaussians(torch.randn(7, 3), torch.randn(7, 4), torch.randn(7, 3), torch.randn(7),
                        torch.randn(7, 16, 3))
     assert torch.isfinite(network(raw, 0.3).means).all()
@@ -185,7 +242,7 @@ def test_unexpected_and_missing_keys_are_named():
     del state['deformation_net.pos_deform.3.bias']
     network = DeformationNetwork(config_of('dnerf', **small_grid('dnerf')))
     with pytest.raises(SceneFormatError) as info:
-        network.load_checked(state, 'x/deformation.pth')
+        network.check_state(state, 'x/deformation.pth')
     message = str(info.value)
     assert message.startswith('x/deformation.pth: state_dict does not fit')
     assert 'missing keys (expected shape) [deformation_net.pos_deform.3.bias (3,)]' in message
@@ -196,7 +253,7 @@ def test_wrong_shapes_are_named_with_expected_shapes():
     # A D-NeRF state loaded with the HyperNeRF cfg_args.
     network = DeformationNetwork(config_of('hypernerf'))
     with pytest.raises(SceneFormatError) as info:
-        network.load_checked(state_for('dnerf', random=False), 'deformation.pth')
+        network.check_state(state_for('dnerf', random=False), 'deformation.pth')
     message = str(info.value)
     assert ('deformation_net.grid.grids.0.0: got (1, 32, 64, 64), expected (1, 16, 64, 64)'
             in message)
@@ -205,17 +262,66 @@ def test_wrong_shapes_are_named_with_expected_shapes():
             in message)
 
 
+@pytest.mark.filterwarnings('ignore:.*(quantized|TypedStorage)')  # torch deprecations
+@pytest.mark.parametrize('make, kind', [
+    (lambda t: t.to(torch.float8_e4m3fn), 'dtype torch.float8_e4m3fn'),
+    (lambda t: t.to(torch.complex64), 'dtype torch.complex64'),
+    (lambda t: t.to(torch.int32), 'dtype torch.int32'),
+    (lambda t: t.to(torch.bool), 'dtype torch.bool'),
+    (lambda t: t.to_sparse(), 'layout torch.sparse_coo'),
+    (lambda t: torch.quantize_per_tensor(t, 0.1, 0, torch.qint8), 'dtype torch.qint8'),
+    (lambda t: t.to('meta'), 'device meta'),
+])
+def test_weights_of_other_kinds_are_refused_naming_key_and_kind(tmp_path, make, kind):
+    fixture = write_fourdgs_scene(tmp_path, 'dnerf', n=8, iterations=(7000,),
+                                  overrides=small_grid('dnerf'))
+    key = 'deformation_net.pos_deform.1.weight'
+    state = dict(fixture.state, **{key: make(fixture.state[key])})
+    torch.save(state, in_iteration(fixture.path, 'deformation.pth'))
+    with pytest.raises(SceneFormatError, match=rf'deformation.pth: .*not dense float16, bfloat16, '
+                                               rf'float32 or float64 weights \[{key}: {kind}\]'):
+        FourDGaussiansScene.load(fixture.path)
+
+
+def test_half_and_double_weights_load_as_float32(tmp_path):
+    fixture = write_fourdgs_scene(tmp_path, 'dnerf', n=8, iterations=(7000,),
+                                  overrides=small_grid('dnerf'))
+    state = {k: v.to(torch.float64 if i % 2 else torch.bfloat16)
+             for i, (k, v) in enumerate(fixture.state.items())}
+    torch.save(state, in_iteration(fixture.path, 'deformation.pth'))
+    network = FourDGaussiansScene.load(fixture.path).network
+    assert all(v.dtype == torch.float32 for v in network.state_dict().values())
+
+
+def test_the_network_cfg_args_declares_is_checked_against_the_file_first(tmp_path, monkeypatch):
+    # Planes of 66 million parameters (within the bounds) against a small deformation.pth:
+    # refused from shapes alone, every plane made on the meta device (no storage).
+    grid = {'kplanes_config': {'grid_dimensions': 2, 'input_coordinate_dim': 4,
+                               'output_coordinate_dim': 64, 'resolution': [256, 256, 256, 25]}}
+    fixture = write_fourdgs_scene(tmp_path, 'dnerf', n=8, iterations=(7000,),
+                                  overrides=small_grid('dnerf'))
+    big = trainer_namespace('dnerf', fixture.path, grid)
+    Path(fixture.path, 'cfg_args').write_text(str(big))
+    devices = []
+    init_plane = deformation._init_plane
+    monkeypatch.setattr(deformation, '_init_plane', lambda shape, axes: devices.append(
+        init_plane(shape, axes).device.type) or init_plane([1, 1, 1, 1], axes))
+    with pytest.raises(SceneFormatError, match=r'does not fit.*wrong shapes'):
+        FourDGaussiansScene.load(fixture.path)
+    assert devices and set(devices) == {'meta'}
+
+
 def test_non_finite_and_non_tensor_weights_are_refused():
     config = config_of('dnerf', **small_grid('dnerf'))
     state = state_for('dnerf', **small_grid('dnerf'))
     state['deformation_net.pos_deform.1.weight'][3, 4] = float('nan')
     with pytest.raises(SceneFormatError,
                        match=r'NaN or inf values in \[deformation_net.pos_deform.1.weight\]'):
-        DeformationNetwork(config).load_checked(state, 'deformation.pth')
+        DeformationNetwork.from_state(config, state, 'deformation.pth')
     state['deformation_net.pos_deform.1.weight'] = [1.0]
     with pytest.raises(SceneFormatError,
                        match=r'not tensors \[deformation_net.pos_deform.1.weight\]'):
-        DeformationNetwork(config).load_checked(state, 'deformation.pth')
+        DeformationNetwork.from_state(config, state, 'deformation.pth')
 
 
 # --- deformation --------------------------------------------------------------------------------
@@ -258,7 +364,8 @@ def test_random_scene_moves_with_time(random_scene):
     scene = FourDGaussiansScene.load(random_scene.path)
     early, late = scene.at(0.1), scene.at(0.9)
     for g in (early, late):
-        g.check_finite('test')
+        assert all(bool(torch.isfinite(v).all()) for v in g.tensors().values()
+                   if v.is_floating_point())
     assert (early.means - late.means).abs().max() > 1e-3
     assert torch.equal(early.opacities, torch.sigmoid(random_scene.canonical.opacity_logits))
 

@@ -54,15 +54,6 @@ def test_bad_shapes_name_the_field(overrides, message):
         make(**overrides)
 
 
-def test_check_finite_names_field_and_count():
-    means = torch.randn(5, 3)
-    means[1, 2] = float('nan')
-    means[3, 0] = float('inf')
-    with pytest.raises(SceneFormatError, match="f.ply: field 'means' has 2 Gaussian"):
-        make(means=means).check_finite('f.ply')
-    make().check_finite('ok')
-
-
 def test_rgb_select_and_tensors():
     g = make(sh=torch.zeros(5, 1, 3), instance_ids=torch.arange(5))
     assert torch.allclose(g.rgb, torch.full((5, 3), 0.5))

@@ -14,11 +14,17 @@
 
 """Inria 3DGS PLY I/O: layout, round trips and every bad-input case."""
 
+from dataclasses import replace
+
+from gaussians_fixture import make_gaussians
 import numpy as np
 import plyfile
 import pytest
 from st4r_ros.errors import SceneFormatError
+from st4r_ros.limits import MAX_GAUSSIANS
+from st4r_ros.scene import ply
 from st4r_ros.scene.gaussians import Gaussians
+from st4r_ros.scene.loading import load_scene
 from st4r_ros.scene.ply import RawGaussians, read_ply, write_ply
 import torch
 
@@ -235,3 +241,109 @@ def test_raw_gaussians_validate_shapes():
         RawGaussians(raw.means, raw.quats_raw, raw.log_scales, raw.opacity_logits, raw.sh[..., :2])
     with pytest.raises(SceneFormatError, match='sh: 5 coefficients per channel'):
         RawGaussians(raw.means, raw.quats_raw, raw.log_scales, raw.opacity_logits, raw.sh[:, :5])
+
+
+# --- one check for a PLY read, a sequence's frames and a PLY written --------------------------
+
+def poked(raw, row, values):
+    """``raw`` with log scales and quaternion components set at ``row`` (PLY names)."""
+    log_scales, quats = raw.log_scales.clone(), raw.quats_raw.clone()
+    for name, value in values.items():
+        (log_scales if name.startswith('scale') else quats)[row, int(name[-1])] = value
+    return replace(raw, log_scales=log_scales, quats_raw=quats)
+
+
+ZERO_QUATERNION = {'rot_0': 0.0, 'rot_1': 0.0, 'rot_2': 0.0, 'rot_3': 0.0}
+# Each of these loaded as a single PLY (and rendered black), while a sequence refused the
+# first and `st4r scene export` wrote a PLY st4r refused.
+BAD_VALUES = [
+    ({'scale_1': 1000.0}, r"field 'scales' \(from scale_0..2 \(log scales\)\) has 1 "
+                          r'Gaussian\(s\) with NaN or inf'),
+    ({'scale_0': 41.0}, r"field 'scales' .* has 1 Gaussian\(s\) with scales <= 0 or beyond "
+                        r'exp\(\+-40\)'),
+    ({'scale_2': -60.0}, r"field 'scales' .*beyond exp\(\+-40\)"),
+    (ZERO_QUATERNION, r"field 'quats' \(from rot_0..3\) has quaternions of norm off 1 by 1"),
+    ({**ZERO_QUATERNION, 'rot_2': 1e-30}, r"field 'quats' .*expected unit quaternions"),
+]
+
+
+@pytest.mark.parametrize('values, message', BAD_VALUES)
+def test_values_that_do_not_activate_are_refused_by_every_reader(tmp_path, values, message):
+    path = tmp_path / 'seq' / 'a.ply'
+    write_ply(path, raw_gaussians(n=4, degree=1))
+    data = plyfile.PlyData.read(str(path), mmap=False)  # not mapped: rewritten below
+    for name, value in values.items():
+        data['vertex'][name][2] = value
+    data.write(str(path))
+    for read in (lambda: read_ply(path), lambda: load_scene(path, 'ply'),
+                 lambda: load_scene(path.parent, 'ply-sequence')):
+        with pytest.raises(SceneFormatError, match=rf'a.ply: {message}'):
+            read()
+
+
+@pytest.mark.parametrize('values, message', BAD_VALUES)
+def test_values_st4r_would_not_read_are_not_written(tmp_path, values, message):
+    path = tmp_path / 'a.ply'
+    with pytest.raises(SceneFormatError, match=rf'a.ply: not written: {message}'):
+        write_ply(path, poked(raw_gaussians(n=4, degree=1), 2, values))
+    assert not path.exists()
+
+
+def test_extreme_values_within_the_bounds_round_trip_through_an_export(tmp_path):
+    raw = poked(raw_gaussians(n=4, degree=1), 0, {'scale_0': 40.0, 'scale_1': -40.0,
+                                                  'scale_2': 39.99999})
+    raw = poked(raw, 1, {**ZERO_QUATERNION, 'rot_3': 1e-3})
+    raw.opacity_logits[2] = 60.0
+    write_ply(tmp_path / 'a.ply', raw)
+    scene = load_scene(tmp_path / 'a.ply', 'ply')
+    write_ply(tmp_path / 'b.ply', scene.at(0.0))   # what `st4r scene export` does
+    back = read_ply(tmp_path / 'b.ply')
+    assert torch.equal(back.log_scales, raw.log_scales)
+    torch.testing.assert_close(back.activate().quats, raw.activate().quats)
+
+
+def test_non_finite_activated_gaussians_are_not_written(tmp_path):
+    gaussians = make_gaussians(3, 0)
+    gaussians = Gaussians(gaussians.means, gaussians.quats, gaussians.scales,
+                          gaussians.opacities * float('nan'), gaussians.sh)
+    message = r"n.ply: not written: field 'opacities' \(from opacity \(logit\)\) has 3 Gaussian"
+    with pytest.raises(SceneFormatError, match=message):
+        write_ply(tmp_path / 'n.ply', gaussians)
+
+
+# --- sizes the header declares ----------------------------------------------------------------
+
+def ply_header(count, properties=('x',), fmt='binary_little_endian'):
+    lines = ['ply', f'format {fmt} 1.0', f'element vertex {count}']
+    lines += [f'property float {name}' for name in properties]
+    return ('\n'.join(lines + ['end_header']) + '\n').encode()
+
+
+@pytest.mark.parametrize('head, body, message', [
+    # plyfile would size its array from the count before reading a byte.
+    (ply_header(10 ** 12), b'\0' * 64,
+     r"element 'vertex' declares 1000000000000 rows; expected 0 to 16777216"),
+    (ply_header('9' * 5000), b'', r"element 'vertex' declares 9999.* rows"),
+    (ply_header(MAX_GAUSSIANS + 1), b'', rf"declares {MAX_GAUSSIANS + 1} rows"),
+    (ply_header(-3), b'', r"declares -3 rows"),
+    (ply_header(1_000_000, INRIA_HEAD + INRIA_TAIL), b'\0' * 1000,
+     r'declares 17000000 values, more than the 1000 bytes after it hold'),
+    (ply_header(1000, fmt='ascii'), b'0\n' * 999, r'declares 1000 values'),
+    # plyfile would read a header of no end a character at a time into a list.
+    (b'ply\nformat binary_little_endian 1.0\ncomment ' + b'x' * (1 << 21), b'',
+     r"'end_header' line within its first 1048576 bytes"),
+])
+def test_header_sizes_are_checked_before_plyfile_reads(tmp_path, head, body, message):
+    path = tmp_path / 'h.ply'
+    path.write_bytes(head + body)
+    with pytest.raises(SceneFormatError, match=rf'h.ply: .*{message}'):
+        read_ply(path)
+
+
+def test_the_gaussian_bound_holds_for_writing_too(tmp_path, monkeypatch):
+    monkeypatch.setattr(ply, 'MAX_GAUSSIANS', 3)
+    with pytest.raises(SceneFormatError, match=r'not written: 4 Gaussians; a PLY st4r reads '
+                                               r'holds at most 3'):
+        write_ply(tmp_path / 'big.ply', raw_gaussians(n=4))
+    write_ply(tmp_path / 'ok.ply', raw_gaussians(n=3))
+    assert ply.ply_element_counts(tmp_path / 'ok.ply') == {'vertex': 3}

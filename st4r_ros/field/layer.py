@@ -35,21 +35,25 @@ Where the layer folder is and how the files are written is scene/layers.py's: th
 bundle when the scene is one (its manifest's ``layers`` then lists ``"referring": {"file":
 "referring.safetensors", ...metadata}`` so that `st4r scene info` shows it), else a folder of
 its own (``st4r train SCENE SUPERVISION --out LAYER_DIR``). Only safetensors and JSON are read:
-loading executes nothing from the data.
+loading executes nothing from the data, and checks every value it reads (JSON types, tensor
+kinds and shapes against the field config, before the field is built) and that the layer has
+as many Gaussians as its scene.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Dict, Optional, Tuple, TYPE_CHECKING
+from typing import Dict, Mapping, Optional, Tuple, TYPE_CHECKING
 
-from safetensors import SafetensorError
-from safetensors.torch import load_file
 from st4r_ros.errors import SceneFormatError
 from st4r_ros.field.model import FieldConfig, ReferringField
 from st4r_ros.files import read_json_object
-from st4r_ros.scene.layers import default_layer_dir, is_bundle, save_layer
+from st4r_ros.limits import MAX_FEATURE_DIM, MAX_GAUSSIANS, MAX_PE_FREQUENCIES
+from st4r_ros.scene.layers import (default_layer_dir, is_bundle, json_fields, json_int,
+                                   json_value, layer_tensor, load_layer_tensors,
+                                   save_layer, scene_gaussian_counts)
 import torch
+from torch import Tensor
 
 if TYPE_CHECKING:  # the text encoder is imported when a layer is loaded
     from st4r_ros.text import TextEncoder
@@ -84,17 +88,45 @@ def save_referring_layer(layer_dir: str | Path, field: ReferringField, metadata:
 
 
 def read_layer_meta(layer_dir: str | Path) -> Dict:
-    """Read the layer's metadata (referring.json), validated for format and version."""
+    """
+    Read the layer's metadata (referring.json), validated.
+
+    Format and version, and the type of every field a reader uses: ``num_gaussians`` (an
+    integer), ``threshold`` (a finite number; set to 0.0 when absent), ``text_encoder`` (an
+    object: ``name`` a string, ``dim`` an integer) and ``field`` (FieldConfig's fields). The
+    tensor file's name is checked when it is read (`load_referring_layer`).
+
+    :raises SceneFormatError: naming the file and the field.
+    """
     path = Path(layer_dir) / META_FILE
     if not path.is_file():
         raise SceneFormatError(f'{path}: not found; expected a referring layer (st4r train)')
     meta = read_json_object(path, SceneFormatError)
+    source = str(path)
     if meta.get('format') != LAYER_FORMAT:
         raise SceneFormatError(f"{path}: field 'format' must be {LAYER_FORMAT!r}")
-    if meta.get('version') != LAYER_VERSION:
+    if json_value(meta, 'version', int, source) != LAYER_VERSION:
         raise SceneFormatError(f"{path}: field 'version' must be {LAYER_VERSION}, "
-                               f"got {meta.get('version')!r}")
+                               f"got {meta['version']!r}")
+    if 'num_gaussians' in meta:
+        json_int(meta, 'num_gaussians', source, 0, MAX_GAUSSIANS)
+    meta['threshold'] = json_value(meta, 'threshold', float, source, 0.0)
+    encoder = json_value(meta, 'text_encoder', dict, source, {})
+    json_value(encoder, 'name', str, f'{path}: text_encoder', '')
+    json_value(encoder, 'dim', int, f'{path}: text_encoder', 0)
+    _field_config(meta, path)
     return meta
+
+
+def _field_config(meta: Mapping, path: Path) -> FieldConfig:
+    """Read the FieldConfig of referring.json's ``field``: typed, each size in its range."""
+    source = f'{path}: field'
+    checked = json_fields(FieldConfig, meta.get('field', {}), source)
+    for name in ('text_dim', 'embed_dim', 'hidden_dim'):
+        json_int(checked, name, source, 1, MAX_FEATURE_DIM, getattr(FieldConfig, name))
+    json_int(checked, 'pos_frequencies', source, 0, MAX_PE_FREQUENCIES,
+             FieldConfig.pos_frequencies)
+    return FieldConfig.from_json(checked, source=source)
 
 
 def load_referring_layer(layer_dir: str | Path,
@@ -102,29 +134,56 @@ def load_referring_layer(layer_dir: str | Path,
     """
     Load the trained field (eval mode, on ``device``) and its metadata.
 
-    :raises SceneFormatError: missing or malformed files, or tensors that do not fit the
-        stored configuration (the message names the file).
+    :raises SceneFormatError: missing or malformed files, a tensor file outside the layer
+        folder, or tensors that do not fit the stored configuration (the message names the
+        file and the tensors).
     """
     folder = Path(layer_dir)
     meta = read_layer_meta(folder)
-    path = folder / str(meta.get('file', LAYER_FILE))
-    try:
-        tensors = load_file(str(path), device='cpu')
-    except (SafetensorError, OSError) as err:
-        raise SceneFormatError(f'{path}: not a readable safetensors file ({err})') from None
-    state = {k[len(FIELD_PREFIX):]: v for k, v in tensors.items() if k.startswith(FIELD_PREFIX)}
-    missing = [k for k in ('embeddings', 'canonical', 'assignment') if k not in state]
-    if missing:
-        raise SceneFormatError(f'{path}: missing tensor(s) {[FIELD_PREFIX + k for k in missing]}')
-    config = FieldConfig.from_json(meta.get('field', {}), source=f'{folder / META_FILE}: field')
-    field = ReferringField(state['embeddings'].shape[0], state['canonical'], config,
-                           state['assignment'])
-    try:
-        field.load_state_dict(state, strict=True)
-    except RuntimeError as err:
-        raise SceneFormatError(f"{path}: tensors do not match the layer's field config "
-                               f'({err})') from None
+    meta_path = folder / META_FILE
+    path, tensors = load_layer_tensors(folder, meta.get('file', LAYER_FILE),
+                                       f"{meta_path}: field 'file'")
+    config = _field_config(meta, meta_path)
+    state = _field_state(path, tensors, config)
+    n = len(state['embeddings'])
+    if meta.get('num_gaussians', n) != n:
+        raise SceneFormatError(f"{meta_path}: field 'num_gaussians' = {meta['num_gaussians']}, "
+                               f'but {path} holds the embeddings of {n} Gaussians')
+    field = ReferringField(n, state['canonical'], config, state['assignment'])
+    field.load_state_dict(state, strict=True)
     return field.to(device).eval(), meta
+
+
+def _field_state(path: Path, tensors: Mapping[str, Tensor],
+                 config: FieldConfig) -> Dict[str, Tensor]:
+    """
+    Return the field's tensors (``field/`` stripped), checked against ``config``.
+
+    The reference is a field of ``config`` built on the meta device (shapes, no storage), so a
+    config whose sizes the tensors do not have allocates nothing. Every key must be there, of
+    its kind (float; integer ``assignment``), rank and shape, and no other.
+    """
+    embeddings = layer_tensor(path, tensors, FIELD_PREFIX + 'embeddings', 'float', 2)
+    canonical = layer_tensor(path, tensors, FIELD_PREFIX + 'canonical', 'float', 2)
+    assignment = layer_tensor(path, tensors, FIELD_PREFIX + 'assignment', 'integer', 1)
+    try:
+        with torch.device('meta'):
+            expected = ReferringField(len(embeddings), canonical.to('meta'), config,
+                                      assignment.to('meta')).state_dict()
+    except SceneFormatError as err:  # canonical or assignment not [N, 3] / [N]
+        raise SceneFormatError(f'{path}: {err}') from None
+    state = {k[len(FIELD_PREFIX):]: v for k, v in tensors.items() if k.startswith(FIELD_PREFIX)}
+    for key, value in expected.items():
+        layer_tensor(path, tensors, FIELD_PREFIX + key,
+                     'float' if value.is_floating_point() else 'integer', value.dim())
+    unexpected = sorted(FIELD_PREFIX + k for k in set(state) - set(expected))
+    wrong = [f'{FIELD_PREFIX}{k}: {tuple(state[k].shape)}, expected {tuple(v.shape)}'
+             for k, v in expected.items() if state[k].shape != v.shape]
+    if unexpected or wrong:
+        raise SceneFormatError(f"{path}: tensors do not match the layer's field config "
+                               f"(referring.json 'field'): unexpected {unexpected}, wrong shapes "
+                               f'{wrong}')
+    return state
 
 
 def load_referring(scene_path: str | Path, layer_dir: str | Path | None = None,
@@ -144,5 +203,13 @@ def load_referring(scene_path: str | Path, layer_dir: str | Path | None = None,
                                   and (Path(scene_path) / META_FILE).is_file()):
         return None
     field, meta = load_referring_layer(default_layer_dir(scene_path, layer_dir), device)
+    # A layer of another scene would open, then fail every query on a shape.
+    counts = sorted(set(scene_gaussian_counts(scene_path)))
+    if counts != [field.num_gaussians]:
+        raise SceneFormatError(
+            f'{scene_path}: the referring layer in {default_layer_dir(scene_path, layer_dir)} '
+            f'holds {field.num_gaussians} Gaussians, the scene '
+            f"{' or '.join(map(str, counts))} per frame; expected the layer trained on this scene"
+        )
     encoder = TextEncoder.named(meta.get('text_encoder', {}).get('name'), device)
-    return field, encoder, float(meta.get('threshold', 0.0))
+    return field, encoder, meta['threshold']

@@ -53,7 +53,7 @@ from __future__ import annotations
 
 import json
 import math
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 from typing import Dict, List, Mapping, Optional, Sequence
 
 from safetensors import SafetensorError
@@ -62,6 +62,7 @@ from st4r_ros.errors import SceneFormatError
 from st4r_ros.files import atomic_write, read_json_object
 from st4r_ros.scene.gaussians import Gaussians
 from st4r_ros.scene.keyframes import INTERPOLATIONS, Keyframe, KeyframedScene
+from st4r_ros.scene.ply import value_problem
 import torch
 from torch import Tensor
 
@@ -71,8 +72,6 @@ KIND = 'keyframed'
 MANIFEST = 'manifest.json'
 GAUSSIANS_FILE = 'gaussians.safetensors'
 FLOAT_FIELDS = ('means', 'quats', 'scales', 'opacities', 'sh')
-# Activated quaternions are unit length; float32 round trips stay far inside this.
-QUAT_NORM_TOLERANCE = 1e-3
 
 
 def frame_key(index: int, field: str) -> str:
@@ -251,15 +250,35 @@ def _check_layers(where: Path, layers: object) -> None:
             raise SceneFormatError(
                 f"{where}: layers['{name}'] must be an object with a non-empty 'file'"
             )
-        relative = PurePosixPath(file)
-        if relative.is_absolute() or '..' in relative.parts:
-            raise SceneFormatError(
-                f"{where}: layers['{name}'].file = {file!r} must be a path inside the bundle"
-            )
-        if not (where.parent / relative).is_file():
+        path = file_inside(where.parent, file, f"{where}: layers['{name}'].file")
+        if not path.is_file():
             raise SceneFormatError(
                 f"{where}: layers['{name}'].file = {file!r} not found in {where.parent}"
             )
+
+
+def file_inside(folder: Path, file: object, where: str) -> Path:
+    """
+    Return the file a bundle or layer folder names by ``file``, refusing one outside it.
+
+    The path is resolved (``..``, absolute paths and symbolic links followed) before it is
+    compared, so no spelling of a path reads outside ``folder``.
+
+    :param where: the file and field that name it, for the message.
+    :raises SceneFormatError: ``file`` is not a non-empty string, or resolves outside ``folder``.
+    """
+    if not isinstance(file, str) or not file or '\0' in file:
+        raise SceneFormatError(f'{where} = {str(file)[:80]!r}; expected a file name inside '
+                               f'{folder}')
+    try:
+        root = Path(folder).resolve()
+        path = (root / file).resolve()
+    except (OSError, RuntimeError) as err:  # RuntimeError: a loop of symbolic links
+        raise SceneFormatError(f'{where} = {file[:80]!r}: cannot be resolved ({err})') from None
+    if not path.is_relative_to(root) or path == root:
+        raise SceneFormatError(f'{where} = {file[:80]!r} resolves to {path}; expected a path '
+                               f'inside the folder {root}')
+    return path
 
 
 def _frame_tensors(keyframes: List[Keyframe]) -> Dict[str, Tensor]:
@@ -318,23 +337,10 @@ def _check_tensor(where: Path, key: str, tensor: Tensor, shape: tuple) -> None:
             f"{where}: tensor '{key}' has shape {tuple(tensor.shape)}, expected {shape} "
             f'(from {MANIFEST} count and sh_degree)'
         )
-    if field == 'instance_ids':
-        return
-    if not bool(torch.isfinite(tensor).all()):
-        raise SceneFormatError(f"{where}: tensor '{key}' has NaN or inf values; expected finite")
-    if field == 'scales' and tensor.numel() and float(tensor.min()) <= 0:
-        raise SceneFormatError(f"{where}: tensor '{key}' has scales <= 0; expected positive")
-    if field == 'opacities' and tensor.numel() and not (
-        float(tensor.min()) >= 0 and float(tensor.max()) <= 1
-    ):
-        raise SceneFormatError(f"{where}: tensor '{key}' has opacities outside [0, 1]")
-    if field == 'quats' and tensor.numel():
-        worst = float((tensor.norm(dim=1) - 1).abs().max())
-        if worst > QUAT_NORM_TOLERANCE:
-            raise SceneFormatError(
-                f"{where}: tensor '{key}' has quaternions of norm off 1 by {worst:.3g}; "
-                'expected unit quaternions (activated values)'
-            )
+    # The check a PLY gets (ply.value_problem): a bundle's frame exports as a PLY st4r reads.
+    problem = value_problem(field, tensor)
+    if problem:
+        raise SceneFormatError(f"{where}: tensor '{key}' {problem}")
 
 
 def _frame_gaussians(tensors: Mapping[str, Tensor], index: int, with_ids: bool) -> Gaussians:

@@ -54,10 +54,14 @@ from __future__ import annotations
 import ast
 from dataclasses import dataclass, field, fields
 import itertools
+import math
 import os
 from typing import Any, cast, Dict, List, Mapping, Optional, Sequence, Tuple
 
 from st4r_ros.errors import SceneFormatError
+from st4r_ros.limits import (MAX_CFG_ARGS_CHARS, MAX_DEFOR_DEPTH, MAX_GRID_CHANNELS, MAX_GRID_PE,
+                             MAX_MULTIRES, MAX_NET_WIDTH, MAX_PE_FREQUENCIES,
+                             MAX_PLANE_PARAMETERS, MAX_PLANE_RESOLUTION)
 from st4r_ros.scene.ply import RawGaussians
 import torch
 from torch import nn, Tensor
@@ -68,6 +72,11 @@ SHS_DEFORM_COEFFS = 16
 # The renderer always feeds (x, y, z, t).
 INPUT_COORDINATE_DIM = 4
 EMPTY_VOXEL_SIZE = (64, 64, 64)
+# The tensor types a trainer saves weights in (the state dict holds no integer tensor); any
+# other (fp8, complex, integer, quantized) would be cast or refused deep in load_state_dict.
+WEIGHT_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
+# Characters of a value quoted in a message: enough to recognise it, never a whole file.
+_SHOWN_CHARS = 80
 
 
 @dataclass(frozen=True)
@@ -116,7 +125,13 @@ class DeformationConfig:
     def from_values(
         cls, values: Mapping[str, Any], source: str = 'cfg_args'
     ) -> 'DeformationConfig':
-        """Build from cfg_args key -> value (other keys ignored, missing keys defaulted)."""
+        """
+        Build from cfg_args key -> value (other keys ignored, missing keys defaulted).
+
+        :raises SceneFormatError: naming ``source`` and the key: a value of another type, a
+            setting the public renderer cannot run, or a size beyond ``st4r_ros.limits`` (all
+            checked before anything of the network is allocated).
+        """
         kwargs: Dict[str, Any] = {}
         for f in fields(cls):
             if f.name not in values:
@@ -134,15 +149,22 @@ class DeformationConfig:
 
     @classmethod
     def from_cfg_args(cls, path: str | os.PathLike) -> 'DeformationConfig':
-        """Parse a trainer-written ``cfg_args`` file (``Namespace(...)``) without eval."""
+        """
+        Parse a trainer-written ``cfg_args`` file (``Namespace(...)``) without eval.
+
+        At most ``MAX_CFG_ARGS_CHARS`` characters are read: a longer file is refused unread.
+        """
         path = os.fspath(path)
         try:
             with open(path, encoding='utf-8') as handle:
-                text = handle.read()
+                text = handle.read(MAX_CFG_ARGS_CHARS + 1)
         except FileNotFoundError:
             raise SceneFormatError(f'{path}: cfg_args file not found') from None
         except (OSError, UnicodeDecodeError) as exc:
             raise SceneFormatError(f'{path}: cannot read cfg_args as text: {exc}') from exc
+        if len(text) > MAX_CFG_ARGS_CHARS:
+            raise SceneFormatError(f'{path}: cfg_args longer than {MAX_CFG_ARGS_CHARS} '
+                                   'characters; expected the Namespace(...) line a trainer writes')
         return cls.from_values(parse_cfg_args(text, path), path)
 
     @classmethod
@@ -174,43 +196,82 @@ class DeformationConfig:
         return None
 
     def _check_supported(self, source: str) -> None:
-        # Settings the public renderer itself cannot run are refused with the reason.
-        kplanes = self.kplanes_config
-        problems = []
-        if self.no_grid:
-            problems.append('no_grid=True (the public query_time then fails: no hidden features)')
-        if self.grid_pe == 1 or self.grid_pe < 0:
-            problems.append(f'grid_pe={self.grid_pe} (public code: feature_out expects 3F inputs '
-                            'but only encodes features when grid_pe > 1); expected 0 or > 1')
-        if kplanes.input_coordinate_dim != INPUT_COORDINATE_DIM:
-            problems.append(f'kplanes_config.input_coordinate_dim={kplanes.input_coordinate_dim}; '
-                            'expected 4 (x, y, z, t)')
-        if kplanes.grid_dimensions not in (2, 3):
-            problems.append(f'kplanes_config.grid_dimensions={kplanes.grid_dimensions}; '
-                            'expected 2 or 3')
-        if len(kplanes.resolution) != kplanes.input_coordinate_dim:
-            problems.append(f'kplanes_config.resolution={list(kplanes.resolution)}; expected '
-                            f'{kplanes.input_coordinate_dim} values')
-        if not self.no_dshs and self.sh_degree != 3:
-            problems.append(f'no_dshs=False with sh_degree={self.sh_degree} (the SH head outputs '
-                            '16 x 3 coefficients); expected sh_degree 3')
-        if not self.multires:
-            problems.append('multires is empty; expected at least one scale')
-        sizes = {'net_width': self.net_width, 'timenet_width': self.timenet_width,
-                 'timenet_output': self.timenet_output,
-                 'kplanes_config.output_coordinate_dim': kplanes.output_coordinate_dim}
-        sizes.update({f'kplanes_config.resolution[{i}]': r
-                      for i, r in enumerate(kplanes.resolution)})
-        sizes.update({f'multires[{i}]': m for i, m in enumerate(self.multires)})
-        problems += [f'{key}={value}; expected > 0' for key, value in sizes.items() if value <= 0]
-        counts = {'defor_depth': self.defor_depth, 'timebase_pe': self.timebase_pe,
-                  'posebase_pe': self.posebase_pe, 'scale_rotation_pe': self.scale_rotation_pe,
-                  'opacity_pe': self.opacity_pe, 'sh_degree': self.sh_degree}
-        problems += [f'{key}={value}; expected >= 0' for key, value in counts.items() if value < 0]
+        # Settings the public renderer itself cannot run, and sizes beyond limits.py, are
+        # refused with the reason before any tensor of the network exists.
+        problems = self._unsupported() + self._out_of_range()
+        if not problems:  # the products below need every factor in range
+            problems = self._too_large()
         if problems:
             raise SceneFormatError(
                 f'{source}: unsupported deformation settings: ' + '; '.join(problems)
             )
+
+    def _unsupported(self) -> List[str]:
+        kplanes = self.kplanes_config
+        problems = []
+        if self.no_grid:
+            problems.append('no_grid=True (the public query_time then fails: no hidden features)')
+        if self.grid_pe == 1:
+            problems.append(f'grid_pe={_shown(self.grid_pe)} (public code: feature_out expects '
+                            '3F inputs but only encodes features when grid_pe > 1); expected 0 '
+                            'or > 1')
+        if kplanes.input_coordinate_dim != INPUT_COORDINATE_DIM:
+            problems.append('kplanes_config.input_coordinate_dim='
+                            f'{_shown(kplanes.input_coordinate_dim)}; expected 4 (x, y, z, t)')
+        if kplanes.grid_dimensions not in (2, 3):
+            problems.append(f'kplanes_config.grid_dimensions={_shown(kplanes.grid_dimensions)}; '
+                            'expected 2 or 3')
+        if len(kplanes.resolution) != INPUT_COORDINATE_DIM:
+            problems.append(f'kplanes_config.resolution={_shown(list(kplanes.resolution))}; '
+                            f'expected {INPUT_COORDINATE_DIM} values')
+        if not self.no_dshs and self.sh_degree != 3:
+            problems.append(f'no_dshs=False with sh_degree={_shown(self.sh_degree)} (the SH '
+                            'head outputs 16 x 3 coefficients); expected sh_degree 3')
+        if not self.multires:
+            problems.append('multires is empty; expected at least one scale')
+        return problems
+
+    def _out_of_range(self) -> List[str]:
+        """Each size against its sign and its bound in limits.py."""
+        kplanes = self.kplanes_config
+        sizes = {'net_width': (self.net_width, 1, MAX_NET_WIDTH),
+                 'timenet_width': (self.timenet_width, 1, MAX_NET_WIDTH),
+                 'timenet_output': (self.timenet_output, 1, MAX_NET_WIDTH),
+                 'kplanes_config.output_coordinate_dim': (kplanes.output_coordinate_dim, 1,
+                                                          MAX_GRID_CHANNELS),
+                 'len(multires)': (len(self.multires), 0, MAX_MULTIRES),
+                 'defor_depth': (self.defor_depth, 0, MAX_DEFOR_DEPTH),
+                 'grid_pe': (self.grid_pe, 0, MAX_GRID_PE),
+                 'sh_degree': (self.sh_degree, 0, None)}
+        sizes.update({name: (getattr(self, name), 0, MAX_PE_FREQUENCIES)
+                      for name in ('timebase_pe', 'posebase_pe', 'scale_rotation_pe',
+                                   'opacity_pe')})
+        sizes.update({f'kplanes_config.resolution[{i}]': (r, 1, MAX_PLANE_RESOLUTION)
+                      for i, r in enumerate(kplanes.resolution[:INPUT_COORDINATE_DIM])})
+        sizes.update({f'multires[{i}]': (m, 1, MAX_PLANE_RESOLUTION)
+                      for i, m in enumerate(self.multires[:MAX_MULTIRES])})
+        problems = []
+        for key, (value, low, high) in sizes.items():
+            if value < low:
+                problems.append(f"{key}={_shown(value)}; expected {'> 0' if low else '>= 0'}")
+            elif high is not None and value > high:
+                problems.append(f'{key}={_shown(value)}; expected <= {high} (st4r_ros.limits)')
+        return problems
+
+    def _too_large(self) -> List[str]:
+        """Plane sizes (resolution x multires factor) and their total against limits.py."""
+        kplanes = self.kplanes_config
+        shapes = plane_shapes(kplanes, self.multires)
+        widest = max(max(shape[2:]) for planes in shapes for shape in planes)
+        total = sum(math.prod(shape) for planes in shapes for shape in planes)
+        problems = []
+        if widest > MAX_PLANE_RESOLUTION:
+            problems.append(f'a plane {widest} cells wide (kplanes_config.resolution x '
+                            f'multires); expected <= {MAX_PLANE_RESOLUTION} (st4r_ros.limits)')
+        if total > MAX_PLANE_PARAMETERS:
+            problems.append(f'{total} plane parameters (kplanes_config x multires); expected '
+                            f'<= {MAX_PLANE_PARAMETERS} (st4r_ros.limits)')
+        return problems
 
 
 _DEFAULT_CONFIG = DeformationConfig()
@@ -242,18 +303,28 @@ def parse_cfg_args(text: str, source: str = 'cfg_args') -> Dict[str, Any]:
 
     Values that are not literals are kept as opaque placeholders; they only matter (and raise
     SceneFormatError) if the deformation config needs them.
+
+    :raises SceneFormatError: naming ``source``, for text longer than ``MAX_CFG_ARGS_CHARS`` or
+        that does not parse (including expressions nested too deeply for the parser).
     """
+    text = text.strip()
+    if len(text) > MAX_CFG_ARGS_CHARS:
+        raise SceneFormatError(f'{source}: cfg_args longer than {MAX_CFG_ARGS_CHARS} characters; '
+                               'expected the Namespace(...) line a trainer writes')
     try:
-        tree = ast.parse(text.strip(), mode='eval')
-    except SyntaxError as exc:
-        raise SceneFormatError(f'{source}: not a Namespace(...) text: {exc}') from None
+        tree = ast.parse(text, mode='eval')
+    # SyntaxError, ValueError (null bytes), RecursionError / MemoryError (deep expressions).
+    except (SyntaxError, ValueError, RecursionError, MemoryError) as exc:
+        raise SceneFormatError(
+            f'{source}: not a Namespace(...) text: {_clipped(str(exc) or type(exc).__name__)}'
+        ) from None
     call = tree.body
     if not (isinstance(call, ast.Call) and isinstance(call.func, ast.Name)
             and call.func.id == 'Namespace' and not call.args):
         raise SceneFormatError(f'{source}: expected text of the form Namespace(key=value, ...)')
     values: Dict[str, Any] = {}
     for keyword in call.keywords:
-        value = _literal(keyword.value)
+        value = _literal(keyword.value, text)
         if keyword.arg is not None:
             values[keyword.arg] = value
         elif isinstance(value, dict):
@@ -264,11 +335,27 @@ def parse_cfg_args(text: str, source: str = 'cfg_args') -> Dict[str, Any]:
     return values
 
 
-def _literal(node: ast.AST) -> Any:
+def _literal(node: ast.AST, text: str) -> Any:
+    """Evaluate the literal ``node`` of ``text``, else keep its source text (unparse recurses)."""
     try:
         return ast.literal_eval(node)
     except (ValueError, TypeError, SyntaxError, MemoryError, RecursionError):
-        return _Unparsed(ast.unparse(node))
+        return _Unparsed(_clipped(ast.get_source_segment(text, node) or type(node).__name__))
+
+
+def _clipped(text: str) -> str:
+    """``text`` cut to ``_SHOWN_CHARS`` characters for a message."""
+    return text if len(text) <= _SHOWN_CHARS else text[:_SHOWN_CHARS] + '...'
+
+
+def _shown(value: Any) -> str:
+    """Show a cfg_args value in a message, clipped (an int of 5000 digits has no repr)."""
+    try:
+        return _clipped(repr(value))
+    except ValueError:
+        if isinstance(value, int):
+            return f'an integer of {value.bit_length()} bits'
+        return f'a {type(value).__name__} too large to print'
 
 
 def _type_name(key: str) -> str:
@@ -278,7 +365,8 @@ def _type_name(key: str) -> str:
         return 'a dict'
     if isinstance(default, tuple):
         return 'a list of integers'
-    return {bool: 'a bool', int: 'an integer', float: 'a number', str: 'a string'}[type(default)]
+    return {bool: 'a bool', int: 'an integer', float: 'a finite number',
+            str: 'a string'}[type(default)]
 
 
 def _convert(key: str, value: Any, source: str) -> Any:
@@ -296,22 +384,30 @@ def _convert(key: str, value: Any, source: str) -> Any:
         if _is_int(value):
             return value
     elif isinstance(default, float):
-        if _is_int(value) or isinstance(value, float):
+        if (_is_int(value) or isinstance(value, float)) and _is_finite(value):
             return float(value)
     elif isinstance(value, str):
         return value
-    raise SceneFormatError(f"{source}: '{key}' = {value!r}; expected {_type_name(key)}")
+    raise SceneFormatError(f"{source}: '{key}' = {_shown(value)}; expected {_type_name(key)}")
 
 
 def _is_int(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
+def _is_finite(number: float) -> bool:
+    """Tell whether ``number`` (an int or float) is a finite float (1e999 is inf; 10**400 none)."""
+    try:
+        return math.isfinite(float(number))
+    except OverflowError:
+        return False
+
+
 def _kplanes(value: Any, source: str) -> KPlanesConfig:
     names = [f.name for f in fields(KPlanesConfig)]
     if not isinstance(value, dict):
         raise SceneFormatError(
-            f"{source}: 'kplanes_config' = {value!r}; expected a dict with {names}"
+            f"{source}: 'kplanes_config' = {_shown(value)}; expected a dict with {names}"
         )
     missing = [name for name in names if name not in value]
     if missing:
@@ -321,12 +417,14 @@ def _kplanes(value: Any, source: str) -> KPlanesConfig:
     resolution = value['resolution']
     if not (isinstance(resolution, (list, tuple)) and all(_is_int(r) for r in resolution)):
         raise SceneFormatError(
-            f"{source}: 'kplanes_config.resolution' = {resolution!r}; expected a list of integers"
+            f"{source}: 'kplanes_config.resolution' = {_shown(resolution)}; expected a list of "
+            'integers'
         )
     for name in names[:3]:
         if not _is_int(value[name]):
             raise SceneFormatError(
-                f"{source}: 'kplanes_config.{name}' = {value[name]!r}; expected an integer"
+                f"{source}: 'kplanes_config.{name}' = {_shown(value[name])}; expected an "
+                'integer'
             )
     return KPlanesConfig(value['grid_dimensions'], value['input_coordinate_dim'],
                          value['output_coordinate_dim'], tuple(resolution))
@@ -349,19 +447,11 @@ class HexPlaneGrid(nn.Module):
         self.register_buffer(
             'aabb', torch.tensor([[bounds] * 3, [-bounds] * 3], dtype=torch.float32)
         )
-        # Coordinate tuples in itertools order: (0,1), (0,2), (0,3), (1,2), (1,3), (2,3).
-        self.planes: List[Tuple[int, ...]] = list(
-            itertools.combinations(range(kplanes.input_coordinate_dim), kplanes.grid_dimensions)
+        self.planes = plane_axes(kplanes)
+        self.grids = nn.ModuleList(
+            nn.ParameterList(_init_plane(shape, axes) for shape, axes in zip(shapes, self.planes))
+            for shapes in plane_shapes(kplanes, multires)
         )
-        self.grids = nn.ModuleList()
-        for multiplier in multires:
-            # Only the spatial resolutions are multiplied; time keeps res[3] at every scale.
-            resolution = [r * multiplier for r in kplanes.resolution[:3]]
-            resolution += list(kplanes.resolution[3:])
-            self.grids.append(nn.ParameterList(
-                _init_plane(kplanes.output_coordinate_dim, resolution, axes)
-                for axes in self.planes
-            ))
         self.feature_dim = kplanes.output_coordinate_dim * len(multires)
 
     def forward(self, means: Tensor, t: float) -> Tensor:
@@ -384,9 +474,31 @@ class HexPlaneGrid(nn.Module):
         return cast(List[nn.ParameterList], list(self.grids))
 
 
-def _init_plane(channels: int, resolution: Sequence[int], axes: Tuple[int, ...]) -> nn.Parameter:
-    """[1, C, res of the axes in reverse order]; public init: time planes 1, others U(0.1, 0.5)."""
-    plane = torch.empty([1, channels] + [resolution[a] for a in reversed(axes)])
+def plane_axes(kplanes: KPlanesConfig) -> List[Tuple[int, ...]]:
+    """Coordinate tuples of the planes in itertools order: (0,1), (0,2), (0,3), (1,2), ..."""
+    return list(itertools.combinations(range(kplanes.input_coordinate_dim),
+                                       kplanes.grid_dimensions))
+
+
+def plane_shapes(kplanes: KPlanesConfig, multires: Sequence[int]) -> List[List[List[int]]]:
+    """
+    Shape of every plane, per scale then per `plane_axes` entry: [1, C, res_b, res_a] (2D).
+
+    Computed from the config alone, so sizes can be checked before anything is allocated.
+    """
+    shapes = []
+    for multiplier in multires:
+        # Only the spatial resolutions are multiplied; time keeps res[3] at every scale.
+        resolution = [r * multiplier for r in kplanes.resolution[:3]]
+        resolution += list(kplanes.resolution[3:])
+        shapes.append([[1, kplanes.output_coordinate_dim] + [resolution[a] for a in reversed(axes)]
+                       for axes in plane_axes(kplanes)])
+    return shapes
+
+
+def _init_plane(shape: List[int], axes: Tuple[int, ...]) -> nn.Parameter:
+    """Make a plane of ``shape`` over ``axes``; public init: time planes 1, others U(0.1, 0.5)."""
+    plane = torch.empty(shape)
     if INPUT_COORDINATE_DIM - 1 in axes:
         nn.init.ones_(plane)
     else:
@@ -549,22 +661,44 @@ class DeformationNetwork(nn.Module):
             )
         return self.deformation_net.shs_deform(hidden).reshape(sh.shape[0], SHS_DEFORM_COEFFS, 3)
 
-    def load_checked(self, state: Mapping[str, Any], source: str) -> None:
+    @classmethod
+    def from_state(cls, config: DeformationConfig, state: Mapping[str, Any],
+                   source: str) -> 'DeformationNetwork':
         """
-        ``load_state_dict(strict=True)`` after a check that names every bad key and shape.
+        Build the network ``config`` describes and load ``state`` into it, strictly.
 
-        :raises SceneFormatError: missing or unexpected keys, non-tensor values, wrong shapes, or
-            NaN / inf values; the message names the keys with expected shapes.
+        The state is checked (``check_state``) against a network built on the meta device first
+        (shapes without storage), so a cfg_args that does not describe the file allocates
+        nothing.
+        """
+        with torch.device('meta'):
+            cls(config).check_state(state, source)
+        network = cls(config)
+        network.load_state_dict(dict(state), strict=True)
+        return network
+
+    def check_state(self, state: Mapping[str, Any], source: str) -> None:
+        """
+        Check that ``state`` loads into this network strictly; name every bad key and shape.
+
+        :raises SceneFormatError: missing or unexpected keys, non-tensor values, tensors that are
+            not dense CPU float tensors (``WEIGHT_DTYPES``; the message names key and type),
+            wrong shapes, or NaN / inf values; the message names the keys with expected shapes.
         """
         expected = self.state_dict()
         missing = [f'{k} {tuple(v.shape)}' for k, v in expected.items() if k not in state]
         unexpected = [k for k in state if k not in expected]
-        not_tensors = [k for k in state if k in expected and not torch.is_tensor(state[k])]
-        wrong = [f'{k}: got {tuple(state[k].shape)}, expected {tuple(v.shape)}'
-                 for k, v in expected.items()
-                 if torch.is_tensor(state.get(k)) and state[k].shape != v.shape]
+        given = {k: state[k] for k in expected if k in state}
+        kinds = {k: _tensor_kind(v) for k, v in given.items() if torch.is_tensor(v)}
+        not_tensors = [k for k in given if k not in kinds]
+        unusable = [f'{k}: {kind}' for k, kind in kinds.items() if kind]
+        wrong = [f'{k}: got {tuple(given[k].shape)}, expected {tuple(expected[k].shape)}'
+                 for k, kind in kinds.items() if not kind and given[k].shape != expected[k].shape]
         labelled = (('missing keys (expected shape)', missing), ('unexpected keys', unexpected),
-                    ('values that are not tensors', not_tensors), ('wrong shapes', wrong))
+                    ('values that are not tensors', not_tensors),
+                    ('tensors that are not dense float16, bfloat16, float32 or float64 weights',
+                     unusable),
+                    ('wrong shapes', wrong))
         problems = [f'{label} {_listing(items)}' for label, items in labelled if items]
         if problems:
             raise SceneFormatError(
@@ -576,7 +710,15 @@ class DeformationNetwork(nn.Module):
         if not_finite:
             raise SceneFormatError(f'{source}: NaN or inf values in {_listing(not_finite)}; '
                                    'expected finite weights')
-        self.load_state_dict(dict(state), strict=True)
+
+
+def _tensor_kind(tensor: Tensor) -> Optional[str]:
+    """Say what makes ``tensor`` unfit as a weight (layout, device, dtype), or None."""
+    if tensor.is_nested or tensor.layout != torch.strided:
+        return 'nested' if tensor.is_nested else f'layout {tensor.layout}'
+    if tensor.device.type != 'cpu':  # 'meta' survives map_location: shapes without data
+        return f'device {tensor.device.type}'
+    return None if tensor.dtype in WEIGHT_DTYPES else f'dtype {tensor.dtype}'
 
 
 def _has_non_finite(tensor: Tensor) -> bool:

@@ -44,7 +44,8 @@ import torch
 # (canonical pre-activation Gaussians, t) -> deformed pre-activation Gaussians.
 DeformFn = Callable[[RawGaussians, float], RawGaussians]
 
-_ITERATION_DIR = re.compile(r'iteration_(\d+)$')
+# ASCII digits only: int() also reads other scripts' digits, naming a folder that is not there.
+_ITERATION_DIR = re.compile(r'iteration_(\d+)$', re.ASCII)
 
 
 class FourDGaussiansScene(Scene4D):
@@ -105,9 +106,9 @@ class FourDGaussiansScene(Scene4D):
         chosen = _choose_iteration(path, iterations, iteration)
         folder = os.path.join(path, 'point_cloud', f'iteration_{chosen}')
         canonical = _read_canonical(os.path.join(folder, 'point_cloud.ply'), config)
-        network = DeformationNetwork(config)
         weights_path = os.path.join(folder, 'deformation.pth')
-        network.load_checked(load_deformation_state(weights_path), weights_path)
+        network = DeformationNetwork.from_state(config, load_deformation_state(weights_path),
+                                                weights_path)
         return cls(canonical, network, path, chosen, iterations, deformation_factory)
 
     @property

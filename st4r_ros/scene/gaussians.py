@@ -138,18 +138,6 @@ class Gaussians(GaussianSet):
         values = {f.name: getattr(self, f.name) for f in fields(self)}
         return {name: value for name, value in values.items() if value is not None}
 
-    def check_finite(self, source: str) -> None:
-        """Raise SceneFormatError naming ``source`` and the field if any value is NaN or inf."""
-        for name, tensor in self.tensors().items():
-            if not tensor.is_floating_point():
-                continue
-            bad_rows = int((~torch.isfinite(tensor)).reshape(len(tensor), -1).any(dim=1).sum())
-            if bad_rows:
-                raise SceneFormatError(
-                    f"{source}: field '{name}' has {bad_rows} Gaussian(s) with NaN or inf "
-                    'values; expected finite numbers'
-                )
-
 
 def _to(tensor: Optional[Tensor], device: torch.device | str) -> Optional[Tensor]:
     return None if tensor is None else tensor.to(device)

@@ -109,12 +109,12 @@ class KeyframedScene(Scene4D):
         folder = Path(folder)
         if not folder.is_dir():
             raise SceneFormatError(f'{folder}: expected a folder of per-frame .ply files')
-        files = _naturally_sorted_plys(folder)
+        files = ply_files(folder)
         spec = _read_frames_json(folder / FRAMES_FILE, [f.name for f in files])
         times = spec.get('times') or _even_times(len(files))
         frames = sorted(zip(times, files), key=lambda pair: pair[0])
         return cls(
-            [(t, _read_frame(path)) for t, path in frames],
+            [(t, read_ply(path).activate()) for t, path in frames],
             interpolation=spec.get('interpolation', 'nearest'),
             duration_s=spec.get('duration_s'),
             source=str(folder),
@@ -196,7 +196,8 @@ def natural_key(name: str) -> Tuple:
     return tuple(int(part) if part.isdigit() else part for part in re.split(r'(\d+)', name))
 
 
-def _naturally_sorted_plys(folder: Path) -> List[Path]:
+def ply_files(folder: Path) -> List[Path]:
+    """List the frame files of a PLY-sequence folder in frame order (natural sort)."""
     files = sorted((p for p in folder.iterdir() if p.suffix.lower() == '.ply' and p.is_file()),
                    key=lambda p: natural_key(p.name))
     if not files:
@@ -213,18 +214,6 @@ def _naturally_sorted_plys(folder: Path) -> List[Path]:
 
 def _even_times(count: int) -> List[float]:
     return [0.0] if count == 1 else [i / (count - 1) for i in range(count)]
-
-
-def _read_frame(path: Path) -> Gaussians:
-    """
-    Read one frame, activated.
-
-    read_ply names the file in its errors, check_finite catches values that only overflow on
-    activation (exp of a huge log scale).
-    """
-    gaussians = read_ply(path).activate()
-    gaussians.check_finite(str(path))
-    return gaussians
 
 
 def _read_frames_json(path: Path, ply_names: List[str]) -> Dict:

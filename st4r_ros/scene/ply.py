@@ -23,6 +23,9 @@ Values are stored before activation: opacity is a logit, scales are logarithms a
 quaternion (w, x, y, z) is not normalised. ``f_rest`` is channel-major: the K-1 higher-order
 coefficients of red, then of green, then of blue. Normals are written as zeros and ignored on
 reading; any other per-vertex property is ignored too.
+
+What is read is checked as it will be used (`value_problem`): a PLY st4r reads is one it can
+write again, and one it writes is one it reads.
 """
 
 from __future__ import annotations
@@ -30,11 +33,13 @@ from __future__ import annotations
 from dataclasses import dataclass, fields, replace
 import os
 import re
-from typing import Dict, Sequence, Tuple, Union
+from typing import Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import plyfile
 from st4r_ros.errors import SceneFormatError
+from st4r_ros.limits import (MAX_ABS_LOG_SCALE, MAX_GAUSSIANS, MAX_PLY_HEADER_BYTES,
+                             QUAT_NORM_TOLERANCE)
 from st4r_ros.scene.gaussians import Gaussians, GaussianSet, sh_degree_for
 import torch
 from torch import Tensor
@@ -54,6 +59,9 @@ OPACITY_PROP = 'opacity'
 SCALE_PROPS = ('scale_0', 'scale_1', 'scale_2')
 ROT_PROPS = ('rot_0', 'rot_1', 'rot_2', 'rot_3')
 REQUIRED_PROPS = MEANS_PROPS + DC_PROPS + (OPACITY_PROP,) + SCALE_PROPS + ROT_PROPS
+# Activated field -> the PLY properties it comes from, for messages.
+_FIELD_PROPS = {'means': 'x, y, z', 'quats': 'rot_0..3', 'scales': 'scale_0..2 (log scales)',
+                'opacities': 'opacity (logit)', 'sh': 'f_dc_*, f_rest_*'}
 
 
 @dataclass(frozen=True)
@@ -107,7 +115,7 @@ class RawGaussians(GaussianSet):
         return cls(
             means=gaussians.means,
             quats_raw=gaussians.quats,
-            log_scales=torch.log(scales),
+            log_scales=log_scales_of(scales),
             opacity_logits=torch.logit(opacities).to(gaussians.opacities.dtype),
             sh=gaussians.sh,
         )
@@ -117,9 +125,11 @@ def read_ply(path: PathLike) -> RawGaussians:
     """
     Read an Inria 3DGS PLY into pre-activation float32 tensors on the CPU.
 
-    :raises SceneFormatError: the file is missing, not a PLY, truncated, has no ``vertex`` element,
-        lacks a required property, has an f_rest count that is not 3 * ((d + 1)^2 - 1),
-        or holds NaN / inf values. The message names the file and the property.
+    :raises SceneFormatError: the file is missing, not a PLY, truncated, declares more rows than
+        ``MAX_GAUSSIANS`` or than its bytes hold, has no ``vertex`` element, lacks a required
+        property, has an f_rest count that is not 3 * ((d + 1)^2 - 1), holds NaN / inf values,
+        or values that do not activate to renderable Gaussians (`value_problem`). The message
+        names the file and the property.
     """
     path = os.fspath(path)
     vertex = _vertex_element(path, _read_plydata(path))
@@ -144,13 +154,15 @@ def read_ply(path: PathLike) -> RawGaussians:
     # [N, 3 * (K-1)] channel-major -> [N, 3, K-1] -> [N, K-1, 3].
     sh_rest = stack(f_rest_names).reshape(n, 3, rest_per_channel).transpose(1, 2)
     sh = torch.cat([stack(DC_PROPS).unsqueeze(1), sh_rest], dim=1).contiguous()
-    return RawGaussians(
+    raw = RawGaussians(
         means=stack(MEANS_PROPS),
         quats_raw=stack(ROT_PROPS),
         log_scales=stack(SCALE_PROPS),
         opacity_logits=torch.from_numpy(values[OPACITY_PROP]),
         sh=sh,
     )
+    _check_renderable(path, raw)
+    return raw
 
 
 def write_ply(path: PathLike, gaussians: Union[Gaussians, RawGaussians]) -> None:
@@ -160,17 +172,82 @@ def write_ply(path: PathLike, gaussians: Union[Gaussians, RawGaussians]) -> None
     Activated ``Gaussians`` are inverted first (log scales, logit opacities clamped to
     [1e-6, 1 - 1e-6]); ``RawGaussians`` are written as they are. Normals are zeros.
     Parent folders are created.
+
+    :raises SceneFormatError: naming ``path``, for Gaussians `read_ply` would refuse (more than
+        ``MAX_GAUSSIANS``, or values `value_problem` names); nothing is written then.
     """
+    path = os.fspath(path)
     raw = (RawGaussians.from_gaussians(gaussians) if isinstance(gaussians, Gaussians)
            else gaussians)
-    columns = _ply_columns(raw)
+    if len(raw) > MAX_GAUSSIANS:
+        raise SceneFormatError(f'{path}: not written: {len(raw)} Gaussians; a PLY st4r reads '
+                               f'holds at most {MAX_GAUSSIANS} (st4r_ros.limits)')
+    # What is written as float32 is checked, exactly as read_ply will check it.
+    written = RawGaussians(**{f.name: getattr(raw, f.name).detach().to('cpu', torch.float32)
+                              for f in fields(raw)})
+    _check_renderable(f'{path}: not written', written)
+    columns = _ply_columns(written)
     vertices = np.empty(len(raw), dtype=[(name, '<f4') for name in columns])
     for name, column in columns.items():
         vertices[name] = column
-    path = os.fspath(path)
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     element = plyfile.PlyElement.describe(vertices, 'vertex')
     plyfile.PlyData([element], byte_order='<').write(path)
+
+
+def log_scales_of(scales: Tensor) -> Tensor:
+    """
+    Log scales [N, 3] of positive scales [N, 3], in their dtype: what a PLY stores.
+
+    The log is taken in float64, so that exp then log gives back the float32 log scale exactly
+    where it matters (near the bounds of `value_problem`) and a read PLY writes back unchanged.
+    """
+    return torch.log(scales.double()).to(scales.dtype)
+
+
+def value_problem(field: str, values: Tensor) -> Optional[str]:
+    """
+    Say what keeps activated Gaussian ``field`` values [N, ...] from rendering as stored.
+
+    The one check of the Gaussians in a scene file, read or written (a PLY, each PLY of a
+    sequence, each frame of a bundle): every value finite; scales positive with log scales
+    (`log_scales_of`) within +-MAX_ABS_LOG_SCALE; opacities in [0, 1]; unit quaternions.
+
+    :param field: a `Gaussians` field name; integer fields (instance ids) are not checked.
+    :return: None, or the problem as ``has ...; expected ...`` (the caller names the file).
+    """
+    if not values.is_floating_point() or not len(values):
+        return None
+    rows = values.reshape(len(values), -1)
+    count = int((~torch.isfinite(rows)).any(dim=1).sum())
+    if count:
+        return f'has {count} Gaussian(s) with NaN or inf values; expected finite numbers'
+    if field == 'scales':
+        # ~(<=): the log of a negative scale is NaN, which compares False.
+        count = int((~(log_scales_of(values).abs() <= MAX_ABS_LOG_SCALE)).any(dim=1).sum())
+        if count:
+            return (f'has {count} Gaussian(s) with scales <= 0 or beyond exp(+-'
+                    f'{MAX_ABS_LOG_SCALE:g}); expected positive scales whose log is within +-'
+                    f'{MAX_ABS_LOG_SCALE:g} (st4r_ros.limits)')
+    if field == 'opacities':
+        count = int((~((values >= 0) & (values <= 1))).sum())
+        if count:
+            return f'has {count} opacities outside [0, 1]; expected opacities in [0, 1]'
+    if field == 'quats':
+        worst = float((values.norm(dim=1) - 1).abs().max())
+        if worst > QUAT_NORM_TOLERANCE:
+            return (f'has quaternions of norm off 1 by {worst:.3g}; expected unit quaternions '
+                    '(activated values; a raw quaternion must not be zero)')
+    return None
+
+
+def _check_renderable(where: str, raw: RawGaussians) -> None:
+    """Raise SceneFormatError naming ``where`` and the PLY properties if `value_problem` says."""
+    for field, values in raw.activate().tensors().items():
+        problem = value_problem(field, values)
+        if problem:
+            raise SceneFormatError(f"{where}: field '{field}' (from {_FIELD_PROPS[field]}) "
+                                   f'{problem}')
 
 
 def _ply_columns(raw: RawGaussians) -> Dict[str, np.ndarray]:
@@ -197,6 +274,7 @@ def _ply_columns(raw: RawGaussians) -> Dict[str, np.ndarray]:
 def _read_plydata(path: str) -> plyfile.PlyData:
     if not os.path.isfile(path):
         raise SceneFormatError(f'{path}: PLY file not found')
+    ply_element_counts(path)
     try:
         # mmap=False: read everything now, so a truncated body fails here and the file is
         # not kept mapped after loading.
@@ -207,6 +285,61 @@ def _read_plydata(path: str) -> plyfile.PlyData:
         raise SceneFormatError(
             f'{path}: not a readable PLY file (truncated or malformed): {exc}'
         ) from exc
+
+
+def ply_element_counts(path: PathLike) -> Dict[str, int]:
+    """
+    Read the element counts a PLY header declares (name -> rows), refusing unbounded ones.
+
+    plyfile reads the header a character at a time into a list, then sizes each element's array
+    from its declared count before reading a byte of it: a short file declaring billions of rows
+    would be allocated first and found short after. So the header must end within
+    ``MAX_PLY_HEADER_BYTES``, no element may declare more than ``MAX_GAUSSIANS`` rows, and the
+    rows must fit in the bytes after the header.
+
+    :raises SceneFormatError: naming the file and the element.
+    """
+    path = os.fspath(path)
+    try:
+        with open(path, 'rb') as handle:
+            head = handle.read(MAX_PLY_HEADER_BYTES)
+            size = os.fstat(handle.fileno()).st_size
+    except OSError as err:
+        raise SceneFormatError(f'{path}: cannot be read as a PLY file ({err})') from None
+    end = head.find(b'end_header')
+    if not head.startswith(b'ply') or end < 0:
+        raise SceneFormatError(f"{path}: not a readable PLY file: expected 'ply' and an "
+                               f"'end_header' line within its first {MAX_PLY_HEADER_BYTES} bytes")
+    lines = [line.split() for line in head[:end].decode('latin-1').splitlines()]
+    # Each value takes at least a byte in binary, a digit and a separator in ASCII.
+    least_bytes = 2 if ['format', 'ascii'] in [line[:2] for line in lines] else 1
+    elements: List[Tuple[str, int]] = []  # (name, rows), in header order
+    values = 0  # in the body: rows x properties, summed over the elements
+    for line in lines:
+        if line[:1] == ['element'] and len(line) == 3:
+            elements.append((line[1], _declared_rows(path, line[1], line[2])))
+        elif line[:1] == ['property'] and elements:
+            values += elements[-1][1]
+    body = size - end - len(b'end_header\n')
+    if values * least_bytes > body:
+        raise SceneFormatError(f'{path}: not a readable PLY file: its header declares '
+                               f'{values} values, more than the {body} bytes after it hold '
+                               '(truncated or malformed)')
+    return dict(elements)
+
+
+def _declared_rows(path: str, element: str, text: str) -> int:
+    """Read the row count ``text`` of ``element`` in a header, at most ``MAX_GAUSSIANS``."""
+    try:
+        # More digits than MAX_GAUSSIANS has are too many, whatever int() would make of them.
+        rows = int(text) if len(text) <= len(str(MAX_GAUSSIANS)) else MAX_GAUSSIANS + 1
+    except ValueError:
+        raise SceneFormatError(f"{path}: element '{element}' count {text[:20]!r}; expected an "
+                               'integer') from None
+    if not 0 <= rows <= MAX_GAUSSIANS:
+        raise SceneFormatError(f"{path}: element '{element}' declares {text[:20]} rows; "
+                               f'expected 0 to {MAX_GAUSSIANS} (st4r_ros.limits)')
+    return rows
 
 
 def _vertex_element(path: str, ply: plyfile.PlyData) -> plyfile.PlyElement:

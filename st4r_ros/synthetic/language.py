@@ -106,6 +106,10 @@ No evaluation sentence is a training sentence and no held-out synonym occurs in 
 the benchmark scores generalisation, not template matching; ``unseen_words`` says which
 expressions carry a held-out synonym, whose recognition rests on the text encoder alone.
 
+A third family, what a task planner sends (family C: requests, attribute-only references,
+questions), is planner.py's; it reads the same truth through this module's public helpers
+(``load_scene_truth``, ``holding_referents``, ``frames_where``, ``novel_views``).
+
 Outputs: ``write_synthetic_supervision`` (training views = the synthetic train views, masks
 copied into the supervision folder; description and state captions), ``write_synthetic_benchmark``
 (held-out novel views, masks referenced relative to the benchmark file; the time-agnostic
@@ -113,8 +117,9 @@ expressions, then the time-sensitive queries; with ``vocabulary='training'`` the
 expressions with family A's look words in place of the held-out synonyms, to measure what the
 text encoder's vocabulary costs, and with ``'training-all'`` family A's relation phrases and
 generic nouns too), ``build_synthetic_task`` (both, inside the
-synthetic folder). Deterministic for a seed; state captions and time-sensitive queries draw
-from random streams of their own, so the other sentences are those of a scene without them.
+synthetic folder, and planner.py's planner.json and planner_held_out.json beside bench.json).
+Deterministic for a seed; state captions and time-sensitive queries draw from random streams of
+their own, so the other sentences are those of a scene without them.
 """
 
 from __future__ import annotations
@@ -340,7 +345,7 @@ class Head:
     size: Optional[str] = None
     shape_as_property: bool = False  # "the round object" rather than "the sphere"
 
-    def fits(self, thing: '_Thing') -> bool:
+    def fits(self, thing: 'ObjectTruth') -> bool:
         return ((self.colour is None or self.colour == thing.colour)
                 and (self.shape is None or self.shape == thing.shape)
                 and (self.size is None or self.size == thing.size))
@@ -365,7 +370,7 @@ class Referent:
 
 
 @dataclass(frozen=True)
-class _Thing:
+class ObjectTruth:
     """An object of objects.json: look and, per frame, table-plane centre and visibility."""
 
     # A003: objects.json's `id` (the instance id); a dataclass field shadows the builtin
@@ -381,15 +386,17 @@ class _Thing:
 
 
 @dataclass(frozen=True)
-class _Scene:
+class SceneTruth:
+    """A synthetic scene's ground truth: its objects, frame times and cameras, as written."""
+
     root: Path
-    things: Tuple[_Thing, ...]
+    things: Tuple[ObjectTruth, ...]
     times: Tuple[float, ...]
     views: Dict[str, List[Dict]]  # cameras.json's "train" and "novel" entries
-    by_id: Dict[int, _Thing]
+    by_id: Dict[int, ObjectTruth]
     namesakes: Dict[int, Tuple[int, ...]]  # id -> the other objects of its colour and shape
 
-    def thing(self, key: int) -> _Thing:
+    def thing(self, key: int) -> ObjectTruth:
         return self.by_id[key]
 
 
@@ -431,15 +438,52 @@ def write_synthetic_benchmark(synthetic_dir: str | Path, out_bench_path: str | P
 
 
 def build_synthetic_task(synthetic_dir: str | Path, seed: int = 0) -> Tuple[Path, Path]:
-    """Write ``synthetic_dir/bench.json`` and ``synthetic_dir/supervision/``; their paths."""
+    """
+    Write ``synthetic_dir/bench.json`` and ``synthetic_dir/supervision/``; their paths.
+
+    The planner's request sets (planner.py: planner.json, planner_held_out.json) are written
+    beside bench.json.
+    """
+    # planner.py reads this module's truth: imported here, where both are loaded.
+    from st4r_ros.synthetic.planner import write_planner_sets
+
     scene = _load_scene(Path(synthetic_dir))
-    holding = _holding_frames(scene)  # the costly part, shared by both
+    holding = _holding_frames(scene)  # the costly part, shared by all three
     _write_benchmark(scene, holding, scene.root / 'bench.json', seed)
     _write_supervision(scene, holding, scene.root / 'supervision', seed)
+    write_planner_sets(scene, holding, seed)
     return scene.root / 'supervision', scene.root / 'bench.json'
 
 
-def _write_supervision(scene: _Scene, holding: Dict[Referent, Tuple[int, ...]], out: Path,
+def load_scene_truth(synthetic_dir: str | Path) -> SceneTruth:
+    """Read a synthetic folder's objects.json and cameras.json."""
+    return _load_scene(Path(synthetic_dir))
+
+
+def holding_referents(scene: SceneTruth) -> Dict[Referent, Tuple[int, ...]]:
+    """Map every referent of family A and B that holds somewhere to the frames where it holds."""
+    return _holding_frames(scene)
+
+
+def frames_where(scene: SceneTruth, ref: Referent) -> Tuple[int, ...]:
+    """
+    List the frames where ``ref`` picks out exactly its target among the visible objects.
+
+    Any head, not only those the families here say: one that fits several objects of the
+    scene holds where the others are invisible.
+    """
+    return tuple(f for f in range(len(scene.times)) if _holds(scene, ref, f))
+
+
+def novel_views(scene: SceneTruth) -> List[SupervisionView]:
+    """Read the held-out novel views of cameras.json, the views a benchmark is scored on."""
+    if not scene.views['novel']:
+        raise SupervisionFormatError(f"{scene.root / 'cameras.json'}: novel: expected at least "
+                                     'one held-out view for a benchmark, got none')
+    return [_view(scene, entry, f'novel[{i}]') for i, entry in enumerate(scene.views['novel'])]
+
+
+def _write_supervision(scene: SceneTruth, holding: Dict[Referent, Tuple[int, ...]], out: Path,
                        seed: int) -> Supervision:
     rng = np.random.default_rng([seed, 0])
     views = [_copy_mask(_view(scene, entry, f'train[{i}]'), out / 'masks')
@@ -454,13 +498,10 @@ def _write_supervision(scene: _Scene, holding: Dict[Referent, Tuple[int, ...]], 
     return load_supervision(out)
 
 
-def _write_benchmark(scene: _Scene, holding: Dict[Referent, Tuple[int, ...]], out: Path,
+def _write_benchmark(scene: SceneTruth, holding: Dict[Referent, Tuple[int, ...]], out: Path,
                      seed: int, words: Words = EVALUATION_WORDS) -> Benchmark:
-    if not scene.views['novel']:
-        raise SupervisionFormatError(f"{scene.root / 'cameras.json'}: novel: expected at least "
-                                     'one held-out view for a benchmark, got none')
+    views = novel_views(scene)
     rng = np.random.default_rng([seed, 1])
-    views = [_view(scene, entry, f'novel[{i}]') for i, entry in enumerate(scene.views['novel'])]
     seen_frames = {view.frame for view in views if view.frame is not None}  # all have one
     expressions: List[Expression] = []
     for thing in scene.things:
@@ -485,7 +526,7 @@ def _write_benchmark(scene: _Scene, holding: Dict[Referent, Tuple[int, ...]], ou
 # ---- reading the synthetic folder ---------------------------------------------------------
 
 
-def _load_scene(root: Path) -> _Scene:
+def _load_scene(root: Path) -> SceneTruth:
     objects = _read_document(root / 'objects.json', 'st4r-synthetic-objects')
     cameras = _read_document(root / 'cameras.json', 'st4r-synthetic-cameras')
     try:
@@ -508,7 +549,7 @@ def _load_scene(root: Path) -> _Scene:
         views[split] = cameras[split]
     namesakes = {t.id: tuple(o.id for o in things if o.id != t.id and o.colour == t.colour
                              and o.shape == t.shape) for t in things}
-    return _Scene(root, things, times, views, {t.id: t for t in things}, namesakes)
+    return SceneTruth(root, things, times, views, {t.id: t for t in things}, namesakes)
 
 
 def _read_document(file: Path, expected_format: str) -> Dict:
@@ -524,7 +565,7 @@ def _read_document(file: Path, expected_format: str) -> Dict:
     return document
 
 
-def _thing(entry: Dict, num_frames: int) -> _Thing:
+def _thing(entry: Dict, num_frames: int) -> ObjectTruth:
     frames = entry['frames']
     if len(frames) != num_frames:
         raise ValueError(f"object {entry['id']}: {len(frames)} frames, not {num_frames}")
@@ -534,11 +575,11 @@ def _thing(entry: Dict, num_frames: int) -> _Thing:
     if unknown:
         raise ValueError(f"object {entry['id']}: unknown events {unknown}, expected some of "
                          f'{sorted(KNOWN_EVENTS)}')
-    return _Thing(int(entry['id']), str(entry['name']), entry['shape'], entry['colour'],
-                  entry['size'], xy, tuple(bool(f['visible']) for f in frames), events)
+    return ObjectTruth(int(entry['id']), str(entry['name']), entry['shape'], entry['colour'],
+                       entry['size'], xy, tuple(bool(f['visible']) for f in frames), events)
 
 
-def _view(scene: _Scene, entry: Any, where: str) -> SupervisionView:
+def _view(scene: SceneTruth, entry: Any, where: str) -> SupervisionView:
     """Read a view of cameras.json; its mask path points into the synthetic folder."""
     source = scene.root / 'cameras.json'
     try:
@@ -566,7 +607,7 @@ def _copy_mask(view: SupervisionView, folder: Path) -> SupervisionView:
 # ---- truth --------------------------------------------------------------------------------
 
 
-def _referents(scene: _Scene, target: _Thing) -> List[Referent]:
+def _referents(scene: SceneTruth, target: ObjectTruth) -> List[Referent]:
     """Everything that could be said of ``target``, true or not: the caller keeps what holds."""
     look = Head(target.colour, target.shape)
     plain = [look, Head(target.colour, target.shape, target.size), Head(colour=target.colour),
@@ -590,18 +631,18 @@ def _referents(scene: _Scene, target: _Thing) -> List[Referent]:
     return refs
 
 
-def _holding_frames(scene: _Scene) -> Dict[Referent, Tuple[int, ...]]:
+def _holding_frames(scene: SceneTruth) -> Dict[Referent, Tuple[int, ...]]:
     """Each referent that holds somewhere -> the frames where it picks out exactly its target."""
     holding = {}
     for target in scene.things:
         for ref in _referents(scene, target):
-            frames = tuple(f for f in range(len(scene.times)) if _holds(scene, ref, f))
+            frames = frames_where(scene, ref)
             if frames:
                 holding[ref] = frames
     return holding
 
 
-def _holds(scene: _Scene, ref: Referent, frame: int) -> bool:
+def _holds(scene: SceneTruth, ref: Referent, frame: int) -> bool:
     """``ref`` describes its target and nothing else at ``frame``."""
     target = scene.thing(ref.target)
     if not all(scene.thing(k).visible[frame] for k in (ref.target, *ref.anchors)):
@@ -615,13 +656,13 @@ def _holds(scene: _Scene, ref: Referent, frame: int) -> bool:
     return not any(ref.relation is None or _satisfies(scene, ref, t, frame) for t in rivals)
 
 
-def _candidates(scene: _Scene, ref: Referent, frame: int) -> List[_Thing]:
+def _candidates(scene: SceneTruth, ref: Referent, frame: int) -> List[ObjectTruth]:
     """List the objects visible at ``frame`` that ``ref``'s head fits, anchors excluded."""
     return [t for t in scene.things
             if t.visible[frame] and t.id not in ref.anchors and ref.head.fits(t)]
 
 
-def _superlative(scene: _Scene, ref: Referent, frame: int) -> Optional[_Thing]:
+def _superlative(scene: SceneTruth, ref: Referent, frame: int) -> Optional[ObjectTruth]:
     """
     Find the clear winner of ``ref``'s superlative.
 
@@ -641,7 +682,7 @@ def _superlative(scene: _Scene, ref: Referent, frame: int) -> Optional[_Thing]:
     return winner if winner in candidates else None
 
 
-def _satisfies(scene: _Scene, ref: Referent, thing: _Thing, frame: int) -> bool:
+def _satisfies(scene: SceneTruth, ref: Referent, thing: ObjectTruth, frame: int) -> bool:
     """``thing`` stands in ``ref``'s side, next-to or between relation at ``frame``."""
     here = thing.xy[frame]
     anchors = [scene.thing(a).xy[frame] for a in ref.anchors]
@@ -674,8 +715,8 @@ def _between(a: Sequence[float], b: Sequence[float], c: Sequence[float]) -> bool
     return 0.25 <= along <= 0.75 and across <= 0.25 * length
 
 
-def _clear_winner(pool: List[_Thing], score: Callable[[_Thing], float],
-                  margin: float) -> Optional[_Thing]:
+def _clear_winner(pool: List[ObjectTruth], score: Callable[[ObjectTruth], float],
+                  margin: float) -> Optional[ObjectTruth]:
     """Return the best of at least two objects, if it beats the runner-up by ``margin``."""
     if len(pool) < 2:
         return None
@@ -683,7 +724,7 @@ def _clear_winner(pool: List[_Thing], score: Callable[[_Thing], float],
     return ranked[0] if score(ranked[0]) - score(ranked[1]) >= margin else None
 
 
-def _kind(scene: _Scene, ref: Referent) -> str:
+def _kind(scene: SceneTruth, ref: Referent) -> str:
     if ref.relation is None:
         named = ref.head.colour and ref.head.shape and not ref.head.shape_as_property
         return APPEARANCE if named else ATTRIBUTE
@@ -691,7 +732,7 @@ def _kind(scene: _Scene, ref: Referent) -> str:
     return SPATIAL if unique else RELATION_ONLY
 
 
-def _is_twin_comparison(scene: _Scene, ref: Referent) -> bool:
+def _is_twin_comparison(scene: SceneTruth, ref: Referent) -> bool:
     """Tell whether ``ref`` is a side relation to the target's namesake (tells twins apart)."""
     return (ref.relation in SIDE_OF and len(ref.anchors) == 1
             and ref.anchors[0] in scene.namesakes[ref.target])
@@ -700,7 +741,7 @@ def _is_twin_comparison(scene: _Scene, ref: Referent) -> bool:
 # ---- choosing what to say -----------------------------------------------------------------
 
 
-def _select(scene: _Scene, refs: List[Referent], quota: Dict[str, int],
+def _select(scene: SceneTruth, refs: List[Referent], quota: Dict[str, int],
             priority: Callable[[Referent], int], rng: np.random.Generator) -> List[Referent]:
     """Up to ``quota[kind]`` referents of each kind: highest priority first, then at random."""
     chosen = []
@@ -712,7 +753,8 @@ def _select(scene: _Scene, refs: List[Referent], quota: Dict[str, int],
     return chosen
 
 
-def _training_captions(scene: _Scene, thing: _Thing, holding: Dict[Referent, Tuple[int, ...]],
+def _training_captions(scene: SceneTruth, thing: ObjectTruth,
+                       holding: Dict[Referent, Tuple[int, ...]],
                        rng: np.random.Generator) -> InstanceCaptions:
     """
     Caption ``thing`` in family A at each frame, from what holds at that frame.
@@ -729,8 +771,9 @@ def _training_captions(scene: _Scene, thing: _Thing, holding: Dict[Referent, Tup
     return InstanceCaptions(thing.id, thing.name, captions, [])
 
 
-def _evaluation_referents(scene: _Scene, thing: _Thing, holding: Dict[Referent, Tuple[int, ...]],
-                          seen_frames: Set[int], rng: np.random.Generator) -> List[Referent]:
+def _evaluation_referents(scene: SceneTruth, thing: ObjectTruth,
+                          holding: Dict[Referent, Tuple[int, ...]], seen_frames: Set[int],
+                          rng: np.random.Generator) -> List[Referent]:
     """
     Choose what the benchmark asks about ``thing``: referents holding at some evaluated frame.
 
@@ -749,7 +792,7 @@ def _evaluation_referents(scene: _Scene, thing: _Thing, holding: Dict[Referent, 
 # ---- time ---------------------------------------------------------------------------------
 
 
-def _event_frames(scene: _Scene, thing: _Thing, event: str) -> Tuple[int, ...]:
+def _event_frames(scene: SceneTruth, thing: ObjectTruth, event: str) -> Tuple[int, ...]:
     """List the frames where objects.json says ``thing`` is in ``event``."""
     return tuple(f for f in range(len(scene.times)) if event in thing.events[f])
 
@@ -765,7 +808,8 @@ def _runs(frames: Sequence[int]) -> List[List[int]]:
     return runs
 
 
-def _state_captions(scene: _Scene, thing: _Thing, rng: np.random.Generator) -> List[Caption]:
+def _state_captions(scene: SceneTruth, thing: ObjectTruth,
+                    rng: np.random.Generator) -> List[Caption]:
     """
     Caption ``thing``'s state in family A at every frame where it is visible.
 
@@ -784,7 +828,7 @@ def _state_captions(scene: _Scene, thing: _Thing, rng: np.random.Generator) -> L
     return captions
 
 
-def _time_sensitive_queries(scene: _Scene, thing: _Thing, words: Words,
+def _time_sensitive_queries(scene: SceneTruth, thing: ObjectTruth, words: Words,
                             rng: np.random.Generator
                             ) -> List[Tuple[str, Referent, str, Tuple[int, ...]]]:
     """
@@ -828,7 +872,7 @@ class _Chosen:
     generic: str
 
 
-def _choose(words: Words, thing: _Thing, rng: np.random.Generator) -> _Chosen:
+def _choose(words: Words, thing: ObjectTruth, rng: np.random.Generator) -> _Chosen:
     return _Chosen(_one(rng, words.colours[thing.colour]), _one(rng, words.shapes[thing.shape]),
                    _one(rng, words.sizes[thing.size]), _one(rng, words.properties[thing.shape]),
                    _one(rng, words.generic))
@@ -842,7 +886,7 @@ def _head_phrase(head: Head, chosen: _Chosen) -> str:
     return ' '.join([p for p in parts if p] + [noun])
 
 
-def _anchor_phrases(scene: _Scene, ref: Referent, words: Words, target_words: _Chosen,
+def _anchor_phrases(scene: SceneTruth, ref: Referent, words: Words, target_words: _Chosen,
                     rng: np.random.Generator) -> List[str]:
     """Name each anchor "the <colour> <shape>"; "the other ..." (same words) for a namesake."""
     phrases = []
@@ -859,7 +903,7 @@ def _article(phrase: str) -> str:
     return ('an ' if phrase[0] in 'aeiou' else 'a ') + phrase
 
 
-def _training_text(scene: _Scene, ref: Referent, rng: np.random.Generator) -> str:
+def _training_text(scene: SceneTruth, ref: Referent, rng: np.random.Generator) -> str:
     """Family A: a noun phrase, "the/a <head> [<relation> <anchors>]" or "the <extreme> <head>"."""
     chosen = _choose(TRAINING_WORDS, scene.thing(ref.target), rng)
     head = _head_phrase(ref.head, chosen)
@@ -872,7 +916,7 @@ def _training_text(scene: _Scene, ref: Referent, rng: np.random.Generator) -> st
     return f'the {head} {phrase.format(*anchors)}'
 
 
-def _evaluation_text(scene: _Scene, ref: Referent, words: Words,
+def _evaluation_text(scene: SceneTruth, ref: Referent, words: Words,
                      rng: np.random.Generator) -> str:
     """Family B: imperative, relative-clause or question sentences in other words."""
     chosen = _choose(words, scene.thing(ref.target), rng)

@@ -29,8 +29,9 @@ that is and how the files are written is scene/layers.py's)::
                             "router_bias": b, "intervals": IntervalParams,
                             "calibration": {...}, "duration_s": seconds or null}
 
-Only safetensors and JSON are read: loading executes nothing from the data. Version 1 (a
-sentence router and an object basis instead of state features) is refused with how to rebuild.
+Only safetensors and JSON are read: loading executes nothing from the data, and checks the
+type of every JSON value and the kind and rank of every tensor it reads. Version 1 (a sentence
+router and an object basis instead of state features) is refused with how to rebuild.
 """
 
 from __future__ import annotations
@@ -38,13 +39,13 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 import math
 from pathlib import Path
-from typing import Dict, List, Optional, Tuple
+from typing import Dict, List, Mapping, Optional, Tuple
 
-from safetensors import SafetensorError
-from safetensors.torch import load_file
 from st4r_ros.errors import SceneFormatError, SupervisionFormatError
 from st4r_ros.files import read_json_object
-from st4r_ros.scene.layers import save_layer
+from st4r_ros.limits import MAX_SMOOTHING_WINDOW
+from st4r_ros.scene.layers import (json_fields, json_int, json_value, layer_tensor,
+                                   load_layer_tensors, save_layer)
 from st4r_ros.supervision.format import Supervision
 from st4r_ros.temporal.intervals import find_intervals, IntervalParams, Intervals
 from st4r_ros.temporal.routing import fit_router, Router, router_examples
@@ -277,53 +278,71 @@ def load_temporal_layer(layer_dir: str | Path,
     if not meta_path.is_file():
         return None
     meta = read_json_object(meta_path, SceneFormatError)
-    if meta.get('format') == LAYER_FORMAT and meta.get('version') == 1:
+    source = str(meta_path)
+    version = json_value(meta, 'version', int, source, -1)
+    if meta.get('format') == LAYER_FORMAT and version == 1:
         raise SceneFormatError(f'{meta_path}: temporal layer version 1 (sentence router, no '
                                'state features) is no longer read; rebuild it: run the '
                                '`st4r train` that made it again (same options: the referring '
                                'field resumes from its last checkpoint, the temporal layer is '
                                'rebuilt from the state captions)')
-    if meta.get('format') != LAYER_FORMAT or meta.get('version') != LAYER_VERSION:
+    if meta.get('format') != LAYER_FORMAT or version != LAYER_VERSION:
         raise SceneFormatError(f'{meta_path}: expected format {LAYER_FORMAT!r} version '
                                f'{LAYER_VERSION}')
-    path = folder / LAYER_FILE
+    path, tensors = load_layer_tensors(folder, LAYER_FILE, f'{meta_path}: its tensor file')
+    router = Router(layer_tensor(path, tensors, 'router/weight', 'float', 1).float(),
+                    json_value(meta, 'router_bias', float, source))
     try:
-        tensors = load_file(str(path), device='cpu')
-        cache = StateCache(tensors['cache/instance_ids'].long(), tensors['cache/frame_times'],
-                           tensors['cache/features'].float(), tensors['cache/valid'].bool())
-        states = StateCache(cache.instance_ids, cache.frame_times,
-                            tensors['states/features'].float(), tensors['states/valid'].bool())
-        router = Router(tensors['router/weight'].float(), float(meta['router_bias']))
-        params = IntervalParams(**meta['intervals'])
-        locate_floor = float(meta['locate_floor'])
-        spec = _encoder_spec(meta.get('text_encoder', {}))
-    except (SafetensorError, OSError) as err:
-        raise SceneFormatError(f'{path}: not a readable safetensors file ({err})') from None
-    except (KeyError, TypeError, ValueError) as err:
-        raise SceneFormatError(f'{folder}: temporal layer lacks or mistypes {err}') from None
-    except SupervisionFormatError as err:
-        raise SceneFormatError(f'{path}: {err}') from None
-    try:
-        layer = TemporalLayer(cache, router, states, params, spec, meta.get('calibration', {}),
-                              locate_floor)
+        cache = _state_cache(path, tensors, 'cache')
+        states = _state_cache(path, tensors, 'states', cache)
+        layer = TemporalLayer(cache, router, states, _interval_params(meta, source),
+                              _encoder_spec(meta, source),
+                              json_value(meta, 'calibration', dict, source, {}),
+                              json_value(meta, 'locate_floor', float, source))
     except SupervisionFormatError as err:
         raise SceneFormatError(f'{path}: {err}') from None
     return layer.to(device)
 
 
-def _encoder_spec(recorded) -> EncoderSpec:
-    """Read the layer's EncoderSpec from temporal.json's text_encoder (dim left out)."""
-    if not isinstance(recorded, dict):
-        raise TypeError(f'text_encoder must be an object, got {type(recorded).__name__}')
-    fields = {k: v for k, v in recorded.items() if k != 'dim'}
-    unknown = sorted(set(fields) - set(asdict(EncoderSpec())))
-    if unknown or not all(isinstance(value, str) for value in fields.values()):
-        raise TypeError(f'text_encoder: expected string fields of {list(asdict(EncoderSpec()))}'
-                        f' and dim, got {recorded}')
-    if fields.get('dtype', 'float32') not in DTYPES:
-        raise ValueError(f'text_encoder: dtype must be one of {list(DTYPES)}, got '
-                         f"{fields['dtype']!r}")
-    return EncoderSpec(**fields)
+def _state_cache(path: Path, tensors: Mapping[str, Tensor], prefix: str,
+                 like: Optional[StateCache] = None) -> StateCache:
+    """
+    Read the StateCache ``prefix``/features [K, T, D] and /valid [K, T] of the layer file.
+
+    Instances and frame times are the ``cache``'s own (``cache/instance_ids`` [K] integer,
+    ``cache/frame_times`` [T] float), or those of ``like``.
+    """
+    if like is None:
+        ids = layer_tensor(path, tensors, 'cache/instance_ids', 'integer', 1).long()
+        times = layer_tensor(path, tensors, 'cache/frame_times', 'float', 1)
+    else:
+        ids, times = like.instance_ids, like.frame_times
+    return StateCache(ids, times,
+                      layer_tensor(path, tensors, f'{prefix}/features', 'float', 3).float(),
+                      layer_tensor(path, tensors, f'{prefix}/valid', 'flag', 2).bool())
+
+
+def _interval_params(meta: Mapping, source: str) -> IntervalParams:
+    """Read temporal.json's ``intervals``: typed, with an odd window of at most the bound."""
+    where = f'{source}: intervals'
+    checked = json_fields(IntervalParams, json_value(meta, 'intervals', dict, source), where)
+    window = json_int(checked, 'window', where, 1, MAX_SMOOTHING_WINDOW, IntervalParams.window)
+    if window % 2 == 0:  # an even window would give T + 1 averages of T frames (smooth)
+        raise SceneFormatError(f"{where}: field 'window' = {window}; expected an odd number")
+    return IntervalParams(**checked)
+
+
+def _encoder_spec(meta: Mapping, source: str) -> EncoderSpec:
+    """Read the layer's EncoderSpec from temporal.json's text_encoder (dim checked, left out)."""
+    where = f'{source}: text_encoder'
+    recorded = dict(json_value(meta, 'text_encoder', dict, source, {}))
+    json_value(recorded, 'dim', int, where, 0)
+    recorded.pop('dim', None)
+    spec = EncoderSpec(**json_fields(EncoderSpec, recorded, where))
+    if spec.dtype not in DTYPES:
+        raise SceneFormatError(f"{where}: field 'dtype' = {spec.dtype!r}; expected one of "
+                               f'{list(DTYPES)}')
+    return spec
 
 
 def temporal_encoder_for(layer: Optional[TemporalLayer], encoder: NamedEncoder,
