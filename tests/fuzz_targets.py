@@ -29,6 +29,8 @@ Profiles: ``--examples`` (default the quick CI count); a nightly run raises it, 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import io
 import json
 import os
 from pathlib import Path
@@ -44,6 +46,7 @@ from fourdgs_fixture import small_grid, write_fourdgs_scene  # noqa: E402
 from gaussians_fixture import make_gaussians  # noqa: E402
 from hypothesis import given, HealthCheck, Phase, settings  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
+from st4r_ros.cli import main as st4r  # noqa: E402
 from st4r_ros.engine import QueryEngine, QueryRequest, QueryStatus  # noqa: E402
 from st4r_ros.errors import St4rError  # noqa: E402
 from st4r_ros.field.layer import save_referring_layer  # noqa: E402
@@ -211,9 +214,33 @@ def layer_target(folder: Path, data: Any) -> str:
     return expect_result_or_st4r_error(open_and_ask)
 
 
+def cli_target(folder: Path, data: Any) -> str:
+    """
+    Render a mutated PLY through `st4r render`: exit 0 or 2 with one line, nothing else.
+
+    Only the named output may appear: a loader writes nothing, and nowhere but ``--out``.
+    """
+    scene, camera = folder / 'scene.ply', folder / 'camera.json'
+    write_ply(scene, make_gaussians(40, 0, sh_degree=1))
+    scene.write_bytes(mutate_bytes(scene.read_bytes(), data))
+    Camera.look_at((0.0, -3.0, 1.0), (0.0, 0.0, 0.0), fov_x_deg=60, width=24, height=16).save(
+        camera)
+    before = set(folder.rglob('*'))
+    errors = io.StringIO()
+    with contextlib.redirect_stderr(errors), contextlib.redirect_stdout(io.StringIO()):
+        status = st4r(['render', str(scene), '--time', '0', '--camera', str(camera), '--out',
+                       str(folder / 'out.png'), '--device', 'cpu'])
+    lines = errors.getvalue().splitlines()
+    assert status in (0, 2), (status, lines)
+    assert (status == 2) == (len(lines) == 1 and lines[0].startswith('st4r: error: ')), lines
+    assert set(folder.rglob('*')) - before <= {folder / 'out.png'}
+    return 'ok' if status == 0 else 'refused'
+
+
 TARGETS: Dict[str, Callable[[Path, Any], str]] = {
     'camera': camera_target, 'bundle': bundle_target, 'ply': ply_target,
-    'cfg_args': cfg_args_target, 'deformation': deformation_target, 'layer': layer_target}
+    'cfg_args': cfg_args_target, 'deformation': deformation_target, 'layer': layer_target,
+    'cli': cli_target}
 
 
 def run(target: str, examples: int) -> Dict[str, int]:

@@ -17,8 +17,9 @@ The fuzz suite: mutated inputs of every kind through the public loaders (tests/f
 
 A valid file is mutated (JSON values replaced, deleted or added; bytes flipped and files cut;
 cfg_args numbers swapped for huge, negative or foreign values; state-dict tensors given other
-dtypes, layouts, shapes or no tensor at all) and read. Passing means every mutation either loads
-into a scene that deforms and renders its inputs, or is refused with an St4rError. Seeded
+dtypes, layouts, shapes or no tensor at all) and read, also through `st4r render`. Passing
+means every mutation either loads into a scene that deforms and renders its inputs, or is
+refused with an St4rError (the CLI: exit 2 and one line; nothing written but --out). Seeded
 (derandomised hypothesis), a few dozen mutations each: a quick profile for every test run.
 """
 
@@ -33,9 +34,9 @@ import pytest
 HERE = Path(__file__).resolve().parent
 
 
-@pytest.mark.parametrize('target', ['camera', 'bundle', 'ply', 'layer'])
+@pytest.mark.parametrize('target', ['camera', 'bundle', 'ply', 'layer', 'cli'])
 def test_mutated_files_load_or_are_refused_with_one_error(target):
-    outcomes = run(target, examples=40)
+    outcomes = run(target, examples=60)
     assert sum(outcomes.values()) >= 20, outcomes  # hypothesis ran the cases
     assert outcomes.get('refused', 0) > 0, outcomes  # the mutations were hostile enough
 
@@ -44,7 +45,7 @@ def test_network_and_tensor_mutations_stay_under_2_gb():
     # In a child process under an address-space limit: an allocation the cfg_args and
     # state-dict checks let through fails there as a MemoryError, and so fails this test.
     done = subprocess.run([sys.executable, str(HERE / 'fuzz_targets.py'), 'cfg_args',
-                           'deformation', '--examples', '30'],
+                           'deformation', '--examples', '40'],
                           capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-4000:]
     summary = json.loads(done.stdout.strip().splitlines()[-1])

@@ -108,7 +108,8 @@ class ReplaySummary:
     Counts of one replay.
 
     Messages read per input topic, skipped by reason, results per status name, messages
-    written per output topic, stamps clamped into the scene's range.
+    written per output topic, stamps clamped into the scene's range, and what stopped the
+    reading of a damaged bag (empty when it was read to its end).
     """
 
     read: Counter = field(default_factory=Counter)
@@ -116,6 +117,7 @@ class ReplaySummary:
     statuses: Counter = field(default_factory=Counter)
     written: Counter = field(default_factory=Counter)
     clamped: int = 0
+    damage: str = ''
 
 
 def resolve(namespace: str, topic: str) -> str:
@@ -199,10 +201,13 @@ def replay(in_bag: Union[str, Path], out_bag: Union[str, Path], engine: QueryEng
     """
     Run the commands and camera messages of ``in_bag`` through ``engine`` in bag order.
 
-    The node's outputs are written to the new bag ``out_bag``; see the module docstring.
+    The node's outputs are written to the new bag ``out_bag``; see the module docstring. A
+    damaged bag is read up to the damage: what was read is answered and written, and the
+    summary says what stopped the reading.
     ``progress`` reports the messages done (progress.StepProgress).
 
-    :raises St4rError: bad options, an unreadable input bag, an existing output bag.
+    :raises St4rError: bad options, an input bag of which nothing can be read, an existing
+        output bag.
     """
     if options.storage not in STORAGES or options.distro not in DISTROS:
         raise St4rError(f'replay: expected storage in {sorted(STORAGES)} and distro in '
@@ -216,7 +221,7 @@ def replay(in_bag: Union[str, Path], out_bag: Union[str, Path], engine: QueryEng
         with Writer(out_bag, version=BAG_VERSION,
                     storage_plugin=STORAGES[options.storage]) as out:
             with StepProgress('replay', reader.message_count, enabled=progress) as bar:
-                _run(reader, in_bag, _Session(engine, out, options, reader.start_time, summary),
+                _run(reader, _Session(engine, out, options, reader.start_time, summary),
                      summary, bar)
     except WriterError as err:
         raise St4rError(f'{out_bag}: cannot write the output bag ({err})') from None
@@ -224,6 +229,9 @@ def replay(in_bag: Union[str, Path], out_bag: Union[str, Path], engine: QueryEng
         raise St4rError(f'{in_bag}: unreadable rosbag2 ({err})') from None
     finally:
         reader.close()
+    if summary.damage and not sum(summary.read.values()):
+        raise St4rError(f'{in_bag}: damaged rosbag2, no message could be read '
+                        f'({summary.damage})')
     return summary
 
 
@@ -236,12 +244,12 @@ def _open_reader(path: Union[str, Path]) -> Reader:
     return reader
 
 
-def _messages(reader: Reader, path: Union[str, Path]) -> Iterator[Tuple[Any, int, bytes]]:
+def _messages(reader: Reader, summary: ReplaySummary) -> Iterator[Tuple[Any, int, bytes]]:
     """
-    Yield the reader's (connection, bag time, raw message) in bag order.
+    Yield the reader's (connection, bag time, raw message) in bag order, up to any damage.
 
-    What a damaged file makes the reader raise while reading on becomes one St4rError naming
-    the bag; the messages before the damage have been answered and written by then.
+    What a damaged file makes the reader raise ends the reading: the messages before it are
+    answered and written, and ``summary.damage`` says what stopped it.
     """
     messages = reader.messages()
     while True:
@@ -250,16 +258,15 @@ def _messages(reader: Reader, path: Union[str, Path]) -> Iterator[Tuple[Any, int
         except StopIteration:
             return
         except DAMAGED as err:
-            raise St4rError(f'{path}: damaged rosbag2, read up to the damage '
-                            f'({type(err).__name__}: {str(err)[:200]})') from None
+            summary.damage = f'{type(err).__name__}: {str(err)[:200]}'
+            return
         yield item
 
 
-def _run(reader: Reader, path: Union[str, Path], session: _Session, summary: ReplaySummary,
-         bar: StepProgress) -> None:
+def _run(reader: Reader, session: _Session, summary: ReplaySummary, bar: StepProgress) -> None:
     handlers = session.handlers()
     known = session.store.types
-    for connection, bag_ns, raw in _messages(reader, path):
+    for connection, bag_ns, raw in _messages(reader, summary):
         bar.advance()
         summary.read[connection.topic] += 1
         expected, handler = handlers.get(connection.topic, (None, None))
@@ -290,6 +297,8 @@ def summary_table(summary: ReplaySummary) -> Table:
         for name, count in sorted(counts.items()):
             table.add_row(section, name, str(count))
     table.add_row('scene time', 'stamps clamped', str(summary.clamped))
+    if summary.damage:
+        table.add_row('damaged bag', 'the rest unread', summary.damage)
     return table
 
 
