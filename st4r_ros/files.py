@@ -21,9 +21,10 @@ A reader sees the old content or the new one, never half of either.
 from __future__ import annotations
 
 import json
+import math
 import os
 from pathlib import Path
-from typing import Any, Callable, Dict, Type
+from typing import Any, Callable, Dict, Optional, Type
 
 
 def atomic_write(target: Path, write: Callable[[Path], object]) -> None:
@@ -78,3 +79,19 @@ def read_json_object(path: Path, error: Type[Exception]) -> Dict:
     if not isinstance(data, dict):
         raise error(f'{path}: expected a JSON object, got {type(data).__name__}')
     return data
+
+
+def finite_number(value: object) -> Optional[float]:
+    """
+    Return a JSON number as a finite float; None for anything else.
+
+    Not a number: bools (JSON's true is no 1), text, null. Not finite: NaN, infinities, and
+    integers beyond any float (10**400 is valid JSON; float() of it overflows).
+    """
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    try:
+        number = float(value)
+    except OverflowError:
+        return None
+    return number if math.isfinite(number) else None

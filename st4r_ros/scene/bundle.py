@@ -59,7 +59,7 @@ from typing import Dict, List, Mapping, Optional, Sequence
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from st4r_ros.errors import SceneFormatError
-from st4r_ros.files import atomic_write, read_json_object
+from st4r_ros.files import atomic_write, finite_number, read_json_object
 from st4r_ros.scene.gaussians import Gaussians
 from st4r_ros.scene.keyframes import INTERPOLATIONS, Keyframe, KeyframedScene
 from st4r_ros.scene.ply import value_problem
@@ -205,13 +205,9 @@ def _check_header(where: Path, manifest: Dict) -> None:
             f"got {manifest.get('interpolation')!r}"
         )
     duration = manifest.get('duration_s')
-    if duration is not None and (
-        isinstance(duration, bool) or not isinstance(duration, (int, float))
-        or not math.isfinite(duration) or duration <= 0
-    ):
-        raise SceneFormatError(
-            f"{where}: field 'duration_s' must be null or a positive number, got {duration!r}"
-        )
+    if duration is not None and (finite_number(duration) or 0.0) <= 0:
+        raise SceneFormatError(f"{where}: field 'duration_s' must be null or a positive number, "
+                               f'got {str(duration)[:40]}')
 
 
 def _check_frames(where: Path, frames: object) -> None:
@@ -223,13 +219,12 @@ def _check_frames(where: Path, frames: object) -> None:
         if not isinstance(frame, dict):
             raise SceneFormatError(f'{where}: frames[{i}] must be an object {{time, count}}')
         t, count = frame.get('time'), frame.get('count')
-        if isinstance(t, bool) or not isinstance(t, (int, float)) or not (
-            math.isfinite(t) and 0.0 <= t <= 1.0
-        ):
+        number = finite_number(t)
+        if number is None or not 0.0 <= number <= 1.0:
             raise SceneFormatError(
-                f'{where}: frames[{i}].time must be a number in [0, 1], got {t!r}'
+                f'{where}: frames[{i}].time must be a number in [0, 1], got {str(t)[:40]}'
             )
-        if t <= previous:
+        if number <= previous:
             raise SceneFormatError(
                 f'{where}: frames[{i}].time = {t} must be greater than frames[{i - 1}].time = '
                 f'{previous} (times sorted, strictly increasing)'
@@ -238,7 +233,7 @@ def _check_frames(where: Path, frames: object) -> None:
             raise SceneFormatError(
                 f'{where}: frames[{i}].count must be an integer >= 0, got {count!r}'
             )
-        previous = t
+        previous = number
 
 
 def _check_layers(where: Path, layers: object) -> None:

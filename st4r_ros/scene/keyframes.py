@@ -48,13 +48,12 @@ Without ``frames.json`` the i-th of F files (natural order: digit runs compare a
 from __future__ import annotations
 
 import bisect
-import math
 from pathlib import Path
 import re
 from typing import Dict, List, Optional, Sequence, Tuple
 
 from st4r_ros.errors import SceneFormatError
-from st4r_ros.files import read_json_object
+from st4r_ros.files import finite_number, read_json_object
 from st4r_ros.scene.gaussians import Gaussians
 from st4r_ros.scene.ply import read_ply
 from st4r_ros.scene.scene4d import Scene4D, SceneInfo
@@ -254,11 +253,10 @@ def _times_for(path: Path, times: object, ply_names: List[str]) -> List[float]:
 
 
 def _checked_time(value: object, where: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise SceneFormatError(f'{where}: expected a number in [0, 1], got {value!r}')
-    if not (math.isfinite(value) and 0.0 <= value <= 1.0):
-        raise SceneFormatError(f'{where}: expected a time in [0, 1], got {value!r}')
-    return float(value)
+    number = finite_number(value)
+    if number is None or not 0.0 <= number <= 1.0:
+        raise SceneFormatError(f'{where}: expected a time in [0, 1], got {str(value)[:40]}')
+    return number
 
 
 def _checked_keyframes(keyframes: Sequence[Keyframe], source: str) -> List[Keyframe]:
@@ -322,10 +320,9 @@ def _checked_duration(duration_s: object, where: str) -> Optional[float]:
     """``duration_s`` as a float: None (unknown) or a positive finite number of seconds."""
     if duration_s is None:
         return None
-    if isinstance(duration_s, bool) or not isinstance(duration_s, (int, float)) or not (
-        math.isfinite(duration_s) and duration_s > 0
-    ):
+    number = finite_number(duration_s)
+    if number is None or number <= 0:
         raise SceneFormatError(
-            f'{where}: expected a positive number of seconds, got {duration_s!r}'
+            f'{where}: expected a positive number of seconds, got {str(duration_s)[:40]}'
         )
-    return float(duration_s)
+    return number

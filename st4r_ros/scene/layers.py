@@ -34,14 +34,13 @@ from __future__ import annotations
 
 from dataclasses import fields
 import json
-import math
 from pathlib import Path
 from typing import Any, Dict, List, Mapping, Optional, Tuple
 
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from st4r_ros.errors import SceneFormatError
-from st4r_ros.files import atomic_write
+from st4r_ros.files import atomic_write, finite_number
 from st4r_ros.scene.bundle import file_inside, MANIFEST, read_manifest
 import torch
 from torch import Tensor
@@ -169,8 +168,8 @@ def json_value(data: Mapping, key: str, kind: type, source: str, default: Any = 
             raise SceneFormatError(f"{source}: lacks field '{key}' ({_KIND_NAMES[kind]})")
         return default
     value = data[key]
-    if kind is float and _is_number(value):
-        number = _finite(value)
+    if kind is float:
+        number = finite_number(value)
         if number is not None:
             return number
     elif isinstance(value, kind) and (kind is bool or not isinstance(value, bool)):
@@ -235,19 +234,6 @@ def scene_gaussian_counts(scene_path: str | Path) -> List[int]:
 
 _KIND_NAMES = {bool: 'true or false', int: 'an integer', float: 'a finite number',
                str: 'a string', dict: 'an object', list: 'a list'}
-
-
-def _is_number(value: object) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
-
-
-def _finite(number: float) -> Optional[float]:
-    """Return ``number`` as a finite float, else None (NaN, inf, an integer beyond floats)."""
-    try:
-        value = float(number)
-    except OverflowError:
-        return None
-    return value if math.isfinite(value) else None
 
 
 def _shown(value: object) -> str:

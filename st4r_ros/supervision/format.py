@@ -80,7 +80,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 import json
-import math
 import os
 from pathlib import Path
 from typing import Any, Callable, Dict, List, NoReturn, Optional
@@ -88,7 +87,7 @@ from typing import Any, Callable, Dict, List, NoReturn, Optional
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 from st4r_ros.errors import CameraError, QueryError, SupervisionFormatError, TimeRangeError
-from st4r_ros.files import atomic_write, read_json
+from st4r_ros.files import atomic_write, finite_number, read_json
 from st4r_ros.render.camera import Camera
 import torch
 from torch import Tensor
@@ -327,7 +326,7 @@ class _Checker:
 
 
 def _is_number(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    return finite_number(value) is not None
 
 
 def _short(value: Any) -> str:
