@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import functools
 import io
 import json
 import os
@@ -52,6 +53,7 @@ from st4r_ros.errors import St4rError  # noqa: E402
 from st4r_ros.field.layer import save_referring_layer  # noqa: E402
 from st4r_ros.field.model import FieldConfig, ReferringField  # noqa: E402
 from st4r_ros.render.camera import Camera  # noqa: E402
+from st4r_ros.ros.replay import replay  # noqa: E402
 from st4r_ros.scene.bundle import save_bundle  # noqa: E402
 from st4r_ros.scene.loading import load_scene  # noqa: E402
 from st4r_ros.scene.ply import write_ply  # noqa: E402
@@ -112,6 +114,13 @@ def expect_result_or_st4r_error(read: Callable[[], Any]) -> str:
     except St4rError:
         return 'refused'
     return 'ok'
+
+
+@functools.lru_cache(maxsize=1)
+def _double_engine() -> QueryEngine:
+    from test_ros_conversions import double_engine
+
+    return double_engine()
 
 
 def scene_at_half(path: Path, kind: str) -> Callable[[], Any]:
@@ -237,10 +246,21 @@ def cli_target(folder: Path, data: Any) -> str:
     return 'ok' if status == 0 else 'refused'
 
 
+def bag_target(folder: Path, data: Any) -> str:
+    """Replay a command bag with flipped bytes or cut short: answers, or one error."""
+    from test_replay import SCENARIO, write_bag
+
+    bag = write_bag(folder / 'in', SCENARIO)
+    (mcap,) = bag.glob('*.mcap')
+    mcap.write_bytes(mutate_bytes(mcap.read_bytes(), data))
+    return expect_result_or_st4r_error(
+        lambda: replay(bag, folder / 'out', _double_engine(), progress=False))
+
+
 TARGETS: Dict[str, Callable[[Path, Any], str]] = {
     'camera': camera_target, 'bundle': bundle_target, 'ply': ply_target,
     'cfg_args': cfg_args_target, 'deformation': deformation_target, 'layer': layer_target,
-    'cli': cli_target}
+    'cli': cli_target, 'bag': bag_target}
 
 
 def run(target: str, examples: int) -> Dict[str, int]:

@@ -15,7 +15,8 @@
 """
 The fuzz suite: mutated inputs of every kind through the public loaders (tests/fuzz_targets.py).
 
-A valid file is mutated (JSON values replaced, deleted or added; bytes flipped and files cut;
+A valid file is mutated (JSON values replaced, deleted or added; bytes of PLYs, layers and
+command bags flipped and files cut;
 cfg_args numbers swapped for huge, negative or foreign values; state-dict tensors given other
 dtypes, layouts, shapes or no tensor at all) and read, also through `st4r render`. Passing
 means every mutation either loads into a scene that deforms and renders its inputs, or is
@@ -34,10 +35,11 @@ import pytest
 HERE = Path(__file__).resolve().parent
 
 
-@pytest.mark.parametrize('target', ['camera', 'bundle', 'ply', 'layer', 'cli'])
-def test_mutated_files_load_or_are_refused_with_one_error(target):
-    outcomes = run(target, examples=60)
-    assert sum(outcomes.values()) >= 20, outcomes  # hypothesis ran the cases
+@pytest.mark.parametrize('target, examples', [('camera', 60), ('bundle', 60), ('ply', 60),
+                                              ('layer', 60), ('cli', 60), ('bag', 20)])
+def test_mutated_files_load_or_are_refused_with_one_error(target, examples):
+    outcomes = run(target, examples=examples)
+    assert sum(outcomes.values()) >= examples // 2, outcomes  # hypothesis ran the cases
     assert outcomes.get('refused', 0) > 0, outcomes  # the mutations were hostile enough
 
 

@@ -68,7 +68,7 @@ STORAGES = {'mcap': StoragePlugin.MCAP, 'sqlite3': StoragePlugin.SQLITE3}
 # What a damaged bag makes the reader raise (flipped bytes: bad UTF-8, bad lengths; a cut
 # file: short reads), besides its own ReaderError.
 DAMAGED = (ReaderError, OSError, ValueError, TypeError, KeyError, IndexError, struct.error,
-           EOFError, MemoryError)
+           EOFError, MemoryError, OverflowError)
 BAG_VERSION: Final = 8  # rosbag2 metadata version 8: the newest Humble reads; Jazzy reads it too
 
 
