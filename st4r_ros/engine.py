@@ -504,6 +504,14 @@ class QueryEngine:
                                    f'{self.no_target_threshold:.3f}')
         assignment = self._layer()[0].assignment
         instance = majority_instance(assignment, selected)
+        if instance < 0 and bool((assignment >= 0).any()):
+            # A scene of objects, and what the expression lights is none of them (stray or
+            # background Gaussians): there is nothing to hand a robot.
+            return replace(base, status=QueryStatus.NO_TARGET, score=score, active_spans=(),
+                           camera=camera,
+                           message=f'no target: the {int(selected.sum())} Gaussian(s) at p >= '
+                                   f'{MASK_THRESHOLD} (best score {score:.3f}) belong to no '
+                                   'object of the scene')
         if instance >= 0:  # one object: relevance that spills onto a look-alike is not its
             selected &= assignment == instance
         xyz = gaussians.means[selected]

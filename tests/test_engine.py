@@ -387,3 +387,17 @@ def test_frames_without_a_state_caption_are_counted_as_the_scores_show_them(engi
     assert sum(math.isnan(s) for s in answer.frame_scores) == 1
     assert ('3 of 5 frames have no state caption (2 scored from their neighbours, '
             '1 unknown (NaN))') in answer.message
+
+
+def test_gaussians_of_no_object_are_no_target(synthetic):
+    # Stray Gaussians the instance assignment left out (background, floaters) are not a target.
+    scene = KeyframedScene(synthetic.keyframes, duration_s=2.0)
+    ids = synthetic.keyframes[0][1].instance_ids.clone()
+    stray = torch.zeros(len(ids), dtype=torch.bool)
+    stray[torch.nonzero(ids == 3)[:2, 0]] = True  # two of instance 3's, unassigned
+    assignment = torch.where(stray, -1, ids)
+    engine = QueryEngine(scene, SpillField(assignment, stray), KeywordEncoder(), threshold=0.4)
+    engine.field.assignment[assignment == 3] = -1  # and nothing else lit belongs to an object
+    answer = engine.query(QueryRequest('object 3'))
+    assert answer.status == QueryStatus.NO_TARGET and answer.target_instance_id == -1
+    assert 'belong to no object' in answer.message and answer.score > 0.5

@@ -55,13 +55,14 @@ saved (layer.py). The temporal layer is no business of this module: `st4r train`
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 from dataclasses import asdict, dataclass, fields, replace
 import json
 from pathlib import Path
 import time
-from typing import (Callable, Dict, Generic, Hashable, List, Optional, Sequence, Tuple,
-                    TYPE_CHECKING, TypeVar)
+from typing import (Callable, Dict, Generic, Hashable, Iterator, List, Optional, Sequence,
+                    Tuple, TYPE_CHECKING, TypeVar)
 
 from safetensors.torch import load_file, save_file
 from st4r_ros.errors import SceneFormatError, SupervisionFormatError
@@ -265,8 +266,9 @@ def train_field(scene: Scene4D, supervision: Supervision, config: Optional[Train
     start = 0
     if run_dir is not None and resume:
         start = load_checkpoint(run_dir, signature, model, optimizer, generator, history)
-    _run_steps(model, optimizer, generator, data, config, start, history, run_dir, signature,
-               progress)
+    with _reproducible(device):
+        _run_steps(model, optimizer, generator, data, config, start, history, run_dir,
+                   signature, progress)
     model.eval()
     threshold, calibration = calibrate_threshold(model, data, encoder, config)
     layer_path = None
@@ -470,6 +472,26 @@ def step_losses(model: ReferringField, data: TrainingData, config: TrainConfig, 
             model.embeddings, model.assignment, model.instance_ids, weights)
     terms['loss'] = weights.ref * terms['ref'] + terms['inst'] + weights.con * terms['con']
     return terms
+
+
+@contextlib.contextmanager
+def _reproducible(device: torch.device) -> Iterator[None]:
+    """
+    Make a CPU run bit-for-bit repeatable: the same seed gives the same field.
+
+    Accumulating gradients in threads otherwise sums in a varying order, and over a training
+    run those last-bit differences grow into different fields (a twin found in one run, missed
+    in the next). On CUDA the rasterizer's atomic adds vary anyway, so nothing is changed there.
+    """
+    if device.type != 'cpu':
+        yield
+        return
+    before = torch.are_deterministic_algorithms_enabled()
+    torch.use_deterministic_algorithms(True)
+    try:
+        yield
+    finally:
+        torch.use_deterministic_algorithms(before)
 
 
 def _run_steps(model: ReferringField, optimizer: torch.optim.Adam, generator: torch.Generator,
