@@ -105,7 +105,8 @@ def variant_config(name: str, steps: int, device: str = 'cpu'):
 
 def prepare(root: Path, seed: int, config=None) -> None:
     """Write the synthetic scene (SyntheticConfig config), task and benchmarks under root."""
-    from st4r_ros.synthetic.language import build_synthetic_task, write_synthetic_benchmark
+    from st4r_ros.synthetic.language import write_synthetic_benchmark
+    from st4r_ros.synthetic.task import build_synthetic_task
     from st4r_ros.synthetic.scene import write_synthetic
 
     if not (root / 'bench.json').is_file():

@@ -122,7 +122,7 @@ class TrackFeatures:
 
 def prepare(root: Path, seed: int, config=None) -> None:
     """Write the synthetic scene (SyntheticConfig config) and its task under root, unless there."""
-    from st4r_ros.synthetic.language import build_synthetic_task
+    from st4r_ros.synthetic.task import build_synthetic_task
     from st4r_ros.synthetic.scene import write_synthetic
 
     if not (root / 'bench.json').is_file():

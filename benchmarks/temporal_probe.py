@@ -44,9 +44,9 @@ import shutil
 import tempfile
 
 from st4r_ros.supervision.format import load_benchmark, load_supervision, TIME_SENSITIVE
-from st4r_ros.synthetic.language import (BENCHMARK_VOCABULARIES, build_synthetic_task,
-                                         write_synthetic_benchmark)
+from st4r_ros.synthetic.language import BENCHMARK_VOCABULARIES, write_synthetic_benchmark
 from st4r_ros.synthetic.scene import SyntheticConfig, write_synthetic
+from st4r_ros.synthetic.task import build_synthetic_task
 from st4r_ros.temporal import build_temporal_layer
 from st4r_ros.text import TextEncoder
 

@@ -130,7 +130,7 @@ def run_demo(out: Path, console: Console, config: Optional[Dict] = None) -> List
     """
     from st4r_ros.field.train import TrainConfig
     from st4r_ros.supervision.format import load_benchmark, load_supervision
-    from st4r_ros.synthetic.language import build_synthetic_task
+    from st4r_ros.synthetic.task import build_synthetic_task
     from st4r_ros.training import train_layers
 
     started = time.perf_counter()

@@ -33,7 +33,7 @@ from st4r_ros.baselines.rendered_state import frame_column, FRAME_TOLERANCE, vie
 from st4r_ros.errors import QueryError
 from st4r_ros.scene.bundle import load_bundle
 from st4r_ros.supervision.format import Expression, load_benchmark, load_supervision
-from st4r_ros.synthetic.language import build_synthetic_task
+from st4r_ros.synthetic.task import build_synthetic_task
 from st4r_ros.synthetic.scene import SyntheticConfig, write_synthetic
 from st4r_ros.temporal import build_state_cache, build_temporal_layer
 from st4r_ros.text import TextFeatures

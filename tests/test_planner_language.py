@@ -34,13 +34,14 @@ import pytest
 from st4r_ros.engine import QueryStatus
 from st4r_ros.evaluation.referring import evaluate_referring
 from st4r_ros.supervision import load_benchmark, load_supervision
-from st4r_ros.synthetic.language import (build_synthetic_task, EVALUATION_WORDS, HELD_OUT_WORDS,
-                                         NEXT_TO_DISTANCE, TRAINING_WORDS, unseen_words, Words,
+from st4r_ros.synthetic.language import (EVALUATION_WORDS, HELD_OUT_WORDS, NEXT_TO_DISTANCE,
+                                         TRAINING_WORDS, unseen_words, Words,
                                          write_synthetic_benchmark)
 from st4r_ros.synthetic.planner import (ATTRIBUTE_FRAMES, PLANNER_FILES, PLANNER_KINDS,
                                         PLANNER_RELATIONS, QUESTIONS, RELATIVES, REQUESTS,
                                         write_planner_requests)
 from st4r_ros.synthetic.scene import SyntheticConfig, write_synthetic
+from st4r_ros.synthetic.task import build_synthetic_task
 
 SMALL = SyntheticConfig(num_frames=4, train_cameras_per_frame=1, novel_cameras_per_frame=1,
                         gaussians_per_object=200, table_gaussians=300)

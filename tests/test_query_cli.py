@@ -43,7 +43,7 @@ from st4r_ros.render.camera import Camera
 from st4r_ros.render.images import highlight, to_uint8
 from st4r_ros.scene.loading import load_scene
 from st4r_ros.supervision.format import load_supervision
-from st4r_ros.synthetic.language import build_synthetic_task
+from st4r_ros.synthetic.task import build_synthetic_task
 from st4r_ros.synthetic.scene import SyntheticConfig, write_synthetic
 from st4r_ros.training import train_layers
 import torch

@@ -31,12 +31,13 @@ from typing import Dict, List, Set
 import pytest
 from st4r_ros.errors import SupervisionFormatError
 from st4r_ros.supervision import load_benchmark, load_supervision
-from st4r_ros.synthetic.language import (build_synthetic_task, EVALUATION_STATES, EVALUATION_WORDS,
-                                         EXTREME, HELD_OUT_WORDS, KINDS, TIME_AGNOSTIC_KINDS,
+from st4r_ros.synthetic.language import (EVALUATION_STATES, EVALUATION_WORDS, EXTREME,
+                                         HELD_OUT_WORDS, KINDS, TIME_AGNOSTIC_KINDS,
                                          TIME_SENSITIVE, TRAINING_STATES,
                                          TRAINING_VOCABULARY_WORDS, TRAINING_WORDS, unseen_words,
                                          write_synthetic_benchmark, write_synthetic_supervision)
 from st4r_ros.synthetic.scene import PALETTE, SHAPES, SIZES, SyntheticConfig, write_synthetic
+from st4r_ros.synthetic.task import build_synthetic_task
 
 SMALL = SyntheticConfig(num_frames=4, train_cameras_per_frame=1, novel_cameras_per_frame=1,
                         gaussians_per_object=200, table_gaussians=300)

@@ -19,5 +19,7 @@ Not a loader: it generates data, rendering ground truth through render/ and writ
 formats that scene/ and supervision/ read, for the demo, the tests and the benchmarks.
 
 - scene.py: the scenes, an st4r bundle with objects, events, cameras and instance masks;
-- language.py: their training captions and held-out benchmark, made from that ground truth.
+- language.py: their training captions and held-out benchmark, made from that ground truth;
+- planner.py: the requests a task planner sends about them (a third family of sentences);
+- task.py: all of those written beside a scene at once (build_synthetic_task).
 """

@@ -116,8 +116,8 @@ copied into the supervision folder; description and state captions), ``write_syn
 expressions, then the time-sensitive queries; with ``vocabulary='training'`` the same
 expressions with family A's look words in place of the held-out synonyms, to measure what the
 text encoder's vocabulary costs, and with ``'training-all'`` family A's relation phrases and
-generic nouns too), ``build_synthetic_task`` (both, inside the
-synthetic folder, and planner.py's planner.json and planner_held_out.json beside bench.json).
+generic nouns too), ``write_captions_and_benchmark`` (both, inside the synthetic folder; task.py's
+``build_synthetic_task`` adds planner.py's request sets).
 Deterministic for a seed; state captions and time-sensitive queries draw from random streams of
 their own, so the other sentences are those of a scene without them.
 """
@@ -437,21 +437,16 @@ def write_synthetic_benchmark(synthetic_dir: str | Path, out_bench_path: str | P
                             BENCHMARK_VOCABULARIES[vocabulary])
 
 
-def build_synthetic_task(synthetic_dir: str | Path, seed: int = 0) -> Tuple[Path, Path]:
+def write_captions_and_benchmark(scene: SceneTruth, holding: Dict[Referent, Tuple[int, ...]],
+                                 seed: int = 0) -> Tuple[Path, Path]:
     """
-    Write ``synthetic_dir/bench.json`` and ``synthetic_dir/supervision/``; their paths.
+    Write the scene's family-A supervision and family-B benchmark; their paths.
 
-    The planner's request sets (planner.py: planner.json, planner_held_out.json) are written
-    beside bench.json.
+    ``supervision/`` and ``bench.json`` inside the scene's folder, from ``holding``
+    (``holding_referents``, the costly part, which the task computes once for every family).
     """
-    # planner.py reads this module's truth: imported here, where both are loaded.
-    from st4r_ros.synthetic.planner import write_planner_sets
-
-    scene = _load_scene(Path(synthetic_dir))
-    holding = _holding_frames(scene)  # the costly part, shared by all three
     _write_benchmark(scene, holding, scene.root / 'bench.json', seed)
     _write_supervision(scene, holding, scene.root / 'supervision', seed)
-    write_planner_sets(scene, holding, seed)
     return scene.root / 'supervision', scene.root / 'bench.json'
 
 

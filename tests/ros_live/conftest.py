@@ -43,7 +43,7 @@ from st4r_ros.demo import load_demo_config  # noqa: E402 - after the check above
 from st4r_ros.field.train import TrainConfig  # noqa: E402
 from st4r_ros.scene.loading import load_scene  # noqa: E402
 from st4r_ros.supervision.format import load_supervision  # noqa: E402
-from st4r_ros.synthetic.language import build_synthetic_task  # noqa: E402
+from st4r_ros.synthetic.task import build_synthetic_task  # noqa: E402
 from st4r_ros.synthetic.scene import SyntheticConfig, write_synthetic  # noqa: E402
 from st4r_ros.training import train_layers  # noqa: E402
 
