@@ -20,7 +20,8 @@ training captions and held-out benchmark (st4r_ros.synthetic.language: another
 template family, novel views), then train and evaluate every variant:
 
     full            the ST4R-Splat field: mu_i(t) in the cross-modal attention, L_ref + L_inst
-                    + L_con
+                    + L_con, captions and their planner-style variants (field/augment.py)
+    captions only   the same trained on the captions alone, as the paper does
     w/o attention   e_i' = F(e_i): no positions, no attention
     w/o L_con       contrastive term off
     w/o L_inst      compactness and distinctiveness off
@@ -36,7 +37,10 @@ the same expressions with the training captions' look words in place of the held
 (``write_synthetic_benchmark(vocabulary='training')``, bench_training_words.json): the gap to
 mIoU is what the text encoder's vocabulary costs; the printed tables add a third benchmark
 with training's relation phrases and generic nouns too (``vocabulary='training-all'``), where
-only family B's sentence shapes are left.
+only family B's sentence shapes are left. A last table scores the planner requests (family C,
+synthetic/planner.py: planner.json per kind, planner_held_out.json) and the false answers on
+the seed's requests about nothing in the scene (``unrelated_requests``), with the vocabulary
+guard (field/vocabulary.py) and without, beside bench.json's mIoU without it.
 
 Usage:
     python benchmarks/ablation_referring.py [--seeds 0 1] [--steps 1500] [--jobs 2]
@@ -75,6 +79,7 @@ VOCABULARY_BENCHES = {'training_words': ('training', TRAINING_WORDS_BENCH),
                       'all_training_words': ('training-all', 'bench_training_all_words.json')}
 VARIANTS = {
     'full': 'full model',
+    'captions_only': 'full model, captions only (no planner variants: the paper)',
     'no_attention': 'w/o cross-modal attention',
     'no_con': 'w/o L_con',
     'no_inst': 'w/o L_inst',
@@ -100,6 +105,8 @@ def variant_config(name: str, steps: int, device: str = 'cpu'):
         return replace(config, loss=replace(config.loss, comp=0.0, dist=0.0))
     if name == 'word_dropout':
         return replace(config, word_dropout=0.15)
+    if name == 'captions_only':
+        return replace(config, augment_rate=0.0)
     return config
 
 
@@ -196,7 +203,8 @@ def run_variant(root: str, seed: int, name: str, steps: int, threads: int,
 
     def engine(threshold: float) -> QueryEngine:
         return QueryEngine(scene, result.field, encoder, threshold,
-                           result.field.embeddings.device, scene.info().duration_s, layer)
+                           result.field.embeddings.device, scene.info().duration_s, layer,
+                           vocabulary=result.vocabulary)
 
     gated = engine(result.threshold)
     report = evaluate_referring(gated, bench)
@@ -212,9 +220,40 @@ def run_variant(root: str, seed: int, name: str, steps: int, threads: int,
         in_words = evaluate_referring(gated, load_benchmark(folder / file))
         row[key] = _scores(in_words, folder, bench.expressions)
         row[f'{key}_miou'] = in_words.miou
+    row.update(_planner_scores(folder, seed, gated, result.vocabulary, bench))
     if temporal:
         row['temporal'] = _temporal_scores(folder, gated, supervision)
     return row
+
+
+def _planner_scores(folder: Path, seed: int, engine, vocabulary, bench) -> Dict:
+    """
+    Score the planner sets (both vocabularies) per kind, and the no-target guard's errors.
+
+    False answers: the seed's unrelated requests at every benchmark time, answered OK, with the
+    vocabulary guard and without; the benchmark's mIoU without the guard beside.
+    """
+    from st4r_ros.evaluation.referring import evaluate_referring, false_answer_rate
+    from st4r_ros.supervision.format import load_benchmark
+    from st4r_ros.synthetic.planner import PLANNER_FILES, unrelated_requests
+
+    scores: Dict = {}
+    for words, file in PLANNER_FILES.items():
+        report = evaluate_referring(engine, load_benchmark(folder / file))
+        scores[f'planner_{words}'] = {'miou': report.miou, 'per_kind': report.per_kind,
+                                      'no_target_pairs': report.no_target_pairs,
+                                      'pairs': report.pairs}
+    times = sorted({view.time for view in bench.views})
+    requests = unrelated_requests(seed)
+    scores['unrelated'] = false_answer_rate(engine, requests, times)
+    guard, engine.guard = engine.guard, None
+    try:
+        scores['unrelated_without_guard'] = false_answer_rate(engine, requests, times)
+        scores['miou_without_guard'] = evaluate_referring(engine, bench).miou
+    finally:
+        engine.guard = guard
+    scores['vocabulary'] = {'words': len(vocabulary.words), 'threshold': vocabulary.threshold}
+    return scores
 
 
 def _temporal_scores(folder: Path, engine, supervision) -> Dict:
@@ -290,6 +329,33 @@ def relation_table(rows: List[Dict]) -> str:
     return '\n'.join(lines)
 
 
+def planner_table(rows: List[Dict]) -> str:
+    """
+    Markdown: a line per variant, means over seeds: the planner sets and the no-target guard.
+
+    Planner mIoU in training words per kind, in held-out words; false answers on unrelated
+    requests with the vocabulary guard and without; bench.json's mIoU with and without it.
+    """
+    kinds = sorted({k for r in rows for k in r['planner_training']['per_kind']})
+    columns = ['planner', *kinds, 'planner held-out', 'false answers', 'without guard',
+               'bench mIoU', 'without guard']
+    lines = ['| variant | ' + ' | '.join(columns) + ' |', '|---' * (len(columns) + 1) + '|']
+    for name in VARIANTS:
+        mine = [r for r in rows if r['variant'] == name]
+        if not mine:
+            continue
+        values = [_mean([r['planner_training']['miou'] for r in mine])]
+        values += [_mean([r['planner_training']['per_kind'].get(k, math.nan) for r in mine])
+                   for k in kinds]
+        values += [_mean([r['planner_held-out']['miou'] for r in mine]),
+                   _mean([r['unrelated']['false_answers'] for r in mine]),
+                   _mean([r['unrelated_without_guard']['false_answers'] for r in mine]),
+                   _mean([r['miou'] for r in mine]),
+                   _mean([r['miou_without_guard'] for r in mine])]
+        lines.append(f'| {VARIANTS[name]} | ' + ' | '.join(f'{v:.3f}' for v in values) + ' |')
+    return '\n'.join(lines)
+
+
 def _mean(values: List[float]) -> float:
     return sum(values) / len(values) if values else float('nan')
 
@@ -362,8 +428,12 @@ def main() -> None:
         rows.append(row)
         print(f"seed {row['seed']} {row['variant']}: mIoU {row['miou']:.3f} (training words "
               f"{row['training_words_miou']:.3f}, also training's relation words "
-              f"{row['all_training_words_miou']:.3f}), {row['train_seconds']:.0f} s training",
-              flush=True)
+              f"{row['all_training_words_miou']:.3f}), planner "
+              f"{row['planner_training']['miou']:.3f} / held-out "
+              f"{row['planner_held-out']['miou']:.3f}, false answers "
+              f"{row['unrelated']['false_answers']:.3f} (without guard "
+              f"{row['unrelated_without_guard']['false_answers']:.3f}), "
+              f"{row['train_seconds']:.0f} s training", flush=True)
         for words, t in row.get('temporal', {}).items():
             print(f"  when, {words} words: routing {t['routing_accuracy']:.3f}, Acc "
                   f"{t['acc']:.3f} (never {t['never_acc']:.3f}), vIoU {t['viou']}, located "
@@ -381,6 +451,9 @@ def main() -> None:
                 f"({VOCABULARY_BENCHES['all_training_words'][1]}):\n\n" + table(in_all_words))
     markdown += ('\n\nPer relation (time-agnostic expressions; held-out words / training look '
                  "words / also training's relation words):\n\n" + relation_table(rows))
+    markdown += ('\n\nPlanner requests (planner.json per kind, planner_held_out.json) and '
+                 'requests about nothing in the scene (share answered OK):\n\n'
+                 + planner_table(rows))
     print(markdown)
     print(f'\n{len(rows)} runs, {seconds / 60:.1f} min')
     (out / 'ablation.md').write_text(markdown + '\n')

@@ -149,7 +149,7 @@ def cmd_eval(args: argparse.Namespace) -> None:
     from st4r_ros.evaluation.runner import eval_main
 
     eval_main(args.scene, args.bench, json=args.json, layer=args.layer, device=args.device,
-              supervision=args.supervision)
+              supervision=args.supervision, vocabulary_guard=args.vocabulary_guard)
 
 
 def cmd_demo(args: argparse.Namespace) -> None:
@@ -246,6 +246,9 @@ def build_parser() -> argparse.ArgumentParser:
                                                 'training views too')
     evaluate.add_argument('--json', action='store_true', help='machine-readable output')
     evaluate.add_argument('--device', default='auto', help='auto, cpu, cuda ...')
+    evaluate.add_argument('--no-vocabulary-guard', dest='vocabulary_guard', action='store_false',
+                          help='let the field answer queries in words foreign to the captions '
+                               '(an ablation)')
     evaluate.set_defaults(run=cmd_eval)
 
     add_replay_arguments(commands.add_parser('replay', help='replay a rosbag2 of commands and '

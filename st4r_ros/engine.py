@@ -26,6 +26,9 @@ The query's score is max_i p_i, the same score the layer's no-target threshold w
 is NO_TARGET with that best score. Otherwise the target's Gaussians are those at p >= 0.5 (the
 ones that also make the rendered mask), the target instance is their majority instance, and the
 mask for a camera is the rendered p thresholded at 0.5 over an explicit background of 0.
+Before any of that, a query mostly in words that none of the layer's captions is like ("a purple
+elephant playing chess") is NO_TARGET, naming those words (field/vocabulary.py): the field
+lights something for any text.
 
 When (time-sensitive): the scene's temporal layer routes AUTO queries (and names the deciding
 word), names the target instance from its state cache and finds the active spans from the query's
@@ -49,6 +52,7 @@ import uuid
 from st4r_ros.errors import St4rError
 from st4r_ros.field.model import (FieldOutput, frozen, majority_instance, MEMBER_LOGIT,
                                   member_logits, ReferringField)
+from st4r_ros.field.vocabulary import Familiarity, Vocabulary, VocabularyGuard
 from st4r_ros.render.api import render, view_colours
 from st4r_ros.render.camera import Camera
 from st4r_ros.scene.gaussians import Gaussians
@@ -193,13 +197,17 @@ class QueryEngine:
         then answered time-agnostically, and forced time-sensitive ones NO_STATE_CACHE.
     :param temporal_encoder: the sentence encoder the temporal layer was built with, when it is
         not ``encoder`` (``encode(texts)``); None: ``encoder``.
+    :param vocabulary: the words of the layer's captions: a query mostly in other words is
+        NO_TARGET (field/vocabulary.py). None: every query goes to the field; so does one with
+        ``vocabulary_guard`` False (an ablation's switch).
     """
 
     def __init__(self, scene: Scene4D, field: Optional[ReferringField] = None,
                  encoder: Optional[QueryEncoder] = None, threshold: float = 0.0,
                  device: torch.device | str = 'cpu', duration_s: Optional[float] = None,
                  temporal: Optional[TemporalLayer] = None,
-                 temporal_encoder: Optional[QueryEncoder] = None) -> None:
+                 temporal_encoder: Optional[QueryEncoder] = None,
+                 vocabulary: Optional[Vocabulary] = None, vocabulary_guard: bool = True) -> None:
         self.scene = scene
         self.device = torch.device(device)
         self.field = field.to(self.device).eval() if field is not None else None
@@ -208,6 +216,9 @@ class QueryEngine:
         self.duration_s = duration_s
         self.temporal = temporal.to(self.device) if temporal is not None else None
         self.temporal_encoder = temporal_encoder
+        self.guard = (VocabularyGuard(vocabulary, encoder)
+                      if vocabulary is not None and encoder is not None and vocabulary_guard
+                      else None)
         self.scene_time = 0.0
         # The last answered query's (text, time, time-sensitive, relevance [1, N]): a moving
         # camera re-renders the mask without encoding the text or running the field again.
@@ -227,7 +238,8 @@ class QueryEngine:
 
     @classmethod
     def open(cls, scene_path: str | Path, layer_dir: str | Path | None = None,  # noqa: A003
-             device: str = 'auto', compile_text: bool = False) -> 'QueryEngine':
+             device: str = 'auto', compile_text: bool = False,
+             vocabulary_guard: bool = True) -> 'QueryEngine':
         """
         Open the engine for the scene at ``scene_path`` with its referring layer.
 
@@ -239,6 +251,8 @@ class QueryEngine:
             CUDA graphs (``TextEncoder.compile_for_queries``: a slower open, faster single
             queries); the process-wide default MiniLM stays eager.
             Ignored, with a warning, on the CPU.
+        :param vocabulary_guard: False answers queries in words foreign to the layer's
+            captions from the field alone (for ablations).
         :raises TextEncoderError: the temporal layer's encoder cannot be found.
         """
         from st4r_ros.field.layer import load_referring
@@ -252,12 +266,12 @@ class QueryEngine:
         info = scene.info()
         if referring is None:
             return cls(scene, device=chosen, duration_s=info.duration_s)
-        field_, encoder, threshold = referring
         temporal = load_temporal_layer(default_layer_dir(scene_path, layer_dir), chosen)
-        own = temporal_encoder_for(temporal, encoder, chosen)
+        own = temporal_encoder_for(temporal, referring.encoder, chosen)
         if compile_text:
-            _compile_own_encoders((encoder, own), chosen)
-        return cls(scene, field_, encoder, threshold, chosen, info.duration_s, temporal, own)
+            _compile_own_encoders((referring.encoder, own), chosen)
+        return cls(scene, referring.field, referring.encoder, referring.threshold, chosen,
+                   info.duration_s, temporal, own, referring.vocabulary, vocabulary_guard)
 
     def set_scene_time(self, t: float) -> None:
         """Set the time of queries and mask updates that give none (raises TimeRangeError)."""
@@ -343,6 +357,7 @@ class QueryEngine:
         clock = _Stopwatch()
         _, encoder = self._layer()
         encoded = encoder.encode([a.base.query for a in asked])
+        familiarity = self.guard.judge(encoded.texts) if self.guard is not None else None
         said = self._temporal_encoding(encoded)
         evidence = self.temporal.router.evidence(said) if self.temporal is not None else None
         states = self.temporal.state_of(said) if self.temporal is not None else None  # [E, D]
@@ -355,7 +370,8 @@ class QueryEngine:
             relevance, located = self._relevance_of(gaussians, encoded, said, members, routes)
             for k in members:
                 answers[k] = self._where_of(asked[k], routes[k], gaussians, relevance[k],
-                                            located.get(k))
+                                            located.get(k),
+                                            familiarity[k] if familiarity else None)
                 relevance[k] = self._confined(relevance[k], answers[k])
             clock.lap('where')
             asked_when = [k for k in members if answers[k].time_sensitive and answers[k].ok]
@@ -424,7 +440,8 @@ class QueryEngine:
         return output.relevance
 
     def _where_of(self, asked: '_Asked', route: Tuple[bool, str], gaussians: Gaussians,
-                  relevance: Tensor, located: Optional[Tuple[int, float]]) -> QueryResult:
+                  relevance: Tensor, located: Optional[Tuple[int, float]],
+                  familiarity: Optional[Familiarity]) -> QueryResult:
         """Answer where for one query from its relevance [1, N] (``_when`` adds when)."""
         sensitive, reason = route
         base = replace(asked.base, time_sensitive=sensitive, time_sensitivity_reason=reason,
@@ -435,6 +452,10 @@ class QueryEngine:
                                    '(state cache); ask time-agnostically or train with state '
                                    'captions')
         result = self._where(base, gaussians, torch.sigmoid(relevance[0]), asked.request.camera)
+        if familiarity is not None and not familiarity.about_scene:
+            return replace(base, status=QueryStatus.NO_TARGET, score=result.score,
+                           active_spans=(), camera=asked.request.camera,
+                           message=familiarity.message())
         if located is not None and result.ok:
             result = replace(result, score=located[1],
                              message=f'{result.message}, located by the state cache (match '

@@ -60,3 +60,5 @@ MAX_GRID_PE = 1 << 24
 MAX_SMOOTHING_WINDOW = 1023
 # Feature widths a layer declares (text_dim, embed_dim, hidden_dim): above any sentence encoder's.
 MAX_FEATURE_DIM = 1 << 16
+# Distinct caption words a layer's vocabulary lists: a large scene's captioner uses thousands.
+MAX_VOCABULARY_WORDS = 1 << 16

@@ -699,6 +699,17 @@ def _concat(parts: Sequence[_Batch], texts: Tuple[str, ...]) -> TextFeatures:
     )
 
 
+def content_words(text: str) -> List[str]:
+    """
+    Return the content words of ``text``, lower-case, in order (repeats kept).
+
+    Words are split at whitespace and taken without the punctuation around them, as
+    ``TextEncoder.token_words`` names them; function words and bare punctuation are left out.
+    """
+    words = (word.strip(_PUNCTUATION) or word for word in text.lower().split())
+    return [word for word in words if _is_content(word)]
+
+
 def _is_content(word: Optional[str]) -> bool:
     """Whether a token's word says something: not a function word, not punctuation alone."""
     return word is not None and any(c.isalnum() for c in word) \

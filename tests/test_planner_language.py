@@ -285,3 +285,21 @@ def test_evaluation_scores_a_planner_file_per_kind(scene):
         assert set(report.per_kind) == set(PLANNER_KINDS)
         assert report.miou == 1.0 and all(v == 1.0 for v in report.per_kind.values())
         assert sum(report.per_kind_pairs.values()) == report.pairs > 0
+
+
+def test_unrelated_requests_name_nothing_a_scene_or_the_guards_calibration_holds():
+    from st4r_ros.field.vocabulary import CALIBRATION_WORDS
+    from st4r_ros.synthetic.planner import UNRELATED_PLACES, UNRELATED_THINGS, unrelated_requests
+    from st4r_ros.text import content_words
+
+    requests = unrelated_requests(seed=3)
+    assert len(requests) == len(set(requests)) == 40
+    assert requests == unrelated_requests(seed=3) and requests != unrelated_requests(seed=4)
+    scene_words = set(look_words(TRAINING_WORDS)) | set(look_words(EVALUATION_WORDS))
+    said = {w for place in UNRELATED_PLACES for w in content_words(place)} | set(UNRELATED_THINGS)
+    assert not said & set(CALIBRATION_WORDS) and not said & scene_words
+    for text in requests:
+        assert any(thing in text for thing in UNRELATED_THINGS)
+        assert any(text == frame.format(text[len(frame.split('{0}')[0]):][
+            :len(text) - len(frame.split('{0}')[0]) - len(frame.split('{0}')[1])])
+            for frame in REQUESTS + QUESTIONS)

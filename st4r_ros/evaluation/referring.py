@@ -43,7 +43,7 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import asdict, dataclass
 import time
-from typing import Any, Dict, List
+from typing import Any, Dict, List, Sequence
 
 from st4r_ros.engine import QueryEngine, QueryRequest, QueryResult, QueryStatus
 from st4r_ros.errors import St4rError
@@ -131,6 +131,22 @@ def evaluate_referring(engine: QueryEngine, benchmark: Benchmark) -> ReferringRe
     return _report(expressions, ious, (empty, empty_fp, no_target, sensitive), engine.threshold,
                    [e.text for e, cut in zip(expressions, truncated) if cut],
                    time.perf_counter() - started)
+
+
+@torch.no_grad()
+def false_answer_rate(engine: QueryEngine, texts: Sequence[str],
+                      times: Sequence[float]) -> Dict[str, object]:
+    """
+    Ask requests about nothing in the scene at each of ``times``; the share answered OK.
+
+    Every OK answer is a false one: the robot would act on an object it was not asked for.
+    Returns {'queries', 'false_answers' (share), 'answered' (the texts answered OK, sorted)}.
+    """
+    answers = engine.query_batch([QueryRequest(text, time=t) for t in times for text in texts])
+    answered = sorted({a.query for a in answers if a.ok})
+    return {'queries': len(answers),
+            'false_answers': sum(a.ok for a in answers) / max(len(answers), 1),
+            'answered': answered}
 
 
 def predicted_mask(answer: QueryResult, shape) -> Tensor:

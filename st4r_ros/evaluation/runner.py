@@ -47,7 +47,7 @@ class Evaluation:
 
 def eval_main(scene: str, bench: str, json: bool = False, layer: Optional[str] = None,
               device: str = 'auto', text_encoder: Optional[QueryEncoder] = None,
-              supervision: Optional[str] = None) -> Evaluation:
+              supervision: Optional[str] = None, vocabulary_guard: bool = True) -> Evaluation:
     """
     Score the scene's layers on a benchmark and print the reports.
 
@@ -55,13 +55,15 @@ def eval_main(scene: str, bench: str, json: bool = False, layer: Optional[str] =
     defaults to SCENE when it is a bundle. The answers scored are ``QueryEngine``'s, as the
     node gives them.
 
-    ``text_encoder`` replaces the encoders named in the layers (programmatic use).
+    ``text_encoder`` replaces the encoders named in the layers (programmatic use);
+    ``vocabulary_guard`` False lets the field answer queries in words foreign to the captions
+    (`--no-vocabulary-guard`, for ablations).
     """
     import json as json_module
 
     from st4r_ros.supervision.format import load_benchmark, load_supervision
 
-    engine = _engine(scene, layer, device, text_encoder)
+    engine = _engine(scene, layer, device, text_encoder, vocabulary_guard)
     benchmark = load_benchmark(bench)
     referring = evaluate_referring(engine, benchmark)
     temporal = None
@@ -80,11 +82,11 @@ def eval_main(scene: str, bench: str, json: bool = False, layer: Optional[str] =
 
 
 def _engine(scene: str, layer: Optional[str], device: str,
-            text_encoder: Optional[QueryEncoder]) -> QueryEngine:
+            text_encoder: Optional[QueryEncoder], vocabulary_guard: bool) -> QueryEngine:
     """Open the engine of the scene's layers; a given text encoder stands for both layers'."""
     if text_encoder is None:
-        return QueryEngine.open(scene, layer, device)
-    from st4r_ros.field.layer import load_referring_layer
+        return QueryEngine.open(scene, layer, device, vocabulary_guard=vocabulary_guard)
+    from st4r_ros.field.layer import layer_vocabulary, load_referring_layer
     from st4r_ros.scene.layers import default_layer_dir
     from st4r_ros.scene.loading import load_scene
     from st4r_ros.temporal.layer import load_temporal_layer
@@ -94,4 +96,5 @@ def _engine(scene: str, layer: Optional[str], device: str,
     field, meta = load_referring_layer(folder, chosen)
     loaded = load_scene(scene)
     return QueryEngine(loaded, field, text_encoder, float(meta.get('threshold', 0.0)), chosen,
-                       loaded.info().duration_s, load_temporal_layer(folder, chosen))
+                       loaded.info().duration_s, load_temporal_layer(folder, chosen),
+                       vocabulary=layer_vocabulary(meta), vocabulary_guard=vocabulary_guard)

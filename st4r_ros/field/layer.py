@@ -29,7 +29,10 @@ Files, in the layer folder::
                              "file": "referring.safetensors", "num_gaussians": N,
                              "text_encoder": {"name": ..., "dim": D}, "field": FieldConfig,
                              "threshold": no-target threshold, "calibration": {...},
-                             "training": TrainConfig, "seed": s, "steps": n, ...}
+                             "training": TrainConfig, "seed": s, "steps": n,
+                             "vocabulary": {"words": [...], "threshold": cosine, ...}, ...}
+                                           (the captions' words, vocabulary.py; layers
+                                           written before it have none)
 
 Where the layer folder is and how the files are written is scene/layers.py's: the scene's
 bundle when the scene is one (its manifest's ``layers`` then lists ``"referring": {"file":
@@ -43,10 +46,11 @@ as many Gaussians as its scene.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Dict, Mapping, Optional, Tuple, TYPE_CHECKING
+from typing import Dict, Mapping, NamedTuple, Optional, Tuple, TYPE_CHECKING
 
 from st4r_ros.errors import SceneFormatError
 from st4r_ros.field.model import FieldConfig, ReferringField
+from st4r_ros.field.vocabulary import Vocabulary
 from st4r_ros.files import read_json_object
 from st4r_ros.limits import MAX_FEATURE_DIM, MAX_GAUSSIANS, MAX_PE_FREQUENCIES
 from st4r_ros.scene.layers import (default_layer_dir, is_bundle, json_fields, json_int,
@@ -115,6 +119,8 @@ def read_layer_meta(layer_dir: str | Path) -> Dict:
     json_value(encoder, 'name', str, f'{path}: text_encoder', '')
     json_value(encoder, 'dim', int, f'{path}: text_encoder', 0)
     _field_config(meta, path)
+    if 'vocabulary' in meta:
+        Vocabulary.from_json(meta['vocabulary'], f'{path}: vocabulary')
     return meta
 
 
@@ -186,11 +192,19 @@ def _field_state(path: Path, tensors: Mapping[str, Tensor],
     return state
 
 
+class LoadedReferring(NamedTuple):
+    """A referring layer ready to query; ``vocabulary`` is None for layers written without."""
+
+    field: ReferringField
+    encoder: 'TextEncoder'
+    threshold: float
+    vocabulary: Optional[Vocabulary]
+
+
 def load_referring(scene_path: str | Path, layer_dir: str | Path | None = None,
-                   device: torch.device | str = 'cpu'
-                   ) -> Optional[Tuple[ReferringField, TextEncoder, float]]:
+                   device: torch.device | str = 'cpu') -> Optional[LoadedReferring]:
     """
-    Load the scene's referring layer ready to query: (field, text encoder, threshold).
+    Load the scene's referring layer ready to query: field, text encoder, threshold, vocabulary.
 
     Return None when the scene has no layer (not a bundle with one and no ``layer_dir``
     given).
@@ -212,4 +226,10 @@ def load_referring(scene_path: str | Path, layer_dir: str | Path | None = None,
             f"{' or '.join(map(str, counts))} per frame; expected the layer trained on this scene"
         )
     encoder = TextEncoder.named(meta.get('text_encoder', {}).get('name'), device)
-    return field, encoder, meta['threshold']
+    return LoadedReferring(field, encoder, meta['threshold'], layer_vocabulary(meta))
+
+
+def layer_vocabulary(meta: Mapping) -> Optional[Vocabulary]:
+    """Return the vocabulary of ``read_layer_meta``'s metadata (checked there), or None."""
+    return Vocabulary.from_json(meta['vocabulary'], 'referring.json') if 'vocabulary' in meta \
+        else None

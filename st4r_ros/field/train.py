@@ -18,9 +18,11 @@ Training the referring field on a frozen 4DGS scene from 2D masks and captions.
 One step: draw a training view (seeded generator), take the Gaussians at the view's time
 (cached per distinct time: keyframes repeat across views), draw up to ``captions_per_view``
 captions of the instances visible in the view and up to ``negatives_per_view`` captions of
-instances captioned at that frame but absent from the view (they must render empty), plus one
-out-of-scene "null" sentence (also empty), run the field on all of them at once, render the
-relevance as mask probabilities and take
+instances captioned at that frame but absent from the view (they must render empty), each
+trained with probability ``augment_rate`` as one of its planner-style variants instead
+(augment.py: a request, an attribute-only or noun-first reference), plus one out-of-scene
+"null" sentence (also empty), run the field on all of them at once, render the relevance as
+mask probabilities and take
 
     L = lambda_ref BCE(render, mask == id) + L_inst + lambda_con L_con.
 
@@ -48,9 +50,10 @@ only safetensors and JSON are written, never pickle. A run started again with th
 configuration continues from the last checkpoint and ends with the same result as one that
 was never interrupted.
 
-At the end a no-target threshold is calibrated (see `calibrate_threshold`) and the layer is
-saved (layer.py). The temporal layer is no business of this module: `st4r train`
-(st4r_ros/training.py) builds it after the field.
+At the end a no-target threshold is calibrated (see `calibrate_threshold`), the vocabulary of
+the captions and their variants is gathered (vocabulary.py) and the layer is saved (layer.py).
+The temporal layer is no business of this module: `st4r train` (st4r_ros/training.py) builds
+it after the field.
 """
 
 from __future__ import annotations
@@ -61,11 +64,12 @@ from dataclasses import asdict, dataclass, fields, replace
 import json
 from pathlib import Path
 import time
-from typing import (Callable, Dict, Generic, Hashable, Iterator, List, Optional, Sequence,
-                    Tuple, TYPE_CHECKING, TypeVar)
+from typing import (Callable, Dict, Generic, Hashable, Iterator, List, Mapping, Optional,
+                    Sequence, Tuple, TYPE_CHECKING, TypeVar)
 
 from safetensors.torch import load_file, save_file
 from st4r_ros.errors import SceneFormatError, SupervisionFormatError
+from st4r_ros.field.augment import frame_variants
 from st4r_ros.field.instances import (assign_instances, DEPTH_TOLERANCE, InstanceAssignment,
                                       MIN_FRACTION, MIN_VOTES)
 from st4r_ros.field.layer import save_referring_layer
@@ -73,6 +77,7 @@ from st4r_ros.field.losses import (contrastive_loss, instance_loss, LossWeights,
                                    tau_at, top_tau_mean)
 from st4r_ros.field.model import (best_scores, BlendWeights, FieldConfig, ReferringField,
                                   render_relevance)
+from st4r_ros.field.vocabulary import build_vocabulary, Vocabulary
 from st4r_ros.files import atomic_write
 from st4r_ros.progress import StepProgress
 from st4r_ros.scene.gaussians import Gaussians
@@ -117,6 +122,10 @@ class TrainConfig:
     # Share of a caption's words hidden at each step (at least one word stays), so that an
     # expression whose words the captions never used still leans on the words it shares.
     word_dropout: float = 0.0
+    # Share of drawn captions trained as one of their planner-style variants instead (a request,
+    # an attribute-only or noun-first reference: augment.py); 0 trains the captions alone, as
+    # the paper does. The value is BENCHMARKS.md's.
+    augment_rate: float = 0.5
     checkpoint_every: int = 250
     min_pixels: int = 16
     device: str = 'cpu'
@@ -137,6 +146,9 @@ class TrainConfig:
         if not 0.0 <= self.word_dropout < 1.0:
             raise SupervisionFormatError(f'training config: word_dropout must be in [0, 1), '
                                          f'got {self.word_dropout!r}')
+        if not 0.0 <= self.augment_rate <= 1.0:
+            raise SupervisionFormatError(f'training config: augment_rate must be in [0, 1], '
+                                         f'got {self.augment_rate!r}')
 
     def to_json(self) -> Dict:
         data = asdict(self)
@@ -169,6 +181,7 @@ class TrainResult:
     :ivar assignment: Gaussian -> instance votes from the training masks.
     :ivar threshold: no-target threshold on an expression's best score (max_i sigmoid m_i).
     :ivar calibration: statistics behind the threshold.
+    :ivar vocabulary: the words of the supervision's captions (vocabulary.py).
     :ivar history: one dict of loss terms per step.
     :ivar layer_path: the saved referring.safetensors (None when not saved).
     :ivar resumed_from: the checkpoint step the run continued from (0: a fresh run).
@@ -179,6 +192,7 @@ class TrainResult:
     assignment: InstanceAssignment
     threshold: float
     calibration: Dict
+    vocabulary: Vocabulary
     history: List[Dict[str, float]]
     layer_path: Optional[Path]
     resumed_from: int
@@ -190,11 +204,13 @@ class ViewCaptions:
     """
     Caption rows (into TrainingData.texts) usable with one view, and their instance ids.
 
-    The instance id is -1 for the null sentences.
+    The instance id is -1 for the null sentences. ``variants`` maps a caption's row to the
+    rows of its variants at this view's frame (augment.py).
     """
 
     positives: Tuple[Tuple[int, int], ...]
     negatives: Tuple[Tuple[int, int], ...]
+    variants: Mapping[int, Tuple[int, ...]] = dataclasses.field(default_factory=dict)
 
 
 @dataclass
@@ -271,17 +287,20 @@ def train_field(scene: Scene4D, supervision: Supervision, config: Optional[Train
                    signature, progress)
     model.eval()
     threshold, calibration = calibrate_threshold(model, data, encoder, config)
+    trained = data.texts[:len(data.texts) - len(data.null_rows)]  # captions and variants
+    vocabulary = build_vocabulary(supervision.caption_texts() + trained, encoder)
     layer_path = None
     if out is not None:
         layer_path = save_referring_layer(out, model, {
             'text_encoder': {'name': str(encoder.name), 'dim': int(encoder.dim)},
             'threshold': threshold, 'calibration': calibration,
             'training': config.to_json(), 'seed': seed, 'steps': config.steps,
+            'vocabulary': vocabulary.to_json(),
             'instances': {'ids': model.instance_ids.tolist(),
                           'assigned_gaussians': int((model.assignment >= 0).sum())},
         })
-    return TrainResult(model, assignment, threshold, calibration, history, layer_path, start,
-                       time.perf_counter() - started)
+    return TrainResult(model, assignment, threshold, calibration, vocabulary, history,
+                       layer_path, start, time.perf_counter() - started)
 
 
 # ---- data -----------------------------------------------------------------------------------
@@ -342,11 +361,14 @@ def _view_captions(supervision: Supervision, view: SupervisionView, mask: Tensor
     visible = {int(i) for i, c in zip(ids.tolist(), counts.tolist()) if i > 0 and c >= min_pixels}
     positives: List[Tuple[int, int]] = []  # (text row, instance)
     negatives: List[Tuple[int, int]] = []
+    variants: Dict[int, Tuple[int, ...]] = {}
+    reworded = frame_variants(at)
     for instance, texts in sorted(at.items()):
         for text in texts:
             row = rows.setdefault(text, len(rows))
             (positives if instance in visible else negatives).append((row, instance))
-    return ViewCaptions(tuple(positives), tuple(negatives))
+            variants[row] = tuple(rows.setdefault(v, len(rows)) for v in reworded[text])
+    return ViewCaptions(tuple(positives), tuple(negatives), variants)
 
 
 def canonical_means(data: TrainingData) -> Tensor:
@@ -416,10 +438,21 @@ def sample_batch(data: TrainingData, config: TrainConfig,
     """(view index, caption rows [E], instance id of each, -1 for a null sentence)."""
     candidates = [i for i, c in enumerate(data.captions) if c.positives]
     view = candidates[int(torch.randint(len(candidates), (1,), generator=generator))]
-    picked = (_choose(data.captions[view].positives, config.captions_per_view, generator)
-              + _choose(data.captions[view].negatives, config.negatives_per_view, generator)
-              + [(row, -1) for row in _choose(data.null_rows, config.null_per_step, generator)])
+    captions = data.captions[view]
+    picked = (_choose(captions.positives, config.captions_per_view, generator)
+              + _choose(captions.negatives, config.negatives_per_view, generator))
+    if config.augment_rate > 0:  # no draws otherwise: a run without variants is the paper's
+        picked = [(_variant(row, captions.variants.get(row, ()), config.augment_rate,
+                            generator), instance) for row, instance in picked]
+    picked += [(row, -1) for row in _choose(data.null_rows, config.null_per_step, generator)]
     return view, [row for row, _ in picked], [instance for _, instance in picked]
+
+
+def _variant(row: int, variants: Sequence[int], rate: float, generator: torch.Generator) -> int:
+    """Return one of ``variants`` with probability ``rate`` (uniformly), else ``row``."""
+    if float(torch.rand(1, generator=generator)) >= rate or not variants:
+        return row
+    return variants[int(torch.randint(len(variants), (1,), generator=generator))]
 
 
 def drop_words(word_mask: Tensor, rate: float, generator: torch.Generator) -> Tensor:

@@ -178,6 +178,11 @@ class Supervision:
                  for inst in self.instances}
         return {k: texts for k, texts in found.items() if texts}
 
+    def caption_texts(self) -> List[str]:
+        """Return every caption's text, description and state captions alike, in file order."""
+        return [c.text for inst in self.instances
+                for c in (*inst.captions, *inst.state_captions)]
+
 
 @dataclass
 class Expression:

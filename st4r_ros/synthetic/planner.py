@@ -123,7 +123,36 @@ PLANNER_VOCABULARIES: Dict[str, Words] = {
 PLANNER_FILES = {'training': 'planner.json', 'held-out': 'planner_held_out.json'}
 
 
+# Things and places no synthetic scene holds, for requests about nothing in it (the no-target
+# false-answer rate); none is a calibration word of field/vocabulary.py (tests check).
+UNRELATED_THINGS = ('teapot', 'stapler', 'skateboard', 'microwave', 'toothpaste', 'saucepan',
+                    'hairbrush', 'lampshade', 'doorknob', 'houseplant', 'notebook', 'headphones',
+                    'thermos', 'corkscrew', 'flashlight', 'calculator', 'paperclip',
+                    'sunglasses', 'wheelbarrow', 'trombone', 'cactus', 'kitten', 'parrot',
+                    'hamster', 'tortoise')
+UNRELATED_PLACES = ('next to the sink', 'under the bed', 'in the hallway', 'on the windowsill',
+                    'near the fireplace', 'behind the couch', 'on the counter',
+                    'by the staircase')
+
+
 # ---- public API ---------------------------------------------------------------------------
+
+
+def unrelated_requests(seed: int, count: int = 40) -> List[str]:
+    """
+    Return ``count`` requests in this family's frames about things no synthetic scene holds.
+
+    A request or question around "the <thing>", half of them with a place ("the teapot next to
+    the sink"); drawn from the seed's own stream, distinct texts.
+    """
+    rng = np.random.default_rng([seed, STREAM, 1])
+    texts: Dict[str, None] = {}
+    while len(texts) < count:
+        thing = f'the {_pick(rng, UNRELATED_THINGS)}'
+        if rng.random() < 0.5:
+            thing = f'{thing} {_pick(rng, UNRELATED_PLACES)}'
+        texts[_pick(rng, REQUESTS + QUESTIONS).format(thing)] = None
+    return list(texts)
 
 
 def write_planner_requests(synthetic_dir: str | Path, out_path: str | Path, seed: int = 0,
