@@ -44,6 +44,19 @@ def _ablation(out: str, tmp: Path) -> None:
     assert row['variant'] == 'full' and 'training_words_miou' in row
     assert set(row['temporal']) == {'held-out', 'training'}
     assert '| full model |' in out and '1 runs' in out
+    for planner in ('planner_training', 'planner_held-out'):
+        assert row[planner]['pairs'] > 0 and 'request' in row[planner]['per_kind']
+    assert row['unrelated']['queries'] % 40 == 0 and row['unrelated']['queries'] > 0
+    assert 0.0 <= row['unrelated']['false_answers'] <= 1.0
+    assert 'false answers' in out
+
+
+def _planner_words(out: str, tmp: Path) -> None:
+    report = json.loads((tmp / 'planner_words.json').read_text())
+    assert report['smoke'] and report['split_error'] < 1e-4
+    assert set(report['outcomes']) >= {'request', 'attribute-only', 'twin'}
+    assert sum(sum(c.values()) for c in report['outcomes'].values()) > 0
+    assert '| request |' in out
 
 
 def _query(out: str, tmp: Path) -> None:
@@ -104,6 +117,7 @@ CASES: Dict[str, Tuple[List[str], Check]] = {
     'bench_temporal_gpu.py': ([], _temporal_gpu),
     'bench_torch_render.py': ([], _torch_render),
     'gpu_suite.py': (['--out', '{tmp}'], _gpu_suite),
+    'planner_words.py': (['--json', '{tmp}/planner_words.json'], _planner_words),
     'temporal_baseline.py': (['--json', '{tmp}/baseline.json'], _temporal_baseline),
     'temporal_probe.py': ([], _temporal_probe),
 }
