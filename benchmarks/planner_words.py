@@ -73,12 +73,12 @@ def word_contributions(field, means, encoded, row: int):
         return parts, out.relevance[0]
 
 
-def token_names(encoder, text: str, field_tokens: int) -> List[str]:
-    """Name each field token: the word it belongs to ('<sentence>' for a sentence token)."""
+def token_names(encoder, text: str, field_tokens: int, sentence_token: bool) -> List[str]:
+    """Name each field token by its word ('<sentence>' for a sentence token, '<pad>' after)."""
     words = [w or '?' for w in encoder.token_words(text)] if hasattr(encoder, 'token_words') \
         else []
-    names = ['<sentence>'] * (field_tokens - len(words)) + words
-    return names[:field_tokens]
+    names = ['<sentence>'] * sentence_token + words
+    return (names + ['<pad>'] * field_tokens)[:field_tokens]
 
 
 def classify(answer, truth_iou: float, instance: int) -> str:
@@ -132,7 +132,8 @@ def analyse(scene: str, bench: str, layer: Optional[str], top: int) -> Dict:
                 continue
             pull = (parts[assignment == rival].mean(0)
                     - parts[assignment == expression.instance_id].mean(0))  # [L']
-            names = token_names(encoder, expression.text, len(pull))
+            names = token_names(encoder, expression.text, len(pull),
+                                field.config.sentence_token)
             for name, value in zip(names, pull.tolist()):
                 if value > 0:
                     pulls[expression.kind][name] += value

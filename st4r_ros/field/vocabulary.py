@@ -24,9 +24,9 @@ this scene is a question about its words, so it is asked of its words: each cont
 words of every caption the layers were trained on; it is *familiar* when its best match
 reaches the vocabulary's threshold. A query with fewer than half of its content words
 familiar is NO_TARGET, and the answer names the unfamiliar words, so a planner or a person
-can rephrase. The verbs a robot is asked with ("pick up", "bring", ``ASKING_WORDS``) say what
-to do, not what is meant, and are not judged. A query without content words ("which one is
-it?") is left to the field.
+can rephrase. The verbs a robot is asked with ("pick up", "bring") and generic nouns
+("object", "thing") say nothing about which thing is meant (``UNJUDGED_WORDS``) and are not
+judged. A query without judged words ("which one is it?") is left to the field.
 
 The threshold comes from words known to be unrelated (``CALIBRATION_WORDS``, everyday words
 that are not the vocabulary's own): the value that lets through at most ``FAMILIAR_SHARE`` of
@@ -58,12 +58,14 @@ FAMILIAR_SHARE = 0.05
 QUERY_SHARE = 0.5
 # Words of the query side kept encoded between queries (planners repeat their words).
 WORD_CACHE_SIZE = 4096
-# Verbs and frames a planner asks with (robots are asked to act): they say what to do with the
-# target, not which it is, so they neither count for a query nor against it.
-ASKING_WORDS = frozenset("""
+# Words that say nothing about which thing is meant, so they neither count for a query nor
+# against it: the verbs and frames a planner asks with (robots are asked to act) and the
+# generic nouns any reference may use ("which object is the teapot?").
+UNJUDGED_WORDS = frozenset("""
 pick put place set hand give pass bring fetch grab take get hold carry lift drop reach go
 move navigate drive approach head come walk look point locate find show select touch push
 pull open close need want please up down over toward towards
+object objects thing things item items shape shapes
 """.split())
 # Everyday words of homes, streets and nature, used only to place the threshold; a scene whose
 # captions use one of them keeps it out of the calibration.
@@ -213,11 +215,9 @@ class VocabularyGuard:
         """
         Return each text's ``Familiarity``; the texts' new words are encoded in one batch.
 
-        Words of asking (``ASKING_WORDS``) are left out unless the captions use them.
+        Words that say nothing about which thing is meant (``UNJUDGED_WORDS``) are left out.
         """
-        own = set(self.vocabulary.words)
-        said = [[w for w in content_words(text) if w not in ASKING_WORDS or w in own]
-                for text in texts]
+        said = [[w for w in content_words(text) if w not in UNJUDGED_WORDS] for text in texts]
         self._score(list(dict.fromkeys(w for words in said for w in words
                                        if w not in self._scores)))
         return [Familiarity(tuple(words), tuple(self._scores[w] for w in words),
