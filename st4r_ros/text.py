@@ -409,6 +409,7 @@ class TextEncoder:
             is_word &= is_word.cumsum(dim=1) > prompt_tokens
         # Masks are worked out on the host and everything crosses to the device in one copy:
         # a single query's time is spent on the host, in launches and transfers.
+        content = batch.pop('content_word', None)  # [b, T], fast tokenizers only
         names = [k for k in self.tokenizer.model_input_names if k in batch]
         pooled = attended if self._pool_specials else is_word
         stacked = torch.stack([batch[k] for k in names] + [is_word.long(), pooled.long()])
@@ -417,39 +418,34 @@ class TextEncoder:
         hidden = model(**dict(zip(names, inputs))).last_hidden_state.float()  # [b, T, D]
         words, mask = _pack(hidden, on_device.bool(), int(is_word.sum(dim=1).max()))
         sentence = _pool(hidden, pooled_on_device.bool(), self.pooling)
-        return words, mask, sentence, truncated, self._content(texts, mask)
-
-    def _content(self, texts: Tuple[str, ...], word_mask: Tensor) -> Optional[Tensor]:
-        """Content-word tokens [b, L] of texts whose word features word_mask [b, L] marks."""
-        rows = [self.token_words(text) for text in texts]
-        if not all(rows):  # a slow tokenizer: words unknown
-            return None
-        content = torch.zeros(word_mask.shape, dtype=torch.bool)
-        for i, words in enumerate(rows):
-            kept = [_is_content(w) for w in words[:word_mask.shape[1]]]
-            content[i, :len(kept)] = torch.tensor(kept, dtype=torch.bool)
-        return content.to(word_mask.device) & word_mask
+        return words, mask, sentence, truncated, _packed_content(content, is_word, mask)
 
     def _tokenize(self, texts: List[str]) -> Dict[str, Tensor]:
         """
         Tokenize texts into right-padded ids and masks, each [b, T].
 
         Keys: input_ids, attention_mask, special_tokens_mask, and token_type_ids where the
-        tokenizer makes them. The end-of-sequence token a last-token encoder summarises into
-        is appended after truncation, so a cut text still ends with it.
+        tokenizer makes them; content_word (1 for a token of a content word) where it can map
+        tokens back to characters (fast tokenizers). The end-of-sequence token a last-token
+        encoder summarises into is appended after truncation, so a cut text still ends with it.
         """
         room = self.max_length - (self._eos is not None)
+        fast = bool(getattr(self.tokenizer, 'is_fast', False))
         rows = self.tokenizer(texts, truncation=True, max_length=room,
-                              return_special_tokens_mask=True)
+                              return_special_tokens_mask=True, return_offsets_mapping=fast)
+        if fast:
+            rows['content_word'] = [[int(_is_content(_word_around(text, start, end)))
+                                     for start, end in offsets]
+                                    for text, offsets in zip(texts, rows['offset_mapping'])]
         appended = {'input_ids': self._eos, 'attention_mask': 1, 'special_tokens_mask': 1,
-                    'token_type_ids': 0}
+                    'token_type_ids': 0, 'content_word': 0}
         keys = [k for k in appended if k in rows]
         length = max(len(ids) for ids in rows['input_ids']) + (self._eos is not None)
         if self._compiled is not None and len(texts) == 1:  # one of the compiled shapes
             length = min(self._padded(length), self.max_length)
         # Padded positions are masked out, so any id serves (decoder tokenizers often lack one).
         padding = {'input_ids': self.tokenizer.pad_token_id or 0, 'attention_mask': 0,
-                   'special_tokens_mask': 1, 'token_type_ids': 0}
+                   'special_tokens_mask': 1, 'token_type_ids': 0, 'content_word': 0}
         batch = {k: torch.full((len(texts), length), padding[k], dtype=torch.long) for k in keys}
         for i in range(len(texts)):
             for key in keys:
@@ -708,6 +704,23 @@ def content_words(text: str) -> List[str]:
     """
     words = (word.strip(_PUNCTUATION) or word for word in text.lower().split())
     return [word for word in words if _is_content(word)]
+
+
+def _packed_content(content: Optional[Tensor], is_word: Tensor,
+                    word_mask: Tensor) -> Optional[Tensor]:
+    """
+    Pack the content-word flags of tokens [b, T] like the word features: [b, L] bool.
+
+    ``is_word`` [b, T] marks the tokens that became word features, in order; None stays None
+    (a slow tokenizer: words unknown).
+    """
+    if content is None:
+        return None
+    packed = torch.zeros(word_mask.shape, dtype=torch.bool)
+    for i in range(len(content)):
+        kept = content[i][is_word[i]].bool()[:word_mask.shape[1]]
+        packed[i, :len(kept)] = kept
+    return packed.to(word_mask.device) & word_mask
 
 
 def _is_content(word: Optional[str]) -> bool:
