@@ -242,7 +242,8 @@ def _planner_scores(folder: Path, seed: int, engine, vocabulary, bench) -> Dict:
         report = evaluate_referring(engine, load_benchmark(folder / file))
         scores[f'planner_{words}'] = {'miou': report.miou, 'per_kind': report.per_kind,
                                       'no_target_pairs': report.no_target_pairs,
-                                      'pairs': report.pairs}
+                                      'pairs': report.pairs,
+                                      'per_expression': report.per_expression}
     times = sorted({view.time for view in bench.views})
     requests = unrelated_requests(seed)
     scores['unrelated'] = false_answer_rate(engine, requests, times)
