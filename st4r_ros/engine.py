@@ -26,9 +26,10 @@ The query's score is max_i p_i, the same score the layer's no-target threshold w
 is NO_TARGET with that best score. Otherwise the target's Gaussians are those at p >= 0.5 (the
 ones that also make the rendered mask), the target instance is their majority instance, and the
 mask for a camera is the rendered p thresholded at 0.5 over an explicit background of 0.
-Before any of that, a query mostly in words that none of the layer's captions is like ("a purple
-elephant playing chess") is NO_TARGET, naming those words (field/vocabulary.py): the field
-lights something for any text.
+A query mostly in words that none of the layer's captions is like ("a purple elephant playing
+chess") is NO_TARGET, naming those words (field/vocabulary.py): the field lights something for
+any text. A time-sensitive query the state cache locates is exempt: that match, above its
+calibrated floor, already says the query is about one of the scene's objects.
 
 When (time-sensitive): the scene's temporal layer routes AUTO queries (and names the deciding
 word), names the target instance from its state cache and finds the active spans from the query's
@@ -452,7 +453,9 @@ class QueryEngine:
                                    '(state cache); ask time-agnostically or train with state '
                                    'captions')
         result = self._where(base, gaussians, torch.sigmoid(relevance[0]), asked.request.camera)
-        if familiarity is not None and not familiarity.about_scene:
+        # A query the state cache matched to one object's captions (above its calibrated
+        # floor) is about this scene whatever its words: only the field's answers are judged.
+        if familiarity is not None and not familiarity.about_scene and located is None:
             return replace(base, status=QueryStatus.NO_TARGET, score=result.score,
                            active_spans=(), camera=asked.request.camera,
                            message=familiarity.message())

@@ -19,9 +19,9 @@ The real MiniLM places the threshold and judges (the guard is about what that en
 knows); the engine's use of it is checked with the keyword doubles and a one-hot word encoder.
 """
 
-from doubles import InstanceField, KeywordEncoder, SMALL
+from doubles import InstanceField, KeywordEncoder, SMALL, temporal_layer
 import pytest
-from st4r_ros.engine import QueryEngine, QueryRequest, QueryStatus
+from st4r_ros.engine import QueryEngine, QueryMode, QueryRequest, QueryStatus
 from st4r_ros.errors import SceneFormatError
 from st4r_ros.field.vocabulary import (build_vocabulary, caption_words, CALIBRATION_WORDS,
                                        FAMILIAR_SHARE, Familiarity, Vocabulary,
@@ -141,3 +141,18 @@ def test_the_engine_answers_an_unfamiliar_query_no_target_and_names_its_words():
     assert "1 of 1 content words" in answer.message and "'3'" in answer.message
     assert answer.cloud is None and answer.score > 0.5  # the field's score, kept
     assert engine.query(QueryRequest('object 2')).status == QueryStatus.OK
+
+
+def test_a_query_the_state_cache_locates_is_not_judged_by_its_words():
+    synthetic = generate_synthetic(seed=1, config=SMALL)
+    scene = KeyframedScene(synthetic.keyframes)
+    ids = synthetic.keyframes[0][1].instance_ids
+    known = ('1', '2')
+    guard = VocabularyGuard(Vocabulary(known, 0.5), OneHotWords(known))
+    for floor, located in ((0.5, True), (1.5, False)):
+        engine = QueryEngine(scene, InstanceField(ids), KeywordEncoder(), threshold=0.4,
+                             temporal=temporal_layer(5.0, locate_floor=floor))
+        engine.guard = guard
+        answer = engine.query(QueryRequest('object 3', mode=QueryMode.TIME_SENSITIVE))
+        assert answer.ok == located, answer.message
+        assert ('located by the state cache' in answer.message) == located
