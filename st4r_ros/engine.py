@@ -178,6 +178,7 @@ class QueryResult:
     mask: Optional[Tensor] = None  # [H, W] bool, for `camera`
     image: Optional[Tensor] = None  # [H, W, 3] colour for `camera`, when asked for
     camera: Optional[Camera] = None
+    truncated: bool = False  # the encoder cut the text at its maximum length
 
     @property
     def ok(self) -> bool:
@@ -388,7 +389,8 @@ class QueryEngine:
             if last in members:  # a moving camera re-renders it without the field
                 self._last_relevance = (answers[last].query, answers[last].scene_time,
                                         answers[last].time_sensitive, relevance[last])
-        return {asked[k].index: replace(answer, latency_ms=dict(clock.laps))
+        return {asked[k].index: _cut(replace(answer, latency_ms=dict(clock.laps)),
+                                     encoded.truncated[k])
                 for k, answer in answers.items()}
 
     def _relevance_of(self, gaussians: Gaussians, encoded: TextFeatures, said: TextFeatures,
@@ -739,6 +741,14 @@ def _grouped(items: Iterable[Item], key: Callable[[Item], Key]) -> List[Tuple[Ke
     for item in items:
         groups.setdefault(key(item), []).append(item)
     return list(groups.items())
+
+
+def _cut(answer: QueryResult, truncated: bool) -> QueryResult:
+    """Mark an answer to a text the encoder cut at its maximum length, and say so."""
+    if not truncated:
+        return answer
+    return replace(answer, truncated=True,
+                   message=f"{answer.message}; the text was cut at the encoder's maximum length")
 
 
 def _missing_frames(missing: int, unknown: int, frames: int) -> str:

@@ -247,6 +247,9 @@ def test_engine_runs_the_real_field_and_encoder(synthetic):
     result = engine.query(QueryRequest('the red cube left of the white sphere', camera=camera))
     assert result.status in (QueryStatus.OK, QueryStatus.NO_TARGET), result.message
     assert engine.render_views(result, camera)[0].shape == (camera.height, camera.width)
+    assert not result.truncated and 'cut' not in result.message
+    long = engine.query(QueryRequest('the red cube ' * 100))  # beyond MiniLM's 256 tokens
+    assert long.truncated and "cut at the encoder's maximum length" in long.message
 
 
 def test_time_sensitive_answers_spans_or_an_explicit_status(engine):

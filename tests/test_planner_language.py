@@ -267,13 +267,12 @@ class OracleEngine:
     def __init__(self, benchmark) -> None:
         self.views = benchmark.views
         self.instances = {e.text: e.instance_id for e in benchmark.expressions}
-        self.encoder = SimpleNamespace(
-            encode=lambda texts: SimpleNamespace(truncated=(False,) * len(texts)))
+        self.encoder = SimpleNamespace()
 
     def query_batch(self, requests):
         view = next(v for v in self.views if v.camera is requests[0].camera)
         mask = view.load_mask()
-        return [SimpleNamespace(status=QueryStatus.OK, time_sensitive=False,
+        return [SimpleNamespace(status=QueryStatus.OK, time_sensitive=False, truncated=False,
                                 mask=mask == self.instances[r.text]) for r in requests]
 
 

@@ -104,10 +104,10 @@ def evaluate_referring(engine: QueryEngine, benchmark: Benchmark) -> ReferringRe
     # Time-sensitive queries hold in their active frames only; they are the 'when' branch's
     # question (Acc, vIoU), not part of the time-agnostic mIoU.
     expressions = [e for e in benchmark.expressions if e.kind != TIME_SENSITIVE]
-    encoder = engine.encoder
-    if expressions and encoder is None:
+    if expressions and engine.encoder is None:
         raise St4rError('evaluate_referring: the engine has no referring layer to evaluate')
     ious: Dict[str, List[float]] = {e.id: [] for e in expressions}
+    cut: Dict[str, bool] = {}
     empty, empty_fp, no_target, sensitive = 0, 0, 0, 0
     for view in benchmark.views:
         chosen = [e for e in expressions if e.holds_at(view)]
@@ -117,6 +117,7 @@ def evaluate_referring(engine: QueryEngine, benchmark: Benchmark) -> ReferringRe
                                       for e in chosen])
         mask = view.load_mask()
         for expression, answer in zip(chosen, answers):
+            cut[expression.id] = answer.truncated
             no_target += int(answer.status == QueryStatus.NO_TARGET)
             sensitive += int(answer.time_sensitive)
             predicted = predicted_mask(answer, mask.shape)
@@ -126,11 +127,8 @@ def evaluate_referring(engine: QueryEngine, benchmark: Benchmark) -> ReferringRe
                 empty_fp += int(bool(predicted.any()))
                 continue
             ious[expression.id].append(iou(predicted, target))
-    truncated = encoder.encode([e.text for e in expressions]).truncated \
-        if expressions and encoder is not None else ()
     return _report(expressions, ious, (empty, empty_fp, no_target, sensitive), engine.threshold,
-                   [e.text for e, cut in zip(expressions, truncated) if cut],
-                   time.perf_counter() - started)
+                   [e.text for e in expressions if cut.get(e.id)], time.perf_counter() - started)
 
 
 @torch.no_grad()
