@@ -337,6 +337,70 @@ def test_feature_gradient_is_each_gaussians_total_weight():
         assert float(feats.grad[i, 0]) == pytest.approx(float(weight), rel=1e-5, abs=1e-6)
 
 
+def _with_grad(g: Gaussians) -> Gaussians:
+    """The same Gaussians with every float tensor a leaf that requires grad."""
+    return Gaussians(**{name: t.clone().requires_grad_(t.is_floating_point())
+                        for name, t in g.tensors().items()})
+
+
+@pytest.mark.parametrize('features', [None, 2])
+def test_a_render_with_geometry_gradients_is_the_same_render(features):
+    camera = pinhole(48, 32)
+    g = random_gaussians(150, seed=4, spread=0.3, max_opacity=0.99)
+    feats = None if features is None else torch.rand(150, features)
+    bg = torch.zeros(3 if features is None else features)
+    plain = render_torch(g, camera, feats, bg)
+    graded = render_torch(_with_grad(g), camera, feats, bg)
+    assert graded.image.requires_grad and not plain.image.requires_grad
+    for name in ('image', 'alpha', 'depth'):
+        torch.testing.assert_close(getattr(graded, name).detach(), getattr(plain, name),
+                                   atol=1e-6, rtol=0)
+
+
+def test_geometry_gradients_match_finite_differences():
+    camera = pinhole(32, 32)
+    g = random_gaussians(6, seed=11, spread=0.15, max_opacity=0.8)
+    feats = torch.rand(6, 1, dtype=torch.float32)
+    leaf = _with_grad(g)
+    render_torch(leaf, camera, feats, torch.zeros(1)).image.sum().backward()
+
+    def total(means: torch.Tensor, opacities: torch.Tensor) -> float:
+        moved = Gaussians(means, g.quats, g.scales, opacities, g.sh)
+        return float(render_torch(moved, camera, feats, torch.zeros(1)).image.double().sum())
+
+    # Small steps: a larger one can cross a screen box's or a tile's edge (not differentiated,
+    # as in gsplat) and the difference quotient then jumps.
+    step = 1e-4
+    for i in range(3):
+        for axis in range(3):
+            up, down = g.means.clone(), g.means.clone()
+            up[i, axis] += step
+            down[i, axis] -= step
+            numeric = (total(up, g.opacities) - total(down, g.opacities)) / (2 * step)
+            assert float(leaf.means.grad[i, axis]) == pytest.approx(numeric, rel=0.02, abs=0.01)
+        up, down = g.opacities.clone(), g.opacities.clone()
+        up[i] += step
+        down[i] -= step
+        numeric = (total(g.means, up) - total(g.means, down)) / (2 * step)
+        assert float(leaf.opacities.grad[i]) == pytest.approx(numeric, rel=0.02, abs=0.01)
+
+
+def test_a_photometric_fit_moves_a_gaussian_onto_its_target():
+    camera = pinhole(32, 32)
+    target = make_gaussians([[0.1, -0.05, 3.0]], [0.08] * 3, [0.9],
+                            sh=torch.full((1, 1, 3), 0.5 / SH_C0))
+    wanted = render_torch(target, camera, None, torch.zeros(3)).image
+    means = torch.tensor([[0.16, 0.02, 3.0]], requires_grad=True)
+    optimiser = torch.optim.Adam([means], lr=0.005)
+    for _ in range(80):
+        moved = Gaussians(means, target.quats, target.scales, target.opacities, target.sh)
+        loss = (render_torch(moved, camera, None, torch.zeros(3)).image - wanted).abs().mean()
+        optimiser.zero_grad()
+        loss.backward()
+        optimiser.step()
+    assert float((means.detach() - target.means).norm()) < 0.02
+
+
 # ---------------------------------------------------------------------------------------------
 # Spherical harmonics.
 

@@ -47,8 +47,12 @@ isolated pixel (0-1 per image) where a Gaussian sits on the 1/255 cut-off (alpha
 by up to T / 255) or two overlapping Gaussians have the same depth up to rounding (their order,
 and so the features but not alpha, may differ).
 
-The output is differentiable with respect to ``features`` (the renders are linear in them);
-geometry is treated as constant (st4r_ros trains features on frozen geometry).
+The output is differentiable with respect to ``features`` (the renders are linear in them).
+Geometry (means, quaternions, scales, opacities, SH) is treated as constant unless one of its
+tensors requires grad: then the projection keeps its graph and compositing runs out of place,
+so a photometric fit can move the Gaussians (the synthetic 4DGaussians-format scenes are fitted
+so on the CPU; gsplat does it on CUDA). Culling, binning and the depth order are not
+differentiated, as in gsplat.
 """
 
 from __future__ import annotations
@@ -254,6 +258,8 @@ def tile_alphas(tiles: Tensor, slots: Tensor, splats: Splats, tiles_x: int) -> T
     """
     Alpha of each pixel and Gaussian of a depth chunk of some tiles.
 
+    In place where nothing needs a gradient, out of place where the splats carry one.
+
     :param tiles: tile ids, [B].
     :param slots: splat index per tile and list position, -1 for padding, [B, G].
     :return: alphas as gsplat computes them, 0 where skipped (< 1/255) or padding, [B, 256, G].
@@ -276,11 +282,15 @@ def tile_alphas(tiles: Tensor, slots: Tensor, splats: Splats, tiles_x: int) -> T
     neg_yy = conic[:, None, :, 2] * dy * dy * -0.5  # [B, 16 rows, G]
     neg_cross = conic[:, None, :, 1] * dx * -1.0
     log_alpha = neg_yy[:, :, None, :] + log_x[:, None, :, :]  # [B, rows, cols, G]
-    log_alpha.addcmul_(dy[:, :, None, :], neg_cross[:, None, :, :])
     # sigma >= 0 up to rounding: the conic is the inverse of a covariance with eps2d added, so
     # positive definite; gsplat's "sigma < 0" skip is therefore not repeated here.
-    alpha = log_alpha.exp_().clamp_max_(ALPHA_MAX)
-    torch.threshold_(alpha, ALPHA_SKIP_BELOW, 0.0)  # F.threshold_ itself, under its typed name
+    if log_alpha.requires_grad:
+        log_alpha = torch.addcmul(log_alpha, dy[:, :, None, :], neg_cross[:, None, :, :])
+        alpha = torch.threshold(log_alpha.exp().clamp_max(ALPHA_MAX), ALPHA_SKIP_BELOW, 0.0)
+    else:
+        log_alpha.addcmul_(dy[:, :, None, :], neg_cross[:, None, :, :])
+        alpha = log_alpha.exp_().clamp_max_(ALPHA_MAX)
+        torch.threshold_(alpha, ALPHA_SKIP_BELOW, 0.0)  # F.threshold_ under its typed name
     return alpha.reshape(len(tiles), TILE_PIXELS, -1)
 
 
@@ -290,7 +300,8 @@ def composite_chunk(
     """
     Front-to-back compositing of one depth chunk, continuing from earlier chunks.
 
-    :param alpha: [B, P, G], depth sorted (consumed: overwritten with the weights).
+    :param alpha: [B, P, G], depth sorted (consumed: overwritten with the weights, unless it
+        requires grad).
     :param values: what each Gaussian carries (features and depth), [B, G, C].
     :param trans: transmittance before this chunk, [B, P].
     :param done: pixels already ended by the T <= 1e-4 rule, [B, P] bool.
@@ -299,15 +310,23 @@ def composite_chunk(
     """
     start = trans.masked_fill(done, 0.0)  # ended pixels take nothing more
     keep_fraction = torch.rsub(alpha, 1.0)
-    keep_fraction[..., 0].mul_(start)  # so that the product starts from the carried T
-    after = torch.cumprod(keep_fraction, dim=-1)  # T after each Gaussian
-    # True from the Gaussian that ends the pixel onwards, as T only decreases along the list;
-    # a skipped Gaussian (alpha 0) leaves T as it is, so it can never be the one that ends it.
-    ended = after <= T_MIN
-    weights = alpha
-    weights[..., 1:].mul_(after[..., :-1])
-    weights[..., 0].mul_(start)
-    weights.masked_fill_(ended, 0.0)
+    if alpha.requires_grad or start.requires_grad:  # the same products, out of place
+        keep_fraction = torch.cat([keep_fraction[..., :1] * start[..., None],
+                                   keep_fraction[..., 1:]], dim=-1)
+        after = torch.cumprod(keep_fraction, dim=-1)
+        ended = after <= T_MIN
+        before = torch.cat([start[..., None], after[..., :-1]], dim=-1)  # T before each
+        weights = (alpha * before).masked_fill(ended, 0.0)
+    else:
+        keep_fraction[..., 0].mul_(start)  # so that the product starts from the carried T
+        after = torch.cumprod(keep_fraction, dim=-1)  # T after each Gaussian
+        # True from the Gaussian that ends the pixel onwards, as T only decreases along the
+        # list; a skipped Gaussian (alpha 0) leaves T as it is, so it never ends it.
+        ended = after <= T_MIN
+        weights = alpha
+        weights[..., 1:].mul_(after[..., :-1])
+        weights[..., 0].mul_(start)
+        weights.masked_fill_(ended, 0.0)
     kept = ended.shape[-1] - ended.sum(dim=-1)  # [B, P] Gaussians before the end
     last = after.gather(-1, (kept - 1).clamp_min(0)[..., None])[..., 0]
     trans = torch.where(kept > 0, last, trans)
@@ -382,10 +401,12 @@ def render_torch(
     """
     tiles_x = (camera.width + TILE_SIZE - 1) // TILE_SIZE
     tiles_y = (camera.height + TILE_SIZE - 1) // TILE_SIZE
-    with torch.no_grad():
+    geometry = torch.is_grad_enabled() and any(
+        t.requires_grad for t in gaussians.tensors().values() if t.is_floating_point())
+    with torch.set_grad_enabled(geometry):
         splats = project(gaussians, camera)
     if features is None:
-        with torch.no_grad():
+        with torch.set_grad_enabled(geometry):
             colours = splat_colours(gaussians, camera, splats)
     else:
         colours = features.float()[splats.index]
