@@ -338,7 +338,7 @@ def test_feature_gradient_is_each_gaussians_total_weight():
 
 
 def _with_grad(g: Gaussians) -> Gaussians:
-    """The same Gaussians with every float tensor a leaf that requires grad."""
+    """Return the same Gaussians with every float tensor a leaf that requires grad."""
     return Gaussians(**{name: t.clone().requires_grad_(t.is_floating_point())
                         for name, t in g.tensors().items()})
 
