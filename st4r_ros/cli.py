@@ -114,8 +114,17 @@ def writing(path: Path) -> Iterator[None]:
 def cmd_synth(args: argparse.Namespace) -> None:
     from st4r_ros.synthetic.scene import synth_main
 
-    synth_main(args.out, seed=args.seed, num_frames=args.frames)
+    scene = synth_main(args.out, seed=args.seed, num_frames=args.frames)
     console.print(f'wrote synthetic scene (seed {args.seed}) to {args.out}')
+    if args.format == '4dgaussians':
+        from st4r_ros.synthetic.fourdgs_fit import FitConfig, FOURDGS_DIR, write_fitted_scene
+
+        config = dataclasses.replace(FitConfig(), coarse_steps=args.fit_steps[0],
+                                     fine_steps=args.fit_steps[1],
+                                     device=str(resolve_device(args.device)))
+        report = write_fitted_scene(args.out, scene, config, seed=args.seed)
+        console.print(f"wrote the fitted 4DGaussians scene to {Path(args.out) / FOURDGS_DIR}: "
+                      f"PSNR {report['psnr_novel']:.2f} dB on novel views")
 
 
 def cmd_annotate(args: argparse.Namespace) -> None:
@@ -200,6 +209,12 @@ def build_parser() -> argparse.ArgumentParser:
     synth.add_argument('out', help='output folder')
     synth.add_argument('--seed', type=int, default=0)
     synth.add_argument('--frames', type=int, default=24)
+    synth.add_argument('--format', choices=('bundle', '4dgaussians'), default='bundle',
+                       help='4dgaussians: also fit the scene as the 4DGaussians trainer does '
+                            '(a learned canonical space) into OUT/scene_4dgs')
+    synth.add_argument('--fit-steps', type=int, nargs=2, default=(3000, 14000),
+                       metavar=('COARSE', 'FINE'), help='steps of the two fitting stages')
+    synth.add_argument('--device', default='auto', help='auto, cpu, cuda ... (the fit)')
     synth.set_defaults(run=cmd_synth)
 
     note = commands.add_parser('annotate', help='masks and captions for `st4r train` from a '

@@ -23,21 +23,28 @@ Folder layout, as the public trainer writes it (``Scene.save``):
     point_cloud/iteration_N/deformation_table.pth, deformation_accum.pth   (training only)
     point_cloud/coarse_iteration_N/...            coarse stage, not deformed: ignored
 
+`save_fourdgaussians` writes the same layout (cfg_args, the PLY, deformation.pth), so a scene
+fitted here (synthetic/fourdgs_fit.py) is read back as the trainer's would be.
+
 The Gaussians at time t are the canonical pre-activation values deformed by the network, then
 activated (exp scales, sigmoid opacities, normalised quaternions), as the public renderer does.
 """
 
 from __future__ import annotations
 
+from dataclasses import asdict
 import os
+from pathlib import Path
 import re
+import shutil
+import tempfile
 from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence
 
 from st4r_ros.errors import SceneFormatError
 from st4r_ros.scene.deformation import DeformationConfig, DeformationNetwork
 from st4r_ros.scene.deformation_fused import AutoDeformation
 from st4r_ros.scene.gaussians import Gaussians
-from st4r_ros.scene.ply import RawGaussians, read_ply
+from st4r_ros.scene.ply import RawGaussians, read_ply, write_ply
 from st4r_ros.scene.scene4d import check_time, Scene4D, SceneInfo
 import torch
 
@@ -245,3 +252,33 @@ def load_deformation_state(path: str) -> Dict[str, Any]:
             f'{path}: holds a {type(state).__name__}; expected a state_dict (str -> tensor)'
         )
     return dict(state)
+
+
+def save_fourdgaussians(folder: str | os.PathLike, canonical: RawGaussians,
+                        network: DeformationNetwork, iteration: int,
+                        extra_args: Optional[Mapping[str, Any]] = None) -> Path:
+    """
+    Write a 4DGaussians output folder: cfg_args, the PLY and deformation.pth of iteration N.
+
+    The layout is the module docstring's. Everything is written into a temporary folder beside
+    ``folder`` and moved into place at the end, so an error leaves no half-written scene; an
+    existing ``folder`` is replaced.
+    ``extra_args`` join cfg_args (a trainer records every argument; these are informative).
+    """
+    target = Path(folder)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f'.{target.name}.', dir=target.parent))
+    try:
+        args = {**asdict(network.config), **dict(extra_args or {})}
+        (staging / 'cfg_args').write_text(
+            'Namespace(' + ', '.join(f'{k}={v!r}' for k, v in args.items()) + ')')
+        cloud = staging / 'point_cloud' / f'iteration_{iteration}'
+        write_ply(cloud / 'point_cloud.ply', canonical)
+        state = {k: v.detach().cpu().contiguous() for k, v in network.state_dict().items()}
+        torch.save(state, cloud / 'deformation.pth')
+        if target.exists():
+            shutil.rmtree(target)
+        os.replace(staging, target)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return target
