@@ -45,7 +45,13 @@ guard (field/vocabulary.py) and without, beside bench.json's mIoU without it.
 Usage:
     python benchmarks/ablation_referring.py [--seeds 0 1] [--steps 1500] [--jobs 2]
         [--out out/ablation_referring] [--variants full no_attention ...] [--temporal]
-    python benchmarks/ablation_referring.py --smoke [--out DIR]
+        [--scene-format bundle|4dgaussians [--fit-steps COARSE FINE]]
+    python benchmarks/ablation_referring.py --smoke [--out DIR] [--scene-format 4dgaussians]
+
+With ``--scene-format 4dgaussians`` every seed's scene is first fitted as the 4DGaussians
+trainer fits one (synthetic/fourdgs_fit.py; as many fits at once as ``--jobs``) and the layers
+are trained and scored on that scene: a learned canonical space, no instance ids, the same
+ground truth and benchmarks.
 
 Writes OUT/ablation.md and OUT/ablation.json; the scenes and layers stay in OUT/seed_S/.
 
@@ -70,7 +76,7 @@ from pathlib import Path
 import shutil
 import tempfile
 import time
-from typing import Dict, Iterator, List, Optional
+from typing import Callable, Dict, Iterator, List, Optional
 
 # The benchmark in the training captions' look words, and in their look and relation words
 # (prepare), beside bench.json: row key -> file.
@@ -108,6 +114,20 @@ def variant_config(name: str, steps: int, device: str = 'cpu'):
     if name == 'captions_only':
         return replace(config, augment_rate=0.0)
     return config
+
+
+def fit_scene(root: str, seed: int, config, coarse: int, fine: int, device: str,
+              threads: int) -> str:
+    """Fit root's synthetic scene as the 4DGaussians trainer would (once); its folder name."""
+    import torch
+    from st4r_ros.synthetic.fourdgs_fit import FitConfig, FOURDGS_DIR, write_fitted_scene
+    from st4r_ros.synthetic.scene import generate_synthetic
+
+    torch.set_num_threads(threads)
+    if not (Path(root) / FOURDGS_DIR / 'cfg_args').is_file():
+        fit = replace(FitConfig(), coarse_steps=coarse, fine_steps=fine, device=device)
+        write_fitted_scene(root, generate_synthetic(seed, config), fit, seed, progress=False)
+    return FOURDGS_DIR
 
 
 def prepare(root: Path, seed: int, config=None) -> None:
@@ -168,27 +188,30 @@ def smoke_scene():
 
 def run_variant(root: str, seed: int, name: str, steps: int, threads: int,
                 device: str = 'cpu', text_model: Optional[str] = None,
-                temporal: bool = False, train: Optional[Dict] = None) -> Dict:
+                temporal: bool = False, train: Optional[Dict] = None,
+                scene_dir: str = 'scene') -> Dict:
     """
     Train one variant on one scene and evaluate it; a JSON-able row.
 
     With ``temporal``, the time-sensitive queries of both benchmarks too (routing, Acc, vIoU
     on novel and training views, located share: evaluation/temporal.py), under 'temporal'.
-    ``train``: TrainConfig fields that replace the variant's.
+    ``train``: TrainConfig fields that replace the variant's. ``scene_dir``: the scene under
+    ``root`` the layers are trained on ('scene', the keyframed bundle, or the fitted
+    4DGaussians folder, whose fit report the row then carries under 'fit').
     """
     import torch
 
     torch.set_num_threads(threads)
     from st4r_ros.engine import QueryEngine
     from st4r_ros.evaluation.referring import evaluate_referring, training_benchmark
-    from st4r_ros.scene.bundle import load_bundle
+    from st4r_ros.scene.loading import load_scene
     from st4r_ros.supervision.format import load_benchmark, load_supervision
     from st4r_ros.temporal.layer import load_temporal_layer
     from st4r_ros.text import TextEncoder
     from st4r_ros.training import train_layers
 
     folder = Path(root)
-    scene = load_bundle(folder / 'scene')
+    scene = load_scene(folder / scene_dir)
     supervision = load_supervision(folder / 'supervision')
     encoder = TextEncoder(text_model, device) if text_model else TextEncoder.default(device)
     started = time.perf_counter()
@@ -213,7 +236,10 @@ def run_variant(root: str, seed: int, name: str, steps: int, threads: int,
     row = {'seed': seed, 'variant': name, 'miou_without_no_target': ungated.miou,
            'pairs': report.pairs, 'train_view_miou': fit.miou, 'threshold': result.threshold,
            'train_seconds': train_seconds, 'steps': steps,
-           'instance_agreement': result.assignment.agreement(scene.at(0.0).instance_ids),
+           # A fitted scene keeps the bundle's Gaussians in order (no densification): the
+           # bundle's ids are each fitted Gaussian's object of origin.
+           'instance_agreement': result.assignment.agreement(
+               load_scene(folder / 'scene').at(0.0).instance_ids),
            'per_expression': report.per_expression,
            **_scores(report, folder, bench.expressions)}
     for key, (_, file) in VOCABULARY_BENCHES.items():  # the same ids in every benchmark
@@ -221,6 +247,10 @@ def run_variant(root: str, seed: int, name: str, steps: int, threads: int,
         row[key] = _scores(in_words, folder, bench.expressions)
         row[f'{key}_miou'] = in_words.miou
     row.update(_planner_scores(folder, seed, gated, result.vocabulary, bench))
+    if scene_dir != 'scene':
+        from st4r_ros.synthetic.fourdgs_fit import FIT_REPORT
+
+        row['fit'] = json.loads((folder / FIT_REPORT).read_text())
     if temporal:
         row['temporal'] = _temporal_scores(folder, gated, supervision)
     return row
@@ -357,22 +387,32 @@ def planner_table(rows: List[Dict]) -> str:
     return '\n'.join(lines)
 
 
+def fit_summary(fits: Dict[int, Dict]) -> str:
+    """One line on the fitted 4DGaussians scenes: PSNR and the movers' canonical offsets."""
+    offsets = [v for fit in fits.values() for v in fit['canonical_offsets_m'].values()]
+    return (f"Fitted 4DGaussians scenes ({len(fits)} seeds): PSNR "
+            f"{_mean([f['psnr_novel'] for f in fits.values()]):.2f} dB on novel views, "
+            f"{_mean([f['psnr_train'] for f in fits.values()]):.2f} dB on training views; the "
+            f"moving objects' canonical Gaussians lie {_mean(offsets):.3f} m (mean) from the "
+            'nearest of their true positions.')
+
+
 def _mean(values: List[float]) -> float:
     return sum(values) / len(values) if values else float('nan')
 
 
-def _run_all(tasks: List[tuple], jobs: int) -> Iterator[Dict]:
+def _run_all(tasks: List[tuple], jobs: int, work: Callable = run_variant) -> Iterator:
     """
-    Run run_variant over tasks, in this process for one job, else in spawned workers.
+    Run ``work`` over tasks, in this process for one job, else in spawned workers.
 
     A forked worker can hang in CUDA or in gsplat's extension build that the parent started.
     """
     if jobs == 1:
-        yield from map(run_variant, *zip(*tasks))
+        yield from map(work, *zip(*tasks))
         return
     context = multiprocessing.get_context('spawn')
     with ProcessPoolExecutor(max_workers=jobs, mp_context=context) as pool:
-        yield from pool.map(run_variant, *zip(*tasks))
+        yield from pool.map(work, *zip(*tasks))
 
 
 def parse_args() -> argparse.Namespace:
@@ -389,6 +429,11 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument('--text-model', help='encoder folder (default: the packaged MiniLM)')
     parser.add_argument('--temporal', action='store_true',
                         help='also score the time-sensitive queries (both vocabularies)')
+    parser.add_argument('--scene-format', choices=('bundle', '4dgaussians'), default='bundle',
+                        help='4dgaussians: train and score on each scene fitted as the '
+                             '4DGaussians trainer fits it (synthetic/fourdgs_fit.py)')
+    parser.add_argument('--fit-steps', type=int, nargs=2, default=(3000, 14000),
+                        metavar=('COARSE', 'FINE'), help='with 4dgaussians: the fit stages')
     parser.add_argument('--smoke', action='store_true',
                         help='one tiny scene in a temporary folder, a few steps, CPU: checks '
                              'the script only')
@@ -409,6 +454,7 @@ def smoke(args: argparse.Namespace) -> None:
     atexit.register(shutil.rmtree, args.scenes, True)
     args.seeds, args.steps, args.jobs, args.threads = [0], 3, 1, 1
     args.device, args.temporal, args.scene = 'cpu', True, smoke_scene()
+    args.fit_steps = (3, 3)
     args.train = {'min_pixels': 4}  # objects cover few pixels in the tiny scene's views
     for name in VARIANTS:  # the variants left untrained still have to be valid configs
         replace(variant_config(name, args.steps), **args.train)
@@ -420,8 +466,13 @@ def main() -> None:
     started = time.perf_counter()
     for seed in args.seeds:
         prepare(scenes / f'seed_{seed}', seed, args.scene)
+    scene_dir = 'scene'
+    if args.scene_format == '4dgaussians':  # the fits, as many at once as trainings
+        fits = [(str(scenes / f'seed_{seed}'), seed, args.scene, *args.fit_steps, args.device,
+                 args.threads) for seed in args.seeds]
+        scene_dir = list(_run_all(fits, args.jobs, fit_scene))[0]
     tasks = [(str(scenes / f'seed_{seed}'), seed, name, args.steps, args.threads, args.device,
-              args.text_model, args.temporal, args.train)
+              args.text_model, args.temporal, args.train, scene_dir)
              for seed in args.seeds for name in args.variants]
     rows = []
     out.mkdir(parents=True, exist_ok=True)
@@ -455,6 +506,9 @@ def main() -> None:
     markdown += ('\n\nPlanner requests (planner.json per kind, planner_held_out.json) and '
                  'requests about nothing in the scene (share answered OK):\n\n'
                  + planner_table(rows))
+    fits = {row['seed']: row['fit'] for row in rows if 'fit' in row}
+    if fits:
+        markdown += '\n\n' + fit_summary(fits)
     print(markdown)
     print(f'\n{len(rows)} runs, {seconds / 60:.1f} min')
     (out / 'ablation.md').write_text(markdown + '\n')

@@ -51,6 +51,17 @@ def _ablation(out: str, tmp: Path) -> None:
     assert 'false answers' in out
 
 
+def test_ablation_smoke_on_a_fitted_4dgaussians_scene(tmp_path):
+    command = [sys.executable, 'benchmarks/ablation_referring.py', '--smoke', '--out',
+               str(tmp_path), '--scene-format', '4dgaussians']
+    proc = subprocess.run(command, cwd=REPO, env=_environment(), capture_output=True, text=True,
+                          timeout=TIMEOUT_S)
+    assert proc.returncode == 0, (proc.stdout + proc.stderr)[-4000:]
+    row, = json.loads((tmp_path / 'ablation.json').read_text())['rows']
+    assert row['fit']['seed'] == 0 and 'psnr_novel' in row['fit']
+    assert 'Fitted 4DGaussians scenes (1 seeds)' in proc.stdout
+
+
 def _planner_words(out: str, tmp: Path) -> None:
     report = json.loads((tmp / 'planner_words.json').read_text())
     assert report['smoke'] and report['split_error'] < 1e-4
