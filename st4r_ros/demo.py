@@ -18,7 +18,9 @@ The embedded demo: the main job of st4r_ros on a scene that ships as a few lines
 ``models/demo/demo.json`` holds a seed and sizes; nothing else is stored. The demo
 
 1. generates the synthetic scene (an st4r bundle with ground truth), its training captions and
-   its held-out benchmark;
+   its held-out benchmark; with ``"scene_format": {"format": "4dgaussians", "fit_steps": [C, F]}``
+   in the config it also fits the scene as the 4DGaussians trainer would and uses that one
+   (a learned canonical space, no instance ids: the path of a user's own trainer output);
 2. trains the scene's referring layer for a few hundred steps (as far as a laptop allows in a
    minute) and renders RGB and depth views at a few times;
 3. writes a rosbag2 of what a robot would send (camera info, camera poses, text commands,
@@ -139,18 +141,20 @@ def run_demo(out: Path, console: Console, config: Optional[Dict] = None) -> List
     if missing:
         raise St4rError(f'demo config: missing key(s) {missing}; expected {list(CONFIG_KEYS)}')
     _check_commands(config['commands'])
+    _scene_format(config)
     out = Path(out)
     synthetic_dir = out / 'synthetic'
     console.print(f"[bold]1. scene[/]: synthetic, seed {config['seed']}, in {synthetic_dir}")
-    write_synthetic(synthetic_dir, config['seed'], SyntheticConfig(**config['synthetic']),
-                    progress=lambda views: track(views, description='ground-truth masks'))
+    scene = write_synthetic(synthetic_dir, config['seed'],
+                            SyntheticConfig(**config['synthetic']),
+                            progress=lambda views: track(views, description='ground-truth masks'))
     supervision_dir, bench_path = build_synthetic_task(synthetic_dir, config['seed'])
-    scene_dir = synthetic_dir / 'scene'
+    scene_dir, layer_dir = _scene_to_train(synthetic_dir, scene, config, console)
 
     console.print(f"[bold]2. referring layer[/]: {config['train_steps']} training steps")
     train_layers(load_scene(scene_dir), load_supervision(supervision_dir),
-                 TrainConfig(steps=config['train_steps']), scene_dir, seed=config['seed'])
-    engine = QueryEngine.open(scene_dir, device='cpu')
+                 TrainConfig(steps=config['train_steps']), layer_dir, seed=config['seed'])
+    engine = QueryEngine.open(scene_dir, layer_dir, device='cpu')
     cameras = _demo_cameras(engine, config['render'])
     written = _render_views(engine, cameras, config, out, console)
 
@@ -171,6 +175,38 @@ def run_demo(out: Path, console: Console, config: Optional[Dict] = None) -> List
     written += _export_results(out_bag, out / 'results', commands, frame_step, console)
     console.print(f'demo done in {time.perf_counter() - started:.0f} s; outputs in {out}')
     return written
+
+
+def _scene_to_train(synthetic_dir: Path, scene, config: Dict,
+                    console: Console) -> Tuple[Path, Path]:
+    """
+    Return (scene folder, layer folder) the demo trains and answers on.
+
+    The keyframed bundle by default; with the config's ``"scene_format": {"format":
+    "4dgaussians", "fit_steps": [COARSE, FINE]}`` the scene fitted as the 4DGaussians trainer
+    fits one (synthetic/fourdgs_fit.py: what a user's own trainer output looks like), its
+    layers in a folder of their own beside it.
+    """
+    if _scene_format(config) == 'bundle':
+        return synthetic_dir / 'scene', synthetic_dir / 'scene'
+    from st4r_ros.synthetic.fourdgs_fit import FitConfig, FOURDGS_DIR, write_fitted_scene
+
+    coarse, fine = config['scene_format'].get('fit_steps', (FitConfig.coarse_steps,
+                                                            FitConfig.fine_steps))
+    console.print(f'   fitted as the 4DGaussians trainer fits: {coarse} + {fine} steps')
+    report = write_fitted_scene(synthetic_dir, scene, FitConfig(coarse_steps=coarse,
+                                                                fine_steps=fine), config['seed'])
+    console.print(f"   PSNR {report['psnr_novel']:.2f} dB on novel views")
+    return synthetic_dir / FOURDGS_DIR, synthetic_dir / 'layers_4dgs'
+
+
+def _scene_format(config: Dict) -> str:
+    """Return the config's scene format, 'bundle' unless it says '4dgaussians'."""
+    choice = config.get('scene_format', {}).get('format', 'bundle')
+    if choice not in ('bundle', '4dgaussians'):
+        raise St4rError(f"demo config: scene_format.format must be 'bundle' or '4dgaussians', "
+                        f'got {choice!r}')
+    return str(choice)
 
 
 def _demo_cameras(engine: QueryEngine, settings: Dict) -> Dict[str, Camera]:

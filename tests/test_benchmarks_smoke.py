@@ -62,6 +62,14 @@ def test_ablation_smoke_on_a_fitted_4dgaussians_scene(tmp_path):
     assert 'Fitted 4DGaussians scenes (1 seeds)' in proc.stdout
 
 
+def _guard_rates(out: str, tmp: Path) -> None:
+    report = json.loads((tmp / 'guard.json').read_text())
+    rates, = report['rows'].values()
+    assert report['smoke'] and 0.0 <= rates['unrelated let through'] <= 1.0
+    assert rates['planner, training words refused'] <= 0.05  # the captions' own words
+    assert '| mean |' in out
+
+
 def _planner_words(out: str, tmp: Path) -> None:
     report = json.loads((tmp / 'planner_words.json').read_text())
     assert report['smoke'] and report['split_error'] < 1e-4
@@ -128,6 +136,7 @@ CASES: Dict[str, Tuple[List[str], Check]] = {
     'bench_temporal_gpu.py': ([], _temporal_gpu),
     'bench_torch_render.py': ([], _torch_render),
     'gpu_suite.py': (['--out', '{tmp}'], _gpu_suite),
+    'guard_rates.py': (['--json', '{tmp}/guard.json'], _guard_rates),
     'planner_words.py': (['--json', '{tmp}/planner_words.json'], _planner_words),
     'temporal_baseline.py': (['--json', '{tmp}/baseline.json'], _temporal_baseline),
     'temporal_probe.py': ([], _temporal_probe),

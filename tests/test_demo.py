@@ -374,3 +374,26 @@ def test_a_temporal_layer_of_its_own_encoder(demo, tmp_path):
     (scene / 'temporal.json').write_text(json.dumps(meta))
     with pytest.raises(SceneFormatError, match='D = 32'):
         QueryEngine.open(scene, device='cpu')
+
+
+def test_the_demo_runs_on_a_scene_fitted_as_the_4dgaussians_trainer_fits(tmp_path):
+    from st4r_ros.scene.fourdgs import FourDGaussiansScene
+    from st4r_ros.synthetic.fourdgs_fit import FOURDGS_DIR
+
+    config = small_config()
+    config['train_steps'] = 5
+    config['scene_format'] = {'format': '4dgaussians', 'fit_steps': [3, 3]}
+    printed = io.StringIO()
+    written = run_demo(tmp_path, Console(file=printed, width=160), config)
+    assert isinstance(load_scene(tmp_path / 'synthetic' / FOURDGS_DIR), FourDGaussiansScene)
+    assert (tmp_path / 'synthetic' / 'layers_4dgs' / 'referring.json').is_file()
+    assert 'fitted as the 4DGaussians trainer fits' in printed.getvalue()
+    assert any(path.name == 'index.json' for path in written)
+
+
+def test_an_unknown_scene_format_is_refused(tmp_path):
+    config = small_config()
+    config['scene_format'] = {'format': 'nerf'}
+    with pytest.raises(St4rError, match="scene_format.format must be 'bundle' or '4dgaussians'"):
+        run_demo(tmp_path, Console(file=io.StringIO()), config)
+    assert list(tmp_path.iterdir()) == []  # refused before anything is written

@@ -37,9 +37,12 @@ variants in its place (field/train.py), so each instance's captions keep their s
 from __future__ import annotations
 
 import zlib
-from typing import Dict, List, Mapping, Sequence, Set, Tuple
+from typing import Dict, List, Mapping, Sequence, Set, Tuple, TYPE_CHECKING
 
 from st4r_ros.text import content_words, FUNCTION_WORDS
+
+if TYPE_CHECKING:
+    from st4r_ros.supervision.format import Supervision
 
 # Request frames of this module's own, none of the planner test family's (synthetic/planner.py).
 REQUEST_FRAMES = ('locate {}', 'find {}', 'show me {}', 'point at {}', 'look at {}', 'take {}',
@@ -62,6 +65,16 @@ def frame_variants(captions: Mapping[int, Sequence[str]]) -> Dict[str, Tuple[str
         for text in texts:
             variants[text] = (_request(text), *_reworded(text, others))
     return variants
+
+
+def supervision_variants(supervision: 'Supervision') -> List[str]:
+    """Return every variant training can draw from the supervision's captions, once each."""
+    frames = sorted({c.frame for inst in supervision.instances for c in inst.captions})
+    made: Dict[str, None] = {}
+    for frame in frames:
+        for variants in frame_variants(supervision.captions_at(frame=frame)).values():
+            made.update(dict.fromkeys(variants))
+    return list(made)
 
 
 def _leading_words(text: str) -> List[str]:
