@@ -79,10 +79,10 @@ def test_the_fitted_scene_reads_back_in_the_trainers_layout_and_renders_close(fi
     assert report['losses']['fine'][-1] < report['losses']['coarse'][0]
 
 
-def test_moving_objects_canonical_positions_are_none_of_their_true_ones(fitted):
+def test_moving_objects_canonical_clouds_are_no_frame_of_the_video(fitted):
     root, scene, report = fitted
     offsets = {int(k): v for k, v in report['canonical_offsets_m'].items()}
-    assert offsets and all(v > 0.005 for v in offsets.values())
+    assert offsets and all(v > 0.02 for v in offsets.values())
     first = RawGaussians.from_gaussians(scene.keyframes[0][1])
     assert all(v == 0.0 for v in canonical_offsets(scene, first).values())  # a keyframed space
 
