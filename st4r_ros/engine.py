@@ -454,13 +454,14 @@ class QueryEngine:
                            message='time-sensitive query: this scene has no temporal layer '
                                    '(state cache); ask time-agnostically or train with state '
                                    'captions')
-        result = self._where(base, gaussians, torch.sigmoid(relevance[0]), asked.request.camera)
+        probabilities = torch.sigmoid(relevance[0])
         # A query the state cache matched to one object's captions (above its calibrated
         # floor) is about this scene whatever its words: only the field's answers are judged.
         if familiarity is not None and not familiarity.about_scene and located is None:
-            return replace(base, status=QueryStatus.NO_TARGET, score=result.score,
+            return replace(base, status=QueryStatus.NO_TARGET, score=float(probabilities.max()),
                            active_spans=(), camera=asked.request.camera,
                            message=familiarity.message())
+        result = self._where(base, gaussians, probabilities, asked.request.camera)
         if located is not None and result.ok:
             result = replace(result, score=located[1],
                              message=f'{result.message}, located by the state cache (match '

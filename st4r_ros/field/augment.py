@@ -97,8 +97,7 @@ def _request(text: str) -> str:
 def _reworded(text: str, others: Set[str]) -> List[str]:
     """Return attribute-only and noun-first variants of a plain description (else none)."""
     tokens = text.lower().split()
-    if len(tokens) < 3 or tokens[0] not in ARTICLES or any(
-            t in FUNCTION_WORDS for t in tokens[1:]) or content_words(text) != tokens[1:]:
+    if len(tokens) < 3 or tokens[0] not in ARTICLES or content_words(text) != tokens[1:]:
         return []
     *attributes, noun = tokens[1:]
     said = _listed(attributes)
