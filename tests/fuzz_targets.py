@@ -207,7 +207,9 @@ def layer_target(folder: Path, data: Any) -> str:
     field = ReferringField(len(gaussians.means), gaussians.means, FieldConfig(text_dim=384),
                            gaussians.instance_ids)
     save_referring_layer(bundle, field, {'text_encoder': {'name': DEFAULT_MODEL_ID, 'dim': 384},
-                                         'threshold': 0.3})
+                                         'threshold': 0.3,
+                                         'vocabulary': {'words': ['red', 'cube'],
+                                                        'threshold': 0.5}})
     if data.draw(st.booleans()):
         meta = bundle / 'referring.json'
         meta.write_text(json.dumps(mutate_json(json.loads(meta.read_text()), data),

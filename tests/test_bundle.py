@@ -322,6 +322,12 @@ def test_layers_load(layered):
                                                     '.*/etc/hostname; expected a path inside'),
     (lambda m: m.update(file='/etc/hostname'), 'expected a path inside'),
     (lambda m: m.update(file=3), "'file' = '3'; expected a file name inside"),
+    (lambda m: m.update(vocabulary=['cube']), "vocabulary: field 'vocabulary' must be an object"),
+    (lambda m: m.update(vocabulary={'words': ['cube', None], 'threshold': 0.5}),
+     "vocabulary: field 'words' must list 1 to 65536 non-empty strings"),
+    (lambda m: m.update(vocabulary={'words': ['cube'], 'threshold': math.nan}),
+     "vocabulary: mistypes field 'threshold'"),
+    (lambda m: m.update(vocabulary={'words': ['cube'], 'threshold': 1.5}), r'in \[-1, 1\]'),
 ])
 def test_bad_referring_metadata(layered, change, message):
     edit_json(layered / 'referring.json', change)
