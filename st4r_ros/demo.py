@@ -70,6 +70,7 @@ EXPECTABLE = ('NO_TARGET', 'INVALID')
 START_NS = 1_700_000_000 * 10**9  # bag clock of the demo's first message
 # Keys every demo config has (models/demo/demo.json); others, like "about", are ignored.
 CONFIG_KEYS = ('seed', 'synthetic', 'render', 'export_time', 'train_steps', 'commands')
+OPTIONAL_COUNTS = ('state_captions', 'time_sensitive')  # commands' counts that default to 0
 
 
 @dataclass(frozen=True)
@@ -238,13 +239,13 @@ def _check_commands(settings) -> None:
     """
     Refuse a commands section that would not pick what it says.
 
-    :raises St4rError: a count that is not a non-negative int (time_sensitive may be left
-        out), or extra that is not a list of str.
+    :raises St4rError: a count that is not a non-negative int (``OPTIONAL_COUNTS`` may be
+        left out), or extra that is not a list of str.
     """
     if not isinstance(settings, dict):
         raise St4rError(f'demo config: commands: expected an object, got {settings!r}')
-    for key in ('training', 'held_out', 'time_sensitive'):
-        count = settings.get(key, 0) if key == 'time_sensitive' else settings.get(key)
+    for key in ('training', 'held_out', *OPTIONAL_COUNTS):
+        count = settings.get(key, 0) if key in OPTIONAL_COUNTS else settings.get(key)
         if isinstance(count, bool) or not isinstance(count, int) or count < 0:
             raise St4rError(f'demo config: commands.{key}: expected a count >= 0, got {count!r}')
     extra = settings.get('extra')
@@ -265,11 +266,12 @@ def _demo_commands(supervision, benchmark, settings: Dict,
 
     Training captions (wording the layer was trained on), one held-out expression of each
     time-agnostic kind (the benchmark's other sentence shapes and relation words), up to
-    ``time_sensitive`` time-sensitive queries (when-questions first: "when does ... fade out?";
-    the router decides, as for a robot's command), then the extra (bad) commands. Held-out
-    expressions in words training also used come first: a held-out synonym ("crimson" for red)
-    is understood only as far as the text encoder relates the two words, which BENCHMARKS.md
-    measures apart.
+    ``state_captions`` when-questions in the state captions' words (``state_questions``), up
+    to ``time_sensitive`` of the benchmark's time-sensitive queries (when-questions first:
+    "when does ... fade out?"; the router decides, as for a robot's command), then the extra
+    (bad) commands. Held-out expressions in words training also used come first: a held-out
+    synonym ("crimson" for red) is understood only as far as the text encoder relates the two
+    words, which BENCHMARKS.md measures apart.
     """
     captions = [DemoCommand(texts[0], instance) for instance, texts
                 in sorted(supervision.captions_at(time=0.0).items())]
@@ -282,10 +284,40 @@ def _demo_commands(supervision, benchmark, settings: Dict,
     # A planner asking about time asks "when ...?" outright: those come first.
     sensitive = sorted((e for e in ordered if e.kind == TIME_SENSITIVE),
                        key=lambda e: not e.text.lower().startswith('when '))
+    stated = state_questions(supervision, sensitive, frame_times)
     asked = [DemoCommand(e.text, e.instance_id, times=tuple(frame_times[f] for f in e.frames))
              for e in sensitive[: settings.get('time_sensitive', 0)]]
     extra = [DemoCommand(item['text'], expect=item['expect']) for item in settings['extra']]
-    return captions[: settings['training']] + chosen[: settings['held_out']] + asked + extra
+    return (captions[: settings['training']] + chosen[: settings['held_out']]
+            + stated[: settings.get('state_captions', 0)] + asked + extra)
+
+
+def state_questions(supervision, events: Sequence, frame_times: Sequence[float]
+                    ) -> List[DemoCommand]:
+    """
+    Ask when each event happens in the words of the instance's state caption of it.
+
+    An event is a time-sensitive expression's instance and frames (its ground truth); the
+    caption is the instance's only state caption at the event's middle such frame, and
+    "<object> is <state>" becomes "when is <object> <state>?". Events whose caption has
+    another shape are left out, and so is an event already asked.
+    """
+    questions: List[DemoCommand] = []
+    seen = set()
+    for event in events:
+        key = (event.instance_id, tuple(event.frames))
+        instance = next((i for i in supervision.instances if i.id == event.instance_id), None)
+        if key in seen or instance is None:
+            continue
+        seen.add(key)
+        said = [[c.text for c in instance.state_captions if c.frame == f] for f in event.frames]
+        alone = [texts[0] for texts in said if len(texts) == 1]
+        caption = alone[len(alone) // 2] if alone else ''
+        subject, verb, state = caption.partition(' is ')
+        if verb and subject and state:
+            questions.append(DemoCommand(f'when is {subject} {state}?', event.instance_id,
+                                         times=tuple(frame_times[f] for f in event.frames)))
+    return questions
 
 
 def judge(command: DemoCommand, status: str, instance_id: int,
@@ -293,9 +325,10 @@ def judge(command: DemoCommand, status: str, instance_id: int,
     """
     Say whether an answer is right against the command's ground truth, and why not.
 
-    Right: the expected status and instance; for a time-sensitive command also every true time
-    inside a span and no span farther than ``frame_step`` (one frame, what the temporal
-    smoothing may widen a span by) from a true time.
+    Right: the expected status and instance; for a time-sensitive command also spans that
+    agree with the true times to one frame (``frame_step``) either way: every true time within
+    one frame of a spanned frame, and every frame a span covers within one frame of a true
+    time (the three-frame smoothing may move an interval's edge by one frame).
     """
     if status != command.expect:
         return False, f'{status}, expected {command.expect}'
@@ -304,9 +337,16 @@ def judge(command: DemoCommand, status: str, instance_id: int,
     if not command.times:
         return True, ''
     tolerance = frame_step + 1e-6
-    missed = [t for t in command.times if not any(a - 1e-6 <= t <= b + 1e-6 for a, b in spans)]
-    stray = [(a, b) for a, b in spans
-             if not any(a - tolerance <= t <= b + tolerance for t in command.times)]
+
+    def near(t: float, times: Sequence[float]) -> bool:
+        return any(abs(t - u) <= tolerance for u in times)
+
+    spanned = {(a, b): [a + k * frame_step for k in range(round((b - a) / frame_step) + 1)]
+               for a, b in spans}
+    covered = [t for frames in spanned.values() for t in frames]
+    missed = [t for t in command.times if not near(t, covered)]
+    stray = [(a, b) for (a, b), frames in spanned.items()
+             if not all(near(t, command.times) for t in frames)]
     problems = [f'misses t = {", ".join(f"{t:.2f}" for t in missed)}'] if missed else []
     problems += [f'span {a:.2f}-{b:.2f} where it does not hold' for a, b in stray]
     return not problems, '; '.join(problems)

@@ -32,6 +32,7 @@ import io
 import json
 import math
 import shutil
+from types import SimpleNamespace
 
 from mcap.reader import make_reader
 from mcap_ros2.decoder import DecoderFactory
@@ -40,7 +41,8 @@ from PIL import Image
 from plyfile import PlyData
 import pytest
 from rich.console import Console
-from st4r_ros.demo import CONFIG_KEYS, DemoCommand, judge, load_demo_config, run_demo
+from st4r_ros.demo import (CONFIG_KEYS, DemoCommand, judge, load_demo_config, run_demo,
+                           state_questions)
 from st4r_ros.engine import QueryEngine, QueryMode, QueryRequest, QueryStatus
 from st4r_ros.errors import SceneFormatError, St4rError, TextEncoderError
 from st4r_ros.scene.loading import load_scene
@@ -66,6 +68,7 @@ def small_config() -> dict:
     config['train_steps'] = 900
     config['render'].update(width=WIDTH, height=HEIGHT, times=[0.0, 1.0])
     config['render']['views'] = config['render']['views'][:1]
+    config['commands'].update(state_captions=1, time_sensitive=1)  # both kinds of when-question
     return config
 
 
@@ -151,8 +154,10 @@ def test_result_bag_has_one_answer_per_command(demo, bags):
     sensitive = [e.text for e in bench.expressions if e.kind == TIME_SENSITIVE]
     asked = [c for c in commands if c in sensitive]
     assert len(asked) == min(settings['time_sensitive'], len(sensitive))
-    assert len(commands) == (settings['training'] + settings['held_out'] + len(asked)
-                             + len(settings['extra']))
+    stated = [c for c in commands if c.startswith('when is ') and c not in sensitive]
+    assert len(stated) == settings['state_captions']
+    assert len(commands) == (settings['training'] + settings['held_out'] + len(stated)
+                             + len(asked) + len(settings['extra']))
     assert commands[-len(settings['extra']):] == [item['text'] for item in settings['extra']]
     results = results_bag['/result']
     assert [r.query for r in results] == commands
@@ -227,8 +232,16 @@ def test_index_judges_every_answer_against_the_scene_ground_truth(demo, bags):
             assert truth['instance'] == expression.instance_id and truth['status'] == 'OK'
             if expression.kind == TIME_SENSITIVE:
                 assert truth['times'] == [frame_times[f] for f in expression.frames]
-        else:
+        elif text in captions:
             assert truth == {'status': 'OK', 'instance': captions[text], 'times': []}
+        else:  # a when-question in a state caption's words, the truth a benchmark event's
+            assert truth['status'] == 'OK' and truth['times'], entry
+            worded = {c.text for i in supervision.instances if i.id == truth['instance']
+                      for c in i.state_captions if frame_times[c.frame] in truth['times']}
+            assert text in {f"when is {c.replace(' is ', ' ', 1)}?" for c in worded}, entry
+            events = {tuple(frame_times[f] for f in e.frames) for e in bench.values()
+                      if e.kind == TIME_SENSITIVE and e.instance_id == truth['instance']}
+            assert tuple(truth['times']) in events, entry
         status = QueryStatus(result.status).name
         assert (entry['status'], entry['instance']) == (status, result.target_instance_id)
         named_right = status == truth['status'] and (
@@ -255,11 +268,32 @@ F = 1 / 11  # the frame step of a 12-frame scene; the truth is frame 4
     ('NO_TARGET', -1, [], False, 'NO_TARGET, expected OK'),
     ('OK', 3, [(6 * F, 7 * F)], False, 'misses t = 0.36; span 0.55-0.64 where it does not hold'),
     ('OK', 3, [(3 * F, 5 * F), (7 * F, 8 * F)], False, 'span 0.64-0.73 where it does not hold'),
-    ('OK', 3, [(2 * F, 4 * F), (5 * F, 5 * F)], True, ''),  # one frame of smoothing is allowed
+    # One frame either way is what the smoothing may move an edge by; two frames are not.
+    ('OK', 3, [(3 * F, 3 * F), (5 * F, 5 * F)], True, ''),
+    ('OK', 3, [(5 * F, 5 * F)], True, ''),
+    ('OK', 3, [(2 * F, 4 * F)], False, 'span 0.18-0.36 where it does not hold'),
+    ('OK', 3, [(6 * F, 6 * F)], False, 'misses t = 0.36; span 0.55-0.55 where it does not hold'),
 ])
 def test_judge_time_sensitive_answers(status, instance, spans, right, why):
     command = DemoCommand('when does the tube fade out?', 3, times=(4 * F,))
     assert judge(command, status, instance, spans, frame_step=F) == (right, why)
+
+
+def test_state_questions_take_the_event_caption_of_the_right_shape_once():
+    def caption(frame, text):
+        return SimpleNamespace(frame=frame, text=text)
+
+    tube = SimpleNamespace(id=3, state_captions=[
+        caption(2, 'the green tube is standing still'), caption(3, 'the green tube is vanishing'),
+        caption(4, 'the lime tube is vanishing'), caption(4, 'the lime tube is at rest'),
+        caption(7, 'the green tube lies on its side')])
+    supervision = SimpleNamespace(instances=[tube])
+    fade, lying = SimpleNamespace(instance_id=3, frames=[3, 4]), SimpleNamespace(
+        instance_id=3, frames=[7])
+    times = [f / 10 for f in range(11)]
+    asked = state_questions(supervision, [fade, lying, fade], times)
+    # Frame 4 has two state captions: the event is asked in frame 3's; frame 7's has no 'is'.
+    assert asked == [DemoCommand('when is the green tube vanishing?', 3, times=(0.3, 0.4))]
 
 
 def test_judge_expected_statuses():
@@ -329,6 +363,7 @@ def test_packaged_config_has_every_key_and_a_missing_one_is_refused(tmp_path):
 @pytest.mark.parametrize('change, named', [
     ({'training': -1}, 'commands.training'), ({'held_out': '3'}, 'commands.held_out'),
     ({'time_sensitive': True}, 'commands.time_sensitive'),
+    ({'state_captions': -2}, 'commands.state_captions'),
     ({'extra': 'find it'}, 'commands.extra'), ({'extra': ['ok', 3]}, 'commands.extra'),
     ({'extra': [{'text': 'x', 'expect': 'OK'}]}, 'commands.extra')])
 def test_demo_commands_that_would_pick_oddly_are_refused(tmp_path, change, named):

@@ -65,6 +65,18 @@ def test_smoothing_bridges_a_missing_frame_but_counts_it():
     assert math.isnan(float(smoothed.raw[4])) and not math.isnan(float(smoothed.scores[4]))
 
 
+def test_a_missing_frame_never_starts_an_interval_of_its_own():
+    # Frames 5 and 6 unseen; frame 7 is in another state the query half matches: frame 6 borrows
+    # that score. Frame 7 smoothed with frame 8 falls below, so only the borrowed score was left.
+    features = torch.stack([A if t in {2, 3} else B for t in range(FRAMES)])
+    features[7] = torch.nn.functional.normalize(A + 1.2 * B, dim=0)
+    valid = torch.ones(FRAMES, dtype=torch.bool)
+    valid[5:7] = False
+    found = find_intervals(features, valid, A, IntervalParams(window=3, level=0.4))
+    assert float(found.scores[6]) >= found.threshold > float(found.scores[7])
+    assert found.runs == [(2, 4)]  # frame 4 borrows from the active frame 3: it extends
+
+
 def test_smooth_is_a_centred_mean_that_skips_gaps():
     scores = torch.tensor([0.0, 3.0, float('nan'), 6.0])
     assert torch.allclose(smooth(scores, 3), torch.tensor([1.5, 1.5, 4.5, 6.0]))

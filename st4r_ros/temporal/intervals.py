@@ -20,7 +20,10 @@ features frame by frame, s_t = <q, c_{k,t}>; the scores are smoothed over time (
 moving average that skips missing frames) and thresholded adaptively, halfway between the
 instance's best and worst frame for this query, but never below an absolute level calibrated
 on the training captions.
-A missing frame takes its neighbours' mean, so a one-frame gap does not split an interval.
+A missing frame takes its neighbours' mean, so a one-frame gap does not split an interval;
+it only extends or bridges a run of seen frames, never starts one: a borrowed score is as much
+the other side's as its own (a gap before a different state would otherwise be an interval
+of its own made from that state's score).
 A query whose scores barely vary holds either throughout (best frame above the level) or
 never. Runs of active frames become intervals [first frame time, last frame time].
 """
@@ -109,6 +112,12 @@ def runs_of(active: Tensor) -> List[Tuple[int, int]]:
     return [(start, stop - 1) for start, stop in zip(edges[::2], edges[1::2])]
 
 
+def _next_to(flags: Tensor) -> Tensor:
+    """[T] bool: True where a neighbouring frame of flags [T] is True."""
+    padded = F.pad(flags.to(torch.int8), (1, 1))
+    return (padded[:-2] + padded[2:]) > 0
+
+
 def find_intervals(features: Tensor, valid: Tensor, query: Tensor,
                    params: IntervalParams = IntervalParams()) -> Intervals:
     """
@@ -134,6 +143,7 @@ def find_intervals(features: Tensor, valid: Tensor, query: Tensor,
         verdict, threshold = Verdict.SOME, max(params.level, (low + high) / 2)
     active = ((scores >= threshold) if verdict != Verdict.NEVER  # NaN compares False
               else torch.zeros_like(valid))
+    active = active & (valid | _next_to(active & valid))
     if verdict == Verdict.SOME and bool(active[valid].all()):
         verdict = Verdict.ALWAYS
     return Intervals(raw, scores, threshold, active, runs_of(active), verdict, missing)
