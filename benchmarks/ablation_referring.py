@@ -91,6 +91,7 @@ VARIANTS = {
     'no_inst': 'w/o L_inst',
     'static': 'static positions (ReferSplat-style)',
     'word_dropout': 'full model + word dropout 0.15',
+    'word_weights': 'full model + learned word weights',
 }
 DEFAULT_OUT = 'out/ablation_referring'
 # Each variant trained adds as much to a smoke run as its scene: one runs the code paths.
@@ -111,6 +112,8 @@ def variant_config(name: str, steps: int, device: str = 'cpu'):
         return replace(config, loss=replace(config.loss, comp=0.0, dist=0.0))
     if name == 'word_dropout':
         return replace(config, word_dropout=0.15)
+    if name == 'word_weights':
+        return replace(config, field=replace(config.field, word_weights=True))
     if name == 'captions_only':
         return replace(config, augment_rate=0.0)
     return config

@@ -62,10 +62,7 @@ def word_contributions(field, means, encoded, row: int):
     mask = encoded.word_mask[row:row + 1].to(means.device)
     with torch.no_grad():
         out = field(means, words, mask, encoded.sentence[row:row + 1].to(means.device))
-        w = out.words[0]  # [L', h]
-        keep = torch.ones(len(w), dtype=torch.bool, device=w.device)
-        keep[-mask.shape[1]:] = mask[0]
-        share = keep.float() / keep.float().sum()
+        w, share = out.words[0], out.word_weights[0]  # [L', h], [L']
         mean_word = (w * share[:, None]).sum(0)
         parts = (out.features @ w.T) * share[None, :]  # [N, L']
         if out.attention is not None:

@@ -72,6 +72,7 @@ def words(e: int = 3, length: int = L, seed: int = 1):
     FieldConfig(text_dim=D, hidden_dim=32, attention=False),
     FieldConfig(text_dim=D, hidden_dim=32, static=True),
     FieldConfig(text_dim=D, hidden_dim=32, sentence_token=False),
+    FieldConfig(text_dim=D, hidden_dim=32, word_weights=True),
 ])
 def test_shapes_of_every_variant(config):
     field = make_field(config)
@@ -86,6 +87,30 @@ def test_shapes_of_every_variant(config):
     refined = out.refined(every)
     assert refined.shape == (3, N, 32)
     explicit = torch.einsum('enh,elh->en', refined, out.words) / length
+    assert torch.allclose(out.relevance, explicit, atol=1e-4)
+    assert torch.allclose(out.word_weights, torch.full((3, length), 1 / length))
+
+
+def test_word_weights_start_as_the_mean_learn_and_skip_padding():
+    plain = make_field(FieldConfig(text_dim=D, hidden_dim=32))
+    weighted = make_field(FieldConfig(text_dim=D, hidden_dim=32, word_weights=True))
+    w, mask, s = words(e=2, length=4)
+    mask[1, 2:] = False
+    means = torch.rand(N, 3)
+    start = weighted(means, w, mask, s)
+    assert torch.allclose(start.relevance, plain(means, w, mask, s).relevance, atol=1e-5)
+    # Trained to raise one word's share: the share moves, padding keeps none, rows sum to 1.
+    optimiser = torch.optim.SGD(weighted.parameters(), lr=0.5)
+    for _ in range(20):
+        optimiser.zero_grad()
+        (-weighted(means, w, mask, s).word_weights[:, 1].sum()).backward()
+        optimiser.step()
+    shares = weighted(means, w, mask, s).word_weights
+    assert float(shares[0, 1]) > 0.5 and float(shares[1, 1]) > 0.5
+    assert torch.all(shares[1, 3:] == 0) and torch.allclose(shares.sum(1), torch.ones(2))
+    every = torch.arange(N).expand(2, N)
+    out = weighted(means, w, mask, s)
+    explicit = torch.einsum('enh,elh,el->en', out.refined(every), out.words, out.word_weights)
     assert torch.allclose(out.relevance, explicit, atol=1e-4)
 
 
@@ -222,7 +247,7 @@ def test_contrastive_prefers_the_matching_sentence():
 def test_top_tau_mean_and_schedule():
     features = torch.arange(10.0)[:, None].repeat(1, 4)  # f_i = i, [N=10, h=4]
     relevance = torch.stack([torch.arange(10.0), -torch.arange(10.0)])
-    output = FieldOutput(relevance, torch.zeros(2, 1, 4), features)  # attention off: e' = f
+    output = FieldOutput(relevance, torch.zeros(2, 1, 4), features, torch.ones(2, 1))  # e' = f
     picked = top_tau_mean(output, 0.2)  # 2 Gaussians each
     assert picked[0, 0] == 8.5 and picked[1, 0] == 0.5
     assert tau_at(0, 100) == pytest.approx(0.1)

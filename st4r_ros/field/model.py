@@ -29,6 +29,11 @@ object that moves:
     e'_i(t) = f_i + O(sum_j a_ij V(w_j))           one head, residual
     m_i(t)  = mean_j <e'_i(t), w_j>                relevance, over the valid tokens only
 
+With word weights (``word_weights``), the plain mean becomes a weighted one the field learns,
+pi_j = softmax_j(<u, w_j>) over the valid tokens, m_i(t) = sum_j pi_j <e'_i(t), w_j>: a
+request's frame ("could you pass me ...") need not weigh as much as the words that name the
+object. u starts at zero, so training starts from the plain mean.
+
 Tokens: the sentence embedding, then the words (E_1..E_L, the encoder's special tokens left
 out, as ReferSplat). The sentence embedding is what a sentence encoder such as MiniLM is
 trained to make robust to paraphrase; its token costs nothing and was the best of the
@@ -49,6 +54,7 @@ Ablations (FieldConfig):
     attention=False: e'_i = f_i, no positions at all (the "w/o cross-modal attention" row).
     static=True: positions are the scene's canonical means (a static reconstruction, as
         ReferSplat sees the world) instead of mu_i(t).
+    word_weights=False: the plain mean over tokens (the papers' formulation).
 
 Every relevance is computed for E expressions at once: m [E, N].
 """
@@ -85,6 +91,7 @@ class FieldConfig:
     attention: bool = True
     static: bool = False
     init_std: float = 0.1
+    word_weights: bool = False
 
     def to_json(self) -> Dict:
         return asdict(self)
@@ -112,6 +119,8 @@ class FieldOutput:
     :ivar words: projected tokens w_j, [E, L, h].
     :ivar features: f_i = F(e_i), [N, h].
     :ivar attention: a_ij, [E, N, L]; None when attention is off (e' = f).
+    :ivar word_weights: pi_j, each token's share of the relevance, [E, L] (rows sum to 1).
+    :ivar attention: a_ij, [E, N, L]; None when attention is off.
     :ivar values: O(V(w_j)), the attended values already through the output projection,
         [E, L, h]; None when attention is off.
     """
@@ -119,6 +128,7 @@ class FieldOutput:
     relevance: Tensor
     words: Tensor
     features: Tensor
+    word_weights: Tensor
     attention: Optional[Tensor] = None
     values: Optional[Tensor] = None
 
@@ -201,6 +211,10 @@ class ReferringField(nn.Module):
             self.key = nn.Linear(h, h)
             self.value = nn.Linear(h, h)
             self.out = nn.Linear(h, h)
+        if config.word_weights:  # last: the other weights start as without it
+            self.word_score = nn.Linear(h, 1)
+            nn.init.zeros_(self.word_score.weight)
+            nn.init.zeros_(self.word_score.bias)
 
     @property
     def num_gaussians(self) -> int:
@@ -245,20 +259,27 @@ class ReferringField(nn.Module):
             mask = torch.cat([mask.new_ones(len(mask), 1), mask], dim=1)
         features = self.feature_mlp(self.embeddings)  # [N, h]
         w = self.word_mlp(F.layer_norm(words.float(), words.shape[-1:]))  # [E, L, h]
-        weights = mask.float() / mask.float().sum(dim=1, keepdim=True)  # [E, L]
+        weights = self._word_weights(w, mask)  # [E, L]
         mean_word = torch.einsum('elh,el->eh', w, weights)  # [E, h]
         # m is the plain mean of dot products (ST4R-Splat), without the attention's 1/sqrt(h):
         # with it the logits start sqrt(h) times smaller and the training views fit worse in
         # the same steps. m = <e', w_mean> with e' = f + a O(V w).
         relevance = mean_word @ features.T  # [E, N]
         if not self.config.attention:
-            return FieldOutput(relevance, w, features)
+            return FieldOutput(relevance, w, features, weights)
         attention = self._attention(features, self.positions(means), w, mask)  # [E, N, L]
         # O is linear and each row of a sums to 1, so O(sum_j a_ij V w_j) = sum_j a_ij O(V w_j).
         values = self.out(self.value(w))  # [E, L, h]
         relevance = relevance + torch.einsum('enl,el->en', attention,
                                              torch.einsum('elh,eh->el', values, mean_word))
-        return FieldOutput(relevance, w, features, attention, values)
+        return FieldOutput(relevance, w, features, weights, attention, values)
+
+    def _word_weights(self, w: Tensor, mask: Tensor) -> Tensor:
+        """Each valid token's share pi [E, L] of words w [E, L, h] (plain mean without weights)."""
+        if not self.config.word_weights:
+            return mask.float() / mask.float().sum(dim=1, keepdim=True)
+        scores = self.word_score(w)[..., 0].masked_fill(~mask, float('-inf'))
+        return torch.softmax(scores, dim=-1)
 
     def _attention(self, features: Tensor, positions: Tensor, w: Tensor, mask: Tensor) -> Tensor:
         """Compute a [E, N, L] from features f [N, h], positions p [N, h], words w [E, L, h]."""
