@@ -45,13 +45,14 @@ guard (field/vocabulary.py) and without, beside bench.json's mIoU without it.
 Usage:
     python benchmarks/ablation_referring.py [--seeds 0 1] [--steps 1500] [--jobs 2]
         [--out out/ablation_referring] [--variants full no_attention ...] [--temporal]
-        [--scene-format bundle|4dgaussians [--fit-steps COARSE FINE]]
+        [--scene-format bundle|4dgaussians [--fit-steps COARSE FINE]] [--no-planner]
     python benchmarks/ablation_referring.py --smoke [--out DIR] [--scene-format 4dgaussians]
 
 With ``--scene-format 4dgaussians`` every seed's scene is first fitted as the 4DGaussians
 trainer fits one (synthetic/fourdgs_fit.py; as many fits at once as ``--jobs``) and the layers
 are trained and scored on that scene: a learned canonical space, no instance ids, the same
-ground truth and benchmarks.
+ground truth and benchmarks. ``--no-planner`` leaves the planner sets and the unrelated
+requests out (they measure language, not the scene: a scene-format run can spare their time).
 
 Writes OUT/ablation.md and OUT/ablation.json; the scenes and layers stay in OUT/seed_S/.
 
@@ -192,7 +193,7 @@ def smoke_scene():
 def run_variant(root: str, seed: int, name: str, steps: int, threads: int,
                 device: str = 'cpu', text_model: Optional[str] = None,
                 temporal: bool = False, train: Optional[Dict] = None,
-                scene_dir: str = 'scene') -> Dict:
+                scene_dir: str = 'scene', planner: bool = True) -> Dict:
     """
     Train one variant on one scene and evaluate it; a JSON-able row.
 
@@ -200,7 +201,8 @@ def run_variant(root: str, seed: int, name: str, steps: int, threads: int,
     on novel and training views, located share: evaluation/temporal.py), under 'temporal'.
     ``train``: TrainConfig fields that replace the variant's. ``scene_dir``: the scene under
     ``root`` the layers are trained on ('scene', the keyframed bundle, or the fitted
-    4DGaussians folder, whose fit report the row then carries under 'fit').
+    4DGaussians folder, whose fit report the row then carries under 'fit'). ``planner``: also
+    the planner sets and the unrelated requests (``_planner_scores``).
     """
     import torch
 
@@ -249,7 +251,8 @@ def run_variant(root: str, seed: int, name: str, steps: int, threads: int,
         in_words = evaluate_referring(gated, load_benchmark(folder / file))
         row[key] = _scores(in_words, folder, bench.expressions)
         row[f'{key}_miou'] = in_words.miou
-    row.update(_planner_scores(folder, seed, gated, result.vocabulary, bench))
+    if planner:
+        row.update(_planner_scores(folder, seed, gated, result.vocabulary, bench))
     if scene_dir != 'scene':
         from st4r_ros.synthetic.fourdgs_fit import FIT_REPORT
 
@@ -437,6 +440,8 @@ def parse_args() -> argparse.Namespace:
                              '4DGaussians trainer fits it (synthetic/fourdgs_fit.py)')
     parser.add_argument('--fit-steps', type=int, nargs=2, default=(3000, 14000),
                         metavar=('COARSE', 'FINE'), help='with 4dgaussians: the fit stages')
+    parser.add_argument('--no-planner', dest='planner', action='store_false',
+                        help='leave out the planner sets and the unrelated requests')
     parser.add_argument('--smoke', action='store_true',
                         help='one tiny scene in a temporary folder, a few steps, CPU: checks '
                              'the script only')
@@ -475,19 +480,20 @@ def main() -> None:
                  args.threads) for seed in args.seeds]
         scene_dir = list(_run_all(fits, args.jobs, fit_scene))[0]
     tasks = [(str(scenes / f'seed_{seed}'), seed, name, args.steps, args.threads, args.device,
-              args.text_model, args.temporal, args.train, scene_dir)
+              args.text_model, args.temporal, args.train, scene_dir, args.planner)
              for seed in args.seeds for name in args.variants]
     rows = []
     out.mkdir(parents=True, exist_ok=True)
     for row in _run_all(tasks, args.jobs):
         rows.append(row)
+        planner = (f"planner {row['planner_training']['miou']:.3f} / held-out "
+                   f"{row['planner_held-out']['miou']:.3f}, false answers "
+                   f"{row['unrelated']['false_answers']:.3f} (without guard "
+                   f"{row['unrelated_without_guard']['false_answers']:.3f}), "
+                   if args.planner else '')
         print(f"seed {row['seed']} {row['variant']}: mIoU {row['miou']:.3f} (training words "
               f"{row['training_words_miou']:.3f}, also training's relation words "
-              f"{row['all_training_words_miou']:.3f}), planner "
-              f"{row['planner_training']['miou']:.3f} / held-out "
-              f"{row['planner_held-out']['miou']:.3f}, false answers "
-              f"{row['unrelated']['false_answers']:.3f} (without guard "
-              f"{row['unrelated_without_guard']['false_answers']:.3f}), "
+              f"{row['all_training_words_miou']:.3f}), {planner}"
               f"{row['train_seconds']:.0f} s training", flush=True)
         for words, t in row.get('temporal', {}).items():
             print(f"  when, {words} words: routing {t['routing_accuracy']:.3f}, Acc "
@@ -506,9 +512,10 @@ def main() -> None:
                 f"({VOCABULARY_BENCHES['all_training_words'][1]}):\n\n" + table(in_all_words))
     markdown += ('\n\nPer relation (time-agnostic expressions; held-out words / training look '
                  "words / also training's relation words):\n\n" + relation_table(rows))
-    markdown += ('\n\nPlanner requests (planner.json per kind, planner_held_out.json) and '
-                 'requests about nothing in the scene (share answered OK):\n\n'
-                 + planner_table(rows))
+    if args.planner:
+        markdown += ('\n\nPlanner requests (planner.json per kind, planner_held_out.json) and '
+                     'requests about nothing in the scene (share answered OK):\n\n'
+                     + planner_table(rows))
     fits = {row['seed']: row['fit'] for row in rows if 'fit' in row}
     if fits:
         markdown += '\n\n' + fit_summary(fits)

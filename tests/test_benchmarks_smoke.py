@@ -53,13 +53,14 @@ def _ablation(out: str, tmp: Path) -> None:
 
 def test_ablation_smoke_on_a_fitted_4dgaussians_scene(tmp_path):
     command = [sys.executable, 'benchmarks/ablation_referring.py', '--smoke', '--out',
-               str(tmp_path), '--scene-format', '4dgaussians']
+               str(tmp_path), '--scene-format', '4dgaussians', '--no-planner']
     proc = subprocess.run(command, cwd=REPO, env=_environment(), capture_output=True, text=True,
                           timeout=TIMEOUT_S)
     assert proc.returncode == 0, (proc.stdout + proc.stderr)[-4000:]
     row, = json.loads((tmp_path / 'ablation.json').read_text())['rows']
     assert row['fit']['seed'] == 0 and 'psnr_novel' in row['fit']
     assert 'Fitted 4DGaussians scenes (1 seeds)' in proc.stdout
+    assert 'planner_training' not in row and 'Planner requests' not in proc.stdout
 
 
 def _guard_rates(out: str, tmp: Path) -> None:

@@ -29,7 +29,7 @@ import pytest
 from st4r_ros.engine import QueryEngine, QueryRequest, QueryStatus
 from st4r_ros.errors import SceneFormatError
 from st4r_ros.evaluation.referring import evaluate_referring
-from st4r_ros.field.train import TrainConfig
+from st4r_ros.field.train import TrainConfig, train_field
 from st4r_ros.render.api import render
 from st4r_ros.scene.fourdgs import FourDGaussiansScene, save_fourdgaussians
 from st4r_ros.scene.loading import load_scene
@@ -102,6 +102,19 @@ def test_the_referring_layer_trains_and_answers_from_masks_alone(fitted, tmp_pat
         assert answer.cloud is not None and answer.num_gaussians == len(answer.cloud.xyz)
     report = evaluate_referring(engine, load_benchmark(root / 'bench.json'))
     assert report.pairs > 0
+
+
+def test_the_static_baseline_sees_the_trainers_canonical_cloud(fitted):
+    root, _, _ = fitted
+    scene = load_scene(root / FOURDGS_DIR)
+    supervision = load_supervision(root / 'supervision')
+    config = TrainConfig(steps=1, min_pixels=4)
+    static = train_field(scene, supervision, replace(
+        config, field=replace(config.field, static=True)), progress=False)
+    assert torch.equal(static.field.canonical, scene.canonical.means.float())
+    # The full model's picture (bounds only) stays the centres averaged over time.
+    full = train_field(scene, supervision, config, progress=False)
+    assert not torch.allclose(full.field.canonical, static.field.canonical, atol=1e-3)
 
 
 def test_a_diverging_fit_stops_by_step_and_writes_nothing(fitted, tmp_path):

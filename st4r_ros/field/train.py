@@ -80,6 +80,7 @@ from st4r_ros.field.model import (best_scores, BlendWeights, FieldConfig, Referr
 from st4r_ros.field.vocabulary import build_vocabulary, Vocabulary
 from st4r_ros.files import atomic_write
 from st4r_ros.progress import StepProgress
+from st4r_ros.scene.fourdgs import FourDGaussiansScene
 from st4r_ros.scene.gaussians import Gaussians
 from st4r_ros.scene.scene4d import Scene4D
 from st4r_ros.supervision.format import Supervision, SupervisionView
@@ -271,7 +272,7 @@ def train_field(scene: Scene4D, supervision: Supervision, config: Optional[Train
                                   min_votes=config.min_votes, min_fraction=config.min_fraction)
     data = prepare_data(scene, supervision, encoder, config, device)
     torch.manual_seed(seed)
-    canonical = canonical_means(data)
+    canonical = static_picture(scene, data) if config.field.static else canonical_means(data)
     model = ReferringField(len(canonical), canonical, config.field,
                            assignment.assignment).to(device)
     optimizer = make_optimizer(model, config)
@@ -371,12 +372,25 @@ def _view_captions(supervision: Supervision, view: SupervisionView, mask: Tensor
     return ViewCaptions(tuple(positives), tuple(negatives), variants)
 
 
+def static_picture(scene: Scene4D, data: TrainingData) -> Tensor:
+    """
+    Return the positions the static (ReferSplat-style) baseline sees, [N, 3].
+
+    A 4DGaussians scene's canonical cloud: the static picture its trainer leaves (a moving
+    object smeared along its path, a split one a single blob). Any other scene: the centres
+    averaged over the training times (``canonical_means``).
+    """
+    if isinstance(scene, FourDGaussiansScene):
+        return scene.canonical.means.detach().float().to(data.frames[data.times[0]].means)
+    return canonical_means(data)
+
+
 def canonical_means(data: TrainingData) -> Tensor:
     """
     Average the centres over the training times, [N, 3].
 
-    This is the static picture of the scene the ReferSplat-style baseline sees, and what the
-    position bounds are taken from.
+    This is what the position bounds are taken from, and the static baseline's picture of a
+    scene without a canonical cloud of its own (``static_picture``).
     """
     total = data.frames[data.times[0]].means.double()
     for t in data.times[1:]:
