@@ -40,6 +40,11 @@ Figures (CUDA events / synchronised wall clock, medians and p99 over many querie
   answer (its relevance reused, as the node does for its current target);
 - view updates: the same with the colour image, what the node renders per pose (mask and
   overlay from one rasterisation);
+- query (where), guarded: the same query through an engine with a vocabulary guard
+  (field/vocabulary.py; a vocabulary of the synthetic captions' words): the expression's words
+  are judged once and cached, so this is the guard's cost in the steady state;
+- query (where), guarded, new words: every query carries a word the guard has not judged yet
+  ("... near crate17"), which it encodes before the field answers: the guard's cost at worst;
 - text, compiled (CUDA only): encoding one expression after ``compile_for_queries``, as the
   node's ``compile_text_encoders`` runs it.
 """
@@ -65,12 +70,15 @@ sys.path.insert(0, str(ROOT / 'benchmarks'))
 from gpu_suite import frame_time, hypernerf_network, synthetic_canonical  # noqa: E402
 from st4r_ros.engine import QueryEngine, QueryRequest  # noqa: E402
 from st4r_ros.field.model import FieldConfig, ReferringField  # noqa: E402
+from st4r_ros.field.vocabulary import build_vocabulary  # noqa: E402
 from st4r_ros.render.camera import Camera  # noqa: E402
 from st4r_ros.scene.fourdgs import FourDGaussiansScene  # noqa: E402
 from st4r_ros.text import TextEncoder  # noqa: E402
 import torch  # noqa: E402
 
 EXPRESSION = 'the white sphere to the left of the red cube'
+CAPTIONS = ('the white sphere', 'the red cube', 'a small blue torus behind the green cylinder',
+            'the large yellow cuboid to the right of the white sphere')
 CAMERA_SIZE = (640, 480)
 SMOKE_CAMERA_SIZE = (64, 48)
 
@@ -153,6 +161,8 @@ def main() -> int:
     field = ReferringField(args.n, canonical.means, FieldConfig(text_dim=encoder.dim),
                            torch.randint(1, 21, (args.n,), device=device))
     engine = QueryEngine(scene, field, encoder, threshold=0.0, device=device)
+    guarded = QueryEngine(scene, field, encoder, threshold=0.0, device=device,
+                          vocabulary=build_vocabulary(CAPTIONS, encoder))
     camera = orbit(0, args.camera_size)
     encoded = encoder.encode([EXPRESSION])
     words, mask = encoded.words.to(device), encoded.word_mask.to(device)
@@ -179,10 +189,16 @@ def main() -> int:
         'torch': torch.__version__,
         'deformation': scene.info().details['deformation'],
         'status': answer.status.name,
+        # Both guarded figures time answers the guard lets through to the field.
+        'status_guarded_new_words': guarded.query(
+            QueryRequest(f'{EXPRESSION} near crate', time=0.5)).status.name,
         'target_gaussians': answer.num_gaussians,
         'text': timed(lambda i: encoder.encode([EXPRESSION])),
         'field': timed(field_only),
         'query_where': timed(lambda i: engine.query(QueryRequest(EXPRESSION, time=0.5))),
+        'query_where_guarded': timed(lambda i: guarded.query(QueryRequest(EXPRESSION, time=0.5))),
+        'query_where_guarded_new_words': timed(lambda i: guarded.query(
+            QueryRequest(f'{EXPRESSION} near crate{i}', time=0.5))),
         'command_to_result_cloud_mask': timed(command),
         'smoke': args.smoke,
     }

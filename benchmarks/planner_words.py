@@ -21,8 +21,9 @@ on another object), no target (NO_TARGET: the vocabulary guard, the field's thre
 Gaussians; the message says which) or poor mask (the right object, IoU < 0.5).
 
 For the misses, the field's relevance is split over the expression's words exactly: m_i =
-sum_l c_il with c_il = <f_i, w_l> / L + a_il <O V w_l, w_mean> (field/model.py: the plain mean
-of dot products plus the attention term, both linear in each word's share), averaged over the
+sum_l c_il with c_il = pi_l <f_i, w_l> + a_il <O V w_l, w_mean> (field/model.py: each word's
+share pi_l of the dot products, 1/L unless the field learns word weights, plus the attention
+term, both linear in each word's share), averaged over the
 Gaussians of the true target and of the rival (the object answered, or else the best-scoring
 other one). A word with c(rival) - c(target) > 0 pulls the answer away; the table tallies, per
 kind, the words that pull most and how often.

@@ -82,8 +82,10 @@ def _planner_words(out: str, tmp: Path) -> None:
 def _query(out: str, tmp: Path) -> None:
     figures = json.loads((tmp / 'bench_query_gpu.json').read_text())
     assert figures['smoke'] and figures['n'] == 2000
-    for key in ('text', 'field', 'query_where', 'command_to_result_cloud_mask', 'mask_update'):
+    for key in ('text', 'field', 'query_where', 'query_where_guarded',
+                'query_where_guarded_new_words', 'command_to_result_cloud_mask', 'mask_update'):
         assert figures[key]['iters'] == 3 and figures[key]['median_ms'] > 0, key
+    assert figures['status_guarded_new_words'] == 'OK'
 
 
 def _temporal_encoder(out: str, tmp: Path) -> None:
