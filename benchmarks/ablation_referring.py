@@ -152,19 +152,25 @@ def subsets(root: Path, expressions: List) -> Dict[str, set]:
     """
     Ids of subsets of the time-agnostic expressions (the mIoU's) of root's benchmark.
 
-    'twins', 'time-dependent' (holding at some frames only), 'seen words', 'held-out words'.
+    'twins', 'time-dependent' (holding at some frames only), 'seen words', 'held-out words', and
+    the time-dependent ones by the moving object's part: 'moving target' (it is the object
+    meant) and 'moving anchor' (it is what the object meant is placed against).
     """
     from st4r_ros.supervision.format import TIME_SENSITIVE
     from st4r_ros.synthetic.language import unseen_words
 
     objects = json.loads((root / 'objects.json').read_text())
     twins = {o['id'] for o in objects['objects'] if o['look_alikes']}
+    movers = {o['id'] for o in objects['objects'] if o['role'] == 'mover'}
     frames = objects['num_frames']
     agnostic = [e for e in expressions if e.kind != TIME_SENSITIVE]
+    dependent = [e for e in agnostic if e.frames is not None and len(e.frames) < frames]
     return {
         'twins': {e.id for e in agnostic if e.instance_id in twins and e.kind == 'relation-only'},
-        'time-dependent': {e.id for e in agnostic
-                           if e.frames is not None and len(e.frames) < frames},
+        'time-dependent': {e.id for e in dependent},
+        'moving target': {e.id for e in dependent if e.instance_id in movers},
+        'moving anchor': {e.id for e in dependent if e.instance_id not in movers
+                          and movers & set(e.metadata.get('anchors', []))},
         'seen words': {e.id for e in agnostic if not unseen_words(e.text)},
         'held-out words': {e.id for e in agnostic if unseen_words(e.text)},
     }
@@ -327,7 +333,8 @@ def _pair_weighted(rows: List[Dict]) -> float:
 def table(rows: List[Dict]) -> str:
     """Markdown: one line per variant, means over seeds."""
     kinds = sorted({k for r in rows for k in r['per_kind']})
-    subsets = ['twins', 'time-dependent', 'seen words', 'held-out words']
+    subsets = ['twins', 'time-dependent', 'moving target', 'moving anchor', 'seen words',
+               'held-out words']
     columns = ['mIoU', *kinds, *subsets, 'training words', 'train views', 'no-target pairs',
                'train s']
     lines = ['| variant | ' + ' | '.join(columns) + ' |',
