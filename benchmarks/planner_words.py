@@ -20,13 +20,13 @@ engine's answer, asked as a robot asks it, is one of: right (IoU >= 0.5), wrong 
 on another object), no target (NO_TARGET: the vocabulary guard, the field's threshold or stray
 Gaussians; the message says which) or poor mask (the right object, IoU < 0.5).
 
-For the misses, the field's relevance is split over the expression's words exactly: m_i =
-sum_l c_il with c_il = pi_l <f_i, w_l> + a_il <O V w_l, w_mean> (field/model.py: each word's
-share pi_l of the dot products, 1/L unless the field learns word weights, plus the attention
-term, both linear in each word's share), averaged over the
-Gaussians of the true target and of the rival (the object answered, or else the best-scoring
-other one). A word with c(rival) - c(target) > 0 pulls the answer away; the table tallies, per
-kind, the words that pull most and how often.
+For the misses, the field's relevance is split over the words it reads (the expression's
+referring part: command_text.py sets a request frame aside) exactly: m_i = sum_l c_il with
+c_il = pi_l <f_i, w_l> + a_il <O V w_l, w_mean> (field/model.py: each word's share pi_l of the
+dot products, 1/L unless the field learns word weights, plus the attention term, both linear
+in each word's share), averaged over the Gaussians of the true target and of the rival (the
+object answered, or else the best-scoring other one). A word with c(rival) - c(target) > 0
+pulls the answer away; the table tallies, per kind, the words that pull most and how often.
 
 Usage:
     python benchmarks/planner_words.py SCENE [BENCH] [--layer L] [--json OUT.json] [--top 8]
@@ -92,6 +92,7 @@ def analyse(scene: str, bench: str, layer: Optional[str], top: int) -> Dict:
     """Ask every pair, class each answer, split the misses' relevance over words."""
     from st4r_ros.engine import QueryEngine, QueryRequest
     from st4r_ros.evaluation.referring import iou, predicted_mask
+    from st4r_ros.command_text import referring_part
     from st4r_ros.supervision.format import load_benchmark, TIME_SENSITIVE
 
     engine = QueryEngine.open(scene, layer, device='cpu')
@@ -111,7 +112,8 @@ def analyse(scene: str, bench: str, layer: Optional[str], top: int) -> Dict:
                                       for e in chosen])
         mask = view.load_mask()
         means = engine.scene.at(view.time, engine.device).means
-        encoded = encoder.encode([e.text for e in chosen])
+        read = [referring_part(e.text) for e in chosen]  # what the engine's field reads
+        encoded = encoder.encode(read)
         for row, (expression, answer) in enumerate(zip(chosen, answers)):
             target = mask == expression.instance_id
             if not bool(target.any()):
@@ -130,7 +132,7 @@ def analyse(scene: str, bench: str, layer: Optional[str], top: int) -> Dict:
                 continue
             pull = (parts[assignment == rival].mean(0)
                     - parts[assignment == expression.instance_id].mean(0))  # [L']
-            names = token_names(encoder, expression.text, len(pull),
+            names = token_names(encoder, read[row], len(pull),
                                 field.config.sentence_token)
             for name, value in zip(names, pull.tolist()):
                 if value > 0:

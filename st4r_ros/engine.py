@@ -50,6 +50,7 @@ from typing import (Callable, Dict, Hashable, Iterable, List, Literal, Optional,
                     Sequence, Tuple, TypeVar, Union)
 import uuid
 
+from st4r_ros.command_text import referring_part
 from st4r_ros.errors import St4rError
 from st4r_ros.field.model import (FieldOutput, frozen, majority_instance, MEMBER_LOGIT,
                                   member_logits, ReferringField)
@@ -358,8 +359,13 @@ class QueryEngine:
     def _answer(self, asked: List['_Asked'], colour: bool) -> Dict[int, QueryResult]:
         clock = _Stopwatch()
         _, encoder = self._layer()
-        encoded = encoder.encode([a.base.query for a in asked])
-        familiarity = self.guard.judge(encoded.texts) if self.guard is not None else None
+        commands = [a.base.query for a in asked]
+        encoded = encoder.encode(commands)  # the whole command: routing and the when branch
+        described = [referring_part(text) for text in commands]
+        # The field and the guard read the referring part (command_text.py); encoded again
+        # only when some command had a request frame around it.
+        referring = encoded if described == commands else encoder.encode(described)
+        familiarity = self.guard.judge(referring.texts) if self.guard is not None else None
         said = self._temporal_encoding(encoded)
         evidence = self.temporal.router.evidence(said) if self.temporal is not None else None
         states = self.temporal.state_of(said) if self.temporal is not None else None  # [E, D]
@@ -369,7 +375,7 @@ class QueryEngine:
         answers: Dict[int, QueryResult] = {}
         for t, members in _grouped(range(len(asked)), lambda k: asked[k].base.scene_time):
             gaussians = self.scene.at(t, self.device)
-            relevance, located = self._relevance_of(gaussians, encoded, said, members, routes)
+            relevance, located = self._relevance_of(gaussians, referring, said, members, routes)
             for k in members:
                 answers[k] = self._where_of(asked[k], routes[k], gaussians, relevance[k],
                                             located.get(k),

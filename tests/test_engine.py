@@ -147,6 +147,30 @@ def test_a_batch_answers_each_request_as_alone(engine, synthetic):
     assert batch[1].mask is None and batch[1].image is not None  # no target: colour only
 
 
+class _SeenTexts(KeywordEncoder):
+    """KeywordEncoder that also reads "the object k" and records every text it encodes."""
+
+    def __init__(self):
+        self.seen = []
+
+    def encode(self, texts, prompt=''):
+        self.seen.extend(texts)
+        return super().encode([t.removeprefix('the ') for t in texts], prompt)
+
+
+def test_a_command_is_answered_by_its_referring_part_and_quoted_whole(synthetic):
+    scene = KeyframedScene(synthetic.keyframes, duration_s=2.0)
+    encoder = _SeenTexts()
+    engine = QueryEngine(scene, InstanceField(synthetic.keyframes[0][1].instance_ids), encoder,
+                         threshold=0.4, duration_s=2.0)
+    command, bare = (engine.query(QueryRequest(text, time=0.5)) for text in
+                     ('could you please fetch the object 3 for me?', 'the object 3'))
+    assert command.ok and command.query == 'could you please fetch the object 3 for me?'
+    assert (command.target_instance_id, command.score) == (bare.target_instance_id, bare.score)
+    assert encoder.seen[:2] == ['could you please fetch the object 3 for me?', 'the object 3']
+    assert encoder.seen[2:] == ['the object 3']  # a text without a frame is encoded once
+
+
 def test_no_target_reports_the_best_score(engine):
     result = engine.query(QueryRequest('object 99'))
     assert result.status == QueryStatus.NO_TARGET

@@ -44,6 +44,7 @@ from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Dict, Iterable, List, Mapping, Sequence, Tuple, TYPE_CHECKING
 
+from st4r_ros.command_text import ASKING_WORDS
 from st4r_ros.errors import SceneFormatError
 from st4r_ros.limits import MAX_VOCABULARY_WORDS
 from st4r_ros.scene.layers import json_value
@@ -66,10 +67,7 @@ WORD_CACHE_SIZE = 4096
 # nouns any reference may use ("which object is the teapot?") and the words of spatial
 # relations, which say where against something else ("the teapot near the fireplace" is about
 # a teapot and a fireplace, whatever the captions say about "near").
-UNJUDGED_WORDS = frozenset("""
-pick put place set hand give pass bring fetch grab take get hold carry lift drop reach go
-move navigate drive approach head come walk look point locate find show select touch push
-pull open close need want please up down over toward towards
+UNJUDGED_WORDS = ASKING_WORDS | frozenset("""
 object objects thing things item items shape shapes
 near nearer nearest next beside behind front left right leftmost rightmost frontmost rearmost
 back top bottom above below between middle center centre side far close closest furthest
