@@ -36,6 +36,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 from st4r_ros.answer_files import answer_stem, write_cloud_ply
+from st4r_ros.command_text import referring_part
 from st4r_ros.engine import (QueryEngine, QueryMode, QueryRequest, QueryResult, QueryStatus,
                              TargetCloud, TimeSpan)
 from st4r_ros.errors import St4rError
@@ -174,10 +175,12 @@ def answer_record(index: int, text: str, result: QueryResult, files: Dict[str, s
     Return what the command tells about one answer, as JSON values.
 
     ReferringResult's field names; unknown numbers (NaN) are null. ``text`` is the text as
-    given, ``query`` as the engine read it.
+    given, ``query`` as the engine read it, ``referring`` the part of it the where branch
+    answered (command_text.py: a request frame set aside).
     """
     return {
-        'index': index, 'text': text, 'query': result.query, 'status': result.status.name,
+        'index': index, 'text': text, 'query': result.query,
+        'referring': referring_part(result.query), 'status': result.status.name,
         'mode': result.mode.name, 'time_sensitive': result.time_sensitive,
         'time_sensitivity_reason': result.time_sensitivity_reason,
         'target_instance_id': result.target_instance_id, 'score': _number(result.score),
@@ -215,6 +218,8 @@ def answer_table(record: Record) -> Table:
     status = str(record['status'])
     rows: List[Tuple[str, Union[str, Text]]] = [
         ('status', Text(status, style=STATUS_STYLES.get(QueryStatus[status], 'red'))),
+        *([('read as', str(record['referring']))] if record['referring'] != record['query']
+          else []),
         ('target', _target(record)),
         ('score', f"{_shown(record['score'])} (no-target threshold "
                   f"{_shown(record['no_target_threshold'])})"),

@@ -180,6 +180,17 @@ def test_the_table_shows_each_answer_verbatim_and_the_spans_of_when(trained, cap
     assert not out.exists()  # no camera: nothing written
 
 
+def test_a_command_says_what_it_was_read_as(trained, capsys):
+    caption = next(iter(trained.captions.values()))
+    command = f'could you please pick up {caption} for me?'
+    assert main(['query', str(trained.scene_dir), command, caption, '--device', 'cpu']) == 0
+    printed = capsys.readouterr().out
+    assert printed.count('read as') == 1 and caption in printed.split('read as')[1]
+    assert main(['query', str(trained.scene_dir), command, '--json', '--device', 'cpu']) == 0
+    answer, = json.loads(capsys.readouterr().out)
+    assert (answer['text'], answer['referring']) == (command, caption)
+
+
 def test_when_answers_carry_spans_in_normalised_time_and_seconds(trained, capsys):
     assert main(['query', str(trained.scene_dir), trained.state_caption, '--mode', 'when',
                  '--json', '--device', 'cpu']) == 0
