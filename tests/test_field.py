@@ -337,3 +337,29 @@ def test_layer_outside_a_bundle_needs_a_folder_and_rejects_mismatches(tmp_path):
     meta_path.write_text(json.dumps(meta))
     with pytest.raises(SceneFormatError, match='do not match'):
         load_referring_layer(tmp_path / 'layer')
+
+
+@pytest.mark.parametrize('claimed, named', [
+    (True, "lacks tensor 'field/word_score.weight'"),
+    ('yes', "mistypes field 'word_weights'"),
+])
+def test_a_layer_whose_word_weights_do_not_hold_is_refused_by_name(tmp_path, claimed, named):
+    field = make_field(FieldConfig(text_dim=D, hidden_dim=32))
+    save_referring_layer(tmp_path / 'layer', field, {'threshold': 0.0})
+    meta_path = tmp_path / 'layer' / 'referring.json'
+    meta = json.loads(meta_path.read_text())
+    meta['field']['word_weights'] = claimed
+    meta_path.write_text(json.dumps(meta))
+    with pytest.raises(SceneFormatError, match=named):
+        load_referring_layer(tmp_path / 'layer')
+
+
+def test_a_layer_with_word_weights_round_trips(tmp_path):
+    field = make_field(FieldConfig(text_dim=D, hidden_dim=32, word_weights=True))
+    torch.nn.init.normal_(field.word_score.weight)
+    save_referring_layer(tmp_path / 'layer', field, {'threshold': 0.0})
+    loaded, _ = load_referring_layer(tmp_path / 'layer')
+    w, mask, s = words()
+    means = torch.rand(N, 3)
+    assert torch.allclose(loaded(means, w, mask, s).word_weights,
+                          field(means, w, mask, s).word_weights)
