@@ -80,7 +80,6 @@ from st4r_ros.field.model import (best_scores, BlendWeights, FieldConfig, Referr
 from st4r_ros.field.vocabulary import build_vocabulary, Vocabulary
 from st4r_ros.files import atomic_write
 from st4r_ros.progress import StepProgress
-from st4r_ros.scene.fourdgs import FourDGaussiansScene
 from st4r_ros.scene.gaussians import Gaussians
 from st4r_ros.scene.scene4d import Scene4D
 from st4r_ros.supervision.format import Supervision, SupervisionView
@@ -376,13 +375,14 @@ def static_picture(scene: Scene4D, data: TrainingData) -> Tensor:
     """
     Return the positions the static (ReferSplat-style) baseline sees, [N, 3].
 
-    A 4DGaussians scene's canonical cloud: the static picture its trainer leaves (a moving
-    object smeared along its path, a split one a single blob). Any other scene: the centres
-    averaged over the training times (``canonical_means``).
+    The scene's own static picture where its format keeps one (``Scene4D.static_means``: a
+    4DGaussians canonical cloud, a moving object smeared along its path, a split one a single
+    blob); else the centres averaged over the training times (``canonical_means``).
     """
-    if isinstance(scene, FourDGaussiansScene):
-        return scene.canonical.means.detach().float().to(data.frames[data.times[0]].means)
-    return canonical_means(data)
+    kept = scene.static_means()
+    if kept is None:
+        return canonical_means(data)
+    return kept.float().to(data.frames[data.times[0]].means)
 
 
 def canonical_means(data: TrainingData) -> Tensor:

@@ -135,6 +135,10 @@ class FourDGaussiansScene(Scene4D):
         """Return the undeformed pre-activation Gaussians, [N] each, on the last used device."""
         return self._canonical
 
+    def static_means(self) -> torch.Tensor:
+        """Return the canonical cloud's centres, [N, 3] (the means need no activation)."""
+        return self._canonical.means.detach()
+
     def deform_raw(self, t: float, device: torch.device | str | None = None) -> RawGaussians:
         """
         Pre-activation Gaussians at normalised time t in [0, 1] (e.g. for PLY export).

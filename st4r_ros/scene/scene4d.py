@@ -86,5 +86,14 @@ class Scene4D(abc.ABC):
         self._last = (t, device, gaussians)
         return gaussians
 
+    def static_means(self) -> Optional[torch.Tensor]:
+        """
+        Return the centres of the static picture the scene's format keeps, [N, 3], or None.
+
+        A format trained with a canonical space (4DGaussians) keeps one: what a static method
+        given that output would see. Keyframes and PLY sequences keep none.
+        """
+        return None
+
     def __len__(self) -> int:
         return self.info().num_gaussians
