@@ -158,7 +158,8 @@ def cmd_eval(args: argparse.Namespace) -> None:
     from st4r_ros.evaluation.runner import eval_main
 
     eval_main(args.scene, args.bench, json=args.json, layer=args.layer, device=args.device,
-              supervision=args.supervision, vocabulary_guard=args.vocabulary_guard)
+              supervision=args.supervision, vocabulary_guard=args.vocabulary_guard,
+              whole_commands=args.whole_commands)
 
 
 def cmd_demo(args: argparse.Namespace) -> None:
@@ -264,6 +265,9 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument('--no-vocabulary-guard', dest='vocabulary_guard', action='store_false',
                           help='let the field answer queries in words foreign to the captions '
                                '(an ablation)')
+    evaluate.add_argument('--whole-commands', action='store_true',
+                          help="let the field read a command's request frame too, not only the "
+                               'expression inside it (an ablation)')
     evaluate.set_defaults(run=cmd_eval)
 
     add_replay_arguments(commands.add_parser('replay', help='replay a rosbag2 of commands and '

@@ -222,6 +222,9 @@ class QueryEngine:
         self.guard = (VocabularyGuard(vocabulary, encoder)
                       if vocabulary is not None and encoder is not None and vocabulary_guard
                       else None)
+        # An ablation's switch (`st4r eval --whole-commands`): the field reads whole commands,
+        # request frames included, as before command_text.py.
+        self.whole_commands = False
         self.scene_time = 0.0
         # The last answered query's (text, time, time-sensitive, relevance [1, N]): a moving
         # camera re-renders the mask without encoding the text or running the field again.
@@ -361,7 +364,7 @@ class QueryEngine:
         _, encoder = self._layer()
         commands = [a.base.query for a in asked]
         encoded = encoder.encode(commands)  # the whole command: routing and the when branch
-        described = [referring_part(text) for text in commands]
+        described = commands if self.whole_commands else [referring_part(t) for t in commands]
         # The field and the guard read the referring part (command_text.py); encoded again
         # only when some command had a request frame around it.
         referring = encoded if described == commands else encoder.encode(described)

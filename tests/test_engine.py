@@ -169,6 +169,9 @@ def test_a_command_is_answered_by_its_referring_part_and_quoted_whole(synthetic)
     assert (command.target_instance_id, command.score) == (bare.target_instance_id, bare.score)
     assert encoder.seen[:2] == ['could you please fetch the object 3 for me?', 'the object 3']
     assert encoder.seen[2:] == ['the object 3']  # a text without a frame is encoded once
+    engine.whole_commands = True  # the ablation: the field reads the frame too
+    whole = engine.query(QueryRequest('could you please fetch the object 3 for me?', time=0.5))
+    assert whole.status == QueryStatus.NO_TARGET and encoder.seen[3:] == [whole.query]
 
 
 def test_no_target_reports_the_best_score(engine):

@@ -47,7 +47,8 @@ class Evaluation:
 
 def eval_main(scene: str, bench: str, json: bool = False, layer: Optional[str] = None,
               device: str = 'auto', text_encoder: Optional[QueryEncoder] = None,
-              supervision: Optional[str] = None, vocabulary_guard: bool = True) -> Evaluation:
+              supervision: Optional[str] = None, vocabulary_guard: bool = True,
+              whole_commands: bool = False) -> Evaluation:
     """
     Score the scene's layers on a benchmark and print the reports.
 
@@ -57,13 +58,15 @@ def eval_main(scene: str, bench: str, json: bool = False, layer: Optional[str] =
 
     ``text_encoder`` replaces the encoders named in the layers (programmatic use);
     ``vocabulary_guard`` False lets the field answer queries in words foreign to the captions
-    (`--no-vocabulary-guard`, for ablations).
+    (`--no-vocabulary-guard`, for ablations); ``whole_commands`` lets the field read request
+    frames too (`--whole-commands`, the engine before command_text.py).
     """
     import json as json_module
 
     from st4r_ros.supervision.format import load_benchmark, load_supervision
 
     engine = _engine(scene, layer, device, text_encoder, vocabulary_guard)
+    engine.whole_commands = whole_commands
     benchmark = load_benchmark(bench)
     referring = evaluate_referring(engine, benchmark)
     temporal = None
